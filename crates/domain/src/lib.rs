@@ -1,0 +1,19 @@
+//! The chat domain: model, invariants, errors, ports and use cases.
+//!
+//! Invariant: this crate does no I/O and knows no wire format. Time comes from a
+//! [`Clock`], storage from a [`ChatStore`]; both are injected.
+
+pub mod cursor;
+pub mod error;
+pub mod limits;
+pub mod model;
+pub mod secrets;
+pub mod service;
+pub mod store;
+
+pub use cursor::PageTokenCodec;
+pub use error::{DomainError, ErrorCode, Result};
+pub use model::*;
+pub use secrets::{AppSecret, ServerKey};
+pub use service::{AppCredentials, Caller, ChatService, Clock, SystemClock, UserIdentity};
+pub use store::*;

@@ -1,0 +1,459 @@
+//! The use cases: who may do what, paging, and the calls into the store.
+//!
+//! Access rules (ARCHITECTURE.md lists them with their error codes):
+//! - the admin key manages applications and nothing else;
+//! - a user token works only for its own application (another appToken: Forbidden);
+//! - an AGENT sees and writes every chat of its application;
+//! - a CUSTOMER sees and writes only chats whose customer it is; another customer's chat
+//!   looks exactly like a chat that does not exist (null, or NotFound for writes);
+//! - a message may be edited by its sender only, and deleted by its sender or any agent.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cursor::PageTokenCodec;
+use crate::error::{DomainError, Result};
+use crate::model::*;
+use crate::secrets::{AppSecret, ServerKey, generate_app_token};
+use crate::store::*;
+
+/// Who is calling, as established by the edge (authorizer or dev server) from the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// No or an unusable token: every operation answers Unauthorized.
+    Anonymous,
+    Admin,
+    User(UserIdentity),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserIdentity {
+    pub app: AppToken,
+    pub user_id: UserId,
+    pub role: Role,
+}
+
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Timestamp;
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp(since_epoch.as_millis() as i64)
+    }
+}
+
+/// What createApplication returns: the only time the secret is shown.
+#[derive(Debug, Clone)]
+pub struct AppCredentials {
+    pub application: Application,
+    pub secret: AppSecret,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_token: Option<String>,
+}
+
+/// Arguments of the `messages` query before validation.
+#[derive(Debug, Clone, Default)]
+pub struct MessagesArgs {
+    pub after: Option<i64>,
+    pub before: Option<i64>,
+    pub limit: Option<i64>,
+    pub next_token: Option<String>,
+}
+
+/// Where the next page of messages starts; carried inside the opaque nextToken.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct MessagePosition {
+    after: Option<u32>,
+    before: Option<u32>,
+    newest_first: bool,
+}
+
+pub struct ChatService {
+    store: Arc<dyn ChatStore>,
+    key: ServerKey,
+    pages: PageTokenCodec,
+    clock: Arc<dyn Clock>,
+}
+
+fn user_of<'a>(caller: &'a Caller, app: &AppToken) -> Result<&'a UserIdentity> {
+    match caller {
+        Caller::Anonymous => Err(unauthorized()),
+        Caller::Admin => Err(DomainError::Forbidden(
+            "the admin key manages applications only; use a user token".into(),
+        )),
+        Caller::User(user) if &user.app == app => Ok(user),
+        Caller::User(_) => Err(DomainError::Forbidden(
+            "the token belongs to another application".into(),
+        )),
+    }
+}
+
+fn require_admin(caller: &Caller) -> Result<()> {
+    match caller {
+        Caller::Admin => Ok(()),
+        Caller::Anonymous => Err(unauthorized()),
+        Caller::User(_) => Err(DomainError::Forbidden(
+            "this operation needs the admin key".into(),
+        )),
+    }
+}
+
+fn unauthorized() -> DomainError {
+    DomainError::Unauthorized("missing or invalid Authorization token".into())
+}
+
+impl UserIdentity {
+    /// The store scope of a chat as this user sees it.
+    pub fn scope(&self, chat: ChatNumber) -> ChatScope {
+        ChatScope {
+            app: self.app.clone(),
+            chat,
+            customer: (self.role == Role::Customer).then(|| self.user_id.clone()),
+        }
+    }
+}
+
+impl ChatService {
+    pub fn new(store: Arc<dyn ChatStore>, key: ServerKey, clock: Arc<dyn Clock>) -> Self {
+        let pages = PageTokenCodec::new(key.clone());
+        ChatService {
+            store,
+            key,
+            pages,
+            clock,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn ChatStore> {
+        &self.store
+    }
+
+    pub fn server_key(&self) -> &ServerKey {
+        &self.key
+    }
+
+    // ---- applications -------------------------------------------------------------------
+
+    pub async fn create_application(
+        &self,
+        caller: &Caller,
+        name: AppName,
+    ) -> Result<AppCredentials> {
+        require_admin(caller)?;
+        let application = self
+            .store
+            .create_application(NewApplication {
+                token: generate_app_token(),
+                name,
+                now: self.clock.now(),
+            })
+            .await?;
+        let secret = self
+            .key
+            .app_secret(&application.token, application.secret_generation);
+        Ok(AppCredentials {
+            application,
+            secret,
+        })
+    }
+
+    pub async fn update_application(
+        &self,
+        caller: &Caller,
+        token: &AppToken,
+        name: AppName,
+    ) -> Result<Application> {
+        require_admin(caller)?;
+        self.store
+            .update_application(token, name, self.clock.now())
+            .await
+    }
+
+    /// The admin sees any application; an agent sees its own; a customer none (chatsCount
+    /// is the application's business volume).
+    pub async fn application(
+        &self,
+        caller: &Caller,
+        token: &AppToken,
+    ) -> Result<Option<Application>> {
+        match caller {
+            Caller::Admin => {}
+            _ => {
+                let user = user_of(caller, token)?;
+                if user.role != Role::Agent {
+                    return Err(DomainError::Forbidden(
+                        "only agents may read the application".into(),
+                    ));
+                }
+            }
+        }
+        self.store.application(token).await
+    }
+
+    // ---- chats --------------------------------------------------------------------------
+
+    pub async fn create_chat(
+        &self,
+        caller: &Caller,
+        app: &AppToken,
+        subject: Option<Subject>,
+        customer_id: Option<UserId>,
+    ) -> Result<Chat> {
+        let user = user_of(caller, app)?;
+        let customer_id = match (user.role, customer_id) {
+            (Role::Customer, None) => user.user_id.clone(),
+            (Role::Customer, Some(id)) if id == user.user_id => id,
+            (Role::Customer, Some(_)) => {
+                return Err(DomainError::Forbidden(
+                    "a customer can open chats only for itself".into(),
+                ));
+            }
+            (Role::Agent, Some(id)) => id,
+            (Role::Agent, None) => {
+                return Err(DomainError::bad_input("an agent must give the customerId"));
+            }
+        };
+        self.store
+            .create_chat(NewChat {
+                app: app.clone(),
+                customer_id,
+                subject,
+                now: self.clock.now(),
+            })
+            .await
+    }
+
+    pub async fn update_chat(
+        &self,
+        caller: &Caller,
+        app: &AppToken,
+        number: ChatNumber,
+        subject: Option<Option<Subject>>,
+        status: Option<ChatStatus>,
+    ) -> Result<Chat> {
+        let user = user_of(caller, app)?;
+        if subject.is_none() && status.is_none() {
+            return Err(DomainError::bad_input(
+                "give a subject or a status to change",
+            ));
+        }
+        let update = ChatUpdate {
+            subject,
+            status,
+            now: self.clock.now(),
+        };
+        self.store.update_chat(&user.scope(number), update).await
+    }
+
+    pub async fn chat(
+        &self,
+        caller: &Caller,
+        app: &AppToken,
+        number: ChatNumber,
+    ) -> Result<Option<Chat>> {
+        let user = user_of(caller, app)?;
+        self.store.chat(&user.scope(number)).await
+    }
+
+    pub async fn chats(
+        &self,
+        caller: &Caller,
+        app: &AppToken,
+        status: Option<ChatStatus>,
+        limit: PageSize,
+        next_token: Option<&str>,
+    ) -> Result<Page<Chat>> {
+        let user = user_of(caller, app)?;
+        let customer = (user.role == Role::Customer).then(|| user.user_id.clone());
+        // The token is bound to everything that shapes the list.
+        let context = format!(
+            "chats\0{}\0{}\0{}",
+            app,
+            customer.as_ref().map_or("", UserId::as_str),
+            status.map_or("", ChatStatus::as_str)
+        );
+        let after = next_token
+            .map(|t| self.pages.decode::<ChatCursor>(&context, t))
+            .transpose()?;
+        let query = ChatQuery {
+            app: app.clone(),
+            customer,
+            status,
+            after,
+            limit: limit.get() + 1,
+        };
+        let mut items = self.store.chats(&query).await?;
+        let next_token = if items.len() > limit.get() as usize {
+            items.truncate(limit.get() as usize);
+            items.last().map(|last| {
+                self.pages.encode(
+                    &context,
+                    &ChatCursor {
+                        last_activity_at: last.last_activity_at,
+                        number: last.number,
+                    },
+                )
+            })
+        } else {
+            None
+        };
+        Ok(Page { items, next_token })
+    }
+
+    // ---- messages -----------------------------------------------------------------------
+
+    pub async fn send_message(
+        &self,
+        caller: &Caller,
+        app: &AppToken,
+        chat: ChatNumber,
+        body: MessageBody,
+        client_message_id: Option<ClientMessageId>,
+    ) -> Result<Sent> {
+        let user = user_of(caller, app)?;
+        self.store
+            .send_message(NewMessage {
+                scope: user.scope(chat),
+                sender_id: user.user_id.clone(),
+                sender_role: user.role,
+                body,
+                client_message_id,
+                now: self.clock.now(),
+            })
+            .await
+    }
+
+    pub async fn message(
+        &self,
+        caller: &Caller,
+        app: &AppToken,
+        chat: ChatNumber,
+        number: MessageNumber,
+    ) -> Result<Option<Message>> {
+        let user = user_of(caller, app)?;
+        self.store.message(&user.scope(chat), number).await
+    }
+
+    /// Ascending by number. `after` alone (or nothing): the oldest `limit` above it, the
+    /// nextToken continuing upwards. `before`: the newest `limit` below it, returned
+    /// ascending, the nextToken continuing to older messages (infinite scroll upwards).
+    pub async fn messages(
+        &self,
+        caller: &Caller,
+        app: &AppToken,
+        chat: ChatNumber,
+        args: MessagesArgs,
+    ) -> Result<Page<Message>> {
+        let user = user_of(caller, app)?;
+        let limit = PageSize::parse(args.limit)?;
+        let context = format!("messages\0{app}\0{chat}");
+        let position = match args.next_token.as_deref() {
+            Some(token) => {
+                if args.after.is_some() || args.before.is_some() {
+                    return Err(DomainError::bad_input(
+                        "give either nextToken or after/before, not both",
+                    ));
+                }
+                self.pages.decode::<MessagePosition>(&context, token)?
+            }
+            None => {
+                let after = args
+                    .after
+                    .map(|n| {
+                        u32::try_from(n)
+                            .ok()
+                            .filter(|n| *n <= crate::limits::NUMBER_MAX)
+                            .ok_or_else(|| {
+                                DomainError::bad_input("after must be between 0 and 2147483647")
+                            })
+                    })
+                    .transpose()?;
+                let before = args
+                    .before
+                    .map(|n| MessageNumber::new(n).map(MessageNumber::get));
+                let before = before.transpose().map_err(|_| {
+                    DomainError::bad_input("before must be between 1 and 2147483647")
+                })?;
+                MessagePosition {
+                    after,
+                    before,
+                    newest_first: before.is_some(),
+                }
+            }
+        };
+        let range = MessageRange {
+            after: position.after,
+            before: position.before,
+            newest_first: position.newest_first,
+            limit: limit.get() + 1,
+        };
+        let mut items = self.store.messages(&user.scope(chat), &range).await?;
+        let more = items.len() > limit.get() as usize;
+        items.truncate(limit.get() as usize);
+        if position.newest_first {
+            items.reverse();
+        }
+        let next_token = more.then(|| {
+            let next = if position.newest_first {
+                MessagePosition {
+                    before: items.first().map(|m| m.number.get()),
+                    ..position
+                }
+            } else {
+                MessagePosition {
+                    after: items.last().map(|m| m.number.get()),
+                    ..position
+                }
+            };
+            self.pages.encode(&context, &next)
+        });
+        Ok(Page { items, next_token })
+    }
+
+    pub async fn edit_message(
+        &self,
+        caller: &Caller,
+        app: &AppToken,
+        chat: ChatNumber,
+        number: MessageNumber,
+        body: MessageBody,
+    ) -> Result<Message> {
+        let user = user_of(caller, app)?;
+        let change = MessageChange {
+            scope: user.scope(chat),
+            number,
+            only_sender: Some(user.user_id.clone()),
+            now: self.clock.now(),
+        };
+        self.store.edit_message(change, body).await
+    }
+
+    pub async fn delete_message(
+        &self,
+        caller: &Caller,
+        app: &AppToken,
+        chat: ChatNumber,
+        number: MessageNumber,
+    ) -> Result<Message> {
+        let user = user_of(caller, app)?;
+        let change = MessageChange {
+            scope: user.scope(chat),
+            number,
+            only_sender: (user.role == Role::Customer).then(|| user.user_id.clone()),
+            now: self.clock.now(),
+        };
+        self.store.delete_message(change).await
+    }
+}

@@ -1,0 +1,135 @@
+//! The storage port. `embedded` (SQLite) and `dynamodb` implement it; a conformance suite
+//! holds both to the same behaviour.
+//!
+//! Contract for every implementation:
+//! - numbers are allocated atomically with the insert: dense (1, 2, 3 ...) and unique per
+//!   parent under any concurrency; a failed write consumes no number and moves no count;
+//! - a write is durable when the call returns `Ok`;
+//! - a chat-scoped call whose [`ChatScope`] does not see the chat (absent, or a CUSTOMER
+//!   scope for another customer's chat) behaves exactly as if the chat did not exist.
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::model::*;
+
+/// Which chat, and who is looking. `customer: Some(id)` restricts to that customer's chats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatScope {
+    pub app: AppToken,
+    pub chat: ChatNumber,
+    pub customer: Option<UserId>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewApplication {
+    pub token: AppToken,
+    pub name: AppName,
+    pub now: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewChat {
+    pub app: AppToken,
+    pub customer_id: UserId,
+    pub subject: Option<Subject>,
+    pub now: Timestamp,
+}
+
+/// `None` leaves a field as it is; `subject: Some(None)` clears the subject.
+#[derive(Debug, Clone)]
+pub struct ChatUpdate {
+    pub subject: Option<Option<Subject>>,
+    pub status: Option<ChatStatus>,
+    pub now: Timestamp,
+}
+
+/// Where a page of chats starts: after this (last activity, number) in the inbox order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChatCursor {
+    pub last_activity_at: Timestamp,
+    pub number: ChatNumber,
+}
+
+/// Chats of one application, most recent activity first (ties: higher number first).
+#[derive(Debug, Clone)]
+pub struct ChatQuery {
+    pub app: AppToken,
+    pub customer: Option<UserId>,
+    pub status: Option<ChatStatus>,
+    pub after: Option<ChatCursor>,
+    /// How many to return at most (the service asks for one more than a page to know
+    /// whether another page exists).
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub scope: ChatScope,
+    pub sender_id: UserId,
+    pub sender_role: Role,
+    pub body: MessageBody,
+    pub client_message_id: Option<ClientMessageId>,
+    pub now: Timestamp,
+}
+
+/// The result of a send: `created: false` when a message with the same clientMessageId
+/// already existed in the chat and is returned instead.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub message: Message,
+    pub created: bool,
+}
+
+/// Messages of one chat by number. `after`/`before` are exclusive bounds.
+/// `newest_first: false` returns the lowest numbers of the range ascending;
+/// `newest_first: true` returns the highest numbers of the range descending.
+#[derive(Debug, Clone)]
+pub struct MessageRange {
+    pub after: Option<u32>,
+    pub before: Option<u32>,
+    pub newest_first: bool,
+    pub limit: u32,
+}
+
+/// Who may change the message: `Some(user)` restricts the change to that sender
+/// (anyone else gets Forbidden); `None` allows any caller who sees the chat.
+#[derive(Debug, Clone)]
+pub struct MessageChange {
+    pub scope: ChatScope,
+    pub number: MessageNumber,
+    pub only_sender: Option<UserId>,
+    pub now: Timestamp,
+}
+
+#[async_trait]
+pub trait ChatStore: Send + Sync + 'static {
+    /// Conflict if the token exists (tokens are random, so only on a collision).
+    async fn create_application(&self, new: NewApplication) -> Result<Application>;
+    /// NotFound if there is no such application.
+    async fn update_application(
+        &self,
+        token: &AppToken,
+        name: AppName,
+        now: Timestamp,
+    ) -> Result<Application>;
+    async fn application(&self, token: &AppToken) -> Result<Option<Application>>;
+
+    /// Allocates the next chat number of the application. NotFound without the application.
+    async fn create_chat(&self, new: NewChat) -> Result<Chat>;
+    async fn update_chat(&self, scope: &ChatScope, update: ChatUpdate) -> Result<Chat>;
+    async fn chat(&self, scope: &ChatScope) -> Result<Option<Chat>>;
+    async fn chats(&self, query: &ChatQuery) -> Result<Vec<Chat>>;
+
+    /// Allocates the next message number of the chat, or returns the message already sent
+    /// with the same clientMessageId.
+    async fn send_message(&self, new: NewMessage) -> Result<Sent>;
+    async fn message(&self, scope: &ChatScope, number: MessageNumber) -> Result<Option<Message>>;
+    /// NotFound when the scope does not see the chat.
+    async fn messages(&self, scope: &ChatScope, range: &MessageRange) -> Result<Vec<Message>>;
+    /// Replaces the body and sets editedAt. Conflict on a deleted message.
+    async fn edit_message(&self, change: MessageChange, body: MessageBody) -> Result<Message>;
+    /// Soft delete: the number stays, the body is removed. Deleting twice returns the
+    /// deleted message again.
+    async fn delete_message(&self, change: MessageChange) -> Result<Message>;
+}
