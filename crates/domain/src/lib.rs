@@ -15,5 +15,7 @@ pub use cursor::PageTokenCodec;
 pub use error::{DomainError, ErrorCode, Result};
 pub use model::*;
 pub use secrets::{AppSecret, ServerKey};
-pub use service::{AppCredentials, Caller, ChatService, Clock, SystemClock, UserIdentity};
+pub use service::{
+    AppCredentials, Caller, ChatService, Clock, MessagesArgs, Page, SystemClock, UserIdentity,
+};
 pub use store::*;

@@ -5,6 +5,8 @@
 //! - numbers are allocated atomically with the insert: dense (1, 2, 3 ...) and unique per
 //!   parent under any concurrency; a failed write consumes no number and moves no count;
 //! - a write is durable when the call returns `Ok`;
+//! - times never go backwards along the numbers: a message's `created_at` is at least its
+//!   predecessor's (a send whose clock reading is older takes the chat's last activity);
 //! - a chat-scoped call whose [`ChatScope`] does not see the chat (absent, or a CUSTOMER
 //!   scope for another customer's chat) behaves exactly as if the chat did not exist.
 

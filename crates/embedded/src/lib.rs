@@ -1,1 +1,313 @@
+//! `chat-embedded`: the [`ChatStore`] on SQLite, for the single-binary server.
+//!
+//! - Writes go to one writer thread over a bounded queue and are committed in groups
+//!   (see the `writer` module); a write is acknowledged only after its transaction
+//!   committed with `synchronous=FULL`, so an `Ok` survives `kill -9` and power loss.
+//! - Reads run on a small pool of read connections through `spawn_blocking`; WAL lets them
+//!   run beside the writer and see every acknowledged write.
+//! - Numbers are allocated by the writer inside the transaction
+//!   (`UPDATE ... SET count = count + 1 RETURNING`), each command in its own savepoint, so
+//!   they are dense and a failed command consumes none.
 
+mod error;
+mod ops;
+mod rows;
+mod schema;
+mod writer;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chat_domain::*;
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{mpsc, oneshot};
+
+pub use error::{BatchFailed, StoreError};
+pub use schema::SCHEMA_VERSION;
+
+use error::Result as StoreResult;
+use writer::{Job, Op, WriteConn};
+
+/// How long a connection waits for a lock held by another process before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a read waits for a free read connection (and open for the first one).
+const READ_CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where reads run.
+enum Readers {
+    /// Read connections to the database file (WAL: they never block the writer).
+    Pool(r2d2::Pool<SqliteConnectionManager>),
+    /// The in-memory database's one connection, shared with the writer.
+    Shared(Arc<Mutex<Connection>>),
+}
+
+impl Readers {
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        match self {
+            Readers::Pool(pool) => {
+                let conn = pool.get()?;
+                f(&conn)
+            }
+            Readers::Shared(conn) => f(&conn.lock().unwrap_or_else(PoisonError::into_inner)),
+        }
+    }
+}
+
+/// The SQLite [`ChatStore`]. Dropping it stops the writer thread after the commands
+/// already queued (and waits for it); [`SqliteStore::close`] does the same without
+/// blocking the async runtime.
+pub struct SqliteStore {
+    queue: Option<mpsc::Sender<Job>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    readers: Arc<Readers>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mode = match *self.readers {
+            Readers::Pool(_) => "file",
+            Readers::Shared(_) => "memory",
+        };
+        f.debug_struct("SqliteStore").field("mode", &mode).finish()
+    }
+}
+
+/// Opening fails before anything is served: say why in the message as well, since the
+/// caller typically prints it and exits.
+fn open_error(e: impl Into<StoreError>) -> DomainError {
+    let e = e.into();
+    DomainError::internal(format!("cannot open the sqlite store: {e}"), e)
+}
+
+/// Settings every connection to a file gets.
+fn configure_common(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    Ok(())
+}
+
+fn read_connections() -> u32 {
+    std::thread::available_parallelism()
+        .map_or(4, |n| n.get() * 2)
+        .clamp(4, 16) as u32
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file, migrates it to [`SCHEMA_VERSION`],
+    /// and starts the writer. WAL mode, `synchronous=FULL`, foreign keys on.
+    pub fn open(path: &Path) -> Result<Self, DomainError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(open_error)?;
+        configure_common(&conn).map_err(open_error)?;
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(open_error)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            let why = format!("the database refused WAL mode (journal_mode is {mode})");
+            return Err(DomainError::internal(
+                format!("cannot open the sqlite store: {why}"),
+                why,
+            ));
+        }
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_error)?;
+        conn.pragma_update(None, "cache_size", -32_768)
+            .map_err(open_error)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        schema::migrate(&conn).map_err(open_error)?;
+
+        let manager = SqliteConnectionManager::file(path)
+            .with_flags(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .with_init(|conn| {
+                configure_common(conn)?;
+                conn.pragma_update(None, "query_only", true)?;
+                conn.set_prepared_statement_cache_capacity(64);
+                Ok(())
+            });
+        let pool = r2d2::Pool::builder()
+            .max_size(read_connections())
+            .min_idle(Some(1))
+            .test_on_check_out(false)
+            .connection_timeout(READ_CONNECTION_TIMEOUT)
+            .build(manager)
+            .map_err(open_error)?;
+        Self::start(WriteConn::Owned(conn), Readers::Pool(pool))
+    }
+
+    /// A database in memory, gone when the store is dropped (`--memory`). It is one
+    /// connection shared by the writer and the readers: the only way for every
+    /// operation to see one database with ordinary transaction semantics.
+    pub fn open_in_memory() -> Result<Self, DomainError> {
+        let conn = Connection::open_in_memory().map_err(open_error)?;
+        conn.pragma_update(None, "foreign_keys", true)
+            .map_err(open_error)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        schema::migrate(&conn).map_err(open_error)?;
+        let conn = Arc::new(Mutex::new(conn));
+        Self::start(WriteConn::Shared(Arc::clone(&conn)), Readers::Shared(conn))
+    }
+
+    fn start(conn: WriteConn, readers: Readers) -> Result<Self, DomainError> {
+        let (queue, rx) = mpsc::channel(writer::QUEUE_CAPACITY);
+        let writer = writer::spawn(conn, rx).map_err(open_error)?;
+        Ok(SqliteStore {
+            queue: Some(queue),
+            writer: Some(writer),
+            readers: Arc::new(readers),
+        })
+    }
+
+    /// Stops the writer once the queued commands are done and waits for it, off the
+    /// async runtime's threads.
+    pub async fn close(mut self) -> Result<(), DomainError> {
+        self.queue.take();
+        let Some(writer) = self.writer.take() else {
+            return Ok(());
+        };
+        let joined = tokio::task::spawn_blocking(move || writer.join())
+            .await
+            .map_err(|e| StoreError::Join(e).into_domain("close"))?;
+        joined.map_err(|_| {
+            DomainError::internal("sqlite store: close failed", "the writer thread panicked")
+        })
+    }
+
+    async fn write<T, F>(&self, operation: &'static str, work: F) -> Result<T, DomainError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let gone = || StoreError::WriterGone.into_domain(operation);
+        let (reply, replied) = oneshot::channel();
+        let queue = self.queue.as_ref().ok_or_else(gone)?;
+        queue
+            .send(Box::new(Op::new(operation, work, reply)))
+            .await
+            .map_err(|_| gone())?;
+        replied.await.map_err(|_| gone())?
+    }
+
+    async fn read<T, F>(&self, operation: &'static str, work: F) -> Result<T, DomainError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let readers = Arc::clone(&self.readers);
+        match tokio::task::spawn_blocking(move || readers.with(work)).await {
+            Ok(result) => result.map_err(|e| e.into_domain(operation)),
+            Err(e) => Err(StoreError::Join(e).into_domain(operation)),
+        }
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // Closing the queue lets the writer finish what is queued and return.
+        self.queue.take();
+        if let Some(writer) = self.writer.take()
+            && writer.join().is_err()
+        {
+            tracing::error!("the sqlite writer thread panicked");
+        }
+    }
+}
+
+#[async_trait]
+impl ChatStore for SqliteStore {
+    async fn create_application(&self, new: NewApplication) -> Result<Application, DomainError> {
+        self.write("create_application", move |c| {
+            ops::create_application(c, &new)
+        })
+        .await
+    }
+
+    async fn update_application(
+        &self,
+        token: &AppToken,
+        name: AppName,
+        now: Timestamp,
+    ) -> Result<Application, DomainError> {
+        let token = token.clone();
+        self.write("update_application", move |c| {
+            ops::update_application(c, &token, &name, now)
+        })
+        .await
+    }
+
+    async fn application(&self, token: &AppToken) -> Result<Option<Application>, DomainError> {
+        let token = token.clone();
+        self.read("application", move |c| ops::application(c, &token))
+            .await
+    }
+
+    async fn create_chat(&self, new: NewChat) -> Result<Chat, DomainError> {
+        self.write("create_chat", move |c| ops::create_chat(c, &new))
+            .await
+    }
+
+    async fn update_chat(
+        &self,
+        scope: &ChatScope,
+        update: ChatUpdate,
+    ) -> Result<Chat, DomainError> {
+        let scope = scope.clone();
+        self.write("update_chat", move |c| ops::update_chat(c, &scope, &update))
+            .await
+    }
+
+    async fn chat(&self, scope: &ChatScope) -> Result<Option<Chat>, DomainError> {
+        let scope = scope.clone();
+        self.read("chat", move |c| ops::chat(c, &scope)).await
+    }
+
+    async fn chats(&self, query: &ChatQuery) -> Result<Vec<Chat>, DomainError> {
+        let query = query.clone();
+        self.read("chats", move |c| ops::chats(c, &query)).await
+    }
+
+    async fn send_message(&self, new: NewMessage) -> Result<Sent, DomainError> {
+        self.write("send_message", move |c| ops::send_message(c, &new))
+            .await
+    }
+
+    async fn message(
+        &self,
+        scope: &ChatScope,
+        number: MessageNumber,
+    ) -> Result<Option<Message>, DomainError> {
+        let scope = scope.clone();
+        self.read("message", move |c| ops::message(c, &scope, number))
+            .await
+    }
+
+    async fn messages(
+        &self,
+        scope: &ChatScope,
+        range: &MessageRange,
+    ) -> Result<Vec<Message>, DomainError> {
+        let (scope, range) = (scope.clone(), range.clone());
+        self.read("messages", move |c| ops::messages(c, &scope, &range))
+            .await
+    }
+
+    async fn edit_message(
+        &self,
+        change: MessageChange,
+        body: MessageBody,
+    ) -> Result<Message, DomainError> {
+        self.write("edit_message", move |c| {
+            ops::edit_message(c, &change, &body)
+        })
+        .await
+    }
+
+    async fn delete_message(&self, change: MessageChange) -> Result<Message, DomainError> {
+        self.write("delete_message", move |c| ops::delete_message(c, &change))
+            .await
+    }
+}

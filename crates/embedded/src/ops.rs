@@ -1,0 +1,518 @@
+//! The operations as synchronous functions of a connection. Writes run on the writer
+//! thread inside a savepoint of the current group-commit transaction; reads on a read
+//! connection. Every statement is prepared once per connection (`prepare_cached`).
+
+use chat_domain::*;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::{Result, StoreError};
+use crate::rows;
+
+/// `?1` app token, `?2` chat number, `?3` customer or NULL: the chat as the scope sees it.
+const SCOPE: &str = "c.app_id = (SELECT id FROM applications WHERE token = ?1) \
+     AND c.number = ?2 AND (?3 IS NULL OR c.customer_id = ?3)";
+
+fn customer(scope: &ChatScope) -> Option<&str> {
+    scope.customer.as_ref().map(UserId::as_str)
+}
+
+fn app_not_found(token: &AppToken) -> StoreError {
+    DomainError::NotFound(format!("application {token} not found")).into()
+}
+
+// ---- applications -----------------------------------------------------------------------
+
+pub(crate) fn create_application(conn: &Connection, new: &NewApplication) -> Result<Application> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO applications \
+             (token, name, secret_generation, chats_count, created_at, updated_at) \
+             VALUES (?1, ?2, 1, 0, ?3, ?3) ON CONFLICT (token) DO NOTHING RETURNING id",
+        )?
+        .query_row(
+            params![new.token.as_str(), new.name.as_str(), new.now.0],
+            |row| row.get::<_, i64>(0),
+        )
+        .optional()?;
+    if inserted.is_none() {
+        return Err(
+            DomainError::Conflict(format!("application {} already exists", new.token)).into(),
+        );
+    }
+    Ok(Application {
+        token: new.token.clone(),
+        name: new.name.clone(),
+        secret_generation: 1,
+        chats_count: 0,
+        created_at: new.now,
+        updated_at: new.now,
+    })
+}
+
+pub(crate) fn update_application(
+    conn: &Connection,
+    token: &AppToken,
+    name: &AppName,
+    now: Timestamp,
+) -> Result<Application> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE applications SET name = ?2, updated_at = ?3 WHERE token = ?1 \
+         RETURNING name, secret_generation, chats_count, created_at, updated_at",
+    )?;
+    let mut rows = stmt.query(params![token.as_str(), name.as_str(), now.0])?;
+    match rows.next()? {
+        Some(row) => application_row(token, row),
+        None => Err(app_not_found(token)),
+    }
+}
+
+pub(crate) fn application(conn: &Connection, token: &AppToken) -> Result<Option<Application>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT name, secret_generation, chats_count, created_at, updated_at \
+         FROM applications WHERE token = ?1",
+    )?;
+    let mut rows = stmt.query([token.as_str()])?;
+    rows.next()?
+        .map(|row| application_row(token, row))
+        .transpose()
+}
+
+fn application_row(token: &AppToken, row: &rusqlite::Row<'_>) -> Result<Application> {
+    Ok(Application {
+        token: token.clone(),
+        name: rows::app_name(&row.get::<_, String>(0)?)?,
+        secret_generation: rows::count(row.get(1)?, "secret generation")?,
+        chats_count: rows::count(row.get(2)?, "chats count")?,
+        created_at: Timestamp(row.get(3)?),
+        updated_at: Timestamp(row.get(4)?),
+    })
+}
+
+// ---- chats --------------------------------------------------------------------------------
+
+pub(crate) fn create_chat(conn: &Connection, new: &NewChat) -> Result<Chat> {
+    let allocated = conn
+        .prepare_cached(
+            "UPDATE applications SET chats_count = chats_count + 1 WHERE token = ?1 \
+             RETURNING id, chats_count",
+        )?
+        .query_row([new.app.as_str()], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+        })
+        .optional()?;
+    let Some((app_id, number)) = allocated else {
+        return Err(app_not_found(&new.app));
+    };
+    // The savepoint rollback undoes the increment, so a full application consumes nothing.
+    let number = ChatNumber::new(number).map_err(|_| {
+        DomainError::Conflict("the application has reached the largest chat number".into())
+    })?;
+    conn.prepare_cached(
+        "INSERT INTO chats (app_id, number, customer_id, subject, status, messages_count, \
+         last_message_at, last_activity_at, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, 'OPEN', 0, NULL, ?5, ?5, ?5)",
+    )?
+    .execute(params![
+        app_id,
+        number.get(),
+        new.customer_id.as_str(),
+        new.subject.as_ref().map(Subject::as_str),
+        new.now.0,
+    ])?;
+    Ok(Chat {
+        app: new.app.clone(),
+        number,
+        customer_id: new.customer_id.clone(),
+        subject: new.subject.clone(),
+        status: ChatStatus::Open,
+        messages_count: 0,
+        last_message: None,
+        last_message_at: None,
+        last_activity_at: new.now,
+        created_at: new.now,
+        updated_at: new.now,
+    })
+}
+
+pub(crate) fn update_chat(
+    conn: &Connection,
+    scope: &ChatScope,
+    update: &ChatUpdate,
+) -> Result<Chat> {
+    let changed = conn
+        .prepare_cached(&format!(
+            "UPDATE chats AS c SET \
+             subject = CASE WHEN ?4 THEN ?5 ELSE subject END, \
+             status = COALESCE(?6, status), \
+             updated_at = ?7 \
+             WHERE {SCOPE} RETURNING number"
+        ))?
+        .query_row(
+            params![
+                scope.app.as_str(),
+                scope.chat.get(),
+                customer(scope),
+                update.subject.is_some(),
+                update
+                    .subject
+                    .as_ref()
+                    .and_then(|s| s.as_ref().map(Subject::as_str)),
+                update.status.map(ChatStatus::as_str),
+                update.now.0,
+            ],
+            |row| row.get::<_, i64>(0),
+        )
+        .optional()?;
+    if changed.is_none() {
+        return Err(DomainError::chat_not_found(scope.chat).into());
+    }
+    chat(conn, scope)?.ok_or_else(|| DomainError::chat_not_found(scope.chat).into())
+}
+
+pub(crate) fn chat(conn: &Connection, scope: &ChatScope) -> Result<Option<Chat>> {
+    let mut stmt = conn.prepare_cached(&format!("{} WHERE {SCOPE}", rows::CHAT_SELECT))?;
+    let mut found = stmt.query(params![
+        scope.app.as_str(),
+        scope.chat.get(),
+        customer(scope)
+    ])?;
+    found
+        .next()?
+        .map(|row| rows::chat(&scope.app, row))
+        .transpose()
+}
+
+/// The inbox query with a condition only for the filters present: one SQL text (and one
+/// cached statement) per combination, so that the planner picks the matching index.
+/// Placeholders: the token, then customer, status, cursor (two) as present, then limit.
+fn chats_sql(customer: bool, status: bool, after: bool) -> String {
+    let mut sql = format!(
+        "{} WHERE c.app_id = (SELECT id FROM applications WHERE token = ?1)",
+        rows::CHAT_SELECT
+    );
+    let mut n = 1;
+    if customer {
+        n += 1;
+        sql.push_str(&format!(" AND c.customer_id = ?{n}"));
+    }
+    if status {
+        n += 1;
+        sql.push_str(&format!(" AND c.status = ?{n}"));
+    }
+    if after {
+        n += 2;
+        sql.push_str(&format!(
+            " AND (c.last_activity_at, c.number) < (?{}, ?{n})",
+            n - 1
+        ));
+    }
+    n += 1;
+    sql.push_str(&format!(
+        " ORDER BY c.last_activity_at DESC, c.number DESC LIMIT ?{n}"
+    ));
+    sql
+}
+
+pub(crate) fn chats(conn: &Connection, query: &ChatQuery) -> Result<Vec<Chat>> {
+    let token = query.app.as_str();
+    let customer = query.customer.as_ref().map(UserId::as_str);
+    let status = query.status.map(ChatStatus::as_str);
+    let after = query.after.map(|a| (a.last_activity_at.0, a.number.get()));
+    let limit = i64::from(query.limit);
+
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![&token];
+    if let Some(customer) = &customer {
+        values.push(customer);
+    }
+    if let Some(status) = &status {
+        values.push(status);
+    }
+    if let Some((at, number)) = &after {
+        values.push(at);
+        values.push(number);
+    }
+    values.push(&limit);
+
+    let sql = chats_sql(customer.is_some(), status.is_some(), after.is_some());
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut found = stmt.query(rusqlite::params_from_iter(values))?;
+    let mut chats = Vec::new();
+    while let Some(row) = found.next()? {
+        chats.push(rows::chat(&query.app, row)?);
+    }
+    Ok(chats)
+}
+
+// ---- messages -----------------------------------------------------------------------------
+
+/// The visible chat's internal application id, and the message `number` in it if any.
+/// `None`: the scope does not see the chat. `?4` is matched against `match_column`.
+fn chat_and_message(
+    conn: &Connection,
+    scope: &ChatScope,
+    match_column: &'static str,
+    value: &dyn rusqlite::ToSql,
+) -> Result<Option<(i64, Option<Message>)>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT c.app_id, {cols} FROM chats c LEFT JOIN messages m \
+         ON m.app_id = c.app_id AND m.chat_number = c.number AND m.{match_column} = ?4 \
+         WHERE {SCOPE}",
+        cols = rows::MESSAGE_COLUMNS
+    ))?;
+    let mut found = stmt.query(params![
+        scope.app.as_str(),
+        scope.chat.get(),
+        customer(scope),
+        value
+    ])?;
+    match found.next()? {
+        None => Ok(None),
+        Some(row) => Ok(Some((
+            row.get(0)?,
+            rows::message(&scope.app, scope.chat, row, 1)?,
+        ))),
+    }
+}
+
+pub(crate) fn send_message(conn: &Connection, new: &NewMessage) -> Result<Sent> {
+    let scope = &new.scope;
+    if let Some(id) = &new.client_message_id {
+        // Idempotency first: a retry must not allocate a number.
+        match chat_and_message(conn, scope, "client_message_id", &id.as_str())? {
+            None => return Err(DomainError::chat_not_found(scope.chat).into()),
+            Some((_, Some(message))) => {
+                return Ok(Sent {
+                    message,
+                    created: false,
+                });
+            }
+            Some((_, None)) => {}
+        }
+    }
+    let allocated = conn
+        .prepare_cached(&format!(
+            // Times never go backwards along the numbers: a send whose clock reading is
+            // older than the chat's last activity (a concurrent send numbered first) takes
+            // the later time.
+            "UPDATE chats AS c SET messages_count = messages_count + 1, \
+             last_message_at = MAX(last_activity_at, ?4), \
+             last_activity_at = MAX(last_activity_at, ?4), updated_at = MAX(updated_at, ?4) \
+             WHERE {SCOPE} RETURNING app_id, messages_count, last_message_at"
+        ))?
+        .query_row(
+            params![
+                scope.app.as_str(),
+                scope.chat.get(),
+                customer(scope),
+                new.now.0
+            ],
+            |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, i64>(1)?,
+                    Timestamp(row.get::<_, i64>(2)?),
+                ))
+            },
+        )
+        .optional()?;
+    let Some((app_id, number, created_at)) = allocated else {
+        return Err(DomainError::chat_not_found(scope.chat).into());
+    };
+    let number = MessageNumber::new(number).map_err(|_| {
+        DomainError::Conflict("the chat has reached the largest message number".into())
+    })?;
+    conn.prepare_cached(
+        "INSERT INTO messages (app_id, chat_number, number, body, sender_id, sender_role, \
+         client_message_id, created_at, edited_at, deleted) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, 0)",
+    )?
+    .execute(params![
+        app_id,
+        scope.chat.get(),
+        number.get(),
+        new.body.as_str(),
+        new.sender_id.as_str(),
+        new.sender_role.as_str(),
+        new.client_message_id.as_ref().map(ClientMessageId::as_str),
+        created_at.0,
+    ])?;
+    Ok(Sent {
+        message: Message {
+            app: scope.app.clone(),
+            chat_number: scope.chat,
+            number,
+            body: new.body.as_str().to_owned(),
+            sender_id: new.sender_id.clone(),
+            sender_role: new.sender_role,
+            client_message_id: new.client_message_id.clone(),
+            created_at,
+            edited_at: None,
+            deleted: false,
+        },
+        created: true,
+    })
+}
+
+pub(crate) fn message(
+    conn: &Connection,
+    scope: &ChatScope,
+    number: MessageNumber,
+) -> Result<Option<Message>> {
+    Ok(chat_and_message(conn, scope, "number", &number.get())?.and_then(|(_, m)| m))
+}
+
+pub(crate) fn messages(
+    conn: &Connection,
+    scope: &ChatScope,
+    range: &MessageRange,
+) -> Result<Vec<Message>> {
+    let app_id = conn
+        .prepare_cached(&format!("SELECT c.app_id FROM chats c WHERE {SCOPE}"))?
+        .query_row(
+            params![scope.app.as_str(), scope.chat.get(), customer(scope)],
+            |row| row.get::<_, i64>(0),
+        )
+        .optional()?
+        .ok_or_else(|| StoreError::from(DomainError::chat_not_found(scope.chat)))?;
+    let order = if range.newest_first { "DESC" } else { "ASC" };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {cols} FROM messages m \
+         WHERE m.app_id = ?1 AND m.chat_number = ?2 AND m.number > ?3 AND m.number < ?4 \
+         ORDER BY m.number {order} LIMIT ?5",
+        cols = rows::MESSAGE_COLUMNS
+    ))?;
+    let mut found = stmt.query(params![
+        app_id,
+        scope.chat.get(),
+        range.after.map_or(0, i64::from),
+        range.before.map_or(i64::MAX, i64::from),
+        i64::from(range.limit),
+    ])?;
+    let mut messages = Vec::new();
+    while let Some(row) = found.next()? {
+        if let Some(message) = rows::message(&scope.app, scope.chat, row, 0)? {
+            messages.push(message);
+        }
+    }
+    Ok(messages)
+}
+
+/// The message a change applies to, after the NotFound and Forbidden rules.
+fn changeable(conn: &Connection, change: &MessageChange, verb: &str) -> Result<(i64, Message)> {
+    let (app_id, message) =
+        match chat_and_message(conn, &change.scope, "number", &change.number.get())? {
+            None => return Err(DomainError::chat_not_found(change.scope.chat).into()),
+            Some((_, None)) => return Err(DomainError::message_not_found(change.number).into()),
+            Some((app_id, Some(message))) => (app_id, message),
+        };
+    if let Some(only) = &change.only_sender
+        && *only != message.sender_id
+    {
+        return Err(DomainError::Forbidden(format!(
+            "only the sender may {verb} message {}",
+            change.number
+        ))
+        .into());
+    }
+    Ok((app_id, message))
+}
+
+pub(crate) fn edit_message(
+    conn: &Connection,
+    change: &MessageChange,
+    body: &MessageBody,
+) -> Result<Message> {
+    let (app_id, mut message) = changeable(conn, change, "edit")?;
+    if message.deleted {
+        return Err(DomainError::Conflict(format!(
+            "message {} was deleted and cannot be edited",
+            change.number
+        ))
+        .into());
+    }
+    conn.prepare_cached(
+        "UPDATE messages SET body = ?4, edited_at = ?5 \
+         WHERE app_id = ?1 AND chat_number = ?2 AND number = ?3",
+    )?
+    .execute(params![
+        app_id,
+        change.scope.chat.get(),
+        change.number.get(),
+        body.as_str(),
+        change.now.0,
+    ])?;
+    message.body = body.as_str().to_owned();
+    message.edited_at = Some(change.now);
+    Ok(message)
+}
+
+pub(crate) fn delete_message(conn: &Connection, change: &MessageChange) -> Result<Message> {
+    let (app_id, mut message) = changeable(conn, change, "delete")?;
+    if message.deleted {
+        return Ok(message);
+    }
+    conn.prepare_cached(
+        "UPDATE messages SET body = '', deleted = 1 \
+         WHERE app_id = ?1 AND chat_number = ?2 AND number = ?3",
+    )?
+    .execute(params![
+        app_id,
+        change.scope.chat.get(),
+        change.number.get()
+    ])?;
+    message.body = String::new();
+    message.deleted = true;
+    Ok(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(conn: &Connection, sql: &str) -> String {
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("explain");
+        let mut rows = stmt.raw_query();
+        let mut lines = Vec::new();
+        while let Some(row) = rows.next().expect("plan row") {
+            lines.push(row.get::<_, String>(3).expect("plan detail"));
+        }
+        lines.join("\n")
+    }
+
+    #[test]
+    fn every_inbox_query_walks_an_index_in_order() {
+        let conn = Connection::open_in_memory().unwrap();
+        crate::schema::migrate(&conn).unwrap();
+        for customer in [false, true] {
+            for status in [false, true] {
+                for after in [false, true] {
+                    let plan = plan(&conn, &chats_sql(customer, status, after));
+                    let index = match (customer, status) {
+                        (true, _) => "chats_inbox_customer",
+                        (false, true) => "chats_inbox_status",
+                        (false, false) => "chats_inbox ",
+                    };
+                    assert!(plan.contains(index), "{customer} {status} {after}:\n{plan}");
+                    assert!(!plan.contains("TEMP B-TREE"), "sorts in memory:\n{plan}");
+                    assert!(!plan.contains("SCAN"), "scans a table:\n{plan}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_idempotency_check_uses_the_client_message_id_index() {
+        let conn = Connection::open_in_memory().unwrap();
+        crate::schema::migrate(&conn).unwrap();
+        let sql = format!(
+            "SELECT c.app_id FROM chats c LEFT JOIN messages m \
+             ON m.app_id = c.app_id AND m.chat_number = c.number AND m.client_message_id = ?4 \
+             WHERE {SCOPE}"
+        );
+        let plan = plan(&conn, &sql);
+        assert!(plan.contains("messages_client_message_id"), "{plan}");
+        assert!(!plan.contains("SCAN"), "{plan}");
+    }
+}

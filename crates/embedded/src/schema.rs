@@ -1,0 +1,108 @@
+//! The schema and its migrations, applied at open. `PRAGMA user_version` records how
+//! many migrations the file has seen.
+
+use rusqlite::Connection;
+
+use crate::error::{Result, StoreError};
+
+/// Migration `i` brings a database from version `i` to version `i + 1`. Append only: a
+/// released migration never changes.
+const MIGRATIONS: &[&str] = &[
+    // 1: applications, chats, messages.
+    r#"
+    CREATE TABLE applications (
+        id                INTEGER PRIMARY KEY,
+        token             TEXT    NOT NULL UNIQUE,
+        name              TEXT    NOT NULL,
+        secret_generation INTEGER NOT NULL DEFAULT 1,
+        chats_count       INTEGER NOT NULL DEFAULT 0,
+        created_at        INTEGER NOT NULL,
+        updated_at        INTEGER NOT NULL
+    ) STRICT;
+
+    CREATE TABLE chats (
+        app_id           INTEGER NOT NULL REFERENCES applications (id),
+        number           INTEGER NOT NULL,
+        customer_id      TEXT    NOT NULL,
+        subject          TEXT,
+        status           TEXT    NOT NULL CHECK (status IN ('OPEN', 'RESOLVED')),
+        messages_count   INTEGER NOT NULL DEFAULT 0,
+        last_message_at  INTEGER,
+        last_activity_at INTEGER NOT NULL,
+        created_at       INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL,
+        PRIMARY KEY (app_id, number)
+    ) STRICT, WITHOUT ROWID;
+
+    -- The inbox: most recent activity first, ties by higher number first.
+    CREATE INDEX chats_inbox ON chats (app_id, last_activity_at DESC, number DESC);
+    CREATE INDEX chats_inbox_status
+        ON chats (app_id, status, last_activity_at DESC, number DESC);
+    CREATE INDEX chats_inbox_customer
+        ON chats (app_id, customer_id, last_activity_at DESC, number DESC);
+
+    CREATE TABLE messages (
+        app_id            INTEGER NOT NULL,
+        chat_number       INTEGER NOT NULL,
+        number            INTEGER NOT NULL,
+        body              TEXT    NOT NULL,
+        sender_id         TEXT    NOT NULL,
+        sender_role       TEXT    NOT NULL CHECK (sender_role IN ('AGENT', 'CUSTOMER')),
+        client_message_id TEXT,
+        created_at        INTEGER NOT NULL,
+        edited_at         INTEGER,
+        deleted           INTEGER NOT NULL DEFAULT 0 CHECK (deleted IN (0, 1)),
+        PRIMARY KEY (app_id, chat_number, number),
+        FOREIGN KEY (app_id, chat_number) REFERENCES chats (app_id, number)
+    ) STRICT, WITHOUT ROWID;
+
+    CREATE UNIQUE INDEX messages_client_message_id
+        ON messages (app_id, chat_number, client_message_id)
+        WHERE client_message_id IS NOT NULL;
+    "#,
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+fn user_version(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("PRAGMA user_version", [], |row| row.get(0))?)
+}
+
+/// Brings the database up to [`SCHEMA_VERSION`], each migration in its own transaction.
+pub(crate) fn migrate(conn: &Connection) -> Result<()> {
+    loop {
+        let found = user_version(conn)?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                found,
+                known: SCHEMA_VERSION,
+            });
+        }
+        let Some(sql) = usize::try_from(found).ok().and_then(|i| MIGRATIONS.get(i)) else {
+            return Ok(());
+        };
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        // Re-read under the write lock: another process may have migrated meanwhile.
+        let applied = (|| -> Result<bool> {
+            if user_version(conn)? != found {
+                return Ok(false);
+            }
+            conn.execute_batch(sql)?;
+            conn.pragma_update(None, "user_version", found + 1)?;
+            Ok(true)
+        })();
+        match applied {
+            Ok(applied) => {
+                conn.execute_batch("COMMIT")?;
+                if applied {
+                    tracing::info!(version = found + 1, "applied schema migration");
+                }
+            }
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+    }
+}
