@@ -1,0 +1,338 @@
+//! The resolver registry: `"Type.field"` -> resolver. A field's behaviour is written once,
+//! here; a Lambda function and the dev server differ only in how the event arrives.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use aws_lambda_events::appsync::{AppSyncDirectResolverEvent, AppSyncIdentity};
+use chat_domain::*;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::args::Args;
+use crate::auth::caller_from_resolver_context;
+use crate::wire;
+
+/// An AppSync direct Lambda resolver event with untyped arguments, source and stash.
+pub type ResolverEvent = AppSyncDirectResolverEvent<Value, Value, Value>;
+
+/// What a failed resolver answers: AppSync's `errorType` / `errorMessage`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(rename_all = "camelCase")]
+#[error("{error_type}: {error_message}")]
+pub struct ResolverError {
+    pub error_type: String,
+    pub error_message: String,
+}
+
+impl ResolverError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ResolverError {
+            error_type: code.as_str().to_owned(),
+            error_message: message.into(),
+        }
+    }
+}
+
+impl From<DomainError> for ResolverError {
+    fn from(error: DomainError) -> Self {
+        if let DomainError::Internal { .. } = &error {
+            // The only place internal errors are logged: with their whole source chain.
+            let mut chain = error.to_string();
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                chain.push_str(": ");
+                chain.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            tracing::error!(error = %chain, "internal error");
+        }
+        ResolverError::new(error.code(), error.public_message())
+    }
+}
+
+type BoxFuture = Pin<Box<dyn Future<Output = Result<Value>> + Send>>;
+type Resolver =
+    Box<dyn Fn(Arc<ChatService>, Caller, Map<String, Value>) -> BoxFuture + Send + Sync>;
+
+pub struct Registry {
+    service: Arc<ChatService>,
+    resolvers: BTreeMap<&'static str, Resolver>,
+}
+
+impl Registry {
+    pub fn new(service: Arc<ChatService>) -> Self {
+        let mut registry = Registry {
+            service,
+            resolvers: BTreeMap::new(),
+        };
+        registry.add("Query.application", application);
+        registry.add("Query.chat", chat);
+        registry.add("Query.chats", chats);
+        registry.add("Query.message", message);
+        registry.add("Query.messages", messages);
+        registry.add("Mutation.createApplication", create_application);
+        registry.add("Mutation.updateApplication", update_application);
+        registry.add("Mutation.createChat", create_chat);
+        registry.add("Mutation.updateChat", update_chat);
+        registry.add("Mutation.sendMessage", send_message);
+        registry.add("Mutation.editMessage", edit_message);
+        registry.add("Mutation.deleteMessage", delete_message);
+        registry
+    }
+
+    fn add<F, Fut>(&mut self, field: &'static str, resolver: F)
+    where
+        F: Fn(Arc<ChatService>, Caller, Map<String, Value>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value>> + Send + 'static,
+    {
+        let boxed: Resolver =
+            Box::new(move |svc, caller, args| Box::pin(resolver(svc, caller, args)));
+        self.resolvers.insert(field, boxed);
+    }
+
+    /// Every `"Type.field"` with a resolver.
+    pub fn fields(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.resolvers.keys().copied()
+    }
+
+    pub fn has(&self, field: &str) -> bool {
+        self.resolvers.contains_key(field)
+    }
+
+    pub fn service(&self) -> &Arc<ChatService> {
+        &self.service
+    }
+
+    /// Resolves one field. Every field needs a caller: an event without a usable identity
+    /// is Unauthorized before any argument is looked at.
+    pub async fn resolve(&self, event: ResolverEvent) -> Result<Value, ResolverError> {
+        let key = format!("{}.{}", event.info.parent_type_name, event.info.field_name);
+        let Some(resolver) = self.resolvers.get(key.as_str()) else {
+            return Err(ResolverError::new(
+                ErrorCode::BadInput,
+                format!("no resolver for {key}"),
+            ));
+        };
+        let caller = match &event.identity {
+            Some(AppSyncIdentity::Lambda(lambda)) => {
+                caller_from_resolver_context(&lambda.resolver_context)
+            }
+            _ => Caller::Anonymous,
+        };
+        if caller == Caller::Anonymous {
+            return Err(
+                DomainError::Unauthorized("missing or invalid Authorization token".into()).into(),
+            );
+        }
+        let args = match event.arguments {
+            Some(Value::Object(map)) => map,
+            None | Some(Value::Null) => Map::new(),
+            Some(_) => {
+                return Err(ResolverError::new(
+                    ErrorCode::BadInput,
+                    "arguments must be an object",
+                ));
+            }
+        };
+        resolver(self.service.clone(), caller, args)
+            .await
+            .map_err(ResolverError::from)
+    }
+}
+
+/// Builds the event AppSync would send for a field, as the dev server does.
+pub fn event_for(
+    parent_type: &str,
+    field: &str,
+    arguments: Value,
+    resolver_context: Value,
+) -> ResolverEvent {
+    let mut info = aws_lambda_events::appsync::AppSyncInfo::default();
+    info.parent_type_name = parent_type.to_owned();
+    info.field_name = field.to_owned();
+    info.variables = json!({});
+    let mut identity = aws_lambda_events::appsync::AppSyncIdentityLambda::default();
+    identity.resolver_context = resolver_context;
+    let mut event = ResolverEvent::default();
+    event.arguments = Some(arguments);
+    event.identity = Some(AppSyncIdentity::Lambda(identity));
+    event.info = info;
+    event.stash = json!({});
+    event
+}
+
+// ---- resolvers ---------------------------------------------------------------------------
+
+fn app_token(args: &Args<'_>, name: &str) -> Result<AppToken> {
+    AppToken::parse(args.str(name)?)
+}
+
+async fn application(
+    svc: Arc<ChatService>,
+    caller: Caller,
+    args: Map<String, Value>,
+) -> Result<Value> {
+    let args = Args(&args);
+    let token = app_token(&args, "token")?;
+    let app = svc.application(&caller, &token).await?;
+    Ok(app.as_ref().map_or(Value::Null, wire::application))
+}
+
+async fn create_application(
+    svc: Arc<ChatService>,
+    caller: Caller,
+    args: Map<String, Value>,
+) -> Result<Value> {
+    let args = Args(&args);
+    let name = AppName::parse(args.str("name")?)?;
+    let credentials = svc.create_application(&caller, name).await?;
+    Ok(json!({
+        "application": wire::application(&credentials.application),
+        "secret": credentials.secret.expose(),
+    }))
+}
+
+async fn update_application(
+    svc: Arc<ChatService>,
+    caller: Caller,
+    args: Map<String, Value>,
+) -> Result<Value> {
+    let args = Args(&args);
+    let token = app_token(&args, "token")?;
+    let name = AppName::parse(args.str("name")?)?;
+    let app = svc.update_application(&caller, &token, name).await?;
+    Ok(wire::application(&app))
+}
+
+async fn chat(svc: Arc<ChatService>, caller: Caller, args: Map<String, Value>) -> Result<Value> {
+    let args = Args(&args);
+    let app = app_token(&args, "appToken")?;
+    let number = ChatNumber::new(args.int("number")?)?;
+    let chat = svc.chat(&caller, &app, number).await?;
+    Ok(chat.as_ref().map_or(Value::Null, wire::chat))
+}
+
+async fn chats(svc: Arc<ChatService>, caller: Caller, args: Map<String, Value>) -> Result<Value> {
+    let args = Args(&args);
+    let app = app_token(&args, "appToken")?;
+    let status = args.opt_str("status")?.map(ChatStatus::parse).transpose()?;
+    let limit = PageSize::parse(args.opt_int("limit")?)?;
+    let page = svc
+        .chats(&caller, &app, status, limit, args.opt_str("nextToken")?)
+        .await?;
+    Ok(wire::page(&page, wire::chat))
+}
+
+async fn create_chat(
+    svc: Arc<ChatService>,
+    caller: Caller,
+    args: Map<String, Value>,
+) -> Result<Value> {
+    let args = Args(&args);
+    let app = app_token(&args, "appToken")?;
+    let subject = args
+        .opt_str("subject")?
+        .map(Subject::parse)
+        .transpose()?
+        .flatten();
+    let customer = args.opt_str("customerId")?.map(UserId::parse).transpose()?;
+    let chat = svc.create_chat(&caller, &app, subject, customer).await?;
+    Ok(wire::chat(&chat))
+}
+
+async fn update_chat(
+    svc: Arc<ChatService>,
+    caller: Caller,
+    args: Map<String, Value>,
+) -> Result<Value> {
+    let args = Args(&args);
+    let app = app_token(&args, "appToken")?;
+    let number = ChatNumber::new(args.int("number")?)?;
+    // An explicit null or blank subject clears it; an absent one leaves it.
+    let subject = match args.nullable_str("subject")? {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(raw)) => Some(Subject::parse(raw)?),
+    };
+    let status = args.opt_str("status")?.map(ChatStatus::parse).transpose()?;
+    let chat = svc
+        .update_chat(&caller, &app, number, subject, status)
+        .await?;
+    Ok(wire::chat(&chat))
+}
+
+async fn message(svc: Arc<ChatService>, caller: Caller, args: Map<String, Value>) -> Result<Value> {
+    let args = Args(&args);
+    let app = app_token(&args, "appToken")?;
+    let chat = ChatNumber::new(args.int("chatNumber")?)?;
+    let number = MessageNumber::new(args.int("number")?)?;
+    let message = svc.message(&caller, &app, chat, number).await?;
+    Ok(message.as_ref().map_or(Value::Null, wire::message))
+}
+
+async fn messages(
+    svc: Arc<ChatService>,
+    caller: Caller,
+    args: Map<String, Value>,
+) -> Result<Value> {
+    let args = Args(&args);
+    let app = app_token(&args, "appToken")?;
+    let chat = ChatNumber::new(args.int("chatNumber")?)?;
+    let query = MessagesArgs {
+        after: args.opt_int("after")?,
+        before: args.opt_int("before")?,
+        limit: args.opt_int("limit")?,
+        next_token: args.opt_str("nextToken")?.map(str::to_owned),
+    };
+    let page = svc.messages(&caller, &app, chat, query).await?;
+    Ok(wire::page(&page, wire::message))
+}
+
+async fn send_message(
+    svc: Arc<ChatService>,
+    caller: Caller,
+    args: Map<String, Value>,
+) -> Result<Value> {
+    let args = Args(&args);
+    let app = app_token(&args, "appToken")?;
+    let chat = ChatNumber::new(args.int("chatNumber")?)?;
+    let body = MessageBody::parse(args.str("body")?)?;
+    let client_id = args
+        .opt_str("clientMessageId")?
+        .map(ClientMessageId::parse)
+        .transpose()?;
+    let sent = svc
+        .send_message(&caller, &app, chat, body, client_id)
+        .await?;
+    Ok(wire::message(&sent.message))
+}
+
+async fn edit_message(
+    svc: Arc<ChatService>,
+    caller: Caller,
+    args: Map<String, Value>,
+) -> Result<Value> {
+    let args = Args(&args);
+    let app = app_token(&args, "appToken")?;
+    let chat = ChatNumber::new(args.int("chatNumber")?)?;
+    let number = MessageNumber::new(args.int("number")?)?;
+    let body = MessageBody::parse(args.str("body")?)?;
+    let message = svc.edit_message(&caller, &app, chat, number, body).await?;
+    Ok(wire::message(&message))
+}
+
+async fn delete_message(
+    svc: Arc<ChatService>,
+    caller: Caller,
+    args: Map<String, Value>,
+) -> Result<Value> {
+    let args = Args(&args);
+    let app = app_token(&args, "appToken")?;
+    let chat = ChatNumber::new(args.int("chatNumber")?)?;
+    let number = MessageNumber::new(args.int("number")?)?;
+    let message = svc.delete_message(&caller, &app, chat, number).await?;
+    Ok(wire::message(&message))
+}

@@ -1,0 +1,52 @@
+//! Domain values as the JSON objects of `schema.graphql`. Field names here are the
+//! schema's; internal ids never appear.
+
+use chat_domain::{Application, Chat, Message, Page};
+use serde_json::{Value, json};
+
+pub fn application(app: &Application) -> Value {
+    json!({
+        "token": app.token.as_str(),
+        "name": app.name.as_str(),
+        "chatsCount": app.chats_count,
+        "createdAt": app.created_at.to_rfc3339(),
+        "updatedAt": app.updated_at.to_rfc3339(),
+    })
+}
+
+pub fn chat(chat: &Chat) -> Value {
+    json!({
+        "appToken": chat.app.as_str(),
+        "number": chat.number.get(),
+        "customerId": chat.customer_id.as_str(),
+        "subject": chat.subject.as_ref().map(|s| s.as_str()),
+        "status": chat.status.as_str(),
+        "messagesCount": chat.messages_count,
+        "lastMessage": chat.last_message.as_ref().map(message),
+        "lastMessageAt": chat.last_message_at.map(|t| t.to_rfc3339()),
+        "createdAt": chat.created_at.to_rfc3339(),
+        "updatedAt": chat.updated_at.to_rfc3339(),
+    })
+}
+
+pub fn message(message: &Message) -> Value {
+    json!({
+        "appToken": message.app.as_str(),
+        "chatNumber": message.chat_number.get(),
+        "number": message.number.get(),
+        "body": message.body,
+        "senderId": message.sender_id.as_str(),
+        "senderRole": message.sender_role.as_str(),
+        "clientMessageId": message.client_message_id.as_ref().map(|c| c.as_str()),
+        "createdAt": message.created_at.to_rfc3339(),
+        "editedAt": message.edited_at.map(|t| t.to_rfc3339()),
+        "deleted": message.deleted,
+    })
+}
+
+pub fn page<T>(page: &Page<T>, item: impl Fn(&T) -> Value) -> Value {
+    json!({
+        "items": page.items.iter().map(item).collect::<Vec<_>>(),
+        "nextToken": page.next_token,
+    })
+}
