@@ -1,1 +1,208 @@
-fn main() {}
+//! `chat-server`: the local dev server. `chat-server --help` lists the flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chat_appsync::{Authenticator, Registry};
+use chat_domain::{ChatService, ChatStore, Role, ServerKey, SystemClock};
+use chat_embedded::SqliteStore;
+use chat_server::{http, keys, schema};
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "chat-server",
+    version,
+    about = "Customer-support chat backend: the local dev server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "CHAT_LISTEN", default_value = "127.0.0.1:4000")]
+    listen: SocketAddr,
+    /// Where the database and keys live.
+    #[arg(long, env = "CHAT_DATA_DIR", default_value = "./.chat-data")]
+    data_dir: PathBuf,
+    /// Keep everything in memory: a throwaway run, nothing written to disk.
+    #[arg(long)]
+    memory: bool,
+    /// The admin key for createApplication/updateApplication. Unset: the one kept in the
+    /// data dir (generated at first start), printed at start-up.
+    #[arg(long, env = "CHAT_ADMIN_KEY", hide_env_values = true)]
+    admin_key: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Sign a user token (JWT HS256) with an application's secret, as the application's
+    /// backend would. For trying the API; production backends use any JWT library.
+    MintToken {
+        /// The application token (`app_...`).
+        #[arg(long)]
+        app: String,
+        /// The application secret returned by createApplication (`sk_...`).
+        #[arg(long, env = "CHAT_APP_SECRET", hide_env_values = true)]
+        secret: String,
+        /// The user id (`sub`).
+        #[arg(long)]
+        user: String,
+        /// AGENT or CUSTOMER.
+        #[arg(long, value_parser = ["AGENT", "CUSTOMER"])]
+        role: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Some(Command::MintToken {
+            app,
+            secret,
+            user,
+            role,
+            ttl,
+        }) => mint_token(&app, &secret, &user, &role, ttl),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the runtime: {e}"))
+            .and_then(|rt| rt.block_on(serve(cli.serve))),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("chat-server: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn mint_token(app: &str, secret: &str, user: &str, role: &str, ttl: u64) -> Result<(), String> {
+    let role = Role::parse(role).map_err(|e| e.to_string())?;
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs()
+        + ttl;
+    let token = chat_appsync::auth::mint_user_token(secret, app, user, role, exp)
+        .map_err(|e| e.to_string())?;
+    println!("{token}");
+    Ok(())
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    let (store, server_key, admin_key, where_) = if args.memory {
+        let store = SqliteStore::open_in_memory()
+            .map_err(|e| format!("cannot open the in-memory store: {e}"))?;
+        let admin = args
+            .admin_key
+            .clone()
+            .unwrap_or_else(keys::generate_admin_key);
+        (
+            store,
+            ServerKey::generate(),
+            admin,
+            "memory (nothing is kept)".to_owned(),
+        )
+    } else {
+        std::fs::create_dir_all(&args.data_dir).map_err(|e| {
+            format!(
+                "cannot create the data dir {}: {e}",
+                args.data_dir.display()
+            )
+        })?;
+        let server_key = keys::load_or_create_server_key(&args.data_dir.join("server.key"))
+            .map_err(|e| e.to_string())?;
+        let admin = match args.admin_key.clone() {
+            Some(key) => key,
+            None => keys::load_or_create_admin_key(&args.data_dir.join("admin.key"))
+                .map_err(|e| e.to_string())?,
+        };
+        let db = args.data_dir.join("chat.sqlite3");
+        let store =
+            SqliteStore::open(&db).map_err(|e| format!("cannot open {}: {e}", db.display()))?;
+        (store, server_key, admin, db.display().to_string())
+    };
+    if admin_key.len() < 16 {
+        return Err("the admin key needs at least 16 characters".into());
+    }
+    let store: Arc<dyn ChatStore> = Arc::new(store);
+    let service = Arc::new(ChatService::new(
+        store,
+        server_key.clone(),
+        Arc::new(SystemClock),
+    ));
+    let registry = Arc::new(Registry::new(service));
+    let schema = schema::build(registry).map_err(|e| e.to_string())?;
+    let auth = Arc::new(Authenticator::new(admin_key.clone(), server_key));
+    let app = http::router(http::AppState { schema, auth });
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    print_banner(addr, &admin_key, &where_);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| format!("server error: {e}"))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn print_banner(addr: SocketAddr, admin_key: &str, data: &str) {
+    use std::io::Write;
+    // Tests and scripts read the first line; keep its shape. A closed stdout is not an
+    // error worth dying for, so write errors are ignored.
+    let banner = format!(
+        "chat-server listening on http://{addr}\n  \
+         GraphQL:   POST http://{addr}/graphql   (GraphiQL: open it in a browser)\n  \
+         data:      {data}\n  \
+         admin key: {admin_key}\n  \
+         try:\n    curl -s http://{addr}/graphql -H 'Authorization: {admin_key}' -H 'Content-Type: application/json' \\\n      \
+         -d '{{\"query\":\"mutation {{ createApplication(name: \\\"Acme\\\") {{ application {{ token }} secret }} }}\"}}'\n"
+    );
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(banner.as_bytes());
+    let _ = out.flush();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,6 @@
+//! The local dev server: the same `schema.graphql` and resolver registry as AppSync, over
+//! HTTP, with data in embedded storage.
+
+pub mod http;
+pub mod keys;
+pub mod schema;

@@ -1,0 +1,190 @@
+//! A real `chat-server` process on a free loopback port, and a small GraphQL client.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use chat_domain::Role;
+use serde_json::{Value, json};
+
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
+
+pub struct TestServer {
+    child: Child,
+    pub url: String,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    client: reqwest::Client,
+}
+
+impl TestServer {
+    /// A server on a fresh data dir of its own.
+    pub fn start() -> TestServer {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let mut server = TestServer::start_on(&dir);
+        server._tmp = Some(tmp);
+        server
+    }
+
+    /// A server on `dir`, which the caller keeps (for restarts on the same data).
+    pub fn start_on(dir: &Path) -> TestServer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-key",
+                ADMIN_KEY,
+                "--data-dir",
+            ])
+            .arg(dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start chat-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut reader = BufReader::new(stdout);
+        let mut first = String::new();
+        reader.read_line(&mut first).expect("read banner");
+        // Keep draining stdout so the server never writes into a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        let url = first
+            .trim()
+            .strip_prefix("chat-server listening on ")
+            .unwrap_or_else(|| panic!("unexpected banner: {first:?}"))
+            .to_owned();
+        TestServer {
+            child,
+            url,
+            data_dir: dir.to_path_buf(),
+            _tmp: None,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+        }
+    }
+
+    pub fn kill_hard(&mut self) {
+        // SIGKILL: no shutdown path runs.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// POSTs a GraphQL request; returns the HTTP status and the JSON body.
+    pub async fn post(&self, token: Option<&str>, query: &str, variables: Value) -> (u16, Value) {
+        let mut request = self
+            .client
+            .post(format!("{}/graphql", self.url))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.header("Authorization", token);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let body = response.json::<Value>().await.expect("JSON body");
+        (status, body)
+    }
+
+    /// A request that must succeed: returns `data`.
+    pub async fn ok(&self, token: &str, query: &str, variables: Value) -> Value {
+        let (status, body) = self.post(Some(token), query, variables).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    /// A request that must fail: returns the first error's code.
+    pub async fn error_code(&self, token: Option<&str>, query: &str, variables: Value) -> String {
+        let (_, body) = self.post(token, query, variables).await;
+        let code = body["errors"][0]["extensions"]["code"].as_str();
+        code.unwrap_or_else(|| panic!("expected an error with a code: {body}"))
+            .to_owned()
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill_hard();
+    }
+}
+
+/// An application with its secret, and tokens for its users.
+pub struct TestApp {
+    pub token: String,
+    pub secret: String,
+}
+
+impl TestApp {
+    pub async fn create(server: &TestServer, name: &str) -> TestApp {
+        let data = server
+            .ok(
+                ADMIN_KEY,
+                "mutation($n: String!) { createApplication(name: $n) { application { token } secret } }",
+                json!({ "n": name }),
+            )
+            .await;
+        TestApp {
+            token: data["createApplication"]["application"]["token"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            secret: data["createApplication"]["secret"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        }
+    }
+
+    pub fn user(&self, sub: &str, role: Role) -> String {
+        let exp = jsonwebtoken_exp(3600);
+        chat_appsync::auth::mint_user_token(&self.secret, &self.token, sub, role, exp).unwrap()
+    }
+
+    pub fn agent(&self, sub: &str) -> String {
+        self.user(sub, Role::Agent)
+    }
+
+    pub fn customer(&self, sub: &str) -> String {
+        self.user(sub, Role::Customer)
+    }
+}
+
+pub fn jsonwebtoken_exp(ttl: u64) -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + ttl
+}
+
+pub const CREATE_CHAT: &str = "mutation($a: ID!, $s: String, $c: ID) { createChat(appToken: $a, subject: $s, customerId: $c) { number customerId subject status messagesCount } }";
+pub const SEND: &str = "mutation($a: ID!, $c: Int!, $b: String!, $k: ID) { sendMessage(appToken: $a, chatNumber: $c, body: $b, clientMessageId: $k) { number body senderId senderRole clientMessageId chatNumber appToken deleted createdAt } }";
+pub const MESSAGES: &str = "query($a: ID!, $c: Int!, $after: Int, $before: Int, $l: Int, $t: String) { messages(appToken: $a, chatNumber: $c, after: $after, before: $before, limit: $l, nextToken: $t) { items { number body deleted } nextToken } }";
+pub const CHAT: &str = "query($a: ID!, $n: Int!) { chat(appToken: $a, number: $n) { number customerId subject status messagesCount lastMessage { number body deleted editedAt } lastMessageAt } }";
+
+/// Opens a chat as `customer` and returns its number.
+pub async fn open_chat(server: &TestServer, app: &TestApp, customer_token: &str) -> i64 {
+    let data = server
+        .ok(
+            customer_token,
+            CREATE_CHAT,
+            json!({ "a": app.token, "s": "Help" }),
+        )
+        .await;
+    data["createChat"]["number"].as_i64().unwrap()
+}
+
+pub async fn send(server: &TestServer, app: &TestApp, token: &str, chat: i64, body: &str) -> Value {
+    server
+        .ok(token, SEND, json!({ "a": app.token, "c": chat, "b": body }))
+        .await["sendMessage"]
+        .clone()
+}

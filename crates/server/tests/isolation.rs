@@ -1,0 +1,232 @@
+//! Tenant and customer isolation for every operation of the schema: refused with the right
+//! code, no data of others, nothing changed.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+/// Every operation, aimed at application `a`'s chat 1 / message 1.
+fn operations(a: &str) -> Vec<(&'static str, &'static str, Value)> {
+    vec![
+        (
+            "application",
+            "query($a: ID!) { application(token: $a) { token chatsCount } }",
+            json!({ "a": a }),
+        ),
+        (
+            "chat",
+            "query($a: ID!) { chat(appToken: $a, number: 1) { number customerId } }",
+            json!({ "a": a }),
+        ),
+        (
+            "chats",
+            "query($a: ID!) { chats(appToken: $a) { items { number } } }",
+            json!({ "a": a }),
+        ),
+        (
+            "message",
+            "query($a: ID!) { message(appToken: $a, chatNumber: 1, number: 1) { body } }",
+            json!({ "a": a }),
+        ),
+        (
+            "messages",
+            "query($a: ID!) { messages(appToken: $a, chatNumber: 1) { items { body } } }",
+            json!({ "a": a }),
+        ),
+        (
+            "updateApplication",
+            "mutation($a: ID!) { updateApplication(token: $a, name: \"Hacked\") { name } }",
+            json!({ "a": a }),
+        ),
+        (
+            "createChat",
+            "mutation($a: ID!) { createChat(appToken: $a, customerId: \"x\") { number } }",
+            json!({ "a": a }),
+        ),
+        (
+            "updateChat",
+            "mutation($a: ID!) { updateChat(appToken: $a, number: 1, status: RESOLVED) { status } }",
+            json!({ "a": a }),
+        ),
+        (
+            "sendMessage",
+            "mutation($a: ID!) { sendMessage(appToken: $a, chatNumber: 1, body: \"intruder\") { number } }",
+            json!({ "a": a }),
+        ),
+        (
+            "editMessage",
+            "mutation($a: ID!) { editMessage(appToken: $a, chatNumber: 1, number: 1, body: \"edited\") { body } }",
+            json!({ "a": a }),
+        ),
+        (
+            "deleteMessage",
+            "mutation($a: ID!) { deleteMessage(appToken: $a, chatNumber: 1, number: 1) { deleted } }",
+            json!({ "a": a }),
+        ),
+    ]
+}
+
+struct World {
+    server: TestServer,
+    a: TestApp,
+    b: TestApp,
+}
+
+async fn world() -> World {
+    let server = TestServer::start();
+    let a = TestApp::create(&server, "Tenant A").await;
+    let b = TestApp::create(&server, "Tenant B").await;
+    for app in [&a, &b] {
+        let owner = app.customer("owner");
+        let chat = open_chat(&server, app, &owner).await;
+        send(&server, app, &owner, chat, "private words").await;
+    }
+    World { server, a, b }
+}
+
+/// The state of application `a` as its agent sees it, to prove nothing changed.
+async fn snapshot(w: &World) -> Value {
+    let agent = w.a.agent("auditor");
+    w.server
+        .ok(
+            &agent,
+            "query($a: ID!) { chats(appToken: $a) { items { number subject status messagesCount lastMessage { body editedAt deleted } } } messages(appToken: $a, chatNumber: 1) { items { number body deleted } } }",
+            json!({ "a": w.a.token }),
+        )
+        .await
+}
+
+async fn app_name(w: &World) -> Value {
+    w.server
+        .ok(
+            ADMIN_KEY,
+            "query($a: ID!) { application(token: $a) { name chatsCount } }",
+            json!({ "a": w.a.token }),
+        )
+        .await
+}
+
+/// Runs every operation as `token` and checks each answer: an error with code
+/// `expected(op)` and no data; or "null" (a nullable query that must not reveal whether a
+/// chat exists); or "empty" (a list with nothing in it).
+async fn refuse_all(w: &World, token: Option<&str>, expected: impl Fn(&str) -> &'static str) {
+    let before = (snapshot(w).await, app_name(w).await);
+    for (op, query, vars) in operations(&w.a.token) {
+        let (_, body) = w.server.post(token, query, vars).await;
+        let want = expected(op);
+        if want == "null" {
+            assert!(body.get("errors").is_none(), "{op}: {body}");
+            assert_eq!(body["data"][op], Value::Null, "{op} leaked data: {body}");
+            continue;
+        }
+        if want == "empty" {
+            assert!(body.get("errors").is_none(), "{op}: {body}");
+            assert_eq!(
+                body["data"][op]["items"],
+                json!([]),
+                "{op} leaked data: {body}"
+            );
+            continue;
+        }
+        let code = body["errors"][0]["extensions"]["code"].as_str();
+        assert_eq!(code, Some(want), "{op}: {body}");
+        let data = &body["data"];
+        assert!(
+            data.is_null() || data[op].is_null(),
+            "{op} leaked data: {body}"
+        );
+    }
+    assert_eq!(
+        (snapshot(w).await, app_name(w).await),
+        before,
+        "something changed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_is_unauthorized_everywhere() {
+    let w = world().await;
+    refuse_all(&w, None, |_| "Unauthorized").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tokens_are_refused_with_401() {
+    let w = world().await;
+    let expired = chat_appsync::auth::mint_user_token(
+        &w.a.secret,
+        &w.a.token,
+        "u",
+        chat_domain::Role::Agent,
+        1_000,
+    )
+    .unwrap();
+    let forged = chat_appsync::auth::mint_user_token(
+        "sk_wrong",
+        &w.a.token,
+        "u",
+        chat_domain::Role::Agent,
+        jsonwebtoken_exp(60),
+    )
+    .unwrap();
+    for token in [expired.as_str(), forged.as_str(), "not-a-token", "a.b.c"] {
+        for (op, query, vars) in operations(&w.a.token) {
+            let (status, body) = w.server.post(Some(token), query, vars).await;
+            assert_eq!(status, 401, "{op}: {body}");
+            assert_eq!(body["errors"][0]["extensions"]["code"], "Unauthorized");
+            assert!(body["data"].is_null());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_applications_agent_is_forbidden_everywhere() {
+    let w = world().await;
+    let intruder = w.b.agent("agent-of-b");
+    refuse_all(&w, Some(&intruder), |_| "Forbidden").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_customer_sees_no_chat_and_changes_nothing() {
+    let w = world().await;
+    let stranger = w.a.customer("stranger");
+    refuse_all(&w, Some(&stranger), |op| match op {
+        "application" | "updateApplication" => "Forbidden",
+        // A customer must not learn whether another customer's chat exists.
+        "chat" | "message" => "null",
+        "createChat" => "Forbidden",
+        // Its own (empty) list of chats.
+        "chats" => "empty",
+        _ => "NotFound",
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_tokens_cannot_use_admin_operations_and_admin_cannot_chat() {
+    let w = world().await;
+    let agent = w.a.agent("a1");
+    let code = w
+        .server
+        .error_code(
+            Some(&agent),
+            "mutation { createApplication(name: \"Mine\") { secret } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code, "Forbidden");
+    let code = w
+        .server
+        .error_code(
+            Some(&agent),
+            "mutation($a: ID!) { updateApplication(token: $a, name: \"X\") { name } }",
+            json!({ "a": w.a.token }),
+        )
+        .await;
+    assert_eq!(code, "Forbidden");
+    let code = w
+        .server
+        .error_code(Some(ADMIN_KEY), "mutation($a: ID!) { sendMessage(appToken: $a, chatNumber: 1, body: \"x\") { number } }", json!({ "a": w.a.token }))
+        .await;
+    assert_eq!(code, "Forbidden");
+}
