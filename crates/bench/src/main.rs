@@ -1,0 +1,211 @@
+//! `chat-bench`: drives a running dev server with concurrent clients over HTTP and reports
+//! throughput and latency percentiles. `scripts/bench` starts a fresh server and runs it.
+//!
+//! Each client is a customer with a keep-alive connection sending into its own chat (or,
+//! with `--chats 1`, everyone into one chat: the hot-chat case), one request at a time.
+
+use std::time::{Duration, Instant};
+
+use chat_domain::Role;
+use clap::Parser;
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+
+#[derive(Parser, Debug)]
+#[command(about = "Concurrent sendMessage load against a chat dev server")]
+struct Args {
+    /// The server's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:4000")]
+    url: String,
+    #[arg(long, env = "CHAT_ADMIN_KEY")]
+    admin_key: String,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Chats the clients spread over (client i sends into chat i % chats).
+    #[arg(long)]
+    chats: Option<usize>,
+    /// Measured seconds (after the warm-up).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    #[arg(long, default_value_t = 2)]
+    warmup_seconds: u64,
+    /// What to send: `send` (sendMessage) or `noop` (the `__typename` query: HTTP and
+    /// GraphQL without the store, to see where the time goes).
+    #[arg(long, default_value = "send")]
+    operation: String,
+    /// Message body size in bytes.
+    #[arg(long, default_value_t = 64)]
+    body_bytes: usize,
+    /// A label for the JSON result line.
+    #[arg(long, default_value = "")]
+    label: String,
+}
+
+const SEND: &str = "mutation($a: ID!, $c: Int!, $b: String!) { sendMessage(appToken: $a, chatNumber: $c, body: $b) { number } }";
+
+async fn gql(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    query: &str,
+    vars: Value,
+) -> Result<Value, String> {
+    let response = client
+        .post(url)
+        .header("Authorization", token)
+        .json(&json!({ "query": query, "variables": vars }))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let body: Value = response.json().await.map_err(|e| e.to_string())?;
+    if !status.is_success() || body.get("errors").is_some() {
+        return Err(format!("{status}: {body}"));
+    }
+    Ok(body["data"].clone())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), String> {
+    let args = Args::parse();
+    let url = format!("{}/graphql", args.url.trim_end_matches('/'));
+    let setup = reqwest::Client::new();
+    let created = gql(
+        &setup,
+        &url,
+        &args.admin_key,
+        "mutation { createApplication(name: \"bench\") { application { token } secret } }",
+        json!({}),
+    )
+    .await?;
+    let app = created["createApplication"]["application"]["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let secret = created["createApplication"]["secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs()
+        + 3600;
+    let agent = chat_appsync::auth::mint_user_token(&secret, &app, "bench-agent", Role::Agent, exp)
+        .map_err(|e| e.to_string())?;
+    let chats = args.chats.unwrap_or(args.concurrency).max(1);
+    for i in 0..chats {
+        gql(
+            &setup,
+            &url,
+            &agent,
+            "mutation($a: ID!, $c: ID!) { createChat(appToken: $a, customerId: $c) { number } }",
+            json!({ "a": app, "c": format!("customer-{i}") }),
+        )
+        .await?;
+    }
+    let body = "x".repeat(args.body_bytes.max(1));
+    let start = Instant::now();
+    let warm_until = start + Duration::from_secs(args.warmup_seconds);
+    let end = warm_until + Duration::from_secs(args.seconds);
+
+    let workers = (0..args.concurrency).map(|i| {
+        let (url, app, body, op) = (
+            url.clone(),
+            app.clone(),
+            body.clone(),
+            args.operation.clone(),
+        );
+        let chat = (i % chats) + 1;
+        let token = if chats == 1 {
+            agent.clone()
+        } else {
+            chat_appsync::auth::mint_user_token(
+                &secret,
+                &app,
+                &format!("customer-{}", i % chats),
+                Role::Customer,
+                exp,
+            )
+            .expect("mint")
+        };
+        tokio::spawn(async move {
+            // One connection per client, like a real app.
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()
+                .expect("client");
+            let mut histogram =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+            let (mut ok, mut errors) = (0u64, 0u64);
+            let mut last_error = None;
+            loop {
+                let now = Instant::now();
+                if now >= end {
+                    break;
+                }
+                let result = match op.as_str() {
+                    "noop" => gql(&client, &url, &token, "{ __typename }", json!({})).await,
+                    _ => {
+                        gql(
+                            &client,
+                            &url,
+                            &token,
+                            SEND,
+                            json!({ "a": app, "c": chat, "b": body }),
+                        )
+                        .await
+                    }
+                };
+                if now < warm_until {
+                    continue;
+                }
+                match result {
+                    Ok(_) => {
+                        ok += 1;
+                        let _ = histogram.record(now.elapsed().as_micros() as u64);
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        last_error = Some(e);
+                    }
+                }
+            }
+            (histogram, ok, errors, last_error)
+        })
+    });
+    let mut total =
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?;
+    let (mut ok, mut errors) = (0u64, 0u64);
+    for result in futures::future::join_all(workers).await {
+        let (histogram, o, e, last) = result.map_err(|e| e.to_string())?;
+        total.add(histogram).map_err(|e| e.to_string())?;
+        ok += o;
+        errors += e;
+        if let Some(last) = last {
+            eprintln!("error: {last}");
+        }
+    }
+    let secs = args.seconds as f64;
+    let ms = |q: f64| total.value_at_quantile(q) as f64 / 1000.0;
+    let result = json!({
+        "label": args.label,
+        "operation": args.operation,
+        "concurrency": args.concurrency,
+        "chats": chats,
+        "seconds": args.seconds,
+        "ok": ok,
+        "errors": errors,
+        "throughput_per_s": (ok as f64 / secs).round(),
+        "p50_ms": ms(0.50),
+        "p90_ms": ms(0.90),
+        "p99_ms": ms(0.99),
+        "max_ms": total.max() as f64 / 1000.0,
+    });
+    println!("{result}");
+    if errors > 0 {
+        return Err(format!("{errors} requests failed"));
+    }
+    Ok(())
+}
