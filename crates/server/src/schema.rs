@@ -211,3 +211,89 @@ pub fn build_from(sdl: &str, registry: Arc<Registry>) -> Result<Schema, SchemaEr
     }
     Ok(builder.finish()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use async_graphql_parser::types::TypeKind;
+    use chat_domain::{ChatService, ServerKey, SystemClock};
+    use chat_embedded::SqliteStore;
+
+    use super::*;
+
+    fn registry() -> Arc<Registry> {
+        let store = Arc::new(SqliteStore::open_in_memory().unwrap());
+        let service = ChatService::new(store, ServerKey::generate(), Arc::new(SystemClock));
+        Arc::new(Registry::new(Arc::new(service)))
+    }
+
+    /// type -> field -> (type, [(argument, type)]), for object types of an SDL document.
+    type Shape = BTreeMap<String, BTreeMap<String, (String, Vec<(String, String)>)>>;
+
+    fn shape(sdl: &str) -> (Shape, BTreeMap<String, Vec<String>>) {
+        let doc = async_graphql_parser::parse_schema(sdl).unwrap();
+        let mut objects = Shape::new();
+        let mut enums = BTreeMap::new();
+        for def in doc.definitions {
+            let TypeSystemDefinition::Type(def) = def else {
+                continue;
+            };
+            let name = def.node.name.node.to_string();
+            match def.node.kind {
+                TypeKind::Object(o) => {
+                    let fields = o.fields.iter().map(|f| {
+                        let args =
+                            f.node.arguments.iter().map(|a| {
+                                (a.node.name.node.to_string(), a.node.ty.node.to_string())
+                            });
+                        (
+                            f.node.name.node.to_string(),
+                            (f.node.ty.node.to_string(), args.collect()),
+                        )
+                    });
+                    objects.insert(name, fields.collect());
+                }
+                TypeKind::Enum(e) => {
+                    let values = e.values.iter().map(|v| v.node.value.node.to_string());
+                    enums.insert(name, values.collect());
+                }
+                _ => {}
+            }
+        }
+        (objects, enums)
+    }
+
+    #[test]
+    fn served_schema_equals_schema_graphql() {
+        let schema = build(registry()).unwrap();
+        let served = shape(&schema.sdl());
+        let file = shape(&format!("{APPSYNC_PRELUDE}\n{SCHEMA_SDL}"));
+        assert_eq!(served, file);
+        assert!(served.0["Mutation"].contains_key("sendMessage"));
+    }
+
+    #[test]
+    fn a_root_field_without_resolver_is_refused_at_start_up() {
+        let sdl = SCHEMA_SDL.replace("type Query {", "type Query {\n  secrets: String");
+        let error = build_from(&sdl, registry()).unwrap_err();
+        assert!(
+            matches!(error, SchemaError::MissingResolver(ref f) if f == "Query.secrets"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_resolver_without_schema_field_is_refused_at_start_up() {
+        let sdl = SCHEMA_SDL.replace(
+            "  deleteMessage(appToken: ID!, chatNumber: Int!, number: Int!): Message!\n",
+            "",
+        );
+        assert_ne!(sdl, SCHEMA_SDL);
+        let error = build_from(&sdl, registry()).unwrap_err();
+        assert!(
+            matches!(error, SchemaError::UnknownField(ref f) if f == "Mutation.deleteMessage"),
+            "{error}"
+        );
+    }
+}

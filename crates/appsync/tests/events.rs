@@ -1,0 +1,101 @@
+//! AppSync direct-resolver events as JSON (the Lambda path): fixtures round-trip through
+//! the event type and resolve through the registry.
+
+use std::sync::Arc;
+
+use chat_appsync::{Registry, ResolverEvent};
+use chat_domain::{ChatService, ServerKey, SystemClock};
+use chat_embedded::SqliteStore;
+
+fn fixture(name: &str, app: &str) -> ResolverEvent {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path)
+        .expect("fixture")
+        .replace("{{APP}}", app);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn registry() -> Registry {
+    let store = Arc::new(SqliteStore::open_in_memory().expect("store"));
+    Registry::new(Arc::new(ChatService::new(
+        store,
+        ServerKey::generate(),
+        Arc::new(SystemClock),
+    )))
+}
+
+#[test]
+fn fixtures_round_trip_through_the_event_type() {
+    for name in [
+        "create-application.json",
+        "create-chat.json",
+        "send-message.json",
+    ] {
+        let event = fixture(name, "app_x");
+        let json = serde_json::to_value(&event).unwrap();
+        let again: ResolverEvent = serde_json::from_value(json).unwrap();
+        assert_eq!(again, event, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn lambda_events_resolve_through_the_registry() {
+    let registry = registry();
+    let created = registry
+        .resolve(fixture("create-application.json", ""))
+        .await
+        .unwrap();
+    let app = created["application"]["token"].as_str().unwrap().to_owned();
+    assert_eq!(created["application"]["name"], "Fixture Co");
+    assert!(created["secret"].as_str().unwrap().starts_with("sk_"));
+
+    let chat = registry
+        .resolve(fixture("create-chat.json", &app))
+        .await
+        .unwrap();
+    assert_eq!(chat["number"], 1);
+    assert_eq!(chat["customerId"], "customer-7");
+
+    let first = registry
+        .resolve(fixture("send-message.json", &app))
+        .await
+        .unwrap();
+    let retry = registry
+        .resolve(fixture("send-message.json", &app))
+        .await
+        .unwrap();
+    assert_eq!(first["number"], 1);
+    assert_eq!(
+        first, retry,
+        "same clientMessageId: the first message again"
+    );
+}
+
+#[tokio::test]
+async fn events_without_identity_or_with_bad_arguments_are_refused_with_codes() {
+    let registry = registry();
+    let mut anonymous = fixture("create-application.json", "");
+    anonymous.identity = None;
+    let error = registry.resolve(anonymous).await.unwrap_err();
+    assert_eq!(error.error_type, "Unauthorized");
+
+    let mut bad = fixture("create-application.json", "");
+    bad.arguments = Some(serde_json::json!({ "name": 42 }));
+    let error = registry.resolve(bad).await.unwrap_err();
+    assert_eq!(error.error_type, "BadInput");
+
+    let mut unknown = fixture("create-application.json", "");
+    unknown.info.field_name = "dropDatabase".into();
+    let error = registry.resolve(unknown).await.unwrap_err();
+    assert_eq!(error.error_type, "BadInput");
+
+    // A forged resolverContext (not produced by our authorizer) is treated as no identity.
+    let mut forged = fixture("send-message.json", "app_x");
+    forged.identity =
+        serde_json::from_value(serde_json::json!({ "resolverContext": { "kind": "root" } }))
+            .unwrap();
+    assert_eq!(
+        registry.resolve(forged).await.unwrap_err().error_type,
+        "Unauthorized"
+    );
+}
