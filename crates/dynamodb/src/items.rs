@@ -1,0 +1,394 @@
+//! Items to domain values and back. Every stored value is parsed again, so an item of an
+//! unexpected shape is an Internal error, never a panic or an invalid value.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use chat_domain::*;
+
+use crate::error::{Result, StoreError};
+use crate::table::{self, attr, item_type};
+
+pub(crate) type Item = HashMap<String, AttributeValue>;
+
+pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+pub(crate) fn n(value: impl std::fmt::Display) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+pub(crate) fn key(pk: String, sk: impl Into<String>) -> Item {
+    HashMap::from([(attr::PK.to_owned(), s(pk)), (attr::SK.to_owned(), s(sk))])
+}
+
+// ---- reading attributes -----------------------------------------------------------------
+
+fn missing(name: &str) -> StoreError {
+    StoreError::corrupt(format!("attribute {name} is missing or not of its type"))
+}
+
+pub(crate) fn string<'a>(item: &'a Item, name: &str) -> Result<&'a str> {
+    optional_string(item, name)?.ok_or_else(|| missing(name))
+}
+
+pub(crate) fn optional_string<'a>(item: &'a Item, name: &str) -> Result<Option<&'a str>> {
+    match item.get(name) {
+        None | Some(AttributeValue::Null(_)) => Ok(None),
+        Some(AttributeValue::S(value)) => Ok(Some(value)),
+        Some(_) => Err(missing(name)),
+    }
+}
+
+pub(crate) fn number<T: FromStr>(item: &Item, name: &str) -> Result<T>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    optional_number(item, name)?.ok_or_else(|| missing(name))
+}
+
+pub(crate) fn optional_number<T: FromStr>(item: &Item, name: &str) -> Result<Option<T>>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    match item.get(name) {
+        None | Some(AttributeValue::Null(_)) => Ok(None),
+        Some(AttributeValue::N(raw)) => raw
+            .parse()
+            .map(Some)
+            .map_err(|e| StoreError::corrupt_because(format!("attribute {name} = {raw}"), e)),
+        Some(_) => Err(missing(name)),
+    }
+}
+
+fn boolean(item: &Item, name: &str) -> Result<bool> {
+    match item.get(name) {
+        Some(AttributeValue::Bool(value)) => Ok(*value),
+        _ => Err(missing(name)),
+    }
+}
+
+fn expect_type(item: &Item, expected: &str) -> Result<()> {
+    let found = string(item, attr::TYPE)?;
+    if found == expected {
+        Ok(())
+    } else {
+        Err(StoreError::corrupt(format!(
+            "expected a {expected} item, found {found}"
+        )))
+    }
+}
+
+pub(crate) fn is_type(item: &Item, expected: &str) -> bool {
+    matches!(item.get(attr::TYPE), Some(AttributeValue::S(t)) if t == expected)
+}
+
+fn parsed<T>(what: &str, value: chat_domain::Result<T>) -> Result<T> {
+    value.map_err(|e| StoreError::corrupt_because(what.to_owned(), e))
+}
+
+fn timestamp(item: &Item, name: &str) -> Result<Timestamp> {
+    number(item, name).map(Timestamp)
+}
+
+fn optional_timestamp(item: &Item, name: &str) -> Result<Option<Timestamp>> {
+    Ok(optional_number(item, name)?.map(Timestamp))
+}
+
+fn count(item: &Item, name: &str) -> Result<u32> {
+    number(item, name)
+}
+
+// ---- applications -----------------------------------------------------------------------
+
+pub(crate) fn application_item(new: &NewApplication) -> Item {
+    let mut item = key(table::application_pk(&new.token), table::APPLICATION_SK);
+    item.extend([
+        (attr::TYPE.to_owned(), s(item_type::APPLICATION)),
+        (attr::TOKEN.to_owned(), s(new.token.as_str())),
+        (attr::NAME.to_owned(), s(new.name.as_str())),
+        (attr::SECRET_GENERATION.to_owned(), n(1)),
+        (attr::CHATS_COUNT.to_owned(), n(0)),
+        (attr::CREATED_AT.to_owned(), n(new.now.0)),
+        (attr::UPDATED_AT.to_owned(), n(new.now.0)),
+    ]);
+    item
+}
+
+pub(crate) fn application(item: &Item) -> Result<Application> {
+    expect_type(item, item_type::APPLICATION)?;
+    Ok(Application {
+        token: parsed(
+            "application token",
+            AppToken::parse(string(item, attr::TOKEN)?),
+        )?,
+        name: parsed(
+            "application name",
+            AppName::parse(string(item, attr::NAME)?),
+        )?,
+        secret_generation: count(item, attr::SECRET_GENERATION)?,
+        chats_count: count(item, attr::CHATS_COUNT)?,
+        created_at: timestamp(item, attr::CREATED_AT)?,
+        updated_at: timestamp(item, attr::UPDATED_AT)?,
+    })
+}
+
+// ---- chats ----------------------------------------------------------------------------------
+
+/// The activity sort key, or Internal for a time before 1970 (not a clock reading).
+pub(crate) fn activity_sk(at: Timestamp, chat: ChatNumber) -> Result<String> {
+    table::activity_sk(at, chat)
+        .ok_or_else(|| StoreError::corrupt(format!("time {} is before 1970", at.0)))
+}
+
+pub(crate) fn chat_item(chat: &Chat) -> Result<Item> {
+    let activity = activity_sk(chat.last_activity_at, chat.number)?;
+    let mut item = key(table::chat_pk(&chat.app, chat.number), table::CHAT_SK);
+    item.extend([
+        (attr::TYPE.to_owned(), s(item_type::CHAT)),
+        (attr::APP.to_owned(), s(chat.app.as_str())),
+        (attr::NUMBER.to_owned(), n(chat.number)),
+        (attr::CUSTOMER_ID.to_owned(), s(chat.customer_id.as_str())),
+        (attr::STATUS.to_owned(), s(chat.status.as_str())),
+        (attr::MESSAGES_COUNT.to_owned(), n(chat.messages_count)),
+        (
+            attr::LAST_ACTIVITY_AT.to_owned(),
+            n(chat.last_activity_at.0),
+        ),
+        (attr::CREATED_AT.to_owned(), n(chat.created_at.0)),
+        (attr::UPDATED_AT.to_owned(), n(chat.updated_at.0)),
+        (
+            attr::GSI1PK.to_owned(),
+            s(table::inbox_pk(
+                &chat.app,
+                chat.status,
+                table::inbox_shard(chat.number),
+            )),
+        ),
+        (attr::GSI1SK.to_owned(), s(activity.clone())),
+        (
+            attr::GSI2PK.to_owned(),
+            s(table::customer_pk(
+                &chat.app,
+                chat.status,
+                &chat.customer_id,
+            )),
+        ),
+        (attr::GSI2SK.to_owned(), s(activity)),
+    ]);
+    if let Some(subject) = &chat.subject {
+        item.insert(attr::SUBJECT.to_owned(), s(subject.as_str()));
+    }
+    if let Some(at) = chat.last_message_at {
+        item.insert(attr::LAST_MESSAGE_AT.to_owned(), n(at.0));
+    }
+    Ok(item)
+}
+
+/// A chat item, without its last message (`last_message: None`; see [`with_last_message`]).
+pub(crate) fn chat(item: &Item) -> Result<Chat> {
+    expect_type(item, item_type::CHAT)?;
+    let subject = match optional_string(item, attr::SUBJECT)? {
+        None => None,
+        Some(raw) => parsed("chat subject", Subject::parse(raw))?,
+    };
+    Ok(Chat {
+        app: parsed("chat app", AppToken::parse(string(item, attr::APP)?))?,
+        number: parsed("chat number", ChatNumber::new(number(item, attr::NUMBER)?))?,
+        customer_id: parsed(
+            "customer id",
+            UserId::parse(string(item, attr::CUSTOMER_ID)?),
+        )?,
+        subject,
+        status: parsed(
+            "chat status",
+            ChatStatus::parse(string(item, attr::STATUS)?),
+        )?,
+        messages_count: count(item, attr::MESSAGES_COUNT)?,
+        last_message: None,
+        last_message_at: optional_timestamp(item, attr::LAST_MESSAGE_AT)?,
+        last_activity_at: timestamp(item, attr::LAST_ACTIVITY_AT)?,
+        created_at: timestamp(item, attr::CREATED_AT)?,
+        updated_at: timestamp(item, attr::UPDATED_AT)?,
+    })
+}
+
+/// Attaches the last message, checking that it is the one the count names.
+pub(crate) fn with_last_message(mut chat: Chat, last: Option<Message>) -> Result<Chat> {
+    let expected = chat.messages_count;
+    let found = last.as_ref().map_or(0, |m| m.number.get());
+    if found != expected {
+        return Err(StoreError::corrupt(format!(
+            "chat {} of {} counts {expected} messages but its last message is {found}",
+            chat.number, chat.app
+        )));
+    }
+    chat.last_message = last;
+    Ok(chat)
+}
+
+// ---- messages -------------------------------------------------------------------------------
+
+/// A message item. `customer` is the chat's customer, copied onto every message so that a
+/// customer scope is checked on the message alone (a chat's customer never changes).
+pub(crate) fn message_item(message: &Message, customer: &UserId) -> Item {
+    let mut item = key(
+        table::chat_pk(&message.app, message.chat_number),
+        table::message_number_sk(message.number),
+    );
+    item.extend([
+        (attr::TYPE.to_owned(), s(item_type::MESSAGE)),
+        (attr::APP.to_owned(), s(message.app.as_str())),
+        (attr::CHAT_NUMBER.to_owned(), n(message.chat_number)),
+        (attr::NUMBER.to_owned(), n(message.number)),
+        (attr::BODY.to_owned(), s(message.body.as_str())),
+        (attr::SENDER_ID.to_owned(), s(message.sender_id.as_str())),
+        (
+            attr::SENDER_ROLE.to_owned(),
+            s(message.sender_role.as_str()),
+        ),
+        (attr::CREATED_AT.to_owned(), n(message.created_at.0)),
+        (
+            attr::DELETED.to_owned(),
+            AttributeValue::Bool(message.deleted),
+        ),
+        (attr::CUSTOMER_ID.to_owned(), s(customer.as_str())),
+    ]);
+    if let Some(id) = &message.client_message_id {
+        item.insert(attr::CLIENT_MESSAGE_ID.to_owned(), s(id.as_str()));
+    }
+    if let Some(at) = message.edited_at {
+        item.insert(attr::EDITED_AT.to_owned(), n(at.0));
+    }
+    item
+}
+
+/// A message item and the customer of its chat.
+pub(crate) fn message(item: &Item) -> Result<(Message, UserId)> {
+    expect_type(item, item_type::MESSAGE)?;
+    let client_message_id = optional_string(item, attr::CLIENT_MESSAGE_ID)?
+        .map(|raw| parsed("clientMessageId", ClientMessageId::parse(raw)))
+        .transpose()?;
+    let message = Message {
+        app: parsed("message app", AppToken::parse(string(item, attr::APP)?))?,
+        chat_number: parsed(
+            "message chat number",
+            ChatNumber::new(number(item, attr::CHAT_NUMBER)?),
+        )?,
+        number: parsed(
+            "message number",
+            MessageNumber::new(number(item, attr::NUMBER)?),
+        )?,
+        body: string(item, attr::BODY)?.to_owned(),
+        sender_id: parsed("sender id", UserId::parse(string(item, attr::SENDER_ID)?))?,
+        sender_role: parsed("sender role", Role::parse(string(item, attr::SENDER_ROLE)?))?,
+        client_message_id,
+        created_at: timestamp(item, attr::CREATED_AT)?,
+        edited_at: optional_timestamp(item, attr::EDITED_AT)?,
+        deleted: boolean(item, attr::DELETED)?,
+    };
+    let customer = parsed(
+        "message customer id",
+        UserId::parse(string(item, attr::CUSTOMER_ID)?),
+    )?;
+    Ok((message, customer))
+}
+
+// ---- idempotency keys -----------------------------------------------------------------------
+
+pub(crate) fn client_message_id_item(
+    app: &AppToken,
+    chat: ChatNumber,
+    id: &ClientMessageId,
+    message: MessageNumber,
+) -> Item {
+    let mut item = key(table::chat_pk(app, chat), table::client_message_id_sk(id));
+    item.extend([
+        (attr::TYPE.to_owned(), s(item_type::CLIENT_MESSAGE_ID)),
+        (attr::CLIENT_MESSAGE_ID.to_owned(), s(id.as_str())),
+        (attr::NUMBER.to_owned(), n(message)),
+    ]);
+    item
+}
+
+/// The message number an idempotency key points to.
+pub(crate) fn client_message_id_number(item: &Item) -> Result<MessageNumber> {
+    expect_type(item, item_type::CLIENT_MESSAGE_ID)?;
+    parsed(
+        "clientMessageId number",
+        MessageNumber::new(number(item, attr::NUMBER)?),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_chat() -> Chat {
+        Chat {
+            app: AppToken::parse("app_1").unwrap(),
+            number: ChatNumber::new(3).unwrap(),
+            customer_id: UserId::parse("cust#1").unwrap(),
+            subject: Some(Subject::parse("Hi").unwrap().unwrap()),
+            status: ChatStatus::Resolved,
+            messages_count: 0,
+            last_message: None,
+            last_message_at: None,
+            last_activity_at: Timestamp(5),
+            created_at: Timestamp(5),
+            updated_at: Timestamp(6),
+        }
+    }
+
+    #[test]
+    fn chats_and_messages_round_trip() {
+        let chat = sample_chat();
+        let item = chat_item(&chat).unwrap();
+        assert_eq!(self::chat(&item).unwrap(), chat);
+        assert_eq!(
+            item[attr::GSI2PK],
+            s("CUST#app_1#RESOLVED#cust#1"),
+            "flat, exact-match index keys"
+        );
+        let message = Message {
+            app: chat.app.clone(),
+            chat_number: chat.number,
+            number: MessageNumber::new(7).unwrap(),
+            body: "  hi ".into(),
+            sender_id: UserId::parse("agent").unwrap(),
+            sender_role: Role::Agent,
+            client_message_id: Some(ClientMessageId::parse("k").unwrap()),
+            created_at: Timestamp(9),
+            edited_at: Some(Timestamp(10)),
+            deleted: false,
+        };
+        let item = message_item(&message, &chat.customer_id);
+        assert_eq!(
+            self::message(&item).unwrap(),
+            (message, chat.customer_id.clone())
+        );
+    }
+
+    #[test]
+    fn unexpected_shapes_are_errors_not_panics() {
+        let mut item = chat_item(&sample_chat()).unwrap();
+        item.insert(attr::MESSAGES_COUNT.into(), s("many"));
+        assert!(chat(&item).is_err());
+        item.insert(attr::MESSAGES_COUNT.into(), n(-1));
+        assert!(chat(&item).is_err());
+        item.remove(attr::MESSAGES_COUNT);
+        assert!(chat(&item).is_err());
+        let app = application_item(&NewApplication {
+            token: AppToken::parse("app_1").unwrap(),
+            name: AppName::parse("A").unwrap(),
+            now: Timestamp(1),
+        });
+        assert!(chat(&app).is_err(), "an application is not a chat");
+        assert!(message(&Item::new()).is_err());
+        let mut bad_number = app.clone();
+        bad_number.insert(attr::CHATS_COUNT.into(), n("1e99"));
+        assert!(application(&bad_number).is_err());
+    }
+}

@@ -1,0 +1,38 @@
+//! `chat-dynamodb`: the [`ChatStore`](chat_domain::ChatStore) on DynamoDB, one table.
+//!
+//! - The key design lives in [`table`] (and `docs/dynamodb.md`): each chat is a partition
+//!   holding the chat item, its messages and its idempotency keys; two GSIs list chats by
+//!   last activity (an application's, sharded, and a customer's), one partition per status.
+//! - Numbers are allocated by compare-and-set in one `TransactWriteItems`: the parent's
+//!   count moves from `n` to `n + 1` only if it is still `n`, the child is put only if
+//!   absent, the clientMessageId key likewise; a lost race is retried with jittered
+//!   backoff ([`RetryPolicy`]). Dense, unique, and a failed write changes nothing.
+//!   Within one process, writers of one counter take turns (writer lanes), so only writers
+//!   in different processes ever race.
+//! - Reads of the base table are strongly consistent (read-your-writes, as the store
+//!   contract's tests expect); lists come from GSIs, which DynamoDB keeps eventually
+//!   consistent (typically well under a second behind).
+//! - Request budget (asserted by `tests/requests.rs`): sendMessage and createChat 2
+//!   requests, reads of one item 1.
+
+mod backoff;
+mod client;
+mod error;
+mod expr;
+mod items;
+pub mod requests;
+mod store;
+pub mod table;
+
+#[cfg(feature = "moto")]
+pub mod moto;
+
+pub use aws_sdk_dynamodb::Client;
+pub use backoff::RetryPolicy;
+pub use client::{
+    client_from_environment, create_table_if_missing, emulator_client, http_client, table_exists,
+};
+pub use error::StoreError;
+pub use requests::RequestCounter;
+pub use store::DynamoStore;
+pub use table::TableDefinition;

@@ -1,0 +1,1220 @@
+//! The operations. Each says in its comment how many requests it sends when nothing
+//! races; `tests/requests.rs` holds them to it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, CancellationReason, KeysAndAttributes, Put, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
+use chat_domain::limits::NUMBER_MAX;
+use chat_domain::*;
+use futures::future::try_join_all;
+
+use crate::backoff::{Backoff, RetryPolicy};
+use crate::error::{Result as StoreResult, StoreError, is_throttling_code};
+use crate::expr::Expr;
+use crate::items::{self, Item, n, s};
+use crate::table::{self, attr, item_type};
+
+/// The most keys one BatchGetItem may ask for.
+const BATCH_GET_MAX_KEYS: usize = 100;
+
+/// How many writer lanes a store has (see [`WriterLanes`]).
+const WRITER_LANES: usize = 64;
+
+/// Writers of one counter (a chat's message count, an application's chat count) within
+/// this process take turns: concurrent sends to one chat queue here instead of racing
+/// each other's compare-and-set, which would cost a cancelled transaction per lost race.
+/// Writers in other processes still race; the conditional transaction keeps that correct.
+/// Lanes are striped by key: two busy chats rarely share one.
+#[derive(Debug)]
+struct WriterLanes(Box<[tokio::sync::Mutex<()>]>);
+
+impl WriterLanes {
+    fn new() -> Self {
+        WriterLanes(
+            (0..WRITER_LANES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        )
+    }
+
+    async fn enter(&self, key: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut hasher);
+        let lane = (hasher.finish() % self.0.len() as u64) as usize;
+        self.0[lane].lock().await
+    }
+}
+
+/// The DynamoDB [`ChatStore`]. Cheap to clone (clones share the writer lanes); build the
+/// [`Client`] once per process and share it.
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: Arc<str>,
+    retry: RetryPolicy,
+    lanes: Arc<WriterLanes>,
+}
+
+/// What a TransactWriteItems came to.
+enum Transacted {
+    Committed,
+    /// Cancelled; one reason per item, in request order.
+    Cancelled(Vec<CancellationReason>),
+    /// Another transaction held one of the items: try again.
+    Conflict,
+}
+
+fn reason_code(reason: &CancellationReason) -> &str {
+    reason.code().unwrap_or("None")
+}
+
+fn condition_failed(reason: Option<&CancellationReason>) -> bool {
+    reason.is_some_and(|r| reason_code(r) == "ConditionalCheckFailed")
+}
+
+/// Cancelled only because a condition no longer held or another transaction was in the
+/// way: a fresh read and another attempt will do.
+fn lost_a_race(reasons: &[CancellationReason]) -> bool {
+    reasons.iter().all(|r| {
+        matches!(
+            reason_code(r),
+            "None" | "ConditionalCheckFailed" | "TransactionConflict"
+        )
+    })
+}
+
+fn cancelled(reasons: &[CancellationReason]) -> StoreError {
+    let codes: Vec<&str> = reasons.iter().map(reason_code).collect();
+    StoreError::Cancelled {
+        throttled: codes.iter().any(|c| is_throttling_code(Some(c))),
+        reasons: codes.join(", "),
+    }
+}
+
+fn is_transaction_conflict(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some("TransactionConflictException" | "TransactionInProgressException")
+    )
+}
+
+fn sees(scope: &ChatScope, customer: &UserId) -> bool {
+    scope.customer.as_ref().is_none_or(|c| c == customer)
+}
+
+fn domain(e: DomainError) -> StoreError {
+    StoreError::Domain(e)
+}
+
+fn app_not_found(token: &AppToken) -> StoreError {
+    domain(DomainError::NotFound(format!(
+        "application {token} not found"
+    )))
+}
+
+fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
+    StoreError::corrupt_because("a request could not be built", e)
+}
+
+impl DynamoStore {
+    /// The store on `table` (created with [`crate::create_table_if_missing`] or the
+    /// deployment's template).
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore {
+            client,
+            table: Arc::from(table.into()),
+            retry: RetryPolicy::default(),
+            lanes: Arc::new(WriterLanes::new()),
+        }
+    }
+
+    /// How lost compare-and-set races are retried.
+    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    pub fn table_name(&self) -> &str {
+        &self.table
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    // ---- building blocks ---------------------------------------------------------------
+
+    /// One GetItem, strongly consistent.
+    async fn get(&self, key: Item) -> StoreResult<Option<Item>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&*self.table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::request("GetItem", e))?;
+        Ok(out.item)
+    }
+
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> StoreResult<Transacted> {
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Transacted::Committed),
+            Err(e) => match e.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                    Ok(Transacted::Cancelled(c.cancellation_reasons().to_vec()))
+                }
+                _ if is_transaction_conflict(e.code()) => Ok(Transacted::Conflict),
+                _ => Err(StoreError::request("TransactWriteItems", e)),
+            },
+        }
+    }
+
+    fn put(&self, item: Item, condition: &str, expr: &Expr) -> StoreResult<TransactWriteItem> {
+        let put = Put::builder()
+            .table_name(&*self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build_error)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// A Put only if the key is free.
+    fn put_new(&self, item: Item) -> StoreResult<TransactWriteItem> {
+        let mut expr = Expr::new();
+        let condition = format!("attribute_not_exists({})", expr.name(attr::PK));
+        self.put(item, &condition, &expr)
+    }
+
+    fn update(
+        &self,
+        key: Item,
+        update: &str,
+        condition: &str,
+        expr: &Expr,
+    ) -> StoreResult<TransactWriteItem> {
+        let update = Update::builder()
+            .table_name(&*self.table)
+            .set_key(Some(key))
+            .update_expression(update)
+            .condition_expression(condition)
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
+            // A lost race returns the parent as it is now: the next attempt needs no read.
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build_error)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// The chat item as `scope` sees it (no last message): 1 GetItem.
+    async fn visible_chat(&self, scope: &ChatScope) -> StoreResult<Option<Chat>> {
+        let key = items::key(table::chat_pk(&scope.app, scope.chat), table::CHAT_SK);
+        let Some(item) = self.get(key).await? else {
+            return Ok(None);
+        };
+        let chat = items::chat(&item)?;
+        Ok(sees(scope, &chat.customer_id).then_some(chat))
+    }
+
+    /// Message `number` of the chat, whoever looks: 1 GetItem.
+    async fn message_item(
+        &self,
+        app: &AppToken,
+        chat: ChatNumber,
+        number: MessageNumber,
+    ) -> StoreResult<Option<(Message, UserId)>> {
+        let key = items::key(table::chat_pk(app, chat), table::message_number_sk(number));
+        self.get(key)
+            .await?
+            .as_ref()
+            .map(items::message)
+            .transpose()
+    }
+
+    /// Why a change found no message: the chat is not visible, or the message is missing.
+    async fn missing_message(&self, scope: &ChatScope, number: MessageNumber) -> StoreError {
+        match self.visible_chat(scope).await {
+            Ok(None) => domain(DomainError::chat_not_found(scope.chat)),
+            Ok(Some(_)) => domain(DomainError::message_not_found(number)),
+            Err(e) => e,
+        }
+    }
+
+    /// The message a clientMessageId key points to: 2 GetItems (a retry path only).
+    async fn message_by_client_id(
+        &self,
+        scope: &ChatScope,
+        id: &ClientMessageId,
+        known_number: Option<&Item>,
+    ) -> StoreResult<Option<Message>> {
+        let number = match known_number {
+            Some(item) => items::client_message_id_number(item)?,
+            None => {
+                let key = items::key(
+                    table::chat_pk(&scope.app, scope.chat),
+                    table::client_message_id_sk(id),
+                );
+                match self.get(key).await? {
+                    Some(item) => items::client_message_id_number(&item)?,
+                    None => return Ok(None),
+                }
+            }
+        };
+        match self.message_item(&scope.app, scope.chat, number).await? {
+            Some((message, _)) => Ok(Some(message)),
+            None => Err(StoreError::corrupt(format!(
+                "clientMessageId {} of chat {} points to missing message {number}",
+                id.as_str(),
+                scope.chat
+            ))),
+        }
+    }
+
+    // ---- applications -------------------------------------------------------------------
+
+    /// 1 PutItem.
+    async fn do_create_application(&self, new: &NewApplication) -> StoreResult<Application> {
+        let mut expr = Expr::new();
+        let condition = format!("attribute_not_exists({})", expr.name(attr::PK));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&*self.table)
+            .set_item(Some(items::application_item(new)))
+            .condition_expression(condition)
+            .set_expression_attribute_names(expr.names())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Application {
+                token: new.token.clone(),
+                name: new.name.clone(),
+                secret_generation: 1,
+                chats_count: 0,
+                created_at: new.now,
+                updated_at: new.now,
+            }),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(PutItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Err(domain(DomainError::Conflict(format!(
+                    "application {} already exists",
+                    new.token
+                ))))
+            }
+            Err(e) => Err(StoreError::request("PutItem", e)),
+        }
+    }
+
+    /// 1 UpdateItem.
+    async fn do_update_application(
+        &self,
+        token: &AppToken,
+        name: &AppName,
+        now: Timestamp,
+    ) -> StoreResult<Application> {
+        let mut expr = Expr::new();
+        let update = format!(
+            "SET {}, {}",
+            expr.equals(attr::NAME, "name", s(name.as_str())),
+            expr.equals(attr::UPDATED_AT, "now", n(now.0)),
+        );
+        let condition = format!("attribute_exists({})", expr.name(attr::PK));
+        let mut backoff = Backoff::new(self.retry, "the application");
+        loop {
+            let result = self
+                .client
+                .update_item()
+                .table_name(&*self.table)
+                .set_key(Some(items::key(
+                    table::application_pk(token),
+                    table::APPLICATION_SK,
+                )))
+                .update_expression(&update)
+                .condition_expression(&condition)
+                .set_expression_attribute_names(expr.names())
+                .set_expression_attribute_values(expr.values())
+                .return_values(ReturnValue::AllNew)
+                .send()
+                .await;
+            match result {
+                Ok(out) => {
+                    let item = out
+                        .attributes
+                        .ok_or_else(|| StoreError::corrupt("UpdateItem returned no item"))?;
+                    return items::application(&item);
+                }
+                Err(e) => match e.as_service_error() {
+                    Some(UpdateItemError::ConditionalCheckFailedException(_)) => {
+                        return Err(app_not_found(token));
+                    }
+                    _ if is_transaction_conflict(e.code()) => backoff.wait().await?,
+                    _ => return Err(StoreError::request("UpdateItem", e)),
+                },
+            }
+        }
+    }
+
+    // ---- chats ----------------------------------------------------------------------------
+
+    /// GetItem (the application's count) + TransactWriteItems { count n -> n + 1 if still
+    /// n; put the chat if absent }: 2 requests, more only after a lost race.
+    async fn do_create_chat(&self, new: &NewChat) -> StoreResult<Chat> {
+        let app_key = || items::key(table::application_pk(&new.app), table::APPLICATION_SK);
+        let _turn = self.lanes.enter(&table::application_pk(&new.app)).await;
+        let mut backoff = Backoff::new(self.retry, "the application's chat count");
+        // The application as a lost race returned it: the next attempt starts from it.
+        let mut known: Option<Application> = None;
+        loop {
+            let app = match known.take() {
+                Some(app) => app,
+                None => match self.get(app_key()).await? {
+                    Some(item) => items::application(&item)?,
+                    None => return Err(app_not_found(&new.app)),
+                },
+            };
+            let count = app.chats_count;
+            let number = ChatNumber::new(i64::from(count) + 1).map_err(|_| {
+                domain(DomainError::Conflict(
+                    "the application has reached the largest chat number".into(),
+                ))
+            })?;
+            let chat = Chat {
+                app: new.app.clone(),
+                number,
+                customer_id: new.customer_id.clone(),
+                subject: new.subject.clone(),
+                status: ChatStatus::Open,
+                messages_count: 0,
+                last_message: None,
+                last_message_at: None,
+                last_activity_at: new.now,
+                created_at: new.now,
+                updated_at: new.now,
+            };
+            let mut expr = Expr::new();
+            let update = format!("SET {}", expr.equals(attr::CHATS_COUNT, "next", n(number)));
+            let condition = expr.equals(attr::CHATS_COUNT, "count", n(count));
+            let allocate = self.update(app_key(), &update, &condition, &expr)?;
+            let insert = self.put_new(items::chat_item(&chat)?)?;
+            match self.transact(vec![allocate, insert]).await? {
+                Transacted::Committed => return Ok(chat),
+                Transacted::Cancelled(reasons) => {
+                    if condition_failed(reasons.get(1)) && !condition_failed(reasons.first()) {
+                        return Err(StoreError::corrupt(format!(
+                            "chat {number} of {} exists beyond the application's count",
+                            new.app
+                        )));
+                    }
+                    if !lost_a_race(&reasons) {
+                        return Err(cancelled(&reasons));
+                    }
+                    known = match reasons[0].item() {
+                        Some(item) if condition_failed(reasons.first()) => {
+                            Some(items::application(item)?)
+                        }
+                        _ => None,
+                    };
+                    if known.is_some() {
+                        backoff.again()?;
+                    } else {
+                        backoff.wait().await?;
+                    }
+                }
+                Transacted::Conflict => backoff.wait().await?,
+            }
+        }
+    }
+
+    /// Query (chat item + last message) + UpdateItem: 2 requests.
+    async fn do_update_chat(&self, scope: &ChatScope, update: &ChatUpdate) -> StoreResult<Chat> {
+        let Some(current) = self.do_chat(scope).await? else {
+            return Err(domain(DomainError::chat_not_found(scope.chat)));
+        };
+        let mut expr = Expr::new();
+        let mut set = vec![expr.equals(attr::UPDATED_AT, "now", n(update.now.0))];
+        let mut remove = Vec::new();
+        match &update.subject {
+            None => {}
+            Some(Some(subject)) => {
+                set.push(expr.equals(attr::SUBJECT, "subject", s(subject.as_str())))
+            }
+            Some(None) => remove.push(expr.name(attr::SUBJECT)),
+        }
+        if let Some(status) = update.status {
+            // The index keys follow the status; the customer and number never change.
+            set.push(expr.equals(attr::STATUS, "status", s(status.as_str())));
+            let inbox = table::inbox_pk(&scope.app, status, table::inbox_shard(scope.chat));
+            set.push(expr.equals(attr::GSI1PK, "inbox", s(inbox)));
+            let customer = table::customer_pk(&scope.app, status, &current.customer_id);
+            set.push(expr.equals(attr::GSI2PK, "customer", s(customer)));
+        }
+        let mut update_expression = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            update_expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        let mut condition = format!("attribute_exists({})", expr.name(attr::PK));
+        if let Some(customer) = &scope.customer {
+            condition.push_str(" AND ");
+            condition.push_str(&expr.equals(attr::CUSTOMER_ID, "scope", s(customer.as_str())));
+        }
+        let key = items::key(table::chat_pk(&scope.app, scope.chat), table::CHAT_SK);
+        let mut backoff = Backoff::new(self.retry, "the chat");
+        let updated = loop {
+            let result = self
+                .client
+                .update_item()
+                .table_name(&*self.table)
+                .set_key(Some(key.clone()))
+                .update_expression(&update_expression)
+                .condition_expression(&condition)
+                .set_expression_attribute_names(expr.names())
+                .set_expression_attribute_values(expr.values())
+                .return_values(ReturnValue::AllNew)
+                .send()
+                .await;
+            match result {
+                Ok(out) => {
+                    let item = out
+                        .attributes
+                        .ok_or_else(|| StoreError::corrupt("UpdateItem returned no item"))?;
+                    break items::chat(&item)?;
+                }
+                Err(e) => match e.as_service_error() {
+                    Some(UpdateItemError::ConditionalCheckFailedException(_)) => {
+                        return Err(domain(DomainError::chat_not_found(scope.chat)));
+                    }
+                    _ if is_transaction_conflict(e.code()) => backoff.wait().await?,
+                    _ => return Err(StoreError::request("UpdateItem", e)),
+                },
+            }
+        };
+        // A message sent in between moved the count: read the new last message.
+        let last = if updated.messages_count == current.messages_count {
+            current.last_message
+        } else {
+            self.last_message(&updated).await?
+        };
+        items::with_last_message(updated, last)
+    }
+
+    async fn last_message(&self, chat: &Chat) -> StoreResult<Option<Message>> {
+        let Ok(number) = MessageNumber::new(i64::from(chat.messages_count)) else {
+            return Ok(None);
+        };
+        Ok(self
+            .message_item(&chat.app, chat.number, number)
+            .await?
+            .map(|(message, _)| message))
+    }
+
+    /// One Query: the chat item sorts right after its messages, so reading down from it
+    /// with `Limit 2` yields the chat and its last message.
+    async fn do_chat(&self, scope: &ChatScope) -> StoreResult<Option<Chat>> {
+        let mut expr = Expr::new();
+        let condition = format!(
+            "{} AND {} BETWEEN {} AND {}",
+            expr.equals(attr::PK, "pk", s(table::chat_pk(&scope.app, scope.chat))),
+            expr.name(attr::SK),
+            expr.value("from", s(table::MESSAGES_FROM)),
+            expr.value("chat", s(table::CHAT_SK)),
+        );
+        let out = self
+            .client
+            .query()
+            .table_name(&*self.table)
+            .key_condition_expression(condition)
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
+            .scan_index_forward(false)
+            .limit(2)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::request("Query", e))?;
+        let mut found = out.items.unwrap_or_default().into_iter();
+        let Some(chat_item) = found.next() else {
+            return Ok(None);
+        };
+        let chat = items::chat(&chat_item)?;
+        if !sees(scope, &chat.customer_id) {
+            return Ok(None);
+        }
+        let last = match found.next() {
+            Some(item) if chat.messages_count > 0 => Some(items::message(&item)?.0),
+            _ => None,
+        };
+        items::with_last_message(chat, last).map(Some)
+    }
+
+    /// One Query per index partition the filters select (in parallel), then one
+    /// BatchGetItem per 100 chats for their last messages.
+    async fn do_chats(&self, query: &ChatQuery) -> StoreResult<Vec<Chat>> {
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let after = match query.after {
+            None => None,
+            // Nothing sorts below a time before 1970.
+            Some(cursor) => match table::activity_sk(cursor.last_activity_at, cursor.number) {
+                Some(sk) => Some(sk),
+                None => return Ok(Vec::new()),
+            },
+        };
+        let statuses = match query.status {
+            Some(status) => vec![status],
+            None => vec![ChatStatus::Open, ChatStatus::Resolved],
+        };
+        let partitions: Vec<(&str, &str, &str, String)> = match &query.customer {
+            Some(customer) => statuses
+                .iter()
+                .map(|status| {
+                    (
+                        table::CUSTOMER_INDEX,
+                        attr::GSI2PK,
+                        attr::GSI2SK,
+                        table::customer_pk(&query.app, *status, customer),
+                    )
+                })
+                .collect(),
+            None => statuses
+                .iter()
+                .flat_map(|status| {
+                    (0..table::INBOX_SHARDS).map(|shard| {
+                        (
+                            table::INBOX_INDEX,
+                            attr::GSI1PK,
+                            attr::GSI1SK,
+                            table::inbox_pk(&query.app, *status, shard),
+                        )
+                    })
+                })
+                .collect(),
+        };
+        let pages = try_join_all(partitions.into_iter().map(|(index, pk, sk, value)| {
+            self.query_index(index, pk, sk, value, after.clone(), query.limit)
+        }))
+        .await?;
+        // Each partition is in index order; the first `limit` of their union is the page.
+        let mut found: Vec<(String, Item)> = pages.into_iter().flatten().collect();
+        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.truncate(query.limit as usize);
+        let chats = found
+            .iter()
+            .map(|(_, item)| items::chat(item))
+            .collect::<StoreResult<Vec<_>>>()?;
+        for chat in &chats {
+            if chat.app != query.app {
+                return Err(StoreError::corrupt(format!(
+                    "the inbox of {} lists a chat of {}",
+                    query.app, chat.app
+                )));
+            }
+        }
+        self.attach_last_messages(chats).await
+    }
+
+    /// Up to `limit` items of one index partition below `after`, descending, with their
+    /// sort keys.
+    async fn query_index(
+        &self,
+        index: &str,
+        pk_attr: &str,
+        sk_attr: &str,
+        pk: String,
+        after: Option<String>,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, Item)>> {
+        let mut expr = Expr::new();
+        let mut condition = expr.equals(pk_attr, "pk", s(pk));
+        if let Some(after) = after {
+            condition.push_str(&format!(
+                " AND {} < {}",
+                expr.name(sk_attr),
+                expr.value("after", s(after))
+            ));
+        }
+        let mut found = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&*self.table)
+                .index_name(index)
+                .key_condition_expression(&condition)
+                .set_expression_attribute_names(expr.names())
+                .set_expression_attribute_values(expr.values())
+                .scan_index_forward(false)
+                .limit(i32::try_from(limit - found.len() as u32).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| StoreError::request("Query", e))?;
+            for item in out.items.unwrap_or_default() {
+                let sk = items::string(&item, sk_attr)?.to_owned();
+                found.push((sk, item));
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() || found.len() >= limit as usize {
+                return Ok(found);
+            }
+        }
+    }
+
+    async fn attach_last_messages(&self, chats: Vec<Chat>) -> StoreResult<Vec<Chat>> {
+        let keys: Vec<Item> = chats
+            .iter()
+            .filter(|c| c.messages_count > 0)
+            .map(|c| {
+                items::key(
+                    table::chat_pk(&c.app, c.number),
+                    table::message_sk(u64::from(c.messages_count)),
+                )
+            })
+            .collect();
+        let batches = try_join_all(
+            keys.chunks(BATCH_GET_MAX_KEYS)
+                .map(|chunk| self.batch_get(chunk.to_vec())),
+        )
+        .await?;
+        let mut last_messages = HashMap::new();
+        for item in batches.into_iter().flatten() {
+            let (message, _) = items::message(&item)?;
+            last_messages.insert(message.chat_number, message);
+        }
+        chats
+            .into_iter()
+            .map(|chat| {
+                let last = last_messages.remove(&chat.number);
+                items::with_last_message(chat, last)
+            })
+            .collect()
+    }
+
+    /// Strongly consistent: the message a chat's count names was written in the same
+    /// transaction as the count, so it is there.
+    async fn batch_get(&self, keys: Vec<Item>) -> StoreResult<Vec<Item>> {
+        let mut found = Vec::new();
+        let mut pending = keys;
+        let mut backoff = Backoff::new(self.retry, "a batch read");
+        while !pending.is_empty() {
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(pending))
+                .consistent_read(true)
+                .build()
+                .map_err(build_error)?;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&*self.table, request)
+                .send()
+                .await
+                .map_err(|e| StoreError::request("BatchGetItem", e))?;
+            if let Some(mut responses) = out.responses {
+                found.extend(responses.remove(&*self.table).unwrap_or_default());
+            }
+            pending = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&*self.table))
+                .map(|k| k.keys)
+                .unwrap_or_default();
+            if !pending.is_empty() {
+                backoff.wait().await?;
+            }
+        }
+        Ok(found)
+    }
+
+    // ---- messages -------------------------------------------------------------------------
+
+    /// GetItem (the chat's count and times) + TransactWriteItems { count n -> n + 1 if still
+    /// n; put the message if absent; put the clientMessageId key if absent }: 2 requests.
+    /// A retried clientMessageId: GetItem + cancelled transaction + GetItem of the message.
+    async fn do_send_message(&self, new: &NewMessage) -> StoreResult<Sent> {
+        let scope = &new.scope;
+        let chat_key = || items::key(table::chat_pk(&scope.app, scope.chat), table::CHAT_SK);
+        let _turn = self
+            .lanes
+            .enter(&table::chat_pk(&scope.app, scope.chat))
+            .await;
+        let mut backoff = Backoff::new(self.retry, "the chat's message count");
+        // The chat as a lost race returned it: the next attempt starts from it unread.
+        let mut known: Option<Chat> = None;
+        loop {
+            let chat = match known.take() {
+                Some(chat) => chat,
+                None => match self.visible_chat(scope).await? {
+                    Some(chat) => chat,
+                    None => return Err(domain(DomainError::chat_not_found(scope.chat))),
+                },
+            };
+            let count = chat.messages_count;
+            let Some(number) = count
+                .checked_add(1)
+                .filter(|n| *n <= NUMBER_MAX)
+                .and_then(|n| MessageNumber::new(i64::from(n)).ok())
+            else {
+                // Full; an idempotent retry still gets its message.
+                if let Some(id) = &new.client_message_id
+                    && let Some(message) = self.message_by_client_id(scope, id, None).await?
+                {
+                    return Ok(Sent {
+                        message,
+                        created: false,
+                    });
+                }
+                return Err(domain(DomainError::Conflict(
+                    "the chat has reached the largest message number".into(),
+                )));
+            };
+            // Times never go backwards along the numbers.
+            let created_at = new.now.max(chat.last_activity_at);
+            let updated_at = new.now.max(chat.updated_at);
+            let message = Message {
+                app: scope.app.clone(),
+                chat_number: scope.chat,
+                number,
+                body: new.body.as_str().to_owned(),
+                sender_id: new.sender_id.clone(),
+                sender_role: new.sender_role,
+                client_message_id: new.client_message_id.clone(),
+                created_at,
+                edited_at: None,
+                deleted: false,
+            };
+
+            let mut expr = Expr::new();
+            let activity = items::activity_sk(created_at, scope.chat)?;
+            let update = [
+                expr.equals(attr::MESSAGES_COUNT, "next", n(number)),
+                expr.equals(attr::LAST_MESSAGE_AT, "at", n(created_at.0)),
+                expr.equals(attr::LAST_ACTIVITY_AT, "at", n(created_at.0)),
+                expr.equals(attr::UPDATED_AT, "updated", n(updated_at.0)),
+                expr.equals(attr::GSI1SK, "activity", s(activity.clone())),
+                expr.equals(attr::GSI2SK, "activity", s(activity)),
+            ];
+            let update = format!("SET {}", update.join(", "));
+            // The count and updatedAt as read: every change of the chat moves one of them.
+            let mut condition = format!(
+                "{} AND {}",
+                expr.equals(attr::MESSAGES_COUNT, "count", n(count)),
+                expr.equals(attr::UPDATED_AT, "seen", n(chat.updated_at.0)),
+            );
+            if let Some(customer) = &scope.customer {
+                condition.push_str(" AND ");
+                condition.push_str(&expr.equals(attr::CUSTOMER_ID, "scope", s(customer.as_str())));
+            }
+            let mut writes = vec![
+                self.update(chat_key(), &update, &condition, &expr)?,
+                self.put_new(items::message_item(&message, &chat.customer_id))?,
+            ];
+            if let Some(id) = &new.client_message_id {
+                writes.push(self.put_new(items::client_message_id_item(
+                    &scope.app, scope.chat, id, number,
+                ))?);
+            }
+            match self.transact(writes).await? {
+                Transacted::Committed => {
+                    return Ok(Sent {
+                        message,
+                        created: true,
+                    });
+                }
+                Transacted::Cancelled(reasons) => {
+                    if let Some(id) = &new.client_message_id
+                        && condition_failed(reasons.get(2))
+                    {
+                        // Sent before: return that message, change nothing.
+                        let known = reasons[2].item();
+                        return match self.message_by_client_id(scope, id, known).await? {
+                            Some(message) => Ok(Sent {
+                                message,
+                                created: false,
+                            }),
+                            None => Err(StoreError::corrupt(
+                                "a clientMessageId key vanished".to_owned(),
+                            )),
+                        };
+                    }
+                    if condition_failed(reasons.get(1)) && !condition_failed(reasons.first()) {
+                        return Err(StoreError::corrupt(format!(
+                            "message {number} of chat {} exists beyond its count",
+                            scope.chat
+                        )));
+                    }
+                    if !lost_a_race(&reasons) {
+                        return Err(cancelled(&reasons));
+                    }
+                    known = match reasons[0].item() {
+                        Some(item) if condition_failed(reasons.first()) => {
+                            Some(items::chat(item)?).filter(|c| sees(scope, &c.customer_id))
+                        }
+                        _ => None,
+                    };
+                    if known.is_some() {
+                        backoff.again()?;
+                    } else {
+                        backoff.wait().await?;
+                    }
+                }
+                Transacted::Conflict => backoff.wait().await?,
+            }
+        }
+    }
+
+    /// 1 GetItem (the message carries its chat's customer for the scope check).
+    async fn do_message(
+        &self,
+        scope: &ChatScope,
+        number: MessageNumber,
+    ) -> StoreResult<Option<Message>> {
+        Ok(self
+            .message_item(&scope.app, scope.chat, number)
+            .await?
+            .filter(|(_, customer)| sees(scope, customer))
+            .map(|(message, _)| message))
+    }
+
+    /// 1 Query. Without `before`, the range reaches up to the chat item, which then
+    /// proves the chat visible even when no message is in range; with `before` and an
+    /// empty page, 1 GetItem more for the chat.
+    async fn do_messages(
+        &self,
+        scope: &ChatScope,
+        range: &MessageRange,
+    ) -> StoreResult<Vec<Message>> {
+        let low = range.after.map_or(1, |a| u64::from(a) + 1);
+        let high = range.before.map(|b| u64::from(b).saturating_sub(1));
+        if range.limit == 0 || high.is_some_and(|high| high < low) {
+            return match self.visible_chat(scope).await? {
+                Some(_) => Ok(Vec::new()),
+                None => Err(domain(DomainError::chat_not_found(scope.chat))),
+            };
+        }
+        let includes_chat = high.is_none();
+        let mut expr = Expr::new();
+        let condition = format!(
+            "{} AND {} BETWEEN {} AND {}",
+            expr.equals(attr::PK, "pk", s(table::chat_pk(&scope.app, scope.chat))),
+            expr.name(attr::SK),
+            expr.value("low", s(table::message_sk(low))),
+            expr.value(
+                "high",
+                s(high.map_or_else(|| table::CHAT_SK.to_owned(), table::message_sk)),
+            ),
+        );
+        let wanted = range.limit as usize + usize::from(includes_chat);
+        let mut chat = None;
+        let mut messages = Vec::new();
+        let mut start = None;
+        loop {
+            let seen = messages.len() + usize::from(chat.is_some());
+            let out = self
+                .client
+                .query()
+                .table_name(&*self.table)
+                .key_condition_expression(&condition)
+                .set_expression_attribute_names(expr.names())
+                .set_expression_attribute_values(expr.values())
+                .scan_index_forward(!range.newest_first)
+                .limit(i32::try_from(wanted - seen).unwrap_or(i32::MAX))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| StoreError::request("Query", e))?;
+            for item in out.items.unwrap_or_default() {
+                if items::is_type(&item, item_type::CHAT) {
+                    chat = Some(items::chat(&item)?);
+                } else {
+                    messages.push(items::message(&item)?);
+                }
+            }
+            start = out.last_evaluated_key;
+            let seen = messages.len() + usize::from(chat.is_some());
+            if start.is_none() || seen >= wanted {
+                break;
+            }
+        }
+        messages.truncate(range.limit as usize);
+        let visible = match (&chat, messages.first()) {
+            (Some(chat), _) => sees(scope, &chat.customer_id),
+            (None, Some((_, customer))) => sees(scope, customer),
+            (None, None) => self.visible_chat(scope).await?.is_some(),
+        };
+        if !visible {
+            return Err(domain(DomainError::chat_not_found(scope.chat)));
+        }
+        Ok(messages.into_iter().map(|(message, _)| message).collect())
+    }
+
+    /// 1 BatchGetItem (per 100 keys, in parallel): the chat item, for the scope, and the
+    /// messages.
+    async fn do_messages_by_number(
+        &self,
+        scope: &ChatScope,
+        numbers: &[MessageNumber],
+    ) -> StoreResult<Vec<Message>> {
+        let pk = table::chat_pk(&scope.app, scope.chat);
+        let mut wanted: Vec<MessageNumber> = numbers.to_vec();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let keys: Vec<Item> = std::iter::once(items::key(pk.clone(), table::CHAT_SK))
+            .chain(
+                wanted
+                    .iter()
+                    .map(|n| items::key(pk.clone(), table::message_number_sk(*n))),
+            )
+            .collect();
+        let found = try_join_all(
+            keys.chunks(BATCH_GET_MAX_KEYS)
+                .map(|chunk| self.batch_get(chunk.to_vec())),
+        )
+        .await?;
+        let mut visible = false;
+        let mut messages = Vec::new();
+        for item in found.into_iter().flatten() {
+            if items::is_type(&item, item_type::CHAT) {
+                visible = sees(scope, &items::chat(&item)?.customer_id);
+            } else {
+                messages.push(items::message(&item)?.0);
+            }
+        }
+        if !visible {
+            return Err(domain(DomainError::chat_not_found(scope.chat)));
+        }
+        messages.sort_by_key(|m| m.number);
+        Ok(messages)
+    }
+
+    /// 1 UpdateItem whose condition holds every rule (message present, chat visible to
+    /// the scope, sender, not deleted). When it fails, the old item (returned by the
+    /// failure) says which rule; a missing message costs 1 GetItem more to tell a missing
+    /// chat from a missing message.
+    async fn change_message(
+        &self,
+        change: &MessageChange,
+        new_body: Option<&MessageBody>,
+    ) -> StoreResult<Message> {
+        let scope = &change.scope;
+        let verb = if new_body.is_some() { "edit" } else { "delete" };
+        let mut expr = Expr::new();
+        let update = match new_body {
+            Some(body) => format!(
+                "SET {}, {}",
+                expr.equals(attr::BODY, "body", s(body.as_str())),
+                expr.equals(attr::EDITED_AT, "now", n(change.now.0)),
+            ),
+            None => format!(
+                "SET {}, {}",
+                expr.equals(attr::BODY, "body", s("")),
+                expr.equals(attr::DELETED, "deleted", AttributeValue::Bool(true)),
+            ),
+        };
+        let mut condition = format!(
+            "attribute_exists({}) AND {}",
+            expr.name(attr::PK),
+            expr.equals(attr::DELETED, "live", AttributeValue::Bool(false)),
+        );
+        if let Some(customer) = &scope.customer {
+            condition.push_str(" AND ");
+            condition.push_str(&expr.equals(attr::CUSTOMER_ID, "scope", s(customer.as_str())));
+        }
+        if let Some(sender) = &change.only_sender {
+            condition.push_str(" AND ");
+            condition.push_str(&expr.equals(attr::SENDER_ID, "sender", s(sender.as_str())));
+        }
+        let key = items::key(
+            table::chat_pk(&scope.app, scope.chat),
+            table::message_number_sk(change.number),
+        );
+        let mut backoff = Backoff::new(self.retry, "the message");
+        loop {
+            let result = self
+                .client
+                .update_item()
+                .table_name(&*self.table)
+                .set_key(Some(key.clone()))
+                .update_expression(&update)
+                .condition_expression(&condition)
+                .set_expression_attribute_names(expr.names())
+                .set_expression_attribute_values(expr.values())
+                .return_values(ReturnValue::AllNew)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .send()
+                .await;
+            let failed = match result {
+                Ok(out) => {
+                    let item = out
+                        .attributes
+                        .ok_or_else(|| StoreError::corrupt("UpdateItem returned no item"))?;
+                    return Ok(items::message(&item)?.0);
+                }
+                Err(e) => match e.as_service_error() {
+                    Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                        failed.item().cloned()
+                    }
+                    _ if is_transaction_conflict(e.code()) => {
+                        backoff.wait().await?;
+                        continue;
+                    }
+                    _ => return Err(StoreError::request("UpdateItem", e)),
+                },
+            };
+            let Some(old) = failed else {
+                return Err(self.missing_message(scope, change.number).await);
+            };
+            let (message, customer) = items::message(&old)?;
+            if !sees(scope, &customer) {
+                return Err(domain(DomainError::chat_not_found(scope.chat)));
+            }
+            if change
+                .only_sender
+                .as_ref()
+                .is_some_and(|only| *only != message.sender_id)
+            {
+                return Err(domain(DomainError::Forbidden(format!(
+                    "only the sender may {verb} message {}",
+                    change.number
+                ))));
+            }
+            if message.deleted {
+                return match new_body {
+                    Some(_) => Err(domain(DomainError::Conflict(format!(
+                        "message {} was deleted and cannot be edited",
+                        change.number
+                    )))),
+                    // Deleting twice returns the deleted message again.
+                    None => Ok(message),
+                };
+            }
+            // Every rule holds now: the item changed between the check and the read.
+            backoff.wait().await?;
+        }
+    }
+}
+
+#[async_trait]
+impl ChatStore for DynamoStore {
+    async fn create_application(&self, new: NewApplication) -> Result<Application> {
+        self.do_create_application(&new)
+            .await
+            .map_err(|e| e.into_domain("create_application"))
+    }
+
+    async fn update_application(
+        &self,
+        token: &AppToken,
+        name: AppName,
+        now: Timestamp,
+    ) -> Result<Application> {
+        self.do_update_application(token, &name, now)
+            .await
+            .map_err(|e| e.into_domain("update_application"))
+    }
+
+    /// 1 GetItem.
+    async fn application(&self, token: &AppToken) -> Result<Option<Application>> {
+        let key = items::key(table::application_pk(token), table::APPLICATION_SK);
+        async {
+            self.get(key)
+                .await?
+                .as_ref()
+                .map(items::application)
+                .transpose()
+        }
+        .await
+        .map_err(|e: StoreError| e.into_domain("application"))
+    }
+
+    async fn create_chat(&self, new: NewChat) -> Result<Chat> {
+        self.do_create_chat(&new)
+            .await
+            .map_err(|e| e.into_domain("create_chat"))
+    }
+
+    async fn update_chat(&self, scope: &ChatScope, update: ChatUpdate) -> Result<Chat> {
+        self.do_update_chat(scope, &update)
+            .await
+            .map_err(|e| e.into_domain("update_chat"))
+    }
+
+    async fn chat(&self, scope: &ChatScope) -> Result<Option<Chat>> {
+        self.do_chat(scope).await.map_err(|e| e.into_domain("chat"))
+    }
+
+    async fn chats(&self, query: &ChatQuery) -> Result<Vec<Chat>> {
+        self.do_chats(query)
+            .await
+            .map_err(|e| e.into_domain("chats"))
+    }
+
+    async fn send_message(&self, new: NewMessage) -> Result<Sent> {
+        self.do_send_message(&new)
+            .await
+            .map_err(|e| e.into_domain("send_message"))
+    }
+
+    async fn message(&self, scope: &ChatScope, number: MessageNumber) -> Result<Option<Message>> {
+        self.do_message(scope, number)
+            .await
+            .map_err(|e| e.into_domain("message"))
+    }
+
+    async fn messages(&self, scope: &ChatScope, range: &MessageRange) -> Result<Vec<Message>> {
+        self.do_messages(scope, range)
+            .await
+            .map_err(|e| e.into_domain("messages"))
+    }
+
+    async fn edit_message(&self, change: MessageChange, body: MessageBody) -> Result<Message> {
+        self.change_message(&change, Some(&body))
+            .await
+            .map_err(|e| e.into_domain("edit_message"))
+    }
+
+    async fn delete_message(&self, change: MessageChange) -> Result<Message> {
+        self.change_message(&change, None)
+            .await
+            .map_err(|e| e.into_domain("delete_message"))
+    }
+
+    async fn messages_by_number(
+        &self,
+        scope: &ChatScope,
+        numbers: &[MessageNumber],
+    ) -> Result<Vec<Message>> {
+        self.do_messages_by_number(scope, numbers)
+            .await
+            .map_err(|e| e.into_domain("messages_by_number"))
+    }
+}

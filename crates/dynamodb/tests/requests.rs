@@ -1,0 +1,370 @@
+//! The request budget of every store operation, counted by the SDK interceptor against the
+//! emulator: the figures in docs/dynamodb.md.
+
+use std::collections::BTreeMap;
+
+use chat_domain::*;
+use chat_dynamodb::RequestCounter;
+use chat_store_conformance::fixtures::*;
+
+fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    pairs.iter().map(|(op, n)| ((*op).to_owned(), *n)).collect()
+}
+
+/// Runs `what`, then asserts the requests it sent, printing the figure.
+macro_rules! assert_requests {
+    ($counter:expr, $name:literal, $what:expr, $expected:expr) => {{
+        $counter.take();
+        let result = $what;
+        let sent = $counter.take();
+        println!("requests | {:<40} | {:?}", $name, sent);
+        assert_eq!(sent, counts($expected), "{}", $name);
+        result
+    }};
+}
+
+async fn setup() -> (Store, RequestCounter) {
+    let (store, counter) = chat_dynamodb::moto::fresh_store().await;
+    (std::sync::Arc::new(store), counter)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_and_single_item_reads_stay_within_their_request_budget() {
+    let (store, counter) = setup().await;
+    let app = assert_requests!(
+        counter,
+        "createApplication",
+        create_app(&store, "app_budget").await,
+        &[("PutItem", 1)]
+    );
+    assert_requests!(
+        counter,
+        "application",
+        store.application(&app).await.unwrap(),
+        &[("GetItem", 1)]
+    );
+    assert_requests!(
+        counter,
+        "updateApplication",
+        store
+            .update_application(&app, AppName::parse("Renamed").unwrap(), at(1))
+            .await
+            .unwrap(),
+        &[("UpdateItem", 1)]
+    );
+    assert_requests!(
+        counter,
+        "createChat",
+        create_chat(&store, &app, "cust-1", at(2)).await,
+        &[("GetItem", 1), ("TransactWriteItems", 1)]
+    );
+    let scope = customer_scope(&app, 1, "cust-1");
+    assert_requests!(
+        counter,
+        "chat (empty)",
+        get_chat(&store, &scope).await,
+        &[("Query", 1)]
+    );
+    assert_requests!(
+        counter,
+        "sendMessage",
+        send(&store, &scope, "hello", at(3)).await,
+        &[("GetItem", 1), ("TransactWriteItems", 1)]
+    );
+    let keyed = || NewMessage {
+        client_message_id: Some(cmid("k-1")),
+        ..new_message(&scope, "keyed", at(4))
+    };
+    let first = assert_requests!(
+        counter,
+        "sendMessage with clientMessageId",
+        store.send_message(keyed()).await.unwrap(),
+        &[("GetItem", 1), ("TransactWriteItems", 1)]
+    );
+    assert!(first.created);
+    let retry = assert_requests!(
+        counter,
+        "sendMessage retried (same clientMessageId)",
+        store.send_message(keyed()).await.unwrap(),
+        &[("GetItem", 2), ("TransactWriteItems", 1)]
+    );
+    assert!(!retry.created);
+    assert_eq!(retry.message, first.message);
+    let chat = assert_requests!(
+        counter,
+        "chat (with its last message)",
+        get_chat(&store, &scope).await,
+        &[("Query", 1)]
+    );
+    assert_eq!(chat.last_message, Some(first.message.clone()));
+    assert_requests!(
+        counter,
+        "message",
+        store.message(&scope, msg_no(1)).await.unwrap(),
+        &[("GetItem", 1)]
+    );
+    assert_requests!(
+        counter,
+        "message (another customer's chat)",
+        store
+            .message(&customer_scope(&app, 1, "cust-2"), msg_no(1))
+            .await
+            .unwrap(),
+        &[("GetItem", 1)]
+    );
+    assert_requests!(
+        counter,
+        "messages (oldest first)",
+        store
+            .messages(&scope, &range(None, None, false, 20))
+            .await
+            .unwrap(),
+        &[("Query", 1)]
+    );
+    assert_requests!(
+        counter,
+        "messages (after the last: empty page)",
+        store
+            .messages(&scope, &range(Some(2), None, false, 20))
+            .await
+            .unwrap(),
+        &[("Query", 1)]
+    );
+    assert_requests!(
+        counter,
+        "messages (newest first, before)",
+        store
+            .messages(&scope, &range(None, Some(2), true, 20))
+            .await
+            .unwrap(),
+        &[("Query", 1)]
+    );
+    let found = assert_requests!(
+        counter,
+        "messages by number (search hits)",
+        store
+            .messages_by_number(&scope, &[msg_no(2), msg_no(1), msg_no(7)])
+            .await
+            .unwrap(),
+        &[("BatchGetItem", 1)]
+    );
+    assert_eq!(numbers_of_messages(&found), vec![1, 2]);
+    assert_requests!(
+        counter,
+        "messages by number (another customer's chat)",
+        store
+            .messages_by_number(&customer_scope(&app, 1, "cust-2"), &[msg_no(1)])
+            .await
+            .unwrap_err(),
+        &[("BatchGetItem", 1)]
+    );
+    assert_requests!(
+        counter,
+        "editMessage",
+        store
+            .edit_message(change(&scope, 1, Some("cust-1"), at(5)), body("edited"))
+            .await
+            .unwrap(),
+        &[("UpdateItem", 1)]
+    );
+    assert_requests!(
+        counter,
+        "editMessage by another sender (Forbidden)",
+        store
+            .edit_message(change(&scope, 1, Some("cust-9"), at(5)), body("x"))
+            .await
+            .unwrap_err(),
+        &[("UpdateItem", 1)]
+    );
+    assert_requests!(
+        counter,
+        "deleteMessage",
+        store
+            .delete_message(change(&scope, 2, None, at(6)))
+            .await
+            .unwrap(),
+        &[("UpdateItem", 1)]
+    );
+    assert_requests!(
+        counter,
+        "deleteMessage again",
+        store
+            .delete_message(change(&scope, 2, None, at(6)))
+            .await
+            .unwrap(),
+        &[("UpdateItem", 1)]
+    );
+    assert_requests!(
+        counter,
+        "deleteMessage of a missing message",
+        store
+            .delete_message(change(&scope, 9, None, at(6)))
+            .await
+            .unwrap_err(),
+        &[("UpdateItem", 1), ("GetItem", 1)]
+    );
+    let updated = assert_requests!(
+        counter,
+        "updateChat",
+        store
+            .update_chat(
+                &scope,
+                ChatUpdate {
+                    subject: Some(Some(subject("Billing"))),
+                    status: Some(ChatStatus::Resolved),
+                    now: at(7),
+                },
+            )
+            .await
+            .unwrap(),
+        &[("Query", 1), ("UpdateItem", 1)]
+    );
+    assert_eq!(updated.last_message.map(|m| m.deleted), Some(true));
+    assert_requests!(
+        counter,
+        "sendMessage to a missing chat",
+        store
+            .send_message(new_message(&agent_scope(&app, 9), "x", at(8)))
+            .await
+            .unwrap_err(),
+        &[("GetItem", 1)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_chats_queries_each_index_partition_once_and_batches_last_messages() {
+    let (store, counter) = setup().await;
+    let app = create_app(&store, "app_lists").await;
+    for n in 1..=6 {
+        create_chat(&store, &app, &format!("cust-{}", n % 2), at(n)).await;
+        send(&store, &agent_scope(&app, n as u32), "hi", at(10 + n)).await;
+    }
+    counter.take();
+    let shards = u64::from(chat_dynamodb::table::INBOX_SHARDS);
+    let all = assert_requests!(
+        counter,
+        "chats (agents' inbox, every status)",
+        store.chats(&query(&app, 21)).await.unwrap(),
+        &[("BatchGetItem", 1), ("Query", 2 * shards)]
+    );
+    assert_eq!(all.len(), 6);
+    assert_requests!(
+        counter,
+        "chats (one status)",
+        store
+            .chats(&ChatQuery {
+                status: Some(ChatStatus::Open),
+                ..query(&app, 21)
+            })
+            .await
+            .unwrap(),
+        &[("BatchGetItem", 1), ("Query", shards)]
+    );
+    assert_requests!(
+        counter,
+        "chats (a customer's, every status)",
+        store
+            .chats(&ChatQuery {
+                customer: Some(user("cust-1")),
+                ..query(&app, 21)
+            })
+            .await
+            .unwrap(),
+        &[("BatchGetItem", 1), ("Query", 2)]
+    );
+    assert_requests!(
+        counter,
+        "chats (a customer's, one status)",
+        store
+            .chats(&ChatQuery {
+                customer: Some(user("cust-1")),
+                status: Some(ChatStatus::Open),
+                ..query(&app, 21)
+            })
+            .await
+            .unwrap(),
+        &[("BatchGetItem", 1), ("Query", 1)]
+    );
+    assert_requests!(
+        counter,
+        "chats (nothing found)",
+        store
+            .chats(&ChatQuery {
+                customer: Some(user("cust-9")),
+                status: Some(ChatStatus::Open),
+                ..query(&app, 21)
+            })
+            .await
+            .unwrap(),
+        &[("Query", 1)]
+    );
+}
+
+/// Not a budget: what contention costs. Sends into one chat through one store take turns
+/// (2 requests each); stores in separate processes race, and each lost race costs a
+/// cancelled transaction (the retry needs no read: the cancellation returns the chat).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn contended_sends_cost_one_transaction_per_lost_race() {
+    let (store, counter) = chat_dynamodb::moto::fresh_store().await;
+    let table = store.table_name().to_owned();
+    let store: Store = std::sync::Arc::new(store);
+    let app = create_app(&store, "app_contended").await;
+    create_chat(&store, &app, "cust-1", at(1)).await;
+
+    // 32 concurrent sends through one store.
+    counter.take();
+    let started = std::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..32 {
+        let (store, app) = (store.clone(), app.clone());
+        tasks.spawn(async move { send(&store, &agent_scope(&app, 1), "one store", at(i)).await });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let one_store = counter.take();
+    println!(
+        "requests | 32 concurrent sends, one store       | {one_store:?} in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        one_store,
+        counts(&[("GetItem", 32), ("TransactWriteItems", 32)])
+    );
+
+    // 4 stores ("processes") x 8 concurrent sends each.
+    let started = std::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for p in 0..4 {
+        let process: Store = std::sync::Arc::new(chat_dynamodb::DynamoStore::new(
+            chat_dynamodb::moto::client(Some(counter.clone())),
+            table.clone(),
+        ));
+        for i in 0..8 {
+            let (process, app) = (process.clone(), app.clone());
+            tasks.spawn(async move {
+                send(
+                    &process,
+                    &agent_scope(&app, 1),
+                    "racing",
+                    at(100 + p * 8 + i),
+                )
+                .await
+            });
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let racing = counter.take();
+    println!(
+        "requests | 4 stores x 8 concurrent sends       | {racing:?} in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(racing.get("GetItem"), Some(&32), "one read per send");
+    assert!(racing["TransactWriteItems"] >= 32);
+    assert_eq!(
+        get_chat(&store, &agent_scope(&app, 1)).await.messages_count,
+        64
+    );
+}

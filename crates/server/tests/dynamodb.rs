@@ -1,0 +1,100 @@
+//! The dev server on DynamoDB (moto's server mode): `--store dynamodb --create-table`
+//! creates the table from the one definition, and the API works over HTTP as on SQLite.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+const CHATS: &str = "query($a: ID!, $l: Int, $t: String) { chats(appToken: $a, limit: $l, nextToken: $t) { items { number messagesCount lastMessage { number body } } nextToken } }";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dev_server_runs_on_dynamodb() {
+    // Given a server on a new table of the emulator (dummy AWS settings in its environment,
+    // as a developer would export them).
+    let endpoint = chat_dynamodb::moto::endpoint();
+    let table = chat_dynamodb::moto::unique_table_name("server");
+    let server = TestServer::start_with_args(
+        &[
+            "--store",
+            "dynamodb",
+            "--dynamodb-endpoint",
+            &endpoint,
+            "--create-table",
+            "--table",
+            &table,
+        ],
+        &[
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "emulator"),
+            ("AWS_SECRET_ACCESS_KEY", "emulator"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+    );
+
+    // When an application, two chats and messages are created over HTTP.
+    let app = TestApp::create(&server, "On DynamoDB").await;
+    let customer = app.customer("cust-1");
+    let agent = app.agent("agent-1");
+    assert_eq!(open_chat(&server, &app, &customer).await, 1);
+    assert_eq!(open_chat(&server, &app, &customer).await, 2);
+    for i in 1..=5 {
+        let sent = send(&server, &app, &customer, 1, &format!("m{i}")).await;
+        assert_eq!(sent["number"], i);
+    }
+    let retried = server
+        .ok(
+            &customer,
+            SEND,
+            json!({ "a": app.token, "c": 1, "b": "m5 again", "k": "k-1" }),
+        )
+        .await;
+    let again = server
+        .ok(
+            &customer,
+            SEND,
+            json!({ "a": app.token, "c": 1, "b": "m5 once more", "k": "k-1" }),
+        )
+        .await;
+    assert_eq!(retried["sendMessage"]["number"], 6);
+    assert_eq!(again["sendMessage"], retried["sendMessage"]);
+
+    // Then messages page by nextToken, every one once, in order.
+    let mut seen = Vec::new();
+    let mut token = serde_json::Value::Null;
+    loop {
+        let page = server
+            .ok(
+                &agent,
+                MESSAGES,
+                json!({ "a": app.token, "c": 1, "l": 2, "t": token }),
+            )
+            .await;
+        for item in page["messages"]["items"].as_array().unwrap() {
+            seen.push(item["number"].as_i64().unwrap());
+        }
+        token = page["messages"]["nextToken"].clone();
+        if token.is_null() {
+            break;
+        }
+    }
+    assert_eq!(seen, vec![1, 2, 3, 4, 5, 6]);
+
+    // And the agents' inbox shows the busy chat first, with its last message.
+    let inbox = server
+        .ok(&agent, CHATS, json!({ "a": app.token, "l": 1 }))
+        .await;
+    let first = &inbox["chats"]["items"][0];
+    assert_eq!(first["number"], 1);
+    assert_eq!(first["messagesCount"], 6);
+    assert_eq!(first["lastMessage"]["body"], "m5 again");
+    let next = server
+        .ok(
+            &agent,
+            CHATS,
+            json!({ "a": app.token, "l": 1, "t": inbox["chats"]["nextToken"] }),
+        )
+        .await;
+    assert_eq!(next["chats"]["items"][0]["number"], 2);
+    assert!(next["chats"]["nextToken"].is_null());
+}
