@@ -10,6 +10,7 @@
 //!   they are dense and a failed command consumes none.
 
 mod error;
+pub mod feed;
 mod ops;
 mod rows;
 mod schema;
@@ -23,7 +24,7 @@ use async_trait::async_trait;
 use chat_domain::*;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 pub use error::{BatchFailed, StoreError};
 pub use schema::SCHEMA_VERSION;
@@ -63,6 +64,8 @@ pub struct SqliteStore {
     queue: Option<mpsc::Sender<Job>>,
     writer: Option<std::thread::JoinHandle<()>>,
     readers: Arc<Readers>,
+    /// Woken after every committed write that queued search changes.
+    changes: Arc<Notify>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -159,6 +162,7 @@ impl SqliteStore {
             queue: Some(queue),
             writer: Some(writer),
             readers: Arc::new(readers),
+            changes: Arc::new(Notify::new()),
         })
     }
 
@@ -202,6 +206,72 @@ impl SqliteStore {
             Ok(result) => result.map_err(|e| e.into_domain(operation)),
             Err(e) => Err(StoreError::Join(e).into_domain(operation)),
         }
+    }
+}
+
+/// How many messages one reindex command queues per transaction.
+const REINDEX_CHUNK: u32 = 5_000;
+
+/// The search outbox: the durable change feed of messages (see [`feed`]).
+impl SqliteStore {
+    /// Notified after each committed write that queued search changes (in this process;
+    /// another process's writes are found by polling).
+    pub fn changes(&self) -> Arc<Notify> {
+        Arc::clone(&self.changes)
+    }
+
+    /// The oldest queued changes, at most `limit`, as change records.
+    pub async fn outbox_batch(&self, limit: u32) -> Result<Vec<ChangeRecord>, DomainError> {
+        self.read("outbox_batch", move |c| ops::outbox_batch(c, limit))
+            .await
+    }
+
+    /// Removes indexed changes from the outbox (their `sequence`s). Returns how many were
+    /// removed; unknown sequences are ignored (a re-delivered batch).
+    pub async fn outbox_ack(&self, sequences: &[String]) -> Result<usize, DomainError> {
+        let sequences = sequences
+            .iter()
+            .map(|s| {
+                s.parse::<i64>()
+                    .map_err(|e| DomainError::internal("outbox_ack: not an outbox sequence", e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.write("outbox_ack", move |c| ops::outbox_ack(c, &sequences))
+            .await
+    }
+
+    /// Changes waiting to be indexed.
+    pub async fn outbox_len(&self) -> Result<u64, DomainError> {
+        self.read("outbox_len", ops::outbox_len).await
+    }
+
+    /// Queues every message of the scope (the whole store, an application, or one chat)
+    /// for indexing at its current version, in transactions of a few thousand so that
+    /// writes go on meanwhile. The indexer then rebuilds the index from them; versions make
+    /// it safe beside live changes. NotFound for an unknown application or chat.
+    pub async fn enqueue_reindex(
+        &self,
+        app: Option<AppToken>,
+        chat: Option<ChatNumber>,
+    ) -> Result<u64, DomainError> {
+        let (app_id, chat) = self
+            .read("reindex", move |c| {
+                ops::reindex_scope(c, app.as_ref(), chat)
+            })
+            .await?;
+        let mut total = 0;
+        let mut after: Option<ops::ReindexPosition> = Some((i64::MIN, i64::MIN, i64::MIN));
+        while let Some(position) = after {
+            let (count, next) = self
+                .write("reindex", move |c| {
+                    ops::enqueue_reindex(c, app_id, chat, position, REINDEX_CHUNK)
+                })
+                .await?;
+            total += count;
+            after = next;
+            self.changes.notify_one();
+        }
+        Ok(total)
     }
 }
 
@@ -271,8 +341,13 @@ impl ChatStore for SqliteStore {
     }
 
     async fn send_message(&self, new: NewMessage) -> Result<Sent, DomainError> {
-        self.write("send_message", move |c| ops::send_message(c, &new))
-            .await
+        let sent = self
+            .write("send_message", move |c| ops::send_message(c, &new))
+            .await?;
+        if sent.created {
+            self.changes.notify_one();
+        }
+        Ok(sent)
     }
 
     async fn message(
@@ -300,14 +375,32 @@ impl ChatStore for SqliteStore {
         change: MessageChange,
         body: MessageBody,
     ) -> Result<Message, DomainError> {
-        self.write("edit_message", move |c| {
-            ops::edit_message(c, &change, &body)
-        })
-        .await
+        let edited = self
+            .write("edit_message", move |c| {
+                ops::edit_message(c, &change, &body)
+            })
+            .await?;
+        self.changes.notify_one();
+        Ok(edited)
     }
 
     async fn delete_message(&self, change: MessageChange) -> Result<Message, DomainError> {
-        self.write("delete_message", move |c| ops::delete_message(c, &change))
-            .await
+        let deleted = self
+            .write("delete_message", move |c| ops::delete_message(c, &change))
+            .await?;
+        self.changes.notify_one();
+        Ok(deleted)
+    }
+
+    async fn messages_by_number(
+        &self,
+        scope: &ChatScope,
+        numbers: &[MessageNumber],
+    ) -> Result<Vec<Message>, DomainError> {
+        let (scope, numbers) = (scope.clone(), numbers.to_vec());
+        self.read("messages_by_number", move |c| {
+            ops::messages_by_number(c, &scope, &numbers)
+        })
+        .await
     }
 }

@@ -336,6 +336,7 @@ pub(crate) fn send_message(conn: &Connection, new: &NewMessage) -> Result<Sent> 
         new.client_message_id.as_ref().map(ClientMessageId::as_str),
         created_at.0,
     ])?;
+    outbox(conn, app_id, scope.chat, number, ChangeKind::Insert, 1)?;
     Ok(Sent {
         message: Message {
             app: scope.app.clone(),
@@ -361,19 +362,23 @@ pub(crate) fn message(
     Ok(chat_and_message(conn, scope, "number", &number.get())?.and_then(|(_, m)| m))
 }
 
-pub(crate) fn messages(
-    conn: &Connection,
-    scope: &ChatScope,
-    range: &MessageRange,
-) -> Result<Vec<Message>> {
-    let app_id = conn
-        .prepare_cached(&format!("SELECT c.app_id FROM chats c WHERE {SCOPE}"))?
+/// The internal application id of the chat the scope sees; NotFound otherwise.
+fn visible_app_id(conn: &Connection, scope: &ChatScope) -> Result<i64> {
+    conn.prepare_cached(&format!("SELECT c.app_id FROM chats c WHERE {SCOPE}"))?
         .query_row(
             params![scope.app.as_str(), scope.chat.get(), customer(scope)],
             |row| row.get::<_, i64>(0),
         )
         .optional()?
-        .ok_or_else(|| StoreError::from(DomainError::chat_not_found(scope.chat)))?;
+        .ok_or_else(|| StoreError::from(DomainError::chat_not_found(scope.chat)))
+}
+
+pub(crate) fn messages(
+    conn: &Connection,
+    scope: &ChatScope,
+    range: &MessageRange,
+) -> Result<Vec<Message>> {
+    let app_id = visible_app_id(conn, scope)?;
     let order = if range.newest_first { "DESC" } else { "ASC" };
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {cols} FROM messages m \
@@ -389,6 +394,31 @@ pub(crate) fn messages(
         i64::from(range.limit),
     ])?;
     let mut messages = Vec::new();
+    while let Some(row) = found.next()? {
+        if let Some(message) = rows::message(&scope.app, scope.chat, row, 0)? {
+            messages.push(message);
+        }
+    }
+    Ok(messages)
+}
+
+/// Messages of the visible chat with these numbers, in any order.
+pub(crate) fn messages_by_number(
+    conn: &Connection,
+    scope: &ChatScope,
+    numbers: &[MessageNumber],
+) -> Result<Vec<Message>> {
+    let app_id = visible_app_id(conn, scope)?;
+    let list = serde_json::to_string(&numbers.iter().map(|n| n.get()).collect::<Vec<_>>())
+        .map_err(|e| StoreError::corrupt("message numbers", e))?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {cols} FROM messages m \
+         WHERE m.app_id = ?1 AND m.chat_number = ?2 \
+         AND m.number IN (SELECT value FROM json_each(?3))",
+        cols = rows::MESSAGE_COLUMNS
+    ))?;
+    let mut found = stmt.query(params![app_id, scope.chat.get(), list])?;
+    let mut messages = Vec::with_capacity(numbers.len());
     while let Some(row) = found.next()? {
         if let Some(message) = rows::message(&scope.app, scope.chat, row, 0)? {
             messages.push(message);
@@ -430,17 +460,29 @@ pub(crate) fn edit_message(
         ))
         .into());
     }
-    conn.prepare_cached(
-        "UPDATE messages SET body = ?4, edited_at = ?5 \
-         WHERE app_id = ?1 AND chat_number = ?2 AND number = ?3",
-    )?
-    .execute(params![
+    let version: i64 = conn
+        .prepare_cached(
+            "UPDATE messages SET body = ?4, edited_at = ?5, version = version + 1 \
+             WHERE app_id = ?1 AND chat_number = ?2 AND number = ?3 RETURNING version",
+        )?
+        .query_row(
+            params![
+                app_id,
+                change.scope.chat.get(),
+                change.number.get(),
+                body.as_str(),
+                change.now.0,
+            ],
+            |row| row.get(0),
+        )?;
+    outbox(
+        conn,
         app_id,
-        change.scope.chat.get(),
-        change.number.get(),
-        body.as_str(),
-        change.now.0,
-    ])?;
+        change.scope.chat,
+        change.number,
+        ChangeKind::Modify,
+        version,
+    )?;
     message.body = body.as_str().to_owned();
     message.edited_at = Some(change.now);
     Ok(message)
@@ -451,18 +493,170 @@ pub(crate) fn delete_message(conn: &Connection, change: &MessageChange) -> Resul
     if message.deleted {
         return Ok(message);
     }
-    conn.prepare_cached(
-        "UPDATE messages SET body = '', deleted = 1 \
-         WHERE app_id = ?1 AND chat_number = ?2 AND number = ?3",
-    )?
-    .execute(params![
+    let version: i64 = conn
+        .prepare_cached(
+            "UPDATE messages SET body = '', deleted = 1, version = version + 1 \
+             WHERE app_id = ?1 AND chat_number = ?2 AND number = ?3 RETURNING version",
+        )?
+        .query_row(
+            params![app_id, change.scope.chat.get(), change.number.get()],
+            |row| row.get(0),
+        )?;
+    outbox(
+        conn,
         app_id,
-        change.scope.chat.get(),
-        change.number.get()
-    ])?;
+        change.scope.chat,
+        change.number,
+        ChangeKind::Modify,
+        version,
+    )?;
     message.body = String::new();
     message.deleted = true;
     Ok(message)
+}
+
+// ---- the search outbox ----------------------------------------------------------------------
+
+/// Queues a change of a message for the search indexer, in the transaction of the change.
+fn outbox(
+    conn: &Connection,
+    app_id: i64,
+    chat: ChatNumber,
+    number: MessageNumber,
+    kind: ChangeKind,
+    version: i64,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO search_outbox (app_id, chat_number, number, kind, version) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        app_id,
+        chat.get(),
+        number.get(),
+        kind.as_str(),
+        version
+    ])?;
+    Ok(())
+}
+
+/// The oldest `limit` outbox rows as change records. The new image is the message as it
+/// is now (at least as new as the change; the version says which state it is).
+pub(crate) fn outbox_batch(conn: &Connection, limit: u32) -> Result<Vec<ChangeRecord>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT o.seq, o.kind, o.version, a.token, o.chat_number, o.number, m.version, {cols} \
+         FROM search_outbox o JOIN applications a ON a.id = o.app_id \
+         LEFT JOIN messages m ON m.app_id = o.app_id AND m.chat_number = o.chat_number \
+         AND m.number = o.number ORDER BY o.seq LIMIT ?1",
+        cols = rows::MESSAGE_COLUMNS
+    ))?;
+    let mut found = stmt.query([i64::from(limit)])?;
+    let mut records = Vec::new();
+    while let Some(row) = found.next()? {
+        let seq: i64 = row.get(0)?;
+        let kind = ChangeKind::parse(&row.get::<_, String>(1)?)
+            .map_err(|e| StoreError::corrupt("outbox kind", e))?;
+        let queued_version: i64 = row.get(2)?;
+        let app = AppToken::parse(&row.get::<_, String>(3)?)
+            .map_err(|e| StoreError::corrupt("application token", e))?;
+        let chat = rows::chat_number(row.get(4)?)?;
+        let number = rows::message_number(row.get(5)?)?;
+        let current_version: Option<i64> = row.get(6)?;
+        let new = rows::message(&app, chat, row, 7)?;
+        let (kind, version) = match (&new, current_version) {
+            (Some(_), Some(version)) => (kind, version),
+            // The message is gone: remove it from the index.
+            _ => (ChangeKind::Remove, queued_version.saturating_add(1)),
+        };
+        records.push(ChangeRecord {
+            sequence: seq.to_string(),
+            kind,
+            key: DocKey { app, chat, number },
+            old: None,
+            new,
+            version: u64::try_from(version).map_err(|e| StoreError::corrupt("version", e))?,
+        });
+    }
+    Ok(records)
+}
+
+pub(crate) fn outbox_ack(conn: &Connection, sequences: &[i64]) -> Result<usize> {
+    let mut stmt = conn.prepare_cached("DELETE FROM search_outbox WHERE seq = ?1")?;
+    let mut deleted = 0;
+    for seq in sequences {
+        deleted += stmt.execute([seq])?;
+    }
+    Ok(deleted)
+}
+
+pub(crate) fn outbox_len(conn: &Connection) -> Result<u64> {
+    let n: i64 = conn
+        .prepare_cached("SELECT count(*) FROM search_outbox")?
+        .query_row([], |row| row.get(0))?;
+    Ok(n as u64)
+}
+
+/// Where [`enqueue_reindex`] continues: after this (app id, chat, number).
+pub(crate) type ReindexPosition = (i64, i64, i64);
+
+/// Which messages a reindex covers, resolved to internal ids.
+pub(crate) fn reindex_scope(
+    conn: &Connection,
+    app: Option<&AppToken>,
+    chat: Option<ChatNumber>,
+) -> Result<(Option<i64>, Option<i64>)> {
+    let Some(app) = app else {
+        return Ok((None, None));
+    };
+    let app_id: i64 = conn
+        .prepare_cached("SELECT id FROM applications WHERE token = ?1")?
+        .query_row([app.as_str()], |row| row.get(0))
+        .optional()?
+        .ok_or_else(|| app_not_found(app))?;
+    if let Some(chat) = chat {
+        let exists = conn
+            .prepare_cached("SELECT 1 FROM chats WHERE app_id = ?1 AND number = ?2")?
+            .query_row(params![app_id, chat.get()], |_| Ok(()))
+            .optional()?;
+        if exists.is_none() {
+            return Err(DomainError::chat_not_found(chat).into());
+        }
+    }
+    Ok((Some(app_id), chat.map(|c| i64::from(c.get()))))
+}
+
+/// Queues up to `limit` messages of the scope after `after` for indexing at their current
+/// version; returns how many and where to continue (`None`: done).
+pub(crate) fn enqueue_reindex(
+    conn: &Connection,
+    app_id: Option<i64>,
+    chat: Option<i64>,
+    after: ReindexPosition,
+    limit: u32,
+) -> Result<(u64, Option<ReindexPosition>)> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO search_outbox (app_id, chat_number, number, kind, version) \
+         SELECT app_id, chat_number, number, 'MODIFY', version FROM messages \
+         WHERE (?1 IS NULL OR app_id = ?1) AND (?2 IS NULL OR chat_number = ?2) \
+         AND (app_id, chat_number, number) > (?3, ?4, ?5) \
+         ORDER BY app_id, chat_number, number LIMIT ?6 \
+         RETURNING app_id, chat_number, number",
+    )?;
+    let mut rows = stmt.query(params![
+        app_id,
+        chat,
+        after.0,
+        after.1,
+        after.2,
+        i64::from(limit)
+    ])?;
+    let mut count = 0u64;
+    let mut last = after;
+    while let Some(row) = rows.next()? {
+        count += 1;
+        last = last.max((row.get(0)?, row.get(1)?, row.get(2)?));
+    }
+    Ok((count, (count == u64::from(limit)).then_some(last)))
 }
 
 #[cfg(test)]

@@ -60,6 +60,27 @@ const MIGRATIONS: &[&str] = &[
         ON messages (app_id, chat_number, client_message_id)
         WHERE client_message_id IS NOT NULL;
     "#,
+    // 2: search. Every message gets a version that grows with each change (the search
+    // index keeps the highest it has seen, so a stale change never overwrites a newer
+    // one). The outbox is the durable change feed for the search indexer: a row is written
+    // in the same transaction as the change of the message and deleted once indexed.
+    // Messages written before this migration are queued for indexing.
+    r#"
+    ALTER TABLE messages ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+
+    CREATE TABLE search_outbox (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        app_id      INTEGER NOT NULL,
+        chat_number INTEGER NOT NULL,
+        number      INTEGER NOT NULL,
+        kind        TEXT    NOT NULL CHECK (kind IN ('INSERT', 'MODIFY', 'REMOVE')),
+        version     INTEGER NOT NULL
+    ) STRICT;
+
+    INSERT INTO search_outbox (app_id, chat_number, number, kind, version)
+        SELECT app_id, chat_number, number, 'MODIFY', version FROM messages
+        ORDER BY app_id, chat_number, number;
+    "#,
 ];
 
 /// The schema version this build writes.

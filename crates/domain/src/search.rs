@@ -1,0 +1,478 @@
+//! Search: the [`SearchIndex`] port, the query and its matching rules, and the change
+//! records the indexer turns into index operations.
+//!
+//! # Matching (the same on every index)
+//! A body and a query are split into words at every character that is not alphanumeric;
+//! words are lowercased and folded to ASCII where a folding exists (Lucene's
+//! `ASCIIFoldingFilter`: "Café" -> "cafe", "Straße" -> "strasse"). A message matches when
+//! **every** query word matches one of its words:
+//! - a query word of 3 or more characters matches any word that contains it ("fund" finds
+//!   "Refunded");
+//! - a query word of 1 or 2 characters matches only an equal word ("no" finds "no", not
+//!   "know").
+//!
+//! (OpenSearch indexes n-grams of at most [`crate::limits::SEARCH_GRAM_MAX_CHARS`]
+//! characters, so there a query word longer than that matches when all its windows of that
+//! length are grams of the message: in practice the same.)
+//!
+//! # Ranking
+//! Best match first, then newest. The score is an integer computed from the match alone,
+//! never from corpus statistics, so it is the same on both indexes and stays put while the
+//! index grows (which keeps cursor paging exact). Per query word: [`WHOLE_WORD_SCORE`] if
+//! it is a whole word of the message, plus [`PREFIX_SCORE`] if a word of the message starts
+//! with it (a whole word of 3..=20 characters does too). So for "fund": "fund" scores 3,
+//! "funds" 1, "refund" 0. Ties: higher message number first (numbers grow with time).
+//!
+//! # Versions
+//! Every change of a message carries a version that grows with each change (the store keeps
+//! it with the message). An operation is applied only if its version is higher than the
+//! indexed one (OpenSearch's `version_type=external`), so a stale change never overwrites a
+//! newer one and a re-delivered change is a no-op (reported as [`Applied::Stale`]). Deleting indexes a tombstone (no searchable
+//! text) with its version, so a late INSERT cannot bring a deleted message back.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{DomainError, Result};
+use crate::limits::{SEARCH_QUERY_MAX_CHARS, SEARCH_QUERY_MAX_WORDS};
+use crate::model::*;
+
+/// What a query word scores when it is a whole word of the message.
+pub const WHOLE_WORD_SCORE: u32 = 2;
+/// What a query word scores when it starts a word of the message (and is not all of it).
+pub const PREFIX_SCORE: u32 = 1;
+/// The shortest word matched as a substring; shorter query words match whole words only.
+pub const SEARCH_GRAM_MIN_CHARS: usize = 3;
+
+/// A validated search query: trimmed, 1..=200 characters, at least one word, at most
+/// [`SEARCH_QUERY_MAX_WORDS`] distinct words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchQuery {
+    text: String,
+}
+
+impl SearchQuery {
+    pub fn parse(raw: &str) -> Result<Self> {
+        let text = raw.trim();
+        let chars = text.chars().count();
+        if chars == 0 || chars > SEARCH_QUERY_MAX_CHARS {
+            return Err(DomainError::bad_input(format!(
+                "query must be 1 to {SEARCH_QUERY_MAX_CHARS} characters"
+            )));
+        }
+        if text.chars().any(char::is_control) {
+            return Err(DomainError::bad_input(
+                "query must not contain control characters",
+            ));
+        }
+        let query = SearchQuery {
+            text: text.to_owned(),
+        };
+        let words = query.raw_words();
+        if words.is_empty() {
+            return Err(DomainError::bad_input(
+                "query must contain at least one letter or digit",
+            ));
+        }
+        if words.len() > SEARCH_QUERY_MAX_WORDS {
+            return Err(DomainError::bad_input(format!(
+                "query must have at most {SEARCH_QUERY_MAX_WORDS} words"
+            )));
+        }
+        Ok(query)
+    }
+
+    /// The query as given, trimmed.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The distinct words before case and accent folding (the index folds them with the
+    /// same filter as the bodies), in order of first appearance.
+    pub fn raw_words(&self) -> Vec<&str> {
+        let mut words: Vec<&str> = Vec::new();
+        for word in split_words(&self.text) {
+            if !words.contains(&word) {
+                words.push(word);
+            }
+        }
+        words
+    }
+}
+
+/// Splits text into words at every character that is not alphanumeric. Both indexes use
+/// this rule (OpenSearch: the pattern tokenizer `[^\p{L}\p{N}]+`).
+pub fn split_words(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+}
+
+/// A message's document id in every index: `app/chat/number`. App tokens are
+/// `[A-Za-z0-9_-]`, so the id is unambiguous.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DocKey {
+    pub app: AppToken,
+    pub chat: ChatNumber,
+    pub number: MessageNumber,
+}
+
+impl DocKey {
+    pub fn of(message: &Message) -> Self {
+        DocKey {
+            app: message.app.clone(),
+            chat: message.chat_number,
+            number: message.number,
+        }
+    }
+
+    pub fn id(&self) -> String {
+        format!("{}/{}/{}", self.app, self.chat, self.number)
+    }
+
+    /// The exact-match key of the chat: `app/chat`.
+    pub fn chat_key(&self) -> String {
+        chat_key(&self.app, self.chat)
+    }
+}
+
+/// The exact-match key of a chat in every index: `app/chat`.
+pub fn chat_key(app: &AppToken, chat: ChatNumber) -> String {
+    format!("{app}/{chat}")
+}
+
+/// A message as the index stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchDocument {
+    pub key: DocKey,
+    pub body: String,
+    pub sender_id: UserId,
+    pub created_at: Timestamp,
+    pub version: u64,
+}
+
+/// One write to an index. Both carry the version that orders them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexOp {
+    /// Index (or replace) the document, unless a higher version is indexed.
+    Upsert(SearchDocument),
+    /// Replace the document with a tombstone that matches nothing, unless a higher version
+    /// is indexed.
+    Delete { key: DocKey, version: u64 },
+}
+
+impl IndexOp {
+    pub fn key(&self) -> &DocKey {
+        match self {
+            IndexOp::Upsert(doc) => &doc.key,
+            IndexOp::Delete { key, .. } => key,
+        }
+    }
+
+    pub fn version(&self) -> u64 {
+        match self {
+            IndexOp::Upsert(doc) => doc.version,
+            IndexOp::Delete { version, .. } => *version,
+        }
+    }
+
+    /// The operation that brings the index to this state of the message.
+    pub fn for_message(message: &Message, version: u64) -> Self {
+        if message.deleted {
+            IndexOp::Delete {
+                key: DocKey::of(message),
+                version,
+            }
+        } else {
+            IndexOp::Upsert(SearchDocument {
+                key: DocKey::of(message),
+                body: message.body.clone(),
+                sender_id: message.sender_id.clone(),
+                created_at: message.created_at,
+                version,
+            })
+        }
+    }
+}
+
+/// What happened to one operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Written.
+    Written,
+    /// Not written: the index holds this version or a newer one already.
+    Stale,
+}
+
+/// Where a page of search results continues: after this (score, number) in ranking order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchCursor {
+    pub score: u32,
+    pub number: u32,
+}
+
+/// One chat's messages matching a query, in ranking order.
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    pub app: AppToken,
+    pub chat: ChatNumber,
+    pub query: SearchQuery,
+    pub after: Option<SearchCursor>,
+    /// How many hits at most.
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchHit {
+    pub number: MessageNumber,
+    pub score: u32,
+}
+
+impl SearchHit {
+    pub fn cursor(&self) -> SearchCursor {
+        SearchCursor {
+            score: self.score,
+            number: self.number.get(),
+        }
+    }
+}
+
+/// The search port. `chat-search-tantivy` (embedded) and `chat-opensearch` implement it
+/// with the matching, ranking and versioning rules of this module's documentation.
+#[async_trait]
+pub trait SearchIndex: Send + Sync + 'static {
+    /// Applies the operations; the answer has one outcome per operation, in order. When it
+    /// returns, the written operations are durable; they are searchable at once (tantivy)
+    /// or after the index's refresh interval (OpenSearch). `Err` when nothing can be said
+    /// about any operation (the index is unreachable).
+    async fn apply(&self, ops: &[IndexOp]) -> Result<Vec<Result<Applied>>>;
+
+    /// Hits of one chat, best match first then newest, strictly after `request.after`.
+    /// Never a hit of another chat or application, never a deleted message.
+    async fn search(&self, request: &SearchRequest) -> Result<Vec<SearchHit>>;
+}
+
+// ---- the change feed ------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChangeKind {
+    Insert,
+    Modify,
+    Remove,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Insert => "INSERT",
+            ChangeKind::Modify => "MODIFY",
+            ChangeKind::Remove => "REMOVE",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self> {
+        match raw {
+            "INSERT" => Ok(ChangeKind::Insert),
+            "MODIFY" => Ok(ChangeKind::Modify),
+            "REMOVE" => Ok(ChangeKind::Remove),
+            _ => Err(DomainError::bad_input(format!(
+                "unknown change kind {raw:?}"
+            ))),
+        }
+    }
+}
+
+/// One change of a message as a feed delivers it (the local outbox, a DynamoDB stream
+/// record). `sequence` identifies the record in its feed, for reporting failures (the
+/// outbox row id; the stream record's sequence number).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeRecord {
+    pub sequence: String,
+    pub kind: ChangeKind,
+    pub key: DocKey,
+    pub old: Option<Message>,
+    pub new: Option<Message>,
+    /// The message's version after this change.
+    pub version: u64,
+}
+
+impl ChangeRecord {
+    /// The index operation that applies this change. INSERT and MODIFY need the new image;
+    /// a new image that is deleted, or a REMOVE, is a delete.
+    pub fn to_op(&self) -> Result<IndexOp> {
+        match (self.kind, &self.new) {
+            (ChangeKind::Remove, _) => Ok(IndexOp::Delete {
+                key: self.key.clone(),
+                version: self.version,
+            }),
+            (_, Some(new)) => {
+                if DocKey::of(new) != self.key {
+                    return Err(DomainError::bad_input(format!(
+                        "change {}: the new image is of another message",
+                        self.sequence
+                    )));
+                }
+                Ok(IndexOp::for_message(new, self.version))
+            }
+            (kind, None) => Err(DomainError::bad_input(format!(
+                "change {}: {} without a new image",
+                self.sequence,
+                kind.as_str()
+            ))),
+        }
+    }
+}
+
+/// A record the indexer could not apply; its feed delivers it again (the outbox keeps the
+/// row; the Lambda returns the sequence in `batchItemFailures`).
+#[derive(Debug)]
+pub struct RecordFailure {
+    pub sequence: String,
+    pub error: DomainError,
+}
+
+#[derive(Debug, Default)]
+pub struct IndexReport {
+    /// Records written or found stale (already indexed at this or a newer version).
+    pub indexed: Vec<String>,
+    pub written: usize,
+    pub stale: usize,
+    pub failures: Vec<RecordFailure>,
+}
+
+/// The one indexer, shared by every feed: turns change records into index operations,
+/// applies them as one batch, and reports per record. Re-delivering a batch changes
+/// nothing (versions).
+pub async fn index_changes(index: &dyn SearchIndex, records: &[ChangeRecord]) -> IndexReport {
+    let mut report = IndexReport::default();
+    let mut ops = Vec::with_capacity(records.len());
+    let mut sequences = Vec::with_capacity(records.len());
+    for record in records {
+        match record.to_op() {
+            Ok(op) => {
+                ops.push(op);
+                sequences.push(record.sequence.clone());
+            }
+            Err(error) => report.failures.push(RecordFailure {
+                sequence: record.sequence.clone(),
+                error,
+            }),
+        }
+    }
+    if ops.is_empty() {
+        return report;
+    }
+    match index.apply(&ops).await {
+        Ok(outcomes) if outcomes.len() == ops.len() => {
+            for (sequence, outcome) in sequences.into_iter().zip(outcomes) {
+                match outcome {
+                    Ok(Applied::Written) => {
+                        report.written += 1;
+                        report.indexed.push(sequence);
+                    }
+                    Ok(Applied::Stale) => {
+                        report.stale += 1;
+                        report.indexed.push(sequence);
+                    }
+                    Err(error) => report.failures.push(RecordFailure { sequence, error }),
+                }
+            }
+        }
+        Ok(outcomes) => {
+            let why = format!(
+                "the index answered {} outcomes for {} operations",
+                outcomes.len(),
+                ops.len()
+            );
+            for sequence in sequences {
+                report.failures.push(RecordFailure {
+                    sequence,
+                    error: DomainError::internal("search index: apply failed", why.clone()),
+                });
+            }
+        }
+        Err(error) => {
+            let why = error.to_string();
+            for sequence in sequences {
+                report.failures.push(RecordFailure {
+                    sequence,
+                    error: DomainError::internal("search index: apply failed", why.clone()),
+                });
+            }
+        }
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_are_trimmed_bounded_and_need_a_word() {
+        assert_eq!(SearchQuery::parse("  fund ").unwrap().as_str(), "fund");
+        assert!(SearchQuery::parse("   ").is_err());
+        assert!(SearchQuery::parse("?! ...").is_err());
+        assert!(SearchQuery::parse(&"a".repeat(SEARCH_QUERY_MAX_CHARS)).is_ok());
+        assert!(SearchQuery::parse(&"a".repeat(SEARCH_QUERY_MAX_CHARS + 1)).is_err());
+        assert!(SearchQuery::parse("a\u{7}b").is_err());
+        let many = (0..=SEARCH_QUERY_MAX_WORDS)
+            .map(|i| format!("w{i}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(SearchQuery::parse(&many).is_err());
+        assert_eq!(
+            SearchQuery::parse("Café, café! no-no").unwrap().raw_words(),
+            vec!["Café", "café", "no"]
+        );
+    }
+
+    fn message(deleted: bool) -> Message {
+        Message {
+            app: AppToken::parse("app_x").unwrap(),
+            chat_number: ChatNumber::new(2).unwrap(),
+            number: MessageNumber::new(7).unwrap(),
+            body: if deleted { String::new() } else { "hi".into() },
+            sender_id: UserId::parse("u").unwrap(),
+            sender_role: Role::Customer,
+            client_message_id: None,
+            created_at: Timestamp(1),
+            edited_at: None,
+            deleted,
+        }
+    }
+
+    #[test]
+    fn change_records_become_upserts_and_deletes() {
+        let live = message(false);
+        let key = DocKey::of(&live);
+        assert_eq!(key.id(), "app_x/2/7");
+        assert_eq!(key.chat_key(), "app_x/2");
+        let record = |kind, new: Option<Message>| ChangeRecord {
+            sequence: "1".into(),
+            kind,
+            key: key.clone(),
+            old: None,
+            new,
+            version: 3,
+        };
+        let upsert = record(ChangeKind::Insert, Some(live.clone()))
+            .to_op()
+            .unwrap();
+        assert!(matches!(upsert, IndexOp::Upsert(ref d) if d.version == 3 && d.body == "hi"));
+        let deleted = record(ChangeKind::Modify, Some(message(true)))
+            .to_op()
+            .unwrap();
+        assert_eq!(
+            deleted,
+            IndexOp::Delete {
+                key: key.clone(),
+                version: 3
+            }
+        );
+        assert!(matches!(
+            record(ChangeKind::Remove, None).to_op().unwrap(),
+            IndexOp::Delete { .. }
+        ));
+        assert!(record(ChangeKind::Modify, None).to_op().is_err());
+    }
+}

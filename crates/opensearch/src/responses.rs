@@ -1,0 +1,133 @@
+//! Parsing OpenSearch's answers: bulk responses item by item, search hits, error bodies.
+
+use chat_domain::{MessageNumber, SearchHit};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// What became of one bulk item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemOutcome {
+    /// 200/201: written.
+    Written,
+    /// 409 `version_conflict_engine_exception`: this version or a newer one is indexed.
+    Stale,
+    /// 429 or 5xx: worth another try.
+    Retry { status: u16, reason: String },
+    /// Anything else (400 mapping errors ...): trying again will not help.
+    Failed { status: u16, reason: String },
+}
+
+#[derive(Debug, Deserialize)]
+struct BulkResponse {
+    #[serde(default)]
+    items: Vec<serde_json::Map<String, Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct BulkItem {
+    status: u16,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+/// The outcome of each item of a `_bulk` response, in request order. `expected` is the
+/// number of items sent; a response with another count is an error.
+pub fn bulk_outcomes(body: &[u8], expected: usize) -> Result<Vec<ItemOutcome>, String> {
+    let response: BulkResponse =
+        serde_json::from_slice(body).map_err(|e| format!("unreadable bulk response: {e}"))?;
+    if response.items.len() != expected {
+        return Err(format!(
+            "the bulk response has {} items for {expected} operations",
+            response.items.len()
+        ));
+    }
+    response
+        .items
+        .into_iter()
+        .map(|item| {
+            // Each item is `{ "<action>": { ... } }`.
+            let (_, inner) = item
+                .into_iter()
+                .next()
+                .ok_or_else(|| "an empty bulk item".to_owned())?;
+            let item: BulkItem =
+                serde_json::from_value(inner).map_err(|e| format!("unreadable bulk item: {e}"))?;
+            Ok(item_outcome(item.status, item.error.as_ref()))
+        })
+        .collect()
+}
+
+fn item_outcome(status: u16, error: Option<&Value>) -> ItemOutcome {
+    let reason = error.map(error_reason).unwrap_or_default();
+    match status {
+        200 | 201 => ItemOutcome::Written,
+        409 => ItemOutcome::Stale,
+        429 | 500..=599 => ItemOutcome::Retry { status, reason },
+        _ => ItemOutcome::Failed { status, reason },
+    }
+}
+
+/// `type: reason` of an OpenSearch error object (or the value as text).
+pub fn error_reason(error: &Value) -> String {
+    match (error.get("type"), error.get("reason")) {
+        (Some(Value::String(t)), Some(Value::String(r))) => format!("{t}: {r}"),
+        (Some(Value::String(t)), _) => t.clone(),
+        _ => error.to_string(),
+    }
+}
+
+/// The error of a non-2xx response body (`{"error": {...}, "status": n}`), as text.
+pub fn response_error(body: &[u8]) -> String {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(value) => match value.get("error") {
+            Some(error) => error_reason(error),
+            None => value.to_string(),
+        },
+        Err(_) => String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
+    }
+}
+
+/// Whether an error body says the index exists already (an idempotent create).
+pub fn is_already_exists(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.pointer("/error/type").cloned())
+        .is_some_and(|t| t == "resource_already_exists_exception")
+}
+
+#[derive(Debug, Deserialize)]
+struct SearchResponse {
+    hits: Hits,
+}
+
+#[derive(Debug, Deserialize)]
+struct Hits {
+    hits: Vec<Hit>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Hit {
+    sort: (f64, i64),
+}
+
+/// The hits of a search response from their sort values `[score, number]`.
+pub fn search_hits(body: &[u8]) -> Result<Vec<SearchHit>, String> {
+    let response: SearchResponse =
+        serde_json::from_slice(body).map_err(|e| format!("unreadable search response: {e}"))?;
+    response
+        .hits
+        .hits
+        .into_iter()
+        .map(|hit| {
+            let (score, number) = hit.sort;
+            let number = MessageNumber::new(number).map_err(|e| e.to_string())?;
+            if !(0.0..=f64::from(u32::MAX)).contains(&score) {
+                return Err(format!("a hit with the score {score}"));
+            }
+            Ok(SearchHit {
+                number,
+                score: score.round() as u32,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,110 @@
+//! The request bodies against golden JSON in `tests/golden/`. After a deliberate change,
+//! `UPDATE_GOLDEN=1 cargo test -p chat-opensearch --test golden` rewrites the files; review
+//! the diff like code.
+
+mod common;
+
+use std::path::PathBuf;
+
+use chat_domain::SearchCursor;
+use chat_opensearch::requests;
+use common::*;
+use serde_json::Value;
+
+fn check(name: &str, actual: &Value) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.json"));
+    let pretty = serde_json::to_string_pretty(actual).unwrap() + "\n";
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &pretty).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 writes it)", path.display()));
+    let expected: Value = serde_json::from_str(&expected).unwrap();
+    assert_eq!(
+        actual, &expected,
+        "{name} differs from its golden file; actual:\n{pretty}"
+    );
+}
+
+#[test]
+fn index_settings_and_mapping() {
+    check("create_index", &requests::create_index(3, 1, "1s"));
+}
+
+#[test]
+fn identifiers_are_keywords_and_filters_are_terms() {
+    let mapping = requests::create_index(3, 1, "1s");
+    for field in ["app", "chat", "sender"] {
+        assert_eq!(
+            mapping["mappings"]["properties"][field]["type"], "keyword",
+            "{field}"
+        );
+    }
+    let query = requests::search(&request("app_abc-1", 7, "refund", None, 21));
+    for filter in query["query"]["bool"]["filter"].as_array().unwrap() {
+        let kind = filter.as_object().unwrap().keys().next().unwrap().as_str();
+        let field = filter[kind]
+            .as_object()
+            .unwrap()
+            .keys()
+            .next()
+            .unwrap()
+            .as_str();
+        match kind {
+            "term" => assert!(["app", "chat", "live"].contains(&field), "{field}"),
+            // Body text only: never an identifier.
+            "match" => assert!(field.starts_with("body"), "{field}"),
+            other => panic!("unexpected filter {other}"),
+        }
+    }
+}
+
+#[test]
+fn bulk_lines_with_external_versions_and_tombstones() {
+    let ops = [
+        upsert("app_abc-1", 7, 1, "Refund for my Café order", 1),
+        upsert("app_abc-1", 7, 2, "edited text", 3),
+        delete("app_abc-1", 7, 3, 2),
+    ];
+    let lines: Vec<Value> = ops
+        .iter()
+        .flat_map(|op| {
+            let text = requests::bulk_lines("chat-messages", op);
+            assert!(text.ends_with('\n'));
+            assert_eq!(text.matches('\n').count(), 2, "two NDJSON lines: {text}");
+            text.lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    check("bulk", &Value::Array(lines));
+}
+
+#[test]
+fn search_first_page() {
+    check(
+        "search_first_page",
+        &requests::search(&request("app_abc-1", 7, "  Café refund no ", None, 21)),
+    );
+}
+
+#[test]
+fn search_next_page_and_long_word() {
+    let after = Some(SearchCursor {
+        score: 3,
+        number: 42,
+    });
+    check(
+        "search_after",
+        &requests::search(&request(
+            "app_abc-1",
+            7,
+            "supercalifragilisticexpialidocious",
+            after,
+            11,
+        )),
+    );
+}

@@ -1,0 +1,128 @@
+//! Against a real OpenSearch when `OPENSEARCH_URL` is set (e.g. `http://127.0.0.1:9200`,
+//! security plugin off; `OPENSEARCH_USER`/`OPENSEARCH_PASSWORD` for basic auth). No
+//! OpenSearch server can be installed on this project's machines, so this test is skipped
+//! there; it prints why.
+//!
+//! It runs the same matching, ranking, versioning and paging checks as the tantivy index
+//! on the same documents and compares the answers of both indexes.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_domain::*;
+use chat_opensearch::opensearch::auth::Credentials;
+use chat_opensearch::{Auth, ClientTransport, Config, Method, OpenSearchIndex, Transport};
+use chat_search_tantivy::TantivyIndex;
+use common::*;
+
+#[tokio::test]
+async fn live_opensearch_matches_the_embedded_index() {
+    let Ok(url) = std::env::var("OPENSEARCH_URL") else {
+        eprintln!(
+            "skipped: OPENSEARCH_URL is not set (no OpenSearch server can be installed here; \
+             set it to a cluster's URL to run this test)"
+        );
+        return;
+    };
+    let auth = match (
+        std::env::var("OPENSEARCH_USER"),
+        std::env::var("OPENSEARCH_PASSWORD"),
+    ) {
+        (Ok(user), Ok(password)) => Auth::Credentials(Credentials::Basic(user, password)),
+        _ => Auth::None,
+    };
+    let transport: Arc<dyn Transport> =
+        Arc::new(ClientTransport::connect(&url, auth, "es", Duration::from_secs(30)).unwrap());
+    let name = format!(
+        "chat-messages-test-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    );
+    let index = OpenSearchIndex::new(
+        transport.clone(),
+        Config {
+            index: name.clone(),
+            shards: 2,
+            replicas: 0,
+            ..Config::default()
+        },
+    );
+    assert!(index.ensure_index().await.unwrap());
+    assert!(!index.ensure_index().await.unwrap(), "idempotent");
+
+    let embedded = TantivyIndex::in_memory().unwrap();
+    let mut ops = vec![
+        upsert("app_a", 1, 1, "Your order was Refunded", 1),
+        upsert("app_a", 1, 2, "Café au lait, no sugar", 1),
+        upsert("app_a", 1, 3, "I know nobody", 1),
+        upsert("app_a", 1, 4, "a refund", 1),
+        upsert("app_a", 1, 5, "refunds and Straße", 1),
+        upsert("app_a", 1, 6, "it is Supercalifragilisticexpialidocious", 1),
+        upsert("app_a", 1, 7, "to be deleted refund", 1),
+        upsert("app_a", 2, 1, "refund in another chat", 1),
+        upsert("app_a1", 1, 1, "refund in another app", 1),
+    ];
+    ops.extend((10..40).map(|n| upsert("app_a", 1, n, &format!("ticket {n}"), 1)));
+    ops.push(delete("app_a", 1, 7, 2));
+    ops.push(upsert("app_a", 1, 7, "stale refund", 1));
+    for target in [&index as &dyn SearchIndex, &embedded as &dyn SearchIndex] {
+        for outcome in target.apply(&ops).await.unwrap() {
+            outcome.unwrap();
+        }
+    }
+    let refresh = transport
+        .request(
+            Method::Post,
+            &format!("/{name}/_refresh"),
+            &[],
+            "application/json",
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(refresh.status < 300, "refresh: {}", refresh.status);
+
+    for query in [
+        "fund",
+        "REFUNDED",
+        "cafe",
+        "CAFÉ",
+        "no",
+        "strasse",
+        "refund",
+        "califragilisticexpialido",
+        "ticket",
+        "refund no",
+        "nothing",
+    ] {
+        let mut pages = Vec::new();
+        for target in [&index as &dyn SearchIndex, &embedded as &dyn SearchIndex] {
+            let mut seen = Vec::new();
+            let mut after = None;
+            loop {
+                let hits = target
+                    .search(&request("app_a", 1, query, after, 7))
+                    .await
+                    .unwrap();
+                let Some(last) = hits.last() else { break };
+                after = Some(last.cursor());
+                seen.extend(hits.iter().map(|h| (h.score, h.number.get())));
+            }
+            pages.push(seen);
+        }
+        assert_eq!(pages[0], pages[1], "{query}: OpenSearch vs tantivy");
+    }
+    let _ = transport
+        .request(
+            Method::Post,
+            &format!("/{name}/_close"),
+            &[],
+            "application/json",
+            None,
+        )
+        .await;
+}

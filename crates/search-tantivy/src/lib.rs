@@ -1,0 +1,611 @@
+//! `chat-search-tantivy`: the [`SearchIndex`] port on tantivy, the dev server's embedded
+//! search. Matching, ranking and versioning follow `chat_domain::search`.
+//!
+//! # Layout
+//! One document per message, id `app/chat/number` (a raw `STRING` term). Filters are exact
+//! terms: `chat` (`app/chat`), `live` (1; tombstones have 0 and no text). The body is not
+//! stored: a hit is a message number, and the service reads the message from the store.
+//!
+//! The body is indexed in one positional field by the `chat_trigrams` analyzer: words split
+//! at every non-alphanumeric character (`SimpleTokenizer`), folded with `LowerCaser` +
+//! `AsciiFoldingFilter` (a port of Lucene's, which OpenSearch's `asciifolding` filter uses
+//! too), then each word `w` becomes the trigrams of `^w$` at consecutive positions
+//! ("fund" -> `^fu fun und nd$`). A word of n characters costs n tokens (an index of every
+//! substring would cost n²/2). Then, for a folded query word `q`:
+//! - substring (3+ characters): the phrase of the trigrams of `q`; the markers keep a
+//!   phrase inside one word (a query trigram never contains `$` followed by more text);
+//! - whole word (and every 1–2-character query word): the phrase of `^q$`;
+//! - word start: the phrase of `^q`.
+//!
+//! Scores (+2 whole word, +1 word start) are small integers that do not depend on corpus
+//! statistics. A search collects the documents of the chat matching every required
+//! phrase, then runs each scoring phrase intersected with them and adds its points; the
+//! ranking key `(score << 32) | number` is exact and stable for cursor paging.
+//!
+//! # Writes
+//! [`SearchIndex::apply`] takes the one writer (a mutex), keeps for each document the
+//! operation with the highest version, looks up the indexed version (a term lookup of the
+//! id and the `version` fast field), writes only newer versions (delete by id + add), then
+//! commits and reloads the reader before returning: durable and searchable on return. The
+//! caller batches (the outbox indexer drains up to a thousand changes per call), so commits
+//! are few.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use chat_domain::search::{PREFIX_SCORE, SEARCH_GRAM_MIN_CHARS, WHOLE_WORD_SCORE};
+use chat_domain::*;
+use tantivy::collector::DocSetCollector;
+use tantivy::directory::MmapDirectory;
+use tantivy::query::{BooleanQuery, Occur, PhraseQuery, Query, TermQuery};
+use tantivy::schema::{
+    FAST, Field, INDEXED, IndexRecordOption, STRING, Schema, TextFieldIndexing, TextOptions,
+};
+use tantivy::tokenizer::{
+    AsciiFoldingFilter, LowerCaser, SimpleTokenizer, TextAnalyzer, Token, TokenFilter, TokenStream,
+    Tokenizer,
+};
+use tantivy::{
+    DocAddress, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, TERMINATED, TantivyDocument,
+    Term,
+};
+
+/// Memory the writer may buffer before it flushes a segment, per indexing thread.
+const WRITER_MEMORY_PER_THREAD: usize = 64 * 1024 * 1024;
+
+#[derive(Clone, Copy)]
+struct Fields {
+    id: Field,
+    app: Field,
+    chat: Field,
+    number: Field,
+    version: Field,
+    live: Field,
+    body: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut builder = Schema::builder();
+    let trigrams = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(TRIGRAMS)
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions)
+            .set_fieldnorms(false),
+    );
+    let fields = Fields {
+        id: builder.add_text_field("id", STRING),
+        app: builder.add_text_field("app", STRING),
+        chat: builder.add_text_field("chat", STRING),
+        number: builder.add_u64_field("number", FAST),
+        version: builder.add_u64_field("version", FAST),
+        live: builder.add_u64_field("live", INDEXED),
+        body: builder.add_text_field("body", trigrams),
+    };
+    (builder.build(), fields)
+}
+
+/// Whether [`TantivyIndex::open`] found an index or made a new, empty one (then the caller
+/// should rebuild it from the store: `SqliteStore::enqueue_reindex`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opened {
+    Existing,
+    Created,
+}
+
+fn internal(context: &'static str) -> impl FnOnce(tantivy::TantivyError) -> DomainError {
+    move |e| DomainError::internal(format!("tantivy index: {context}"), e)
+}
+
+struct Inner {
+    index: Index,
+    reader: IndexReader,
+    writer: Mutex<IndexWriter<TantivyDocument>>,
+    fields: Fields,
+    analyzer: TextAnalyzer,
+}
+
+/// The embedded search index. Cheap to clone (shared).
+#[derive(Clone)]
+pub struct TantivyIndex {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for TantivyIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TantivyIndex")
+            .field("docs", &self.num_docs())
+            .finish()
+    }
+}
+
+impl TantivyIndex {
+    /// Opens the index in `dir` (created if needed). An index whose schema is not this
+    /// build's (an older layout) is derived data: it is removed and made anew, and
+    /// [`Opened::Created`] tells the caller to rebuild it from the store.
+    pub fn open(dir: &Path) -> Result<(Self, Opened)> {
+        let io = |e: std::io::Error| {
+            DomainError::internal(
+                format!("cannot open the search index in {}", dir.display()),
+                e,
+            )
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let (schema, fields) = schema();
+        let open_dir = || {
+            MmapDirectory::open(dir).map_err(|e| {
+                DomainError::internal(
+                    format!("cannot open the search index in {}", dir.display()),
+                    e,
+                )
+            })
+        };
+        let exists = Index::exists(&open_dir()?).map_err(|e| {
+            DomainError::internal(
+                format!("cannot read the search index in {}", dir.display()),
+                e,
+            )
+        })?;
+        let mut opened = Opened::Existing;
+        let index = if exists {
+            let index = Index::open(open_dir()?).map_err(internal("open"))?;
+            if index.schema() == schema {
+                Some(index)
+            } else {
+                tracing::warn!(dir = %dir.display(), "the search index has another layout: rebuilding it");
+                drop(index);
+                std::fs::remove_dir_all(dir).map_err(io)?;
+                std::fs::create_dir_all(dir).map_err(io)?;
+                None
+            }
+        } else {
+            None
+        };
+        let index = match index {
+            Some(index) => index,
+            None => {
+                opened = Opened::Created;
+                Index::create(open_dir()?, schema, Default::default())
+                    .map_err(internal("create"))?
+            }
+        };
+        Ok((Self::start(index, fields)?, opened))
+    }
+
+    /// An index in memory (`--memory`, tests).
+    pub fn in_memory() -> Result<Self> {
+        let (schema, fields) = schema();
+        Self::start(Index::create_in_ram(schema), fields)
+    }
+
+    fn start(index: Index, fields: Fields) -> Result<Self> {
+        index.tokenizers().register(
+            TRIGRAMS,
+            TextAnalyzer::builder(SimpleTokenizer::default())
+                .filter(LowerCaser)
+                .filter(AsciiFoldingFilter)
+                .filter(MarkedTrigrams)
+                .build(),
+        );
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 4);
+        let writer = index
+            .writer_with_num_threads(threads, threads * WRITER_MEMORY_PER_THREAD)
+            .map_err(internal("open the writer"))?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(internal("open a reader"))?;
+        let analyzer = TextAnalyzer::builder(SimpleTokenizer::default())
+            .filter(LowerCaser)
+            .filter(AsciiFoldingFilter)
+            .build();
+        Ok(TantivyIndex {
+            inner: Arc::new(Inner {
+                index,
+                reader,
+                writer: Mutex::new(writer),
+                fields,
+                analyzer,
+            }),
+        })
+    }
+
+    /// Documents in the index, tombstones included.
+    pub fn num_docs(&self) -> u64 {
+        self.inner.reader.searcher().num_docs()
+    }
+
+    /// Segments of the last commit (for benchmarks and diagnostics).
+    pub fn segments(&self) -> usize {
+        self.inner.reader.searcher().segment_readers().len()
+    }
+
+    /// Waits for the background merges to finish (benchmarks; shutdown).
+    pub fn wait_merging(self) -> Result<()> {
+        let inner = Arc::try_unwrap(self.inner)
+            .map_err(|_| DomainError::internal("tantivy index", "still shared"))?;
+        let writer = inner
+            .writer
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        writer
+            .wait_merging_threads()
+            .map_err(internal("wait for merges"))
+    }
+
+    /// Body words, split and folded as the module documentation says.
+    fn folded_words(&self, text: &str) -> Vec<String> {
+        let mut analyzer = self.inner.analyzer.clone();
+        let mut stream = analyzer.token_stream(text);
+        let mut words = Vec::new();
+        while let Some(token) = TokenStream::next(&mut stream) {
+            words.push(token.text.clone());
+        }
+        words
+    }
+
+    fn document(&self, op: &IndexOp) -> TantivyDocument {
+        let f = self.inner.fields;
+        let key = op.key();
+        let mut doc = TantivyDocument::new();
+        doc.add_text(f.id, key.id());
+        doc.add_text(f.app, key.app.as_str());
+        doc.add_text(f.chat, key.chat_key());
+        doc.add_u64(f.number, u64::from(key.number.get()));
+        doc.add_u64(f.version, op.version());
+        match op {
+            IndexOp::Delete { .. } => doc.add_u64(f.live, 0),
+            IndexOp::Upsert(document) => {
+                doc.add_u64(f.live, 1);
+                doc.add_text(f.body, &document.body);
+            }
+        }
+        doc
+    }
+
+    fn apply_blocking(&self, ops: &[IndexOp]) -> Result<Vec<Result<Applied>>> {
+        let f = self.inner.fields;
+        // The winner per document: the highest version (the last of equal ones).
+        let mut winner: HashMap<String, usize> = HashMap::with_capacity(ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            let id = op.key().id();
+            match winner.get(&id) {
+                Some(&j) if ops[j].version() > op.version() => {}
+                _ => {
+                    winner.insert(id, i);
+                }
+            }
+        }
+        let mut writer = self
+            .inner
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let versions = IndexedVersions::new(&self.inner.reader, f)?;
+        let mut outcomes: Vec<Result<Applied>> = ops.iter().map(|_| Ok(Applied::Stale)).collect();
+        let mut written = 0usize;
+        for (id, i) in winner {
+            let op = &ops[i];
+            let term = Term::from_field_text(f.id, &id);
+            if versions.get(&term)?.is_some_and(|v| v >= op.version()) {
+                continue;
+            }
+            writer.delete_term(term);
+            if let Err(e) = writer.add_document(self.document(op)) {
+                outcomes[i] = Err(internal("add a document")(e));
+                continue;
+            }
+            outcomes[i] = Ok(Applied::Written);
+            written += 1;
+        }
+        if written > 0 {
+            if let Err(e) = writer.commit() {
+                // Nothing of this batch is durable: every operation failed.
+                let _ = writer.rollback();
+                let e = internal("commit")(e);
+                let why = e.to_string();
+                return Ok(ops
+                    .iter()
+                    .map(|_| Err(DomainError::internal("tantivy index: commit", why.clone())))
+                    .collect());
+            }
+            self.inner.reader.reload().map_err(internal("reload"))?;
+        }
+        Ok(outcomes)
+    }
+
+    /// The matching clauses (every result has all of them) and the scoring clauses (each
+    /// adds its points to the results it matches).
+    fn clauses(&self, request: &SearchRequest) -> (Vec<Box<dyn Query>>, Vec<Scoring>) {
+        let f = self.inner.fields;
+        let mut required: Vec<Box<dyn Query>> = vec![
+            Box::new(TermQuery::new(
+                Term::from_field_text(f.chat, &chat_key(&request.app, request.chat)),
+                IndexRecordOption::Basic,
+            )),
+            Box::new(TermQuery::new(
+                Term::from_field_u64(f.live, 1),
+                IndexRecordOption::Basic,
+            )),
+        ];
+        let mut scoring: Vec<Scoring> = Vec::new();
+        // One set of clauses per distinct query word as written (OpenSearch analyzes each
+        // the same way), so scores are equal on both indexes.
+        for raw in request.query.raw_words() {
+            for word in self.folded_words(raw) {
+                let whole = format!("^{word}$");
+                if word.chars().count() >= SEARCH_GRAM_MIN_CHARS {
+                    required.push(phrase(f.body, &word));
+                    scoring.push((phrase(f.body, &whole), WHOLE_WORD_SCORE));
+                    scoring.push((phrase(f.body, &format!("^{word}")), PREFIX_SCORE));
+                } else {
+                    // Matched as a whole word only: every result scores it.
+                    required.push(phrase(f.body, &whole));
+                    scoring.push((Box::new(tantivy::query::AllQuery), WHOLE_WORD_SCORE));
+                }
+            }
+        }
+        (required, scoring)
+    }
+
+    fn search_blocking(&self, request: &SearchRequest) -> Result<Vec<SearchHit>> {
+        if request.limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Scoring clauses are evaluated one by one, each intersected with the matching
+        // clauses (driven by the chat's postings, so every step skips through the index),
+        // instead of as optional clauses of one query: tantivy evaluates a union of
+        // optional clauses over whole windows of documents, i.e. over most of the index for
+        // common words.
+        let (required, scoring) = self.clauses(request);
+        let all = |extra: Option<Box<dyn Query>>| -> BooleanQuery {
+            let mut clauses: Vec<(Occur, Box<dyn Query>)> = required
+                .iter()
+                .map(|q| (Occur::Must, q.box_clone()))
+                .collect();
+            clauses.extend(extra.map(|q| (Occur::Must, q)));
+            BooleanQuery::new(clauses)
+        };
+        let searcher = self.inner.reader.searcher();
+        let matching = searcher
+            .search(&all(None), &DocSetCollector)
+            .map_err(internal("search"))?;
+        if matching.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut scores: HashMap<DocAddress, u32> = matching.into_iter().map(|d| (d, 0)).collect();
+        for (clause, points) in scoring {
+            let found = searcher
+                .search(&all(Some(clause)), &DocSetCollector)
+                .map_err(internal("search"))?;
+            for doc in found {
+                if let Some(score) = scores.get_mut(&doc) {
+                    *score += points;
+                }
+            }
+        }
+        let mut numbers = HashMap::new();
+        let after = request
+            .after
+            .map(|c| (u64::from(c.score) << 32) | u64::from(c.number));
+        let mut keys = Vec::with_capacity(scores.len());
+        for (doc, score) in scores {
+            let column = match numbers.entry(doc.segment_ord) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                    searcher
+                        .segment_reader(doc.segment_ord)
+                        .fast_fields()
+                        .u64("number")
+                        .map_err(internal("read the numbers"))?,
+                ),
+            };
+            let number = column.first(doc.doc_id).unwrap_or(0) & u64::from(u32::MAX);
+            let key = (u64::from(score) << 32) | number;
+            if after.is_none_or(|after| key < after) && number > 0 {
+                keys.push(key);
+            }
+        }
+        let limit = request.limit as usize;
+        if keys.len() > limit {
+            keys.select_nth_unstable_by(limit - 1, |a, b| b.cmp(a));
+            keys.truncate(limit);
+        }
+        keys.sort_unstable_by(|a, b| b.cmp(a));
+        keys.into_iter()
+            .map(|key| {
+                let number = MessageNumber::new((key & u64::from(u32::MAX)) as i64)
+                    .map_err(|e| DomainError::internal("tantivy index: corrupt number", e))?;
+                Ok(SearchHit {
+                    number,
+                    score: (key >> 32) as u32,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A scoring clause and the points it adds.
+type Scoring = (Box<dyn Query>, u32);
+
+/// The name of the body's analyzer.
+const TRIGRAMS: &str = "chat_trigrams";
+
+/// The trigrams of a marked word, in order.
+fn trigrams(text: &str) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    chars.windows(3).map(|w| w.iter().collect()).collect()
+}
+
+/// Documents whose body has `text`'s trigrams at consecutive positions.
+fn phrase(field: Field, text: &str) -> Box<dyn Query> {
+    let terms: Vec<Term> = trigrams(text)
+        .iter()
+        .map(|t| Term::from_field_text(field, t))
+        .collect();
+    match <[Term; 1]>::try_from(terms) {
+        Ok([term]) => Box::new(TermQuery::new(term, IndexRecordOption::Basic)),
+        Err(terms) => Box::new(PhraseQuery::new(terms)),
+    }
+}
+
+/// A token filter: each word `w` becomes the trigrams of `^w$` at consecutive positions.
+#[derive(Clone)]
+struct MarkedTrigrams;
+
+impl TokenFilter for MarkedTrigrams {
+    type Tokenizer<T: Tokenizer> = MarkedTrigramsTokenizer<T>;
+
+    fn transform<T: Tokenizer>(self, tokenizer: T) -> MarkedTrigramsTokenizer<T> {
+        MarkedTrigramsTokenizer(tokenizer)
+    }
+}
+
+#[derive(Clone)]
+struct MarkedTrigramsTokenizer<T>(T);
+
+impl<T: Tokenizer> Tokenizer for MarkedTrigramsTokenizer<T> {
+    type TokenStream<'a> = MarkedTrigramsStream<T::TokenStream<'a>>;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> Self::TokenStream<'a> {
+        MarkedTrigramsStream {
+            tail: self.0.token_stream(text),
+            word: Vec::new(),
+            next: 0,
+            token: Token::default(),
+            position: 0,
+        }
+    }
+}
+
+struct MarkedTrigramsStream<T> {
+    tail: T,
+    /// `^word$` of the current word.
+    word: Vec<char>,
+    /// Where the next trigram starts in `word`.
+    next: usize,
+    token: Token,
+    position: usize,
+}
+
+impl<T: TokenStream> TokenStream for MarkedTrigramsStream<T> {
+    fn advance(&mut self) -> bool {
+        loop {
+            if self.next + 3 <= self.word.len() {
+                self.token.text.clear();
+                self.token.text.extend(&self.word[self.next..self.next + 3]);
+                self.token.position = self.position;
+                self.position += 1;
+                self.next += 1;
+                return true;
+            }
+            if !self.tail.advance() {
+                return false;
+            }
+            let word = self.tail.token();
+            self.token.offset_from = word.offset_from;
+            self.token.offset_to = word.offset_to;
+            self.word.clear();
+            self.word.push('^');
+            self.word.extend(word.text.chars());
+            self.word.push('$');
+            self.next = 0;
+        }
+    }
+
+    fn token(&self) -> &Token {
+        &self.token
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        &mut self.token
+    }
+}
+
+/// The indexed version of documents, from the last commit: per segment, the id's postings
+/// and the `version` fast field.
+struct IndexedVersions {
+    segments: Vec<(
+        Arc<tantivy::InvertedIndexReader>,
+        tantivy::columnar::Column<u64>,
+        tantivy::SegmentReader,
+    )>,
+}
+
+impl IndexedVersions {
+    fn new(reader: &IndexReader, f: Fields) -> Result<Self> {
+        let searcher = reader.searcher();
+        let mut segments = Vec::new();
+        for segment in searcher.segment_readers() {
+            let postings = segment
+                .inverted_index(f.id)
+                .map_err(internal("read the ids"))?;
+            let versions = segment
+                .fast_fields()
+                .u64("version")
+                .map_err(internal("read the versions"))?;
+            segments.push((postings, versions, segment.clone()));
+        }
+        Ok(IndexedVersions { segments })
+    }
+
+    fn get(&self, term: &Term) -> Result<Option<u64>> {
+        let io = |e: std::io::Error| DomainError::internal("tantivy index: read a version", e);
+        for (postings, versions, segment) in &self.segments {
+            let Some(mut docs) = postings
+                .read_postings(term, IndexRecordOption::Basic)
+                .map_err(io)?
+            else {
+                continue;
+            };
+            let mut doc = docs.doc();
+            while doc != TERMINATED {
+                if !segment.is_deleted(doc) {
+                    return Ok(versions.first(doc));
+                }
+                doc = docs.advance();
+            }
+        }
+        Ok(None)
+    }
+}
+
+#[async_trait]
+impl SearchIndex for TantivyIndex {
+    async fn apply(&self, ops: &[IndexOp]) -> Result<Vec<Result<Applied>>> {
+        let this = self.clone();
+        let ops = ops.to_vec();
+        tokio::task::spawn_blocking(move || this.apply_blocking(&ops))
+            .await
+            .map_err(|e| DomainError::internal("tantivy index: apply", e))?
+    }
+
+    async fn search(&self, request: &SearchRequest) -> Result<Vec<SearchHit>> {
+        let this = self.clone();
+        let request = request.clone();
+        tokio::task::spawn_blocking(move || this.search_blocking(&request))
+            .await
+            .map_err(|e| DomainError::internal("tantivy index: search", e))?
+    }
+}
+
+impl TantivyIndex {
+    /// [`SearchIndex::apply`] on the calling thread (bulk loads, benchmarks).
+    pub fn apply_now(&self, ops: &[IndexOp]) -> Result<Vec<Result<Applied>>> {
+        self.apply_blocking(ops)
+    }
+
+    /// [`SearchIndex::search`] on the calling thread (benchmarks).
+    pub fn search_now(&self, request: &SearchRequest) -> Result<Vec<SearchHit>> {
+        self.search_blocking(request)
+    }
+
+    /// The tantivy index itself (diagnostics).
+    pub fn tantivy(&self) -> &Index {
+        &self.inner.index
+    }
+}
