@@ -6,10 +6,11 @@
 
 use std::time::{Duration, Instant};
 
+use chat_bench::{BenchApp, gql};
 use chat_domain::Role;
 use clap::Parser;
 use hdrhistogram::Histogram;
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[derive(Parser, Debug)]
 #[command(about = "Concurrent sendMessage load against a chat dev server")]
@@ -44,56 +45,14 @@ struct Args {
 
 const SEND: &str = "mutation($a: ID!, $c: Int!, $b: String!) { sendMessage(appToken: $a, chatNumber: $c, body: $b) { number } }";
 
-async fn gql(
-    client: &reqwest::Client,
-    url: &str,
-    token: &str,
-    query: &str,
-    vars: Value,
-) -> Result<Value, String> {
-    let response = client
-        .post(url)
-        .header("Authorization", token)
-        .json(&json!({ "query": query, "variables": vars }))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = response.status();
-    let body: Value = response.json().await.map_err(|e| e.to_string())?;
-    if !status.is_success() || body.get("errors").is_some() {
-        return Err(format!("{status}: {body}"));
-    }
-    Ok(body["data"].clone())
-}
-
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args = Args::parse();
     let url = format!("{}/graphql", args.url.trim_end_matches('/'));
-    let setup = reqwest::Client::new();
-    let created = gql(
-        &setup,
-        &url,
-        &args.admin_key,
-        "mutation { createApplication(name: \"bench\") { application { token } secret } }",
-        json!({}),
-    )
-    .await?;
-    let app = created["createApplication"]["application"]["token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let secret = created["createApplication"]["secret"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|e| e.to_string())?
-        .as_secs()
-        + 3600;
-    let agent = chat_appsync::auth::mint_user_token(&secret, &app, "bench-agent", Role::Agent, exp)
-        .map_err(|e| e.to_string())?;
+    let setup = chat_bench::http_client(usize::MAX);
+    let bench = BenchApp::create(&setup, &url, &args.admin_key, "bench").await?;
+    let app = bench.token.clone();
+    let agent = bench.user("bench-agent", Role::Agent);
     let chats = args.chats.unwrap_or(args.concurrency).max(1);
     for i in 0..chats {
         gql(
@@ -121,21 +80,11 @@ async fn main() -> Result<(), String> {
         let token = if chats == 1 {
             agent.clone()
         } else {
-            chat_appsync::auth::mint_user_token(
-                &secret,
-                &app,
-                &format!("customer-{}", i % chats),
-                Role::Customer,
-                exp,
-            )
-            .expect("mint")
+            bench.user(&format!("customer-{}", i % chats), Role::Customer)
         };
         tokio::spawn(async move {
             // One connection per client, like a real app.
-            let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(1)
-                .build()
-                .expect("client");
+            let client = chat_bench::http_client(1);
             let mut histogram =
                 Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
             let (mut ok, mut errors) = (0u64, 0u64);

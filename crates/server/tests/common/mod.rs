@@ -1,6 +1,8 @@
 //! A real `chat-server` process on a free loopback port, and a small GraphQL client.
 #![allow(dead_code)]
 
+pub mod ws;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -10,6 +12,16 @@ use chat_domain::Role;
 use serde_json::{Value, json};
 
 pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
+
+/// An HTTP client for the tests. In a workspace-wide build reqwest has rustls without a
+/// crypto provider (chat-opensearch asks for that), so the ring provider goes in first.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
 
 pub struct TestServer {
     child: Child,
@@ -29,9 +41,24 @@ impl TestServer {
         server
     }
 
+    /// A server on a fresh data dir of its own, with more flags (e.g. another store) and
+    /// environment variables.
+    pub fn start_with_args(args: &[&str], envs: &[(&str, &str)]) -> TestServer {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let mut server = TestServer::launch(&dir, args, envs);
+        server._tmp = Some(tmp);
+        server
+    }
+
     /// A server on `dir`, which the caller keeps (for restarts on the same data).
     pub fn start_on(dir: &Path) -> TestServer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        TestServer::launch(dir, &[], &[])
+    }
+
+    fn launch(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> TestServer {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_chat-server"));
+        command
             .args([
                 "--listen",
                 "127.0.0.1:0",
@@ -40,11 +67,22 @@ impl TestServer {
                 "--data-dir",
             ])
             .arg(dir)
+            .args(args)
             .env("RUST_LOG", "warn")
+            .envs(envs.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start chat-server");
+            .stderr(Stdio::inherit());
+        // If this test process dies without dropping the server (a killed run), the server
+        // dies too instead of outliving it and holding CI's output open.
+        #[cfg(target_os = "linux")]
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().expect("start chat-server");
         let stdout = child.stdout.take().expect("stdout");
         let mut reader = BufReader::new(stdout);
         let mut first = String::new();
@@ -61,10 +99,7 @@ impl TestServer {
             url,
             data_dir: dir.to_path_buf(),
             _tmp: None,
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("client"),
+            client: http_client(),
         }
     }
 

@@ -1,0 +1,168 @@
+//! Real time: AppSync's subscription rule ([`hub`]), subscription groups that execute and
+//! render each distinct subscription once for all its subscribers ([`groups`]), and the
+//! WebSocket protocols that carry them ([`transport_ws`]: graphql-transport-ws). Execution
+//! is shared by HTTP and WebSocket through [`Api::execute`] and [`Api::execute_stream`], so
+//! a mutation publishes the same way whichever way it arrived.
+//!
+//! What a transport gets is protocol-neutral: [`Payload`]s, GraphQL responses already
+//! rendered to JSON text; each protocol wraps them in its own envelope.
+
+pub mod groups;
+pub mod hub;
+pub mod transport_ws;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_graphql::parser::types::{DocumentOperations, OperationType};
+use async_graphql::{Request, Response, Value};
+use chat_domain::Caller;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use tokio::sync::Notify;
+
+pub use groups::Groups;
+pub use hub::{Hub, SubscriptionSpec};
+
+use crate::schema::Api;
+
+/// The Mutation fields a request completed, by response key, to publish afterwards.
+#[derive(Clone, Default)]
+pub struct MutationLog(Arc<Mutex<Vec<(String, String)>>>);
+
+impl MutationLog {
+    pub fn record(&self, response_key: String, field: String) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((response_key, field));
+    }
+
+    fn take(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// What a subscription tells its connection: "I fell behind; close with a reason".
+#[derive(Clone, Default)]
+pub struct ConnectionSignals(Arc<(Notify, AtomicBool)>);
+
+impl ConnectionSignals {
+    pub fn fell_behind(&self) {
+        self.0.1.store(true, Ordering::SeqCst);
+        self.0.0.notify_one();
+    }
+
+    /// Whether a subscription of this connection was cut off (checked before treating a
+    /// stream's end as a normal completion).
+    pub fn is_behind(&self) -> bool {
+        self.0.1.load(Ordering::SeqCst)
+    }
+
+    pub async fn wait_fell_behind(&self) {
+        self.0.0.notified().await;
+    }
+}
+
+/// A GraphQL response rendered once to JSON text, shared by every subscriber it goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payload {
+    /// The response (`{"data": ..., "errors": [...]}`), errors with their codes.
+    pub response: String,
+    /// For a response with errors and no data: its errors alone (a subscription's first
+    /// such response is a refusal, which protocols report without `data`).
+    pub refusal: Option<String>,
+}
+
+impl Payload {
+    pub fn render(response: Response) -> Arc<Payload> {
+        let response = crate::http::with_codes(response);
+        let refusal = (response.data == Value::Null && !response.errors.is_empty())
+            .then(|| serde_json::to_string(&response.errors).unwrap_or_else(|_| "[]".into()));
+        let response = serde_json::to_string(&response).unwrap_or_else(|e| {
+            serde_json::json!({ "data": null, "errors": [{ "message": e.to_string(), "extensions": { "code": "Internal" } }] }).to_string()
+        });
+        Arc::new(Payload { response, refusal })
+    }
+}
+
+/// How an operation answers over a stream-oriented transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// A query or mutation: one response.
+    Single,
+    /// A subscription: a response per event; a first response with errors and no data
+    /// means it was refused.
+    Subscription,
+    /// The document does not parse or names no operation: one response with errors.
+    Invalid,
+}
+
+fn operation_of(request: &mut Request) -> Operation {
+    let name = request.operation_name.clone();
+    let Ok(document) = request.parsed_query() else {
+        return Operation::Invalid;
+    };
+    let ty = match &document.operations {
+        DocumentOperations::Single(op) => Some(op.node.ty),
+        DocumentOperations::Multiple(ops) => name
+            .as_deref()
+            .and_then(|n| ops.iter().find(|(k, _)| k.as_str() == n))
+            .map(|(_, op)| op.node.ty),
+    };
+    match ty {
+        Some(OperationType::Subscription) => Operation::Subscription,
+        Some(_) => Operation::Single,
+        None => Operation::Invalid,
+    }
+}
+
+impl Api {
+    /// Executes a query or mutation and then publishes every completed mutation that
+    /// subscriptions listen to, with its result as the mutation selected it (AppSync's
+    /// behaviour: a subscriber sees only fields the mutation asked for).
+    pub async fn execute(&self, request: Request, caller: Caller) -> Response {
+        let log = MutationLog::default();
+        let response = self
+            .schema
+            .execute(request.data(caller).data(log.clone()))
+            .await;
+        if let Value::Object(data) = &response.data {
+            for (key, field) in log.take() {
+                if let Some(result @ Value::Object(_)) = data.get(key.as_str())
+                    && let Ok(json) = result.clone().into_json()
+                {
+                    self.hub.publish(&field, json);
+                }
+            }
+        }
+        response
+    }
+
+    /// Any operation as a stream of rendered responses: subscriptions stream, the rest
+    /// answer once (and mutations publish as over HTTP). A subscription is admitted
+    /// (validated and authorized for `caller`; a refusal is its one response) and live when
+    /// this returns; a query or mutation runs when the stream is polled.
+    pub async fn execute_stream(
+        &self,
+        mut request: Request,
+        caller: Caller,
+        signals: ConnectionSignals,
+    ) -> (Operation, BoxStream<'static, Arc<Payload>>) {
+        match operation_of(&mut request) {
+            Operation::Subscription => (
+                Operation::Subscription,
+                self.groups
+                    .subscribe(&self.schema, request, caller, signals)
+                    .await,
+            ),
+            kind => {
+                let api = self.clone();
+                let once = futures::stream::once(async move {
+                    Payload::render(api.execute(request, caller).await)
+                });
+                (kind, once.boxed())
+            }
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! AppSync's rule is implemented from the schema, not per field: a subscription that exists
+//! only in this test's schema fires without any new server code.
+
+mod common;
+
+use std::sync::Arc;
+
+use chat_appsync::{Authenticator, Registry};
+use chat_domain::{ChatService, Role, ServerKey, SystemClock};
+use chat_embedded::SqliteStore;
+use chat_server::{http, schema};
+use common::ws::{Incoming, WsClient};
+use serde_json::{Value, json};
+
+const ADMIN: &str = "schema-driven-admin-key";
+
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    query: &str,
+    variables: Value,
+) -> Value {
+    let body: Value = client
+        .post(format!("{url}/graphql"))
+        .header("Authorization", token)
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(body.get("errors").is_none(), "{body}");
+    body["data"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_added_to_the_schema_fires_without_new_code() {
+    // Given the real schema plus a subscription filtered on fields no other one uses,
+    let sdl = schema::SCHEMA_SDL.replace(
+        "type Subscription {",
+        "type Subscription {\n  onMessageFrom(appToken: ID!, senderId: ID!): Message @aws_subscribe(mutations: [\"sendMessage\", \"editMessage\"])",
+    );
+    assert_ne!(sdl, schema::SCHEMA_SDL);
+    let key = ServerKey::generate();
+    let store = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let registry = Arc::new(Registry::new(Arc::new(ChatService::new(
+        store,
+        key.clone(),
+        Arc::new(SystemClock),
+    ))));
+    let api = schema::build_from(&sdl, registry).unwrap_or_else(|e| panic!("{e}"));
+    let router = http::router(http::AppState {
+        api,
+        auth: Arc::new(Authenticator::new(ADMIN, key)),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+
+    let client = common::http_client();
+    let created = post(
+        &client,
+        &url,
+        ADMIN,
+        "mutation { createApplication(name: \"S\") { application { token } secret } }",
+        json!({}),
+    )
+    .await;
+    let app = created["createApplication"]["application"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let secret = created["createApplication"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let exp = common::jsonwebtoken_exp(600);
+    let token = |sub: &str, role| {
+        chat_appsync::auth::mint_user_token(&secret, &app, sub, role, exp).unwrap()
+    };
+    let (agent, c1) = (token("a1", Role::Agent), token("c1", Role::Customer));
+    post(
+        &client,
+        &url,
+        &c1,
+        "mutation($a: ID!) { createChat(appToken: $a) { number } }",
+        json!({ "a": app }),
+    )
+    .await;
+
+    // when an agent subscribes to what customer c1 sends,
+    let mut ws = WsClient::connect(&url, &agent).await;
+    ws.subscribe("1", "subscription($a: ID!, $s: ID!) { onMessageFrom(appToken: $a, senderId: $s) { number body senderId } }", json!({ "a": app, "s": "c1" })).await;
+    ws.send(json!({ "type": "ping" })).await;
+    assert!(matches!(ws.next().await, Incoming::Message(m) if m["type"] == "pong"));
+    let send = "mutation($a: ID!, $b: String!) { sendMessage(appToken: $a, chatNumber: 1, body: $b) { appToken senderId number body } }";
+    post(
+        &client,
+        &url,
+        &agent,
+        send,
+        json!({ "a": app, "b": "from the agent" }),
+    )
+    .await;
+    post(
+        &client,
+        &url,
+        &c1,
+        send,
+        json!({ "a": app, "b": "from c1" }),
+    )
+    .await;
+
+    // then only c1's message arrives.
+    let event = ws.next_data("1").await;
+    assert_eq!(
+        event["onMessageFrom"],
+        json!({ "number": 2, "body": "from c1", "senderId": "c1" })
+    );
+    assert!(
+        ws.next_within(std::time::Duration::from_millis(300))
+            .await
+            .is_none()
+    );
+}
+
+#[test]
+fn a_subscription_naming_an_unknown_mutation_is_refused_at_start_up() {
+    let sdl = schema::SCHEMA_SDL.replace(
+        "type Subscription {",
+        "type Subscription {\n  onNothing(appToken: ID!): Message @aws_subscribe(mutations: [\"noSuchMutation\"])",
+    );
+    let store = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let registry = Arc::new(Registry::new(Arc::new(ChatService::new(
+        store,
+        ServerKey::generate(),
+        Arc::new(SystemClock),
+    ))));
+    let Err(error) = schema::build_from(&sdl, registry) else {
+        panic!("built")
+    };
+    assert!(
+        error.to_string().contains("Subscription.onNothing"),
+        "{error}"
+    );
+}
