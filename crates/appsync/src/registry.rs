@@ -73,6 +73,7 @@ impl Registry {
         registry.add("Query.chats", chats);
         registry.add("Query.message", message);
         registry.add("Query.messages", messages);
+        registry.add("Query.searchMessages", search_messages);
         registry.add("Mutation.createApplication", create_application);
         registry.add("Mutation.updateApplication", update_application);
         registry.add("Mutation.createChat", create_chat);
@@ -80,6 +81,11 @@ impl Registry {
         registry.add("Mutation.sendMessage", send_message);
         registry.add("Mutation.editMessage", edit_message);
         registry.add("Mutation.deleteMessage", delete_message);
+        // Subscription resolvers run when a client subscribes: they authorize (an error
+        // refuses the subscription) and return null; events come from the mutations.
+        registry.add("Subscription.onMessage", on_message);
+        registry.add("Subscription.onInboxMessage", on_app_feed);
+        registry.add("Subscription.onChat", on_app_feed);
         registry
     }
 
@@ -168,6 +174,14 @@ pub fn event_for(
 
 fn app_token(args: &Args<'_>, name: &str) -> Result<AppToken> {
     AppToken::parse(args.str(name)?)
+}
+
+/// The `appToken` and `chatNumber` arguments that name a chat.
+fn chat_of(args: &Args<'_>) -> Result<(AppToken, ChatNumber)> {
+    Ok((
+        app_token(args, "appToken")?,
+        ChatNumber::new(args.int("chatNumber")?)?,
+    ))
 }
 
 async fn application(
@@ -266,8 +280,7 @@ async fn update_chat(
 
 async fn message(svc: Arc<ChatService>, caller: Caller, args: Map<String, Value>) -> Result<Value> {
     let args = Args(&args);
-    let app = app_token(&args, "appToken")?;
-    let chat = ChatNumber::new(args.int("chatNumber")?)?;
+    let (app, chat) = chat_of(&args)?;
     let number = MessageNumber::new(args.int("number")?)?;
     let message = svc.message(&caller, &app, chat, number).await?;
     Ok(message.as_ref().map_or(Value::Null, wire::message))
@@ -279,8 +292,7 @@ async fn messages(
     args: Map<String, Value>,
 ) -> Result<Value> {
     let args = Args(&args);
-    let app = app_token(&args, "appToken")?;
-    let chat = ChatNumber::new(args.int("chatNumber")?)?;
+    let (app, chat) = chat_of(&args)?;
     let query = MessagesArgs {
         after: args.opt_int("after")?,
         before: args.opt_int("before")?,
@@ -291,14 +303,35 @@ async fn messages(
     Ok(wire::page(&page, wire::message))
 }
 
+async fn search_messages(
+    svc: Arc<ChatService>,
+    caller: Caller,
+    args: Map<String, Value>,
+) -> Result<Value> {
+    let args = Args(&args);
+    let (app, chat) = chat_of(&args)?;
+    let query = SearchQuery::parse(args.str("query")?)?;
+    let limit = PageSize::parse(args.opt_int("limit")?)?;
+    let page = svc
+        .search_messages(
+            &caller,
+            &app,
+            chat,
+            query,
+            limit,
+            args.opt_str("nextToken")?,
+        )
+        .await?;
+    Ok(wire::page(&page, wire::message))
+}
+
 async fn send_message(
     svc: Arc<ChatService>,
     caller: Caller,
     args: Map<String, Value>,
 ) -> Result<Value> {
     let args = Args(&args);
-    let app = app_token(&args, "appToken")?;
-    let chat = ChatNumber::new(args.int("chatNumber")?)?;
+    let (app, chat) = chat_of(&args)?;
     let body = MessageBody::parse(args.str("body")?)?;
     let client_id = args
         .opt_str("clientMessageId")?
@@ -316,8 +349,7 @@ async fn edit_message(
     args: Map<String, Value>,
 ) -> Result<Value> {
     let args = Args(&args);
-    let app = app_token(&args, "appToken")?;
-    let chat = ChatNumber::new(args.int("chatNumber")?)?;
+    let (app, chat) = chat_of(&args)?;
     let number = MessageNumber::new(args.int("number")?)?;
     let body = MessageBody::parse(args.str("body")?)?;
     let message = svc.edit_message(&caller, &app, chat, number, body).await?;
@@ -330,9 +362,30 @@ async fn delete_message(
     args: Map<String, Value>,
 ) -> Result<Value> {
     let args = Args(&args);
-    let app = app_token(&args, "appToken")?;
-    let chat = ChatNumber::new(args.int("chatNumber")?)?;
+    let (app, chat) = chat_of(&args)?;
     let number = MessageNumber::new(args.int("number")?)?;
     let message = svc.delete_message(&caller, &app, chat, number).await?;
     Ok(wire::message(&message))
+}
+
+async fn on_message(
+    svc: Arc<ChatService>,
+    caller: Caller,
+    args: Map<String, Value>,
+) -> Result<Value> {
+    let args = Args(&args);
+    let (app, chat) = chat_of(&args)?;
+    svc.authorize_chat_feed(&caller, &app, chat).await?;
+    Ok(Value::Null)
+}
+
+async fn on_app_feed(
+    svc: Arc<ChatService>,
+    caller: Caller,
+    args: Map<String, Value>,
+) -> Result<Value> {
+    let args = Args(&args);
+    let app = app_token(&args, "appToken")?;
+    svc.authorize_app_feed(&caller, &app)?;
+    Ok(Value::Null)
 }

@@ -7,6 +7,7 @@ pub mod cursor;
 pub mod error;
 pub mod limits;
 pub mod model;
+pub mod search;
 pub mod secrets;
 pub mod service;
 pub mod store;
@@ -14,6 +15,10 @@ pub mod store;
 pub use cursor::PageTokenCodec;
 pub use error::{DomainError, ErrorCode, Result};
 pub use model::*;
+pub use search::{
+    Applied, ChangeKind, ChangeRecord, DocKey, IndexOp, IndexReport, RecordFailure, SearchCursor,
+    SearchDocument, SearchHit, SearchIndex, SearchQuery, SearchRequest, chat_key, index_changes,
+};
 pub use secrets::{AppSecret, ServerKey};
 pub use service::{
     AppCredentials, Caller, ChatService, Clock, MessagesArgs, Page, SystemClock, UserIdentity,

@@ -22,3 +22,9 @@ pub const PAGE_TOKEN_MAX_CHARS: usize = 512;
 pub const REQUEST_BODY_MAX_BYTES: usize = 128 * 1024;
 /// Largest chat or message number: GraphQL `Int` is a signed 32-bit integer.
 pub const NUMBER_MAX: u32 = i32::MAX as u32;
+/// Search queries: 1..=200 characters after trimming.
+pub const SEARCH_QUERY_MAX_CHARS: usize = 200;
+/// Search queries: at most this many distinct words.
+pub const SEARCH_QUERY_MAX_WORDS: usize = 16;
+/// The longest n-gram indexed for substring search. Longer query words match by windows.
+pub const SEARCH_GRAM_MAX_CHARS: usize = 20;

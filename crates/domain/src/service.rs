@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::cursor::PageTokenCodec;
 use crate::error::{DomainError, Result};
 use crate::model::*;
+use crate::search::{SearchCursor, SearchIndex, SearchQuery, SearchRequest};
 use crate::secrets::{AppSecret, ServerKey, generate_app_token};
 use crate::store::*;
 
@@ -85,6 +86,7 @@ pub struct ChatService {
     key: ServerKey,
     pages: PageTokenCodec,
     clock: Arc<dyn Clock>,
+    search: Option<Arc<dyn SearchIndex>>,
 }
 
 fn user_of<'a>(caller: &'a Caller, app: &AppToken) -> Result<&'a UserIdentity> {
@@ -133,7 +135,19 @@ impl ChatService {
             key,
             pages,
             clock,
+            search: None,
         }
+    }
+
+    /// The service with a search index: `search_messages` answers from it. Without one,
+    /// `search_messages` is an Internal error.
+    pub fn with_search(mut self, index: Arc<dyn SearchIndex>) -> Self {
+        self.search = Some(index);
+        self
+    }
+
+    pub fn search_index(&self) -> Option<&Arc<dyn SearchIndex>> {
+        self.search.as_ref()
     }
 
     pub fn store(&self) -> &Arc<dyn ChatStore> {
@@ -312,6 +326,33 @@ impl ChatService {
         Ok(Page { items, next_token })
     }
 
+    // ---- subscriptions (authorized when subscribing) -----------------------------------
+
+    /// A chat's own feed: anyone who sees the chat (a CUSTOMER: only its own chats).
+    pub async fn authorize_chat_feed(
+        &self,
+        caller: &Caller,
+        app: &AppToken,
+        chat: ChatNumber,
+    ) -> Result<()> {
+        let user = user_of(caller, app)?;
+        match self.store.chat(&user.scope(chat)).await? {
+            Some(_) => Ok(()),
+            None => Err(DomainError::chat_not_found(chat)),
+        }
+    }
+
+    /// An application-wide feed (every new message, every chat change): AGENT only.
+    pub fn authorize_app_feed(&self, caller: &Caller, app: &AppToken) -> Result<()> {
+        let user = user_of(caller, app)?;
+        if user.role != Role::Agent {
+            return Err(DomainError::Forbidden(
+                "only agents may subscribe to the application's feeds".into(),
+            ));
+        }
+        Ok(())
+    }
+
     // ---- messages -----------------------------------------------------------------------
 
     pub async fn send_message(
@@ -419,6 +460,65 @@ impl ChatService {
             };
             self.pages.encode(&context, &next)
         });
+        Ok(Page { items, next_token })
+    }
+
+    /// Messages of one chat whose body matches the query (see [`crate::search`] for the
+    /// rules), best match first then newest. Same access rules as `messages`: a CUSTOMER
+    /// searches only its own chats (another's is NotFound, checked in the store before the
+    /// index is asked). Hits are shown as the store has them now: a message deleted since
+    /// it was indexed is left out (so a page may be shorter than `limit` and still have a
+    /// nextToken), an edited one shows its new body.
+    pub async fn search_messages(
+        &self,
+        caller: &Caller,
+        app: &AppToken,
+        chat: ChatNumber,
+        query: SearchQuery,
+        limit: PageSize,
+        next_token: Option<&str>,
+    ) -> Result<Page<Message>> {
+        let user = user_of(caller, app)?;
+        let scope = user.scope(chat);
+        let index = self.search.as_ref().ok_or_else(|| {
+            DomainError::internal("search_messages", "no search index configured")
+        })?;
+        // The token is bound to the chat and the query: replayed elsewhere it is BadInput.
+        let context = format!("search\0{app}\0{chat}\0{}", query.as_str());
+        let after = next_token
+            .map(|t| self.pages.decode::<SearchCursor>(&context, t))
+            .transpose()?;
+        if self.store.chat(&scope).await?.is_none() {
+            return Err(DomainError::chat_not_found(chat));
+        }
+        let request = SearchRequest {
+            app: app.clone(),
+            chat,
+            query,
+            after,
+            limit: limit.get() + 1,
+        };
+        let mut hits = index.search(&request).await?;
+        let more = hits.len() > limit.get() as usize;
+        hits.truncate(limit.get() as usize);
+        let numbers: Vec<MessageNumber> = hits.iter().map(|h| h.number).collect();
+        let mut found = self.store.messages_by_number(&scope, &numbers).await?;
+        // In ranking order; deleted (or vanished) messages left out.
+        let mut items = Vec::with_capacity(hits.len());
+        for hit in &hits {
+            if let Some(at) = found.iter().position(|m| m.number == hit.number) {
+                let message = found.swap_remove(at);
+                if !message.deleted {
+                    items.push(message);
+                }
+            }
+        }
+        let next_token = more
+            .then(|| {
+                hits.last()
+                    .map(|last| self.pages.encode(&context, &last.cursor()))
+            })
+            .flatten();
         Ok(Page { items, next_token })
     }
 

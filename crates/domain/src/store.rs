@@ -134,4 +134,25 @@ pub trait ChatStore: Send + Sync + 'static {
     /// Soft delete: the number stays, the body is removed. Deleting twice returns the
     /// deleted message again.
     async fn delete_message(&self, change: MessageChange) -> Result<Message>;
+
+    /// The messages of these numbers that exist, in any order (search results are looked
+    /// up here, so a hit always shows the message as it is now). NotFound when the scope
+    /// does not see the chat. The default asks [`ChatStore::message`] once per number;
+    /// stores override it with one round trip.
+    async fn messages_by_number(
+        &self,
+        scope: &ChatScope,
+        numbers: &[MessageNumber],
+    ) -> Result<Vec<Message>> {
+        if self.chat(scope).await?.is_none() {
+            return Err(crate::error::DomainError::chat_not_found(scope.chat));
+        }
+        let mut found = Vec::with_capacity(numbers.len());
+        for number in numbers {
+            if let Some(message) = self.message(scope, *number).await? {
+                found.push(message);
+            }
+        }
+        Ok(found)
+    }
 }

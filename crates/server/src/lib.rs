@@ -3,4 +3,6 @@
 
 pub mod http;
 pub mod keys;
+pub mod realtime;
 pub mod schema;
+pub mod search;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chat_appsync::{Authenticator, Registry};
 use chat_domain::{ChatService, ChatStore, Role, ServerKey, SystemClock};
 use chat_embedded::SqliteStore;
-use chat_server::{http, keys, schema};
+use chat_server::{http, keys, schema, search};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -39,6 +39,33 @@ struct ServeArgs {
     /// data dir (generated at first start), printed at start-up.
     #[arg(long, env = "CHAT_ADMIN_KEY", hide_env_values = true)]
     admin_key: Option<String>,
+    /// Where chats live: `embedded` (SQLite in the data dir) or `dynamodb` (a DynamoDB
+    /// table; region and credentials from the standard AWS environment; the keys stay in
+    /// the data dir; search is off).
+    #[arg(long, env = "CHAT_STORE", value_enum, default_value_t = StoreKind::Embedded)]
+    store: StoreKind,
+    /// The DynamoDB table (with --store dynamodb).
+    #[arg(long, env = "CHAT_DYNAMODB_TABLE", required_if_eq("store", "dynamodb"))]
+    table: Option<String>,
+    /// The DynamoDB endpoint, e.g. a local emulator (default: AWS's, or
+    /// AWS_ENDPOINT_URL_DYNAMODB).
+    #[arg(long)]
+    dynamodb_endpoint: Option<String>,
+    /// Create the DynamoDB table, from the definition the deployment uses, if it does not
+    /// exist.
+    #[arg(long)]
+    create_table: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum StoreKind {
+    Embedded,
+    Dynamodb,
+}
+
+enum OpenedStore {
+    Embedded(SqliteStore),
+    Dynamodb(chat_dynamodb::DynamoStore),
 }
 
 #[derive(Subcommand)]
@@ -62,6 +89,20 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
     },
+    /// Rebuild the search index from the store: the whole index, an application's or a
+    /// chat's. Queues the messages for the indexer; a running server indexes them within a
+    /// second without stopping writes, a stopped one at its next start.
+    Reindex {
+        /// Where the database lives.
+        #[arg(long, env = "CHAT_DATA_DIR", default_value = "./.chat-data")]
+        data_dir: PathBuf,
+        /// Only this application (`app_...`).
+        #[arg(long)]
+        app: Option<String>,
+        /// Only this chat of the application.
+        #[arg(long, requires = "app")]
+        chat: Option<i64>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -80,6 +121,20 @@ fn main() -> std::process::ExitCode {
             role,
             ttl,
         }) => mint_token(&app, &secret, &user, &role, ttl),
+        Some(Command::Reindex {
+            data_dir,
+            app,
+            chat,
+        }) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the runtime: {e}"))
+            .and_then(|rt| {
+                let db = data_dir.join("chat.sqlite3");
+                let queued = rt.block_on(search::reindex(&db, app.as_deref(), chat))?;
+                println!("queued {queued} messages for indexing");
+                Ok(())
+            }),
         None => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -108,10 +163,46 @@ fn mint_token(app: &str, secret: &str, user: &str, role: &str, ttl: u64) -> Resu
     Ok(())
 }
 
+/// The DynamoDB store on `--table`, which must exist unless `--create-table` creates it.
+async fn open_dynamodb(args: &ServeArgs) -> Result<(OpenedStore, String), String> {
+    let table = args
+        .table
+        .clone()
+        .ok_or("--store dynamodb needs --table NAME")?;
+    let client = chat_dynamodb::client_from_environment(args.dynamodb_endpoint.as_deref(), None)
+        .await
+        .map_err(|e| format!("cannot configure DynamoDB: {e}"))?;
+    if args.create_table {
+        let created = chat_dynamodb::create_table_if_missing(&client, &table)
+            .await
+            .map_err(|e| format!("cannot create the DynamoDB table {table}: {e}"))?;
+        if created {
+            tracing::info!(table, "created the DynamoDB table");
+        }
+    } else if !chat_dynamodb::table_exists(&client, &table)
+        .await
+        .map_err(|e| format!("cannot reach the DynamoDB table {table}: {e}"))?
+    {
+        return Err(format!(
+            "the DynamoDB table {table} does not exist (--create-table creates it)"
+        ));
+    }
+    let where_ = match &args.dynamodb_endpoint {
+        Some(endpoint) => format!("DynamoDB table {table} at {endpoint}"),
+        None => format!("DynamoDB table {table}"),
+    };
+    let store = chat_dynamodb::DynamoStore::new(client, table);
+    Ok((OpenedStore::Dynamodb(store), where_))
+}
+
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let (store, server_key, admin_key, where_) = if args.memory {
+        if args.store == StoreKind::Dynamodb {
+            return Err("--memory is for the embedded store, not --store dynamodb".into());
+        }
         let store = SqliteStore::open_in_memory()
             .map_err(|e| format!("cannot open the in-memory store: {e}"))?;
+        let store = OpenedStore::Embedded(store);
         let admin = args
             .admin_key
             .clone()
@@ -136,24 +227,42 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             None => keys::load_or_create_admin_key(&args.data_dir.join("admin.key"))
                 .map_err(|e| e.to_string())?,
         };
-        let db = args.data_dir.join("chat.sqlite3");
-        let store =
-            SqliteStore::open(&db).map_err(|e| format!("cannot open {}: {e}", db.display()))?;
-        (store, server_key, admin, db.display().to_string())
+        let (store, where_) = match args.store {
+            StoreKind::Embedded => {
+                let db = args.data_dir.join("chat.sqlite3");
+                let store = SqliteStore::open(&db)
+                    .map_err(|e| format!("cannot open {}: {e}", db.display()))?;
+                (OpenedStore::Embedded(store), db.display().to_string())
+            }
+            StoreKind::Dynamodb => open_dynamodb(&args).await?,
+        };
+        (store, server_key, admin, where_)
     };
     if admin_key.len() < 16 {
         return Err("the admin key needs at least 16 characters".into());
     }
-    let store: Arc<dyn ChatStore> = Arc::new(store);
-    let service = Arc::new(ChatService::new(
-        store,
-        server_key.clone(),
-        Arc::new(SystemClock),
-    ));
+    let (store, search): (Arc<dyn ChatStore>, _) = match store {
+        OpenedStore::Embedded(store) => {
+            let store = Arc::new(store);
+            let search_dir = (!args.memory).then(|| args.data_dir.join("search"));
+            let search = search::Search::start(store.clone(), search_dir.as_deref()).await?;
+            (store, Some(search))
+        }
+        OpenedStore::Dynamodb(store) => {
+            // Indexing DynamoDB's stream is the stream indexer's job (a Lambda on AWS).
+            tracing::warn!("search is off with --store dynamodb");
+            (Arc::new(store), None)
+        }
+    };
+    let mut service = ChatService::new(store, server_key.clone(), Arc::new(SystemClock));
+    if let Some(search) = &search {
+        service = service.with_search(search.index());
+    }
+    let service = Arc::new(service);
     let registry = Arc::new(Registry::new(service));
-    let schema = schema::build(registry).map_err(|e| e.to_string())?;
+    let api = schema::build(registry).map_err(|e| e.to_string())?;
     let auth = Arc::new(Authenticator::new(admin_key.clone(), server_key));
-    let app = http::router(http::AppState { schema, auth });
+    let app = http::router(http::AppState { api, auth });
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -164,6 +273,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| format!("server error: {e}"))?;
+    if let Some(search) = search {
+        search.stop().await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -9,14 +9,20 @@ use std::sync::Arc;
 
 use async_graphql::dynamic::{
     Enum, Field, FieldFuture, FieldValue, InputObject, InputValue, Object, ResolverContext, Scalar,
-    Schema, TypeRef,
+    Schema, Subscription, SubscriptionField, SubscriptionFieldFuture, TypeRef,
 };
 use async_graphql::{ErrorExtensions, Name, Value};
-use async_graphql_parser::types::{BaseType, Type, TypeKind, TypeSystemDefinition};
+use async_graphql_parser::types::{BaseType, ConstDirective, Type, TypeKind, TypeSystemDefinition};
 use chat_appsync::Registry;
+use chat_appsync::ResolverError;
 use chat_appsync::auth::resolver_context;
 use chat_appsync::registry::event_for;
 use chat_domain::Caller;
+use futures::StreamExt;
+
+use crate::realtime::groups::{Admission, GroupFeed};
+use crate::realtime::hub::{Event, Registration};
+use crate::realtime::{ConnectionSignals, Groups, Hub, MutationLog, SubscriptionSpec};
 
 /// What AppSync provides without declaring it: its scalars and directives.
 pub const APPSYNC_PRELUDE: &str = r#"
@@ -50,6 +56,8 @@ pub enum SchemaError {
     MissingResolver(String),
     #[error("the registry resolves {0}, which schema.graphql does not have")]
     UnknownField(String),
+    #[error("{0}: @aws_subscribe needs mutations: [\"...\"] naming Mutation fields")]
+    BadSubscribe(String),
     #[error("async-graphql rejected the schema: {0}")]
     Build(#[from] async_graphql::dynamic::SchemaError),
 }
@@ -70,8 +78,31 @@ fn to_json(value: &Value) -> serde_json::Value {
     value.clone().into_json().unwrap_or(serde_json::Value::Null)
 }
 
-/// Resolves a field through the registry, with the parent object as `source`.
-fn registry_field(registry: Arc<Registry>, parent: String, field: String, ty: TypeRef) -> Field {
+fn args_json(ctx: &ResolverContext<'_>) -> serde_json::Map<String, serde_json::Value> {
+    ctx.args
+        .as_index_map()
+        .iter()
+        .map(|(k, v)| (k.to_string(), to_json(v)))
+        .collect()
+}
+
+fn graphql_error(error: ResolverError) -> async_graphql::Error {
+    async_graphql::Error::new(error.error_message).extend_with(|_, ext| {
+        ext.set("code", error.error_type.clone());
+        ext.set("errorType", error.error_type.clone());
+    })
+}
+
+/// Resolves a field through the registry, with the parent object as `source`. A Mutation
+/// field that can trigger subscriptions is logged so the result (as selected) can be
+/// published once the request completes.
+fn registry_field(
+    registry: Arc<Registry>,
+    parent: String,
+    field: String,
+    ty: TypeRef,
+    publishes: bool,
+) -> Field {
     let name = field.clone();
     Field::new(name, ty, move |ctx: ResolverContext<'_>| {
         let registry = registry.clone();
@@ -82,29 +113,140 @@ fn registry_field(registry: Arc<Registry>, parent: String, field: String, ty: Ty
                 .data_opt::<Caller>()
                 .cloned()
                 .unwrap_or(Caller::Anonymous);
-            let args = serde_json::Value::Object(
-                ctx.args
-                    .as_index_map()
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), to_json(v)))
-                    .collect(),
-            );
+            let args = serde_json::Value::Object(args_json(&ctx));
             let mut event = event_for(&parent, &field, args, resolver_context(&caller));
             event.source = ctx.parent_value.as_value().map(to_json);
-            match registry.resolve(event).await {
-                Ok(serde_json::Value::Null) => Ok(None),
-                Ok(json) => Ok(Some(FieldValue::value(
-                    Value::from_json(json).unwrap_or(Value::Null),
-                ))),
-                Err(error) => Err(async_graphql::Error::new(error.error_message).extend_with(
-                    |_, ext| {
-                        ext.set("code", error.error_type.clone());
-                        ext.set("errorType", error.error_type.clone());
-                    },
-                )),
+            let result = registry.resolve(event).await.map_err(graphql_error)?;
+            if publishes && let Some(log) = ctx.data_opt::<MutationLog>() {
+                log.record(ctx.item.node.response_key().node.to_string(), field);
             }
+            Ok(match result {
+                serde_json::Value::Null => None,
+                json => Some(FieldValue::value(
+                    Value::from_json(json).unwrap_or(Value::Null),
+                )),
+            })
         })
     })
+}
+
+/// AppSync's subscribe-time check: a caller is needed, and the registry's resolver for the
+/// subscription field (when it has one) must accept the arguments for that caller.
+async fn authorize_subscription(
+    registry: &Registry,
+    caller: &Caller,
+    field: &str,
+    args: &serde_json::Map<String, serde_json::Value>,
+) -> async_graphql::Result<()> {
+    if *caller == Caller::Anonymous {
+        return Err(graphql_error(ResolverError::new(
+            chat_domain::ErrorCode::Unauthorized,
+            "missing or invalid Authorization token",
+        )));
+    }
+    if registry.has(&format!("Subscription.{field}")) {
+        let event = event_for(
+            "Subscription",
+            field,
+            serde_json::Value::Object(args.clone()),
+            resolver_context(caller),
+        );
+        registry.resolve(event).await.map_err(graphql_error)?;
+    }
+    Ok(())
+}
+
+type FieldStream<'a> = futures::stream::BoxStream<'a, async_graphql::Result<FieldValue<'a>>>;
+
+/// The results of the mutations a hub registration receives. When the hub closes the queue
+/// of a live registration (too slow), the connection (or group) is told it fell behind.
+fn hub_events<'a>(
+    registration: Registration,
+    queue: tokio::sync::mpsc::Receiver<Event>,
+    signals: Option<ConnectionSignals>,
+) -> FieldStream<'a> {
+    futures::stream::unfold(
+        (registration, queue, signals),
+        |(registration, mut queue, signals)| async move {
+            match queue.recv().await {
+                Some(event) => {
+                    let value = Value::from_json((*event).clone()).unwrap_or(Value::Null);
+                    Some((Ok(FieldValue::value(value)), (registration, queue, signals)))
+                }
+                None => {
+                    if let Some(signals) = &signals {
+                        signals.fell_behind();
+                    }
+                    None
+                }
+            }
+        },
+    )
+    .boxed()
+}
+
+/// A subscription field: authorizes through the registry when it has a resolver for the
+/// field (AppSync runs a subscription's resolver at subscribe time), then streams the
+/// results of the mutations it listens to that match its arguments.
+///
+/// Over the WebSocket, subscriptions run in groups ([`crate::realtime::groups`]), which
+/// execute a request in one of two roles given by the request data: an admission run
+/// ([`Admission`]: authorize this caller, record the arguments, stream nothing) and a
+/// group's shared execution ([`GroupFeed`]: every member was admitted; take the hub
+/// registration the group made and stream it). Without either, the field authorizes and
+/// registers itself.
+fn subscription_field(
+    registry: Arc<Registry>,
+    hub: Arc<Hub>,
+    field: String,
+    ty: TypeRef,
+) -> SubscriptionField {
+    let name = field.clone();
+    SubscriptionField::new(name, ty, move |ctx: ResolverContext<'_>| {
+        let (registry, hub, field) = (registry.clone(), hub.clone(), field.clone());
+        SubscriptionFieldFuture::new(async move {
+            let args = args_json(&ctx);
+            let signals = ctx.data_opt::<ConnectionSignals>().cloned();
+            if let Some(feed) = ctx.data_opt::<Arc<GroupFeed>>() {
+                let (registration, queue) = feed
+                    .take(&field, &args)
+                    .unwrap_or_else(|| hub.subscribe(&field, &args));
+                return Ok(hub_events(registration, queue, signals));
+            }
+            let caller = ctx
+                .data_opt::<Caller>()
+                .cloned()
+                .unwrap_or(Caller::Anonymous);
+            authorize_subscription(&registry, &caller, &field, &args).await?;
+            if let Some(admission) = ctx.data_opt::<Arc<Admission>>() {
+                admission.record(field, args);
+                let nothing: FieldStream<'_> = futures::stream::empty().boxed();
+                return Ok(nothing);
+            }
+            let (registration, queue) = hub.subscribe(&field, &args);
+            Ok(hub_events(registration, queue, signals))
+        })
+    })
+}
+
+/// The mutations listed by `@aws_subscribe(mutations: [...])`, if the directive is there.
+fn aws_subscribe(directives: &[async_graphql::Positioned<ConstDirective>]) -> Option<Vec<String>> {
+    let directive = directives
+        .iter()
+        .find(|d| d.node.name.node == "aws_subscribe")?;
+    let mutations = directive.node.get_argument("mutations")?;
+    match &mutations.node {
+        async_graphql::Value::List(items) => Some(
+            items
+                .iter()
+                .filter_map(|v| match v {
+                    async_graphql::Value::String(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        _ => None,
+    }
 }
 
 /// AppSync's default for a field without a resolver: the parent's property of that name.
@@ -119,12 +261,73 @@ fn property_field(field: String, ty: TypeRef) -> Field {
     })
 }
 
-pub fn build(registry: Arc<Registry>) -> Result<Schema, SchemaError> {
+/// The executable schema, the hub its subscriptions and mutations meet in, and the groups
+/// that share one execution among identical subscriptions.
+#[derive(Clone)]
+pub struct Api {
+    pub schema: Schema,
+    pub hub: Arc<Hub>,
+    pub groups: Arc<Groups>,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("subscribers", &self.hub.subscriber_count())
+            .field("groups", &self.groups)
+            .finish_non_exhaustive()
+    }
+}
+
+pub fn build(registry: Arc<Registry>) -> Result<Api, SchemaError> {
     build_from(SCHEMA_SDL, registry)
 }
 
-pub fn build_from(sdl: &str, registry: Arc<Registry>) -> Result<Schema, SchemaError> {
+/// Reads every Subscription field's `@aws_subscribe` list.
+fn subscription_specs(
+    document: &async_graphql_parser::types::ServiceDocument,
+) -> Result<Vec<SubscriptionSpec>, SchemaError> {
+    let mut mutations = Vec::new();
+    let mut specs = Vec::new();
+    for definition in &document.definitions {
+        let TypeSystemDefinition::Type(def) = definition else {
+            continue;
+        };
+        let TypeKind::Object(object) = &def.node.kind else {
+            continue;
+        };
+        match def.node.name.node.as_str() {
+            "Mutation" => {
+                mutations.extend(object.fields.iter().map(|f| f.node.name.node.to_string()))
+            }
+            "Subscription" => {
+                for f in &object.fields {
+                    let field = f.node.name.node.to_string();
+                    let listed = aws_subscribe(&f.node.directives).unwrap_or_default();
+                    specs.push(SubscriptionSpec {
+                        field,
+                        mutations: listed,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    for spec in &specs {
+        if spec.mutations.is_empty() || spec.mutations.iter().any(|m| !mutations.contains(m)) {
+            return Err(SchemaError::BadSubscribe(format!(
+                "Subscription.{}",
+                spec.field
+            )));
+        }
+    }
+    Ok(specs)
+}
+
+pub fn build_from(sdl: &str, registry: Arc<Registry>) -> Result<Api, SchemaError> {
     let document = async_graphql_parser::parse_schema(format!("{APPSYNC_PRELUDE}\n{sdl}"))?;
+    let specs = subscription_specs(&document)?;
+    let hub = Hub::new(&specs);
     let mut has_mutation = false;
     let mut has_subscription = false;
     let mut schema_fields = Vec::new();
@@ -159,7 +362,34 @@ pub fn build_from(sdl: &str, registry: Arc<Registry>) -> Result<Schema, SchemaEr
             TypeKind::Object(object) => {
                 match type_name.as_str() {
                     "Mutation" => has_mutation = true,
-                    "Subscription" => has_subscription = true,
+                    "Subscription" => {
+                        has_subscription = true;
+                        let mut subscription = Subscription::new(type_name.clone());
+                        for f in &object.fields {
+                            let f = &f.node;
+                            let field_name = f.name.node.to_string();
+                            let key = format!("Subscription.{field_name}");
+                            if registry.has(&key) {
+                                schema_fields.push(key);
+                            }
+                            let mut field = subscription_field(
+                                registry.clone(),
+                                hub.clone(),
+                                field_name,
+                                type_ref(&f.ty.node),
+                            );
+                            for arg in &f.arguments {
+                                let arg = &arg.node;
+                                field = field.argument(InputValue::new(
+                                    arg.name.node.to_string(),
+                                    type_ref(&arg.ty.node),
+                                ));
+                            }
+                            subscription = subscription.field(field);
+                        }
+                        types.push(subscription.into());
+                        continue;
+                    }
                     _ => {}
                 }
                 let root = matches!(type_name.as_str(), "Query" | "Mutation");
@@ -171,7 +401,14 @@ pub fn build_from(sdl: &str, registry: Arc<Registry>) -> Result<Schema, SchemaEr
                     let ty = type_ref(&f.ty.node);
                     let mut field = if registry.has(&key) {
                         schema_fields.push(key);
-                        registry_field(registry.clone(), type_name.clone(), field_name, ty)
+                        let publishes = type_name == "Mutation" && hub.is_trigger(&field_name);
+                        registry_field(
+                            registry.clone(),
+                            type_name.clone(),
+                            field_name,
+                            ty,
+                            publishes,
+                        )
                     } else if root {
                         return Err(SchemaError::MissingResolver(key));
                     } else {
@@ -196,20 +433,33 @@ pub fn build_from(sdl: &str, registry: Arc<Registry>) -> Result<Schema, SchemaEr
             }
         }
     }
-    if has_subscription {
-        return Err(SchemaError::Unsupported("subscriptions".into()));
-    }
     if let Some(unknown) = registry
         .fields()
         .find(|f| !schema_fields.iter().any(|s| s == f))
     {
         return Err(SchemaError::UnknownField(unknown.to_owned()));
     }
-    let mut builder = Schema::build("Query", has_mutation.then_some("Mutation"), None);
+    let mut builder = Schema::build(
+        "Query",
+        has_mutation.then_some("Mutation"),
+        has_subscription.then_some("Subscription"),
+    );
     for ty in types {
         builder = builder.register(ty);
     }
-    Ok(builder.finish()?)
+    // Subscription responses are rendered from the mutation's result by plain property
+    // fields, the same for every caller, unless a type below the roots has a resolver: then
+    // only a caller's own identical subscriptions share a group.
+    let per_caller = schema_fields.iter().any(|f| {
+        !["Query.", "Mutation.", "Subscription."]
+            .iter()
+            .any(|root| f.starts_with(root))
+    });
+    Ok(Api {
+        schema: builder.finish()?,
+        groups: Groups::new(hub.clone(), per_caller),
+        hub,
+    })
 }
 
 #[cfg(test)]
@@ -266,8 +516,8 @@ mod tests {
 
     #[test]
     fn served_schema_equals_schema_graphql() {
-        let schema = build(registry()).unwrap();
-        let served = shape(&schema.sdl());
+        let api = build(registry()).unwrap();
+        let served = shape(&api.schema.sdl());
         let file = shape(&format!("{APPSYNC_PRELUDE}\n{SCHEMA_SDL}"));
         assert_eq!(served, file);
         assert!(served.0["Mutation"].contains_key("sendMessage"));
@@ -286,13 +536,13 @@ mod tests {
     #[test]
     fn a_resolver_without_schema_field_is_refused_at_start_up() {
         let sdl = SCHEMA_SDL.replace(
-            "  deleteMessage(appToken: ID!, chatNumber: Int!, number: Int!): Message!\n",
+            "  message(appToken: ID!, chatNumber: Int!, number: Int!): Message\n",
             "",
         );
         assert_ne!(sdl, SCHEMA_SDL);
         let error = build_from(&sdl, registry()).unwrap_err();
         assert!(
-            matches!(error, SchemaError::UnknownField(ref f) if f == "Mutation.deleteMessage"),
+            matches!(error, SchemaError::UnknownField(ref f) if f == "Query.message"),
             "{error}"
         );
     }

@@ -35,6 +35,11 @@ fn operations(a: &str) -> Vec<(&'static str, &'static str, Value)> {
             json!({ "a": a }),
         ),
         (
+            "searchMessages",
+            "query($a: ID!) { searchMessages(appToken: $a, chatNumber: 1, query: \"private\") { items { body } } }",
+            json!({ "a": a }),
+        ),
+        (
             "updateApplication",
             "mutation($a: ID!) { updateApplication(token: $a, name: \"Hacked\") { name } }",
             json!({ "a": a }),
