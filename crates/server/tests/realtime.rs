@@ -461,19 +461,7 @@ impl InProcess {
     }
 
     async fn ok(&self, token: &str, query: &str, variables: Value) -> Value {
-        let body: Value = self
-            .client
-            .post(format!("{}/graphql", self.url))
-            .header("Authorization", token)
-            .json(&json!({ "query": query, "variables": variables }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert!(body.get("errors").is_none(), "{body}");
-        body["data"].clone()
+        common::graphql_ok(&self.client, &self.url, token, query, variables).await
     }
 
     async fn open_chat(&self, app: &TestApp, customer: &str) -> i64 {

@@ -10,30 +10,9 @@ use chat_domain::{ChatService, Role, ServerKey, SystemClock};
 use chat_embedded::SqliteStore;
 use chat_server::{http, schema};
 use common::ws::{Incoming, WsClient};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const ADMIN: &str = "schema-driven-admin-key";
-
-async fn post(
-    client: &reqwest::Client,
-    url: &str,
-    token: &str,
-    query: &str,
-    variables: Value,
-) -> Value {
-    let body: Value = client
-        .post(format!("{url}/graphql"))
-        .header("Authorization", token)
-        .json(&json!({ "query": query, "variables": variables }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(body.get("errors").is_none(), "{body}");
-    body["data"].clone()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscription_added_to_the_schema_fires_without_new_code() {
@@ -60,7 +39,7 @@ async fn a_subscription_added_to_the_schema_fires_without_new_code() {
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
 
     let client = common::http_client();
-    let created = post(
+    let created = common::graphql_ok(
         &client,
         &url,
         ADMIN,
@@ -81,7 +60,7 @@ async fn a_subscription_added_to_the_schema_fires_without_new_code() {
         chat_appsync::auth::mint_user_token(&secret, &app, sub, role, exp).unwrap()
     };
     let (agent, c1) = (token("a1", Role::Agent), token("c1", Role::Customer));
-    post(
+    common::graphql_ok(
         &client,
         &url,
         &c1,
@@ -96,7 +75,7 @@ async fn a_subscription_added_to_the_schema_fires_without_new_code() {
     ws.send(json!({ "type": "ping" })).await;
     assert!(matches!(ws.next().await, Incoming::Message(m) if m["type"] == "pong"));
     let send = "mutation($a: ID!, $b: String!) { sendMessage(appToken: $a, chatNumber: 1, body: $b) { appToken senderId number body } }";
-    post(
+    common::graphql_ok(
         &client,
         &url,
         &agent,
@@ -104,7 +83,7 @@ async fn a_subscription_added_to_the_schema_fires_without_new_code() {
         json!({ "a": app, "b": "from the agent" }),
     )
     .await;
-    post(
+    common::graphql_ok(
         &client,
         &url,
         &c1,

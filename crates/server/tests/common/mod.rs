@@ -126,10 +126,7 @@ impl TestServer {
 
     /// A request that must succeed: returns `data`.
     pub async fn ok(&self, token: &str, query: &str, variables: Value) -> Value {
-        let (status, body) = self.post(Some(token), query, variables).await;
-        assert_eq!(status, 200, "{body}");
-        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
-        body["data"].clone()
+        graphql_ok(&self.client, &self.url, token, query, variables).await
     }
 
     /// A request that must fail: returns the first error's code.
@@ -149,6 +146,28 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.kill_hard();
     }
+}
+
+/// POSTs a GraphQL request to the server at `base_url`; it must succeed. Returns `data`.
+pub async fn graphql_ok(
+    client: &reqwest::Client,
+    base_url: &str,
+    token: &str,
+    query: &str,
+    variables: Value,
+) -> Value {
+    let response = client
+        .post(format!("{base_url}/graphql"))
+        .header("Authorization", token)
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .expect("request");
+    let status = response.status().as_u16();
+    let body = response.json::<Value>().await.expect("JSON body");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+    body["data"].clone()
 }
 
 /// An application with its secret, and tokens for its users.
