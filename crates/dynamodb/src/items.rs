@@ -232,8 +232,9 @@ pub(crate) fn with_last_message(mut chat: Chat, last: Option<Message>) -> Result
 // ---- messages -------------------------------------------------------------------------------
 
 /// A message item. `customer` is the chat's customer, copied onto every message so that a
-/// customer scope is checked on the message alone (a chat's customer never changes).
-pub(crate) fn message_item(message: &Message, customer: &UserId) -> Item {
+/// customer scope is checked on the message alone (a chat's customer never changes);
+/// `version` is the message's version (1 when sent, +1 by every edit and delete).
+pub(crate) fn message_item(message: &Message, customer: &UserId, version: u64) -> Item {
     let mut item = key(
         table::chat_pk(&message.app, message.chat_number),
         table::message_number_sk(message.number),
@@ -255,6 +256,7 @@ pub(crate) fn message_item(message: &Message, customer: &UserId) -> Item {
             AttributeValue::Bool(message.deleted),
         ),
         (attr::CUSTOMER_ID.to_owned(), s(customer.as_str())),
+        (attr::VERSION.to_owned(), n(version)),
     ]);
     if let Some(id) = &message.client_message_id {
         item.insert(attr::CLIENT_MESSAGE_ID.to_owned(), s(id.as_str()));
@@ -294,6 +296,15 @@ pub(crate) fn message(item: &Item) -> Result<(Message, UserId)> {
         UserId::parse(string(item, attr::CUSTOMER_ID)?),
     )?;
     Ok((message, customer))
+}
+
+/// A message item's version (see [`message_item`]); at least 1.
+pub(crate) fn message_version(item: &Item) -> Result<u64> {
+    let version: u64 = number(item, attr::VERSION)?;
+    if version == 0 {
+        return Err(StoreError::corrupt("message version 0"));
+    }
+    Ok(version)
 }
 
 // ---- idempotency keys -----------------------------------------------------------------------
@@ -364,11 +375,12 @@ mod tests {
             edited_at: Some(Timestamp(10)),
             deleted: false,
         };
-        let item = message_item(&message, &chat.customer_id);
+        let item = message_item(&message, &chat.customer_id, 4);
         assert_eq!(
             self::message(&item).unwrap(),
             (message, chat.customer_id.clone())
         );
+        assert_eq!(message_version(&item).unwrap(), 4);
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //!   consistent (typically well under a second behind).
 //! - Request budget (asserted by `tests/requests.rs`): sendMessage and createChat 2
 //!   requests, reads of one item 1.
+//! - The table's stream feeds search: [`stream::change_records`] turns its records (as
+//!   Lambda delivers them) into the indexer's change records.
 
 mod backoff;
 mod client;
@@ -22,6 +24,7 @@ mod expr;
 mod items;
 pub mod requests;
 mod store;
+pub mod stream;
 pub mod table;
 
 #[cfg(feature = "moto")]

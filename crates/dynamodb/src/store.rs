@@ -833,7 +833,7 @@ impl DynamoStore {
             }
             let mut writes = vec![
                 self.update(chat_key(), &update, &condition, &expr)?,
-                self.put_new(items::message_item(&message, &chat.customer_id))?,
+                self.put_new(items::message_item(&message, &chat.customer_id, 1))?,
             ];
             if let Some(id) = &new.client_message_id {
                 writes.push(self.put_new(items::client_message_id_item(
@@ -1026,7 +1026,7 @@ impl DynamoStore {
         let scope = &change.scope;
         let verb = if new_body.is_some() { "edit" } else { "delete" };
         let mut expr = Expr::new();
-        let update = match new_body {
+        let set = match new_body {
             Some(body) => format!(
                 "SET {}, {}",
                 expr.equals(attr::BODY, "body", s(body.as_str())),
@@ -1038,6 +1038,12 @@ impl DynamoStore {
                 expr.equals(attr::DELETED, "deleted", AttributeValue::Bool(true)),
             ),
         };
+        // Every change moves the version (the search index orders changes by it).
+        let update = format!(
+            "{set} ADD {} {}",
+            expr.name(attr::VERSION),
+            expr.value("one", n(1))
+        );
         let mut condition = format!(
             "attribute_exists({}) AND {}",
             expr.name(attr::PK),

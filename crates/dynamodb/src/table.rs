@@ -70,6 +70,9 @@ pub mod attr {
     pub const CLIENT_MESSAGE_ID: &str = "clientMessageId";
     pub const EDITED_AT: &str = "editedAt";
     pub const DELETED: &str = "deleted";
+    /// A message's version: 1 when sent, +1 on every edit and delete (the search index
+    /// applies a change only over a lower version; see `chat_domain::search`).
+    pub const VERSION: &str = "version";
 }
 
 /// Values of [`attr::TYPE`].

@@ -1,0 +1,268 @@
+//! The search feed as the Lambda will run it, on the emulator: the store writes, the
+//! table's stream (read with the DynamoDB Streams API) delivers the records, they become
+//! `aws_lambda_events` records (the JSON Lambda sends), then `stream::change_records`,
+//! then the one indexer into an embedded index.
+
+use std::collections::HashMap;
+
+use aws_lambda_events::event::dynamodb::EventRecord;
+use aws_sdk_dynamodbstreams::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, ShardIteratorType};
+use base64::Engine;
+use chat_domain::*;
+use chat_dynamodb::stream::change_records;
+use chat_search_tantivy::TantivyIndex;
+use chat_store_conformance::fixtures::*;
+use serde_json::{Map, Value, json};
+
+fn streams_client() -> aws_sdk_dynamodbstreams::Client {
+    let config = aws_sdk_dynamodbstreams::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .http_client(chat_dynamodb::http_client())
+        .endpoint_url(chat_dynamodb::moto::endpoint())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            "emulator", "emulator", None, None, "emulator",
+        ))
+        .build();
+    aws_sdk_dynamodbstreams::Client::from_conf(config)
+}
+
+/// Every record of the table's stream so far: DescribeStream -> each shard ->
+/// GetShardIterator (TRIM_HORIZON) -> GetRecords until a call returns none.
+async fn read_stream(store: &chat_dynamodb::DynamoStore) -> (String, Vec<Record>) {
+    let table = store
+        .client()
+        .describe_table()
+        .table_name(store.table_name())
+        .send()
+        .await
+        .expect("DescribeTable");
+    let arn = table
+        .table()
+        .and_then(|t| t.latest_stream_arn())
+        .expect("the table has a stream")
+        .to_owned();
+    let streams = streams_client();
+    let description = streams
+        .describe_stream()
+        .stream_arn(&arn)
+        .send()
+        .await
+        .expect("DescribeStream");
+    let shards = description
+        .stream_description()
+        .map(|d| d.shards().to_vec())
+        .unwrap_or_default();
+    assert!(!shards.is_empty(), "the stream has shards");
+    let mut records = Vec::new();
+    for shard in shards {
+        let mut iterator = streams
+            .get_shard_iterator()
+            .stream_arn(&arn)
+            .shard_id(shard.shard_id().expect("a shard id"))
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .expect("GetShardIterator")
+            .shard_iterator;
+        for _ in 0..100 {
+            let Some(current) = iterator.take() else {
+                break;
+            };
+            let page = streams
+                .get_records()
+                .shard_iterator(current)
+                .send()
+                .await
+                .expect("GetRecords");
+            if page.records().is_empty() {
+                break;
+            }
+            records.extend(page.records().iter().cloned());
+            iterator = page.next_shard_iterator().map(str::to_owned);
+        }
+    }
+    (arn, records)
+}
+
+/// An attribute value in DynamoDB JSON, as the Lambda event spells it.
+fn dynamo_json(value: &AttributeValue) -> Value {
+    let b64 = |blob: &aws_sdk_dynamodbstreams::primitives::Blob| {
+        Value::String(base64::engine::general_purpose::STANDARD.encode(blob.as_ref()))
+    };
+    match value {
+        AttributeValue::S(s) => json!({ "S": s }),
+        AttributeValue::N(n) => json!({ "N": n }),
+        AttributeValue::B(b) => json!({ "B": b64(b) }),
+        AttributeValue::Bool(b) => json!({ "BOOL": b }),
+        AttributeValue::Null(n) => json!({ "NULL": n }),
+        AttributeValue::Ss(ss) => json!({ "SS": ss }),
+        AttributeValue::Ns(ns) => json!({ "NS": ns }),
+        AttributeValue::Bs(bs) => json!({ "BS": bs.iter().map(b64).collect::<Vec<_>>() }),
+        AttributeValue::L(l) => json!({ "L": l.iter().map(dynamo_json).collect::<Vec<_>>() }),
+        AttributeValue::M(m) => json!({ "M": item_json(m) }),
+        other => panic!("an attribute value this test does not know: {other:?}"),
+    }
+}
+
+fn item_json(item: &HashMap<String, AttributeValue>) -> Value {
+    Value::Object(
+        item.iter()
+            .map(|(name, value)| (name.clone(), dynamo_json(value)))
+            .collect::<Map<_, _>>(),
+    )
+}
+
+/// A GetRecords record as Lambda delivers it.
+fn lambda_record(arn: &str, record: &Record) -> EventRecord {
+    let change = record.dynamodb().expect("a stream record");
+    let mut body = Map::new();
+    if let Some(at) = change.approximate_creation_date_time() {
+        body.insert(
+            "ApproximateCreationDateTime".into(),
+            json!(at.as_secs_f64()),
+        );
+    }
+    for (name, image) in [
+        ("Keys", change.keys.as_ref()),
+        ("NewImage", change.new_image.as_ref()),
+        ("OldImage", change.old_image.as_ref()),
+    ] {
+        if let Some(image) = image {
+            body.insert(name.into(), item_json(image));
+        }
+    }
+    body.insert(
+        "SequenceNumber".into(),
+        json!(change.sequence_number().expect("a sequence number")),
+    );
+    body.insert("SizeBytes".into(), json!(change.size_bytes().unwrap_or(0)));
+    if let Some(view) = change.stream_view_type() {
+        body.insert("StreamViewType".into(), json!(view.as_str()));
+    }
+    let event = json!({
+        "eventID": record.event_id().expect("an event id"),
+        "eventName": record.event_name().expect("an event name").as_str(),
+        "eventVersion": record.event_version().unwrap_or("1.1"),
+        "eventSource": record.event_source().unwrap_or("aws:dynamodb"),
+        "awsRegion": record.aws_region().unwrap_or("us-east-1"),
+        "dynamodb": body,
+        "eventSourceARN": arn,
+    });
+    serde_json::from_value(event.clone())
+        .unwrap_or_else(|e| panic!("not a Lambda DynamoDB record ({e}): {event:#}"))
+}
+
+async fn hits(index: &TantivyIndex, app: &AppToken, chat: u32, query: &str) -> Vec<u32> {
+    let request = SearchRequest {
+        app: app.clone(),
+        chat: chat_no(chat),
+        query: SearchQuery::parse(query).unwrap(),
+        after: None,
+        limit: 50,
+    };
+    let mut numbers: Vec<u32> = index
+        .search(&request)
+        .await
+        .expect("search")
+        .iter()
+        .map(|hit| hit.number.get())
+        .collect();
+    numbers.sort_unstable();
+    numbers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tables_stream_feeds_the_index_through_the_indexer() {
+    let (store, _requests) = chat_dynamodb::moto::fresh_store().await;
+    let dynamo = std::sync::Arc::new(store);
+    let store: Store = dynamo.clone();
+    let app = create_app(&store, "app_stream").await;
+    let chat = create_chat(&store, &app, "cust-1", at(1_000)).await;
+    let scope = agent_scope(&app, chat.number.get());
+    send(&store, &scope, "Refund requested for order 42", at(2_000)).await;
+    send(&store, &scope, "Shipping delayed again", at(3_000)).await;
+    let mut with_key = new_message(&scope, "Invoice attached here", at(4_000));
+    with_key.client_message_id = Some(cmid("k-1"));
+    store.send_message(with_key).await.expect("send with a key");
+    send(&store, &scope, "Temporary secret code", at(5_000)).await;
+    let edited = store
+        .edit_message(
+            change(&scope, 2, None, at(6_000)),
+            body("Package arrived safely"),
+        )
+        .await
+        .expect("edit");
+    assert_eq!(edited.body, "Package arrived safely");
+    store
+        .delete_message(change(&scope, 4, None, at(7_000)))
+        .await
+        .expect("delete");
+
+    let (arn, raw) = read_stream(&dynamo).await;
+    let lambda: Vec<EventRecord> = raw.iter().map(|r| lambda_record(&arn, r)).collect();
+    let converted = change_records(&lambda);
+    assert_eq!(converted.len(), lambda.len());
+    let mut records = Vec::new();
+    let mut skipped = 0;
+    for (sequence, result) in converted {
+        match result {
+            Ok(Some(record)) => {
+                assert_eq!(record.sequence, sequence);
+                records.push(record);
+            }
+            Ok(None) => skipped += 1,
+            Err(e) => panic!("record {sequence}: {e:?}"),
+        }
+    }
+    assert!(skipped > 0, "application, chat and key items are skipped");
+    // Every message's insert, the edit (version 2) and the delete (version 2) arrived; how
+    // many records each write made is the emulator's business.
+    let versions = |number: u32, kind: ChangeKind| -> Vec<u64> {
+        records
+            .iter()
+            .filter(|r| r.key.number.get() == number && r.kind == kind)
+            .map(|r| r.version)
+            .collect()
+    };
+    for number in 1..=4 {
+        assert!(
+            versions(number, ChangeKind::Insert).contains(&1),
+            "message {number} inserted at version 1"
+        );
+    }
+    assert_eq!(versions(2, ChangeKind::Modify), [2]);
+    assert_eq!(versions(4, ChangeKind::Modify), [2]);
+    assert!(versions(1, ChangeKind::Modify).is_empty());
+    let deleted = records
+        .iter()
+        .find(|r| r.key.number.get() == 4 && r.kind == ChangeKind::Modify)
+        .unwrap();
+    assert!(deleted.new.as_ref().unwrap().deleted);
+    assert_eq!(deleted.old.as_ref().unwrap().body, "Temporary secret code");
+
+    let index = TantivyIndex::in_memory().expect("an index in memory");
+    let report = index_changes(&index, &records).await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(report.indexed.len(), records.len());
+
+    let n = chat.number.get();
+    let check = async |index: &TantivyIndex| {
+        assert_eq!(hits(index, &app, n, "fund").await, [1], "partial word");
+        assert_eq!(hits(index, &app, n, "REQUEST ord").await, [1]);
+        assert_eq!(hits(index, &app, n, "voic").await, [3]);
+        assert_eq!(hits(index, &app, n, "arriv").await, [2], "the new body");
+        assert!(hits(index, &app, n, "ship").await.is_empty(), "not the old");
+        assert!(hits(index, &app, n, "delayed").await.is_empty());
+        assert!(hits(index, &app, n, "secret").await.is_empty(), "deleted");
+        assert!(hits(index, &app, n, "Temporary").await.is_empty());
+    };
+    check(&index).await;
+
+    // Lambda delivers at least once: the same batch again changes nothing.
+    let again = index_changes(&index, &records).await;
+    assert!(again.failures.is_empty(), "{:?}", again.failures);
+    assert_eq!((again.written, again.stale), (0, records.len()));
+    check(&index).await;
+}
