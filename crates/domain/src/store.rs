@@ -38,6 +38,26 @@ pub struct NewChat {
     pub now: Timestamp,
 }
 
+impl NewChat {
+    /// The chat this opens once the store has allocated its number: open, empty, its
+    /// activity the creation time.
+    pub fn opened_as(&self, number: ChatNumber) -> Chat {
+        Chat {
+            app: self.app.clone(),
+            number,
+            customer_id: self.customer_id.clone(),
+            subject: self.subject.clone(),
+            status: ChatStatus::Open,
+            messages_count: 0,
+            last_message: None,
+            last_message_at: None,
+            last_activity_at: self.now,
+            created_at: self.now,
+            updated_at: self.now,
+        }
+    }
+}
+
 /// `None` leaves a field as it is; `subject: Some(None)` clears the subject.
 #[derive(Debug, Clone)]
 pub struct ChatUpdate {

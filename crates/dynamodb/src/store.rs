@@ -405,19 +405,7 @@ impl DynamoStore {
                     "the application has reached the largest chat number".into(),
                 ))
             })?;
-            let chat = Chat {
-                app: new.app.clone(),
-                number,
-                customer_id: new.customer_id.clone(),
-                subject: new.subject.clone(),
-                status: ChatStatus::Open,
-                messages_count: 0,
-                last_message: None,
-                last_message_at: None,
-                last_activity_at: new.now,
-                created_at: new.now,
-                updated_at: new.now,
-            };
+            let chat = new.opened_as(number);
             let mut expr = Expr::new();
             let update = format!("SET {}", expr.equals(attr::CHATS_COUNT, "next", n(number)));
             let condition = expr.equals(attr::CHATS_COUNT, "count", n(count));

@@ -119,19 +119,7 @@ pub(crate) fn create_chat(conn: &Connection, new: &NewChat) -> Result<Chat> {
         new.subject.as_ref().map(Subject::as_str),
         new.now.0,
     ])?;
-    Ok(Chat {
-        app: new.app.clone(),
-        number,
-        customer_id: new.customer_id.clone(),
-        subject: new.subject.clone(),
-        status: ChatStatus::Open,
-        messages_count: 0,
-        last_message: None,
-        last_message_at: None,
-        last_activity_at: new.now,
-        created_at: new.now,
-        updated_at: new.now,
-    })
+    Ok(new.opened_as(number))
 }
 
 pub(crate) fn update_chat(
