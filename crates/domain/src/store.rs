@@ -95,6 +95,25 @@ pub struct NewMessage {
     pub now: Timestamp,
 }
 
+impl NewMessage {
+    /// The message this sends once the store has allocated its number and settled its
+    /// time (never before the chat's last activity: see the contract above).
+    pub fn sent_as(&self, number: MessageNumber, created_at: Timestamp) -> Message {
+        Message {
+            app: self.scope.app.clone(),
+            chat_number: self.scope.chat,
+            number,
+            body: self.body.as_str().to_owned(),
+            sender_id: self.sender_id.clone(),
+            sender_role: self.sender_role,
+            client_message_id: self.client_message_id.clone(),
+            created_at,
+            edited_at: None,
+            deleted: false,
+        }
+    }
+}
+
 /// The result of a send: `created: false` when a message with the same clientMessageId
 /// already existed in the chat and is returned instead.
 #[derive(Debug, Clone)]

@@ -785,18 +785,7 @@ impl DynamoStore {
             // Times never go backwards along the numbers.
             let created_at = new.now.max(chat.last_activity_at);
             let updated_at = new.now.max(chat.updated_at);
-            let message = Message {
-                app: scope.app.clone(),
-                chat_number: scope.chat,
-                number,
-                body: new.body.as_str().to_owned(),
-                sender_id: new.sender_id.clone(),
-                sender_role: new.sender_role,
-                client_message_id: new.client_message_id.clone(),
-                created_at,
-                edited_at: None,
-                deleted: false,
-            };
+            let message = new.sent_as(number, created_at);
 
             let mut expr = Expr::new();
             let activity = items::activity_sk(created_at, scope.chat)?;

@@ -326,18 +326,7 @@ pub(crate) fn send_message(conn: &Connection, new: &NewMessage) -> Result<Sent> 
     ])?;
     outbox(conn, app_id, scope.chat, number, ChangeKind::Insert, 1)?;
     Ok(Sent {
-        message: Message {
-            app: scope.app.clone(),
-            chat_number: scope.chat,
-            number,
-            body: new.body.as_str().to_owned(),
-            sender_id: new.sender_id.clone(),
-            sender_role: new.sender_role,
-            client_message_id: new.client_message_id.clone(),
-            created_at,
-            edited_at: None,
-            deleted: false,
-        },
+        message: new.sent_as(number, created_at),
         created: true,
     })
 }
