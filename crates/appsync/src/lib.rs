@@ -5,10 +5,14 @@
 //!   AppSync `identity.resolverContext`;
 //! - [`registry`]: `"Type.field"` -> resolver, over AppSync direct-resolver events; the
 //!   Lambda functions and the dev server call the same registry;
-//! - [`wire`]: domain values as the JSON of `schema.graphql`.
+//! - [`wire`]: domain values as the JSON of `schema.graphql`;
+//! - [`lambda`]: a resolver Lambda's invocation (one event or a batch) and its answer;
+//! - [`authorizer`]: the AppSync Lambda authorizer's answer.
 
 pub mod args;
 pub mod auth;
+pub mod authorizer;
+pub mod lambda;
 pub mod registry;
 pub mod wire;
 

@@ -74,6 +74,7 @@ impl Registry {
         registry.add("Query.message", message);
         registry.add("Query.messages", messages);
         registry.add("Query.searchMessages", search_messages);
+        registry.add("Query.unreadSummary", unread_summary);
         registry.add("Mutation.createApplication", create_application);
         registry.add("Mutation.updateApplication", update_application);
         registry.add("Mutation.createChat", create_chat);
@@ -81,9 +82,12 @@ impl Registry {
         registry.add("Mutation.sendMessage", send_message);
         registry.add("Mutation.editMessage", edit_message);
         registry.add("Mutation.deleteMessage", delete_message);
+        registry.add("Mutation.markChatRead", mark_chat_read);
+        registry.add("Mutation.markAllRead", mark_all_read);
         // Subscription resolvers run when a client subscribes: they authorize (an error
         // refuses the subscription) and return null; events come from the mutations.
-        registry.add("Subscription.onMessage", on_message);
+        registry.add("Subscription.onMessage", on_chat_feed);
+        registry.add("Subscription.onReadReceipt", on_chat_feed);
         registry.add("Subscription.onInboxMessage", on_app_feed);
         registry.add("Subscription.onChat", on_app_feed);
         registry
@@ -172,6 +176,15 @@ pub fn event_for(
 
 // ---- resolvers ---------------------------------------------------------------------------
 
+/// The role a chat is rendered for (`unreadCount` is the caller's). Only users get this
+/// far with a chat: the service refuses anyone else first.
+fn viewer(caller: &Caller) -> Role {
+    match caller {
+        Caller::User(user) => user.role,
+        Caller::Admin | Caller::Anonymous => Role::Agent,
+    }
+}
+
 fn app_token(args: &Args<'_>, name: &str) -> Result<AppToken> {
     AppToken::parse(args.str(name)?)
 }
@@ -226,7 +239,9 @@ async fn chat(svc: Arc<ChatService>, caller: Caller, args: Map<String, Value>) -
     let app = app_token(&args, "appToken")?;
     let number = ChatNumber::new(args.int("number")?)?;
     let chat = svc.chat(&caller, &app, number).await?;
-    Ok(chat.as_ref().map_or(Value::Null, wire::chat))
+    Ok(chat
+        .as_ref()
+        .map_or(Value::Null, |c| wire::chat(c, viewer(&caller))))
 }
 
 async fn chats(svc: Arc<ChatService>, caller: Caller, args: Map<String, Value>) -> Result<Value> {
@@ -237,7 +252,7 @@ async fn chats(svc: Arc<ChatService>, caller: Caller, args: Map<String, Value>) 
     let page = svc
         .chats(&caller, &app, status, limit, args.opt_str("nextToken")?)
         .await?;
-    Ok(wire::page(&page, wire::chat))
+    Ok(wire::page(&page, |c| wire::chat(c, viewer(&caller))))
 }
 
 async fn create_chat(
@@ -254,7 +269,7 @@ async fn create_chat(
         .flatten();
     let customer = args.opt_str("customerId")?.map(UserId::parse).transpose()?;
     let chat = svc.create_chat(&caller, &app, subject, customer).await?;
-    Ok(wire::chat(&chat))
+    Ok(wire::chat(&chat, viewer(&caller)))
 }
 
 async fn update_chat(
@@ -275,7 +290,7 @@ async fn update_chat(
     let chat = svc
         .update_chat(&caller, &app, number, subject, status)
         .await?;
-    Ok(wire::chat(&chat))
+    Ok(wire::chat(&chat, viewer(&caller)))
 }
 
 async fn message(svc: Arc<ChatService>, caller: Caller, args: Map<String, Value>) -> Result<Value> {
@@ -368,7 +383,7 @@ async fn delete_message(
     Ok(wire::message(&message))
 }
 
-async fn on_message(
+async fn on_chat_feed(
     svc: Arc<ChatService>,
     caller: Caller,
     args: Map<String, Value>,
@@ -388,4 +403,38 @@ async fn on_app_feed(
     let app = app_token(&args, "appToken")?;
     svc.authorize_app_feed(&caller, &app)?;
     Ok(Value::Null)
+}
+
+async fn mark_chat_read(
+    svc: Arc<ChatService>,
+    caller: Caller,
+    args: Map<String, Value>,
+) -> Result<Value> {
+    let args = Args(&args);
+    let (app, chat) = chat_of(&args)?;
+    let up_to = args.opt_int("upTo")?.map(MessageNumber::new).transpose()?;
+    let receipt = svc.mark_chat_read(&caller, &app, chat, up_to).await?;
+    Ok(wire::read_receipt(&receipt))
+}
+
+async fn mark_all_read(
+    svc: Arc<ChatService>,
+    caller: Caller,
+    args: Map<String, Value>,
+) -> Result<Value> {
+    let args = Args(&args);
+    let app = app_token(&args, "appToken")?;
+    let summary = svc.mark_all_read(&caller, &app).await?;
+    Ok(wire::unread_summary(&summary))
+}
+
+async fn unread_summary(
+    svc: Arc<ChatService>,
+    caller: Caller,
+    args: Map<String, Value>,
+) -> Result<Value> {
+    let args = Args(&args);
+    let app = app_token(&args, "appToken")?;
+    let summary = svc.unread_summary(&caller, &app).await?;
+    Ok(wire::unread_summary(&summary))
 }

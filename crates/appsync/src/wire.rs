@@ -1,7 +1,7 @@
 //! Domain values as the JSON objects of `schema.graphql`. Field names here are the
 //! schema's; internal ids never appear.
 
-use chat_domain::{Application, Chat, Message, Page};
+use chat_domain::{Application, Chat, Message, Page, ReadReceipt, Role, UnreadSummary};
 use serde_json::{Value, json};
 
 pub fn application(app: &Application) -> Value {
@@ -14,7 +14,8 @@ pub fn application(app: &Application) -> Value {
     })
 }
 
-pub fn chat(chat: &Chat) -> Value {
+/// A chat as `viewer` sees it: `unreadCount` is what that role has not read.
+pub fn chat(chat: &Chat, viewer: Role) -> Value {
     json!({
         "appToken": chat.app.as_str(),
         "number": chat.number.get(),
@@ -24,6 +25,9 @@ pub fn chat(chat: &Chat) -> Value {
         "messagesCount": chat.messages_count,
         "lastMessage": chat.last_message.as_ref().map(message),
         "lastMessageAt": chat.last_message_at.map(|t| t.to_rfc3339()),
+        "unreadCount": chat.unread_for(viewer),
+        "customerLastRead": chat.customer_last_read,
+        "agentsLastRead": chat.agents_last_read,
         "createdAt": chat.created_at.to_rfc3339(),
         "updatedAt": chat.updated_at.to_rfc3339(),
     })
@@ -48,5 +52,30 @@ pub fn page<T>(page: &Page<T>, item: impl Fn(&T) -> Value) -> Value {
     json!({
         "items": page.items.iter().map(item).collect::<Vec<_>>(),
         "nextToken": page.next_token,
+    })
+}
+
+pub fn read_receipt(receipt: &ReadReceipt) -> Value {
+    json!({
+        "appToken": receipt.app.as_str(),
+        "chatNumber": receipt.chat_number.get(),
+        "readerId": receipt.reader_id.as_str(),
+        "readerRole": receipt.reader_role.as_str(),
+        "lastReadNumber": receipt.last_read_number,
+        "unreadCount": receipt.unread_count,
+    })
+}
+
+/// GraphQL `Int` is 32-bit: a total beyond it (billions of unread messages) shows as the
+/// largest `Int` rather than failing the query.
+fn graphql_int(n: u64) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+pub fn unread_summary(summary: &UnreadSummary) -> Value {
+    json!({
+        "appToken": summary.app.as_str(),
+        "totalUnread": graphql_int(summary.total_unread),
+        "unreadChats": graphql_int(summary.unread_chats),
     })
 }

@@ -11,6 +11,7 @@ pub mod search;
 pub mod secrets;
 pub mod service;
 pub mod store;
+pub mod unread;
 
 pub use cursor::PageTokenCodec;
 pub use error::{DomainError, ErrorCode, Result};
@@ -24,3 +25,4 @@ pub use service::{
     AppCredentials, Caller, ChatService, Clock, MessagesArgs, Page, SystemClock, UserIdentity,
 };
 pub use store::*;
+pub use unread::{CounterChange, ReadMarks, ReadReceipt, UnreadDelta, UnreadSummary};

@@ -28,3 +28,10 @@ pub const SEARCH_QUERY_MAX_CHARS: usize = 200;
 pub const SEARCH_QUERY_MAX_WORDS: usize = 16;
 /// The longest n-gram indexed for substring search. Longer query words match by windows.
 pub const SEARCH_GRAM_MAX_CHARS: usize = 20;
+/// markAllRead marks the caller's unread chats this many at a time (one store write each
+/// page where the store can, e.g. one SQLite transaction).
+pub const MARK_ALL_READ_PAGE: u32 = 100;
+/// markAllRead stops starting new pages after this long (AppSync gives a resolver 30 s) and
+/// answers with the summary as it then is; calling it again continues. 10,000 unread chats
+/// finish well inside it (docs/unread.md has the figures).
+pub const MARK_ALL_READ_BUDGET_MS: i64 = 20_000;

@@ -299,12 +299,31 @@ pub struct Chat {
     pub status: ChatStatus,
     /// Messages ever sent, deleted ones included: equal to the last message number.
     pub messages_count: u32,
+    /// The customer's read watermark (see [`crate::unread`]).
+    pub customer_last_read: u32,
+    /// The agents' team read watermark: the highest number any agent has read.
+    pub agents_last_read: u32,
     pub last_message: Option<Message>,
     pub last_message_at: Option<Timestamp>,
     /// Inbox order: the last message's time, or the creation time for an empty chat.
     pub last_activity_at: Timestamp,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+impl Chat {
+    pub fn read_marks(&self) -> crate::unread::ReadMarks {
+        crate::unread::ReadMarks {
+            last: self.messages_count,
+            customer: self.customer_last_read,
+            agents: self.agents_last_read,
+        }
+    }
+
+    /// What `role` has not read in this chat.
+    pub fn unread_for(&self, role: Role) -> u32 {
+        self.read_marks().unread_for(role)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

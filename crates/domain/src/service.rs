@@ -18,6 +18,7 @@ use crate::model::*;
 use crate::search::{SearchCursor, SearchIndex, SearchQuery, SearchRequest};
 use crate::secrets::{AppSecret, ServerKey, generate_app_token};
 use crate::store::*;
+use crate::unread::{ReadReceipt, UnreadSummary};
 
 /// Who is calling, as established by the edge (authorizer or dev server) from the token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -555,5 +556,57 @@ impl ChatService {
             now: self.clock.now(),
         };
         self.store.delete_message(change).await
+    }
+
+    // ---- unread -------------------------------------------------------------------------
+
+    /// Moves the caller's watermark forward to `up_to` (default: the chat's last message).
+    pub async fn mark_chat_read(
+        &self,
+        caller: &Caller,
+        app: &AppToken,
+        chat: ChatNumber,
+        up_to: Option<MessageNumber>,
+    ) -> Result<ReadReceipt> {
+        let user = user_of(caller, app)?;
+        self.store
+            .mark_chat_read(MarkRead {
+                scope: user.scope(chat),
+                reader: user.clone(),
+                up_to,
+            })
+            .await
+    }
+
+    pub async fn unread_summary(&self, caller: &Caller, app: &AppToken) -> Result<UnreadSummary> {
+        let user = user_of(caller, app)?;
+        self.store.unread_summary(user).await
+    }
+
+    /// Marks every chat the caller sees as read up to its last message, a page of chats at
+    /// a time, and answers with the caller's summary afterwards (0 / 0 unless messages
+    /// arrived meanwhile). Bounded: it starts no new page after
+    /// [`MARK_ALL_READ_BUDGET_MS`](crate::limits::MARK_ALL_READ_BUDGET_MS); the summary then
+    /// shows what is left and another call continues.
+    pub async fn mark_all_read(&self, caller: &Caller, app: &AppToken) -> Result<UnreadSummary> {
+        use crate::limits::{MARK_ALL_READ_BUDGET_MS, MARK_ALL_READ_PAGE};
+        let user = user_of(caller, app)?;
+        let deadline = self.clock.now().0.saturating_add(MARK_ALL_READ_BUDGET_MS);
+        let mut after = None;
+        loop {
+            let page = self
+                .store
+                .unread_chats(user, after, MARK_ALL_READ_PAGE)
+                .await?;
+            let Some(last) = page.last().copied() else {
+                break;
+            };
+            self.store.mark_chats_read(user, &page).await?;
+            after = Some(last);
+            if page.len() < MARK_ALL_READ_PAGE as usize || self.clock.now().0 >= deadline {
+                break;
+            }
+        }
+        self.store.unread_summary(user).await
     }
 }

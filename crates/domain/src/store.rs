@@ -8,12 +8,19 @@
 //! - times never go backwards along the numbers: a message's `created_at` is at least its
 //!   predecessor's (a send whose clock reading is older takes the chat's last activity);
 //! - a chat-scoped call whose [`ChatScope`] does not see the chat (absent, or a CUSTOMER
-//!   scope for another customer's chat) behaves exactly as if the chat did not exist.
+//!   scope for another customer's chat) behaves exactly as if the chat did not exist;
+//! - read watermarks and unread counters follow [`crate::unread`]: a send moves its
+//!   sender's watermark, and every write that moves a chat's [`crate::ReadMarks`] moves the
+//!   application's agent counter and the customer's counter by
+//!   [`crate::CounterChange::between`] in the same atomic write; a retried send that returns
+//!   an existing message moves nothing.
 
 use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::model::*;
+use crate::service::UserIdentity;
+use crate::unread::{ReadReceipt, UnreadSummary};
 
 /// Which chat, and who is looking. `customer: Some(id)` restricts to that customer's chats.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +56,8 @@ impl NewChat {
             subject: self.subject.clone(),
             status: ChatStatus::Open,
             messages_count: 0,
+            customer_last_read: 0,
+            agents_last_read: 0,
             last_message: None,
             last_message_at: None,
             last_activity_at: self.now,
@@ -133,6 +142,19 @@ pub struct MessageRange {
     pub limit: u32,
 }
 
+/// `markChatRead`: the reader's watermark (an AGENT's: its own and the team's) moves
+/// forward to `up_to`.
+#[derive(Debug, Clone)]
+pub struct MarkRead {
+    pub scope: ChatScope,
+    pub reader: UserIdentity,
+    /// `None`: the chat's last message.
+    pub up_to: Option<MessageNumber>,
+}
+
+/// How many chats [`ChatStore::mark_chats_read`]'s default marks at a time.
+const MARK_CONCURRENCY: usize = 8;
+
 /// Who may change the message: `Some(user)` restricts the change to that sender
 /// (anyone else gets Forbidden); `None` allows any caller who sees the chat.
 #[derive(Debug, Clone)]
@@ -173,6 +195,42 @@ pub trait ChatStore: Send + Sync + 'static {
     /// Soft delete: the number stays, the body is removed. Deleting twice returns the
     /// deleted message again.
     async fn delete_message(&self, change: MessageChange) -> Result<Message>;
+
+    /// Moves the reader's watermark forward (never back) and the counters with it, in one
+    /// atomic write whatever the chat's size. BadInput when `up_to` is beyond the chat's
+    /// last message; NotFound when the scope does not see the chat. The receipt is the
+    /// state after the call (an older `up_to` changes nothing and returns it as it is).
+    async fn mark_chat_read(&self, mark: MarkRead) -> Result<ReadReceipt>;
+
+    /// The reader's counters (an AGENT: the application's team counter; a CUSTOMER: its
+    /// own), in one read: never a scan or a per-chat query.
+    async fn unread_summary(&self, reader: &UserIdentity) -> Result<UnreadSummary>;
+
+    /// The chats with something unread for the reader (a CUSTOMER: among its own chats),
+    /// by number ascending, after `after`, at most `limit`.
+    async fn unread_chats(
+        &self,
+        reader: &UserIdentity,
+        after: Option<ChatNumber>,
+        limit: u32,
+    ) -> Result<Vec<ChatNumber>>;
+
+    /// Marks these chats read up to their last messages for the reader. The default marks
+    /// them one [`ChatStore::mark_chat_read`] each, a few at a time; stores override it with
+    /// one write.
+    async fn mark_chats_read(&self, reader: &UserIdentity, chats: &[ChatNumber]) -> Result<()> {
+        for batch in chats.chunks(MARK_CONCURRENCY) {
+            futures::future::try_join_all(batch.iter().map(|chat| {
+                self.mark_chat_read(MarkRead {
+                    scope: reader.scope(*chat),
+                    reader: reader.clone(),
+                    up_to: None,
+                })
+            }))
+            .await?;
+        }
+        Ok(())
+    }
 
     /// The messages of these numbers that exist, in any order (search results are looked
     /// up here, so a hit always shows the message as it is now). NotFound when the scope

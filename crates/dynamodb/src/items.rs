@@ -154,6 +154,11 @@ pub(crate) fn chat_item(chat: &Chat) -> Result<Item> {
         (attr::STATUS.to_owned(), s(chat.status.as_str())),
         (attr::MESSAGES_COUNT.to_owned(), n(chat.messages_count)),
         (
+            attr::CUSTOMER_LAST_READ.to_owned(),
+            n(chat.customer_last_read),
+        ),
+        (attr::AGENTS_LAST_READ.to_owned(), n(chat.agents_last_read)),
+        (
             attr::LAST_ACTIVITY_AT.to_owned(),
             n(chat.last_activity_at.0),
         ),
@@ -184,7 +189,30 @@ pub(crate) fn chat_item(chat: &Chat) -> Result<Item> {
     if let Some(at) = chat.last_message_at {
         item.insert(attr::LAST_MESSAGE_AT.to_owned(), n(at.0));
     }
+    if chat.unread_for(Role::Agent) > 0 {
+        let (pk, sk) = unread_index_keys(chat);
+        item.insert(attr::GSI3PK.to_owned(), s(pk));
+        item.insert(attr::GSI3SK.to_owned(), s(sk));
+    }
     Ok(item)
+}
+
+/// The chat's `unread` index keys (`GSI3PK`, `GSI3SK`), which it carries while the agents
+/// have something unread in it.
+pub(crate) fn unread_index_keys(chat: &Chat) -> (String, String) {
+    (
+        table::team_unread_pk(&chat.app, table::unread_shard(chat.number)),
+        table::unread_sk(chat.number),
+    )
+}
+
+/// The chat number of an `unread` index entry (keys only).
+pub(crate) fn unread_index_chat(item: &Item) -> Result<ChatNumber> {
+    let raw = string(item, attr::GSI3SK)?;
+    let number: i64 = raw
+        .parse()
+        .map_err(|e| StoreError::corrupt_because(format!("unread index key {raw}"), e))?;
+    parsed("unread index chat number", ChatNumber::new(number))
 }
 
 /// A chat item, without its last message (`last_message: None`; see [`with_last_message`]).
@@ -207,6 +235,9 @@ pub(crate) fn chat(item: &Item) -> Result<Chat> {
             ChatStatus::parse(string(item, attr::STATUS)?),
         )?,
         messages_count: count(item, attr::MESSAGES_COUNT)?,
+        // Absent on chats written before watermarks existed: nothing read.
+        customer_last_read: optional_number(item, attr::CUSTOMER_LAST_READ)?.unwrap_or(0),
+        agents_last_read: optional_number(item, attr::AGENTS_LAST_READ)?.unwrap_or(0),
         last_message: None,
         last_message_at: optional_timestamp(item, attr::LAST_MESSAGE_AT)?,
         last_activity_at: timestamp(item, attr::LAST_ACTIVITY_AT)?,
@@ -333,6 +364,37 @@ pub(crate) fn client_message_id_number(item: &Item) -> Result<MessageNumber> {
     )
 }
 
+// ---- read watermarks and unread counters ---------------------------------------------------
+
+/// An agent's own read watermark on a chat.
+pub(crate) fn agent_read_item(
+    app: &AppToken,
+    chat: ChatNumber,
+    agent: &UserId,
+    last_read: u32,
+) -> Item {
+    let mut item = key(table::chat_pk(app, chat), table::agent_read_sk(agent));
+    item.extend([
+        (attr::TYPE.to_owned(), s(item_type::READ_MARK)),
+        (attr::READER_ID.to_owned(), s(agent.as_str())),
+        (attr::LAST_READ.to_owned(), n(last_read)),
+    ]);
+    item
+}
+
+/// The watermark an agent's read item holds.
+pub(crate) fn agent_last_read(item: &Item) -> Result<u32> {
+    expect_type(item, item_type::READ_MARK)?;
+    count(item, attr::LAST_READ)
+}
+
+/// A counter item's (unread messages, unread chats); never negative.
+pub(crate) fn unread_counts(item: &Item) -> Result<(u64, u64)> {
+    expect_type(item, item_type::UNREAD_COUNTER)?;
+    let value = |name| -> Result<u64> { Ok(optional_number::<u64>(item, name)?.unwrap_or(0)) };
+    Ok((value(attr::TOTAL_UNREAD)?, value(attr::UNREAD_CHATS)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,7 +406,9 @@ mod tests {
             customer_id: UserId::parse("cust#1").unwrap(),
             subject: Some(Subject::parse("Hi").unwrap().unwrap()),
             status: ChatStatus::Resolved,
-            messages_count: 0,
+            messages_count: 4,
+            customer_last_read: 4,
+            agents_last_read: 1,
             last_message: None,
             last_message_at: None,
             last_activity_at: Timestamp(5),
@@ -363,6 +427,16 @@ mod tests {
             s("CUST#app_1#RESOLVED#cust#1"),
             "flat, exact-match index keys"
         );
+        assert_eq!(
+            item[attr::GSI3PK],
+            s("TEAMUNREAD#app_1#3"),
+            "unread for the agents"
+        );
+        let read = Chat {
+            agents_last_read: 4,
+            ..chat.clone()
+        };
+        assert!(!chat_item(&read).unwrap().contains_key(attr::GSI3PK));
         let message = Message {
             app: chat.app.clone(),
             chat_number: chat.number,
@@ -381,6 +455,35 @@ mod tests {
             (message, chat.customer_id.clone())
         );
         assert_eq!(message_version(&item).unwrap(), 4);
+    }
+
+    #[test]
+    fn a_chat_written_before_watermarks_has_read_nothing() {
+        let mut item = chat_item(&sample_chat()).unwrap();
+        item.remove(attr::CUSTOMER_LAST_READ);
+        item.remove(attr::AGENTS_LAST_READ);
+        let chat = chat(&item).unwrap();
+        assert_eq!((chat.customer_last_read, chat.agents_last_read), (0, 0));
+    }
+
+    #[test]
+    fn read_marks_and_counters_round_trip() {
+        let app = AppToken::parse("app_1").unwrap();
+        let agent = UserId::parse("agent#7").unwrap();
+        let item = agent_read_item(&app, ChatNumber::new(3).unwrap(), &agent, 9);
+        assert_eq!(item[attr::SK], s("READ#agent#7"));
+        assert_eq!(agent_last_read(&item).unwrap(), 9);
+        let counter = HashMap::from([
+            (attr::TYPE.to_owned(), s(item_type::UNREAD_COUNTER)),
+            (attr::TOTAL_UNREAD.to_owned(), n(5)),
+        ]);
+        assert_eq!(unread_counts(&counter).unwrap(), (5, 0), "absent = 0");
+        let negative = HashMap::from([
+            (attr::TYPE.to_owned(), s(item_type::UNREAD_COUNTER)),
+            (attr::TOTAL_UNREAD.to_owned(), n(-1)),
+        ]);
+        assert!(unread_counts(&negative).is_err());
+        assert!(agent_last_read(&counter).is_err());
     }
 
     #[test]

@@ -12,8 +12,12 @@
 //! - Reads of the base table are strongly consistent (read-your-writes, as the store
 //!   contract's tests expect); lists come from GSIs, which DynamoDB keeps eventually
 //!   consistent (typically well under a second behind).
+//! - Unread counts: read watermarks on the chat item (and an agent's own in its `READ#`
+//!   item), counters (`ADD`, sharded for the agents) moved in the transaction that moves the
+//!   watermarks, conditioned on the watermarks the deltas came from; a sparse `KEYS_ONLY`
+//!   index lists the chats the agents have not fully read.
 //! - Request budget (asserted by `tests/requests.rs`): sendMessage and createChat 2
-//!   requests, reads of one item 1.
+//!   requests, markChatRead at most 2, reads of one item and unreadSummary 1.
 //! - The table's stream feeds search: [`stream::change_records`] turns its records (as
 //!   Lambda delivers them) into the indexer's change records.
 

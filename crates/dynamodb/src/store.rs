@@ -127,6 +127,72 @@ fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
     StoreError::corrupt_because("a request could not be built", e)
 }
 
+/// The chat item's attribute holding `role`'s watermark.
+fn watermark_attr(role: Role) -> &'static str {
+    match role {
+        Role::Customer => attr::CUSTOMER_LAST_READ,
+        Role::Agent => attr::AGENTS_LAST_READ,
+    }
+}
+
+/// The chat's watermarks are still those the counter deltas were computed from (an absent
+/// attribute counts as 0, as [`items::chat`] reads it): a concurrent send or read that moved
+/// one makes this write fail and start again, instead of counting twice. The caller also
+/// conditions on `messagesCount`, which fails for a missing chat.
+fn watermarks_unchanged(expr: &mut Expr, marks: ReadMarks) -> String {
+    let mut unchanged = |attribute: &str, label: &str, value: u32| {
+        let equals = expr.equals(attribute, label, n(value));
+        if value == 0 {
+            format!(
+                "(attribute_not_exists({}) OR {equals})",
+                expr.name(attribute)
+            )
+        } else {
+            equals
+        }
+    };
+    format!(
+        "{} AND {}",
+        unchanged(attr::CUSTOMER_LAST_READ, "customerRead", marks.customer),
+        unchanged(attr::AGENTS_LAST_READ, "agentsRead", marks.agents),
+    )
+}
+
+/// The SET and REMOVE clauses that keep a chat in the `unread` index exactly while its
+/// agents have something unread: only a change across 0 touches the index keys.
+fn unread_index_clauses(
+    expr: &mut Expr,
+    chat: &Chat,
+    before: ReadMarks,
+    after: ReadMarks,
+) -> (Vec<String>, Vec<String>) {
+    let unread = |marks: ReadMarks| marks.unread_for(Role::Agent) > 0;
+    match (unread(before), unread(after)) {
+        (false, true) => {
+            let (pk, sk) = items::unread_index_keys(chat);
+            let set = vec![
+                expr.equals(attr::GSI3PK, "unreadPk", s(pk)),
+                expr.equals(attr::GSI3SK, "unreadSk", s(sk)),
+            ];
+            (set, Vec::new())
+        }
+        (true, false) => (
+            Vec::new(),
+            vec![expr.name(attr::GSI3PK), expr.name(attr::GSI3SK)],
+        ),
+        _ => (Vec::new(), Vec::new()),
+    }
+}
+
+/// `SET a, b [REMOVE c, d]`.
+fn update_expression(set: &[String], remove: &[String]) -> String {
+    let mut update = format!("SET {}", set.join(", "));
+    if !remove.is_empty() {
+        update.push_str(&format!(" REMOVE {}", remove.join(", ")));
+    }
+    update
+}
+
 impl DynamoStore {
     /// The store on `table` (created with [`crate::create_table_if_missing`] or the
     /// deployment's template).
@@ -188,14 +254,21 @@ impl DynamoStore {
         }
     }
 
-    fn put(&self, item: Item, condition: &str, expr: &Expr) -> StoreResult<TransactWriteItem> {
+    fn put(
+        &self,
+        item: Item,
+        condition: Option<&str>,
+        expr: &Expr,
+    ) -> StoreResult<TransactWriteItem> {
         let put = Put::builder()
             .table_name(&*self.table)
             .set_item(Some(item))
-            .condition_expression(condition)
+            .set_condition_expression(condition.map(str::to_owned))
             .set_expression_attribute_names(expr.names())
             .set_expression_attribute_values(expr.values())
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .set_return_values_on_condition_check_failure(
+                condition.map(|_| ReturnValuesOnConditionCheckFailure::AllOld),
+            )
             .build()
             .map_err(build_error)?;
         Ok(TransactWriteItem::builder().put(put).build())
@@ -205,25 +278,27 @@ impl DynamoStore {
     fn put_new(&self, item: Item) -> StoreResult<TransactWriteItem> {
         let mut expr = Expr::new();
         let condition = format!("attribute_not_exists({})", expr.name(attr::PK));
-        self.put(item, &condition, &expr)
+        self.put(item, Some(&condition), &expr)
     }
 
     fn update(
         &self,
         key: Item,
         update: &str,
-        condition: &str,
+        condition: Option<&str>,
         expr: &Expr,
     ) -> StoreResult<TransactWriteItem> {
         let update = Update::builder()
             .table_name(&*self.table)
             .set_key(Some(key))
             .update_expression(update)
-            .condition_expression(condition)
+            .set_condition_expression(condition.map(str::to_owned))
             .set_expression_attribute_names(expr.names())
             .set_expression_attribute_values(expr.values())
             // A lost race returns the parent as it is now: the next attempt needs no read.
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .set_return_values_on_condition_check_failure(
+                condition.map(|_| ReturnValuesOnConditionCheckFailure::AllOld),
+            )
             .build()
             .map_err(build_error)?;
         Ok(TransactWriteItem::builder().update(update).build())
@@ -290,6 +365,83 @@ impl DynamoStore {
                 id.as_str(),
                 scope.chat
             ))),
+        }
+    }
+
+    /// The counter updates a change of one chat's marks makes, in the same transaction:
+    /// `ADD` to the agents' counter shard of the chat and to its customer's counter, each
+    /// skipped when its delta is zero. Unconditional: atomic increments need no read, and
+    /// the chat's own condition already guards the marks the deltas came from.
+    fn counter_writes(
+        &self,
+        chat: &Chat,
+        change: CounterChange,
+    ) -> StoreResult<Vec<TransactWriteItem>> {
+        let counters = [
+            (
+                table::team_unread_pk(&chat.app, table::unread_shard(chat.number)),
+                change.agents,
+            ),
+            (
+                table::customer_unread_pk(&chat.app, &chat.customer_id),
+                change.customer,
+            ),
+        ];
+        let mut writes = Vec::new();
+        for (pk, delta) in counters {
+            if delta.is_zero() {
+                continue;
+            }
+            let mut expr = Expr::new();
+            // The first change creates the item: it gets its type then.
+            let update = format!(
+                "SET {} ADD {} {}, {} {}",
+                expr.equals(attr::TYPE, "type", s(item_type::UNREAD_COUNTER)),
+                expr.name(attr::TOTAL_UNREAD),
+                expr.value("messages", n(delta.messages)),
+                expr.name(attr::UNREAD_CHATS),
+                expr.value("chats", n(delta.chats)),
+            );
+            writes.push(self.update(items::key(pk, table::UNREAD_SK), &update, None, &expr)?);
+        }
+        Ok(writes)
+    }
+
+    /// The chat as the reader sees it and the reader's own watermark on it, in 1 request:
+    /// a customer's watermark is on the chat item (1 GetItem); an agent's is its `READ#`
+    /// item in the chat's partition (1 BatchGetItem of both, consistent). A customer sees
+    /// only its own chats.
+    async fn chat_and_own_watermark(
+        &self,
+        scope: &ChatScope,
+        reader: &UserIdentity,
+    ) -> StoreResult<Option<(Chat, u32)>> {
+        let visible = |chat: &Chat| {
+            sees(scope, &chat.customer_id)
+                && (reader.role == Role::Agent || chat.customer_id == reader.user_id)
+        };
+        match reader.role {
+            Role::Customer => Ok(self.visible_chat(scope).await?.filter(visible).map(|chat| {
+                let own = chat.customer_last_read;
+                (chat, own)
+            })),
+            Role::Agent => {
+                let pk = table::chat_pk(&scope.app, scope.chat);
+                let keys = vec![
+                    items::key(pk.clone(), table::CHAT_SK),
+                    items::key(pk, table::agent_read_sk(&reader.user_id)),
+                ];
+                let mut chat = None;
+                let mut own = 0;
+                for item in self.batch_get(keys).await? {
+                    if items::is_type(&item, item_type::CHAT) {
+                        chat = Some(items::chat(&item)?);
+                    } else {
+                        own = items::agent_last_read(&item)?;
+                    }
+                }
+                Ok(chat.filter(visible).map(|chat| (chat, own)))
+            }
         }
     }
 
@@ -409,7 +561,7 @@ impl DynamoStore {
             let mut expr = Expr::new();
             let update = format!("SET {}", expr.equals(attr::CHATS_COUNT, "next", n(number)));
             let condition = expr.equals(attr::CHATS_COUNT, "count", n(count));
-            let allocate = self.update(app_key(), &update, &condition, &expr)?;
+            let allocate = self.update(app_key(), &update, Some(&condition), &expr)?;
             let insert = self.put_new(items::chat_item(&chat)?)?;
             match self.transact(vec![allocate, insert]).await? {
                 Transacted::Committed => return Ok(chat),
@@ -606,7 +758,7 @@ impl DynamoStore {
                 .collect(),
         };
         let pages = try_join_all(partitions.into_iter().map(|(index, pk, sk, value)| {
-            self.query_index(index, pk, sk, value, after.clone(), query.limit)
+            self.query_index(index, pk, sk, value, after.clone(), Some(query.limit))
         }))
         .await?;
         // Each partition is in index order; the first `limit` of their union is the page.
@@ -628,8 +780,8 @@ impl DynamoStore {
         self.attach_last_messages(chats).await
     }
 
-    /// Up to `limit` items of one index partition below `after`, descending, with their
-    /// sort keys.
+    /// Up to `limit` (`None`: all) items of one index partition below `after`,
+    /// descending, with their sort keys.
     async fn query_index(
         &self,
         index: &str,
@@ -637,7 +789,7 @@ impl DynamoStore {
         sk_attr: &str,
         pk: String,
         after: Option<String>,
-        limit: u32,
+        limit: Option<u32>,
     ) -> StoreResult<Vec<(String, Item)>> {
         let mut expr = Expr::new();
         let mut condition = expr.equals(pk_attr, "pk", s(pk));
@@ -651,6 +803,8 @@ impl DynamoStore {
         let mut found = Vec::new();
         let mut start = None;
         loop {
+            let remaining =
+                limit.map(|l| i32::try_from(l as usize - found.len()).unwrap_or(i32::MAX));
             let out = self
                 .client
                 .query()
@@ -660,7 +814,7 @@ impl DynamoStore {
                 .set_expression_attribute_names(expr.names())
                 .set_expression_attribute_values(expr.values())
                 .scan_index_forward(false)
-                .limit(i32::try_from(limit - found.len() as u32).unwrap_or(i32::MAX))
+                .set_limit(remaining)
                 .set_exclusive_start_key(start)
                 .send()
                 .await
@@ -670,7 +824,7 @@ impl DynamoStore {
                 found.push((sk, item));
             }
             start = out.last_evaluated_key;
-            if start.is_none() || found.len() >= limit as usize {
+            if start.is_none() || limit.is_some_and(|l| found.len() >= l as usize) {
                 return Ok(found);
             }
         }
@@ -742,9 +896,11 @@ impl DynamoStore {
 
     // ---- messages -------------------------------------------------------------------------
 
-    /// GetItem (the chat's count and times) + TransactWriteItems { count n -> n + 1 if still
-    /// n; put the message if absent; put the clientMessageId key if absent }: 2 requests.
-    /// A retried clientMessageId: GetItem + cancelled transaction + GetItem of the message.
+    /// GetItem (the chat's count, times and watermarks) + TransactWriteItems { count n ->
+    /// n + 1 and the sender's watermark to n + 1 if the chat is still as read; put the
+    /// message if absent; put the clientMessageId key if absent; an agent's own watermark;
+    /// the unread counters' deltas }: 2 requests. A retried clientMessageId: GetItem +
+    /// cancelled transaction (which moved nothing) + GetItem of the message.
     async fn do_send_message(&self, new: &NewMessage) -> StoreResult<Sent> {
         let scope = &new.scope;
         let chat_key = || items::key(table::chat_pk(&scope.app, scope.chat), table::CHAT_SK);
@@ -787,29 +943,39 @@ impl DynamoStore {
             let updated_at = new.now.max(chat.updated_at);
             let message = new.sent_as(number, created_at);
 
+            // The sender has read what it sent: its watermark moves with the count.
+            let before = chat.read_marks();
+            let after = before.after_send(new.sender_role);
+
             let mut expr = Expr::new();
             let activity = items::activity_sk(created_at, scope.chat)?;
-            let update = [
+            let mut set = vec![
                 expr.equals(attr::MESSAGES_COUNT, "next", n(number)),
+                expr.equals(watermark_attr(new.sender_role), "next", n(number)),
                 expr.equals(attr::LAST_MESSAGE_AT, "at", n(created_at.0)),
                 expr.equals(attr::LAST_ACTIVITY_AT, "at", n(created_at.0)),
                 expr.equals(attr::UPDATED_AT, "updated", n(updated_at.0)),
                 expr.equals(attr::GSI1SK, "activity", s(activity.clone())),
                 expr.equals(attr::GSI2SK, "activity", s(activity)),
             ];
-            let update = format!("SET {}", update.join(", "));
-            // The count and updatedAt as read: every change of the chat moves one of them.
+            let (set_index, remove_index) = unread_index_clauses(&mut expr, &chat, before, after);
+            set.extend(set_index);
+            let update = update_expression(&set, &remove_index);
+            // The count, updatedAt and watermarks as read: every change of the chat moves
+            // one of them.
             let mut condition = format!(
-                "{} AND {}",
+                "{} AND {} AND {}",
                 expr.equals(attr::MESSAGES_COUNT, "count", n(count)),
                 expr.equals(attr::UPDATED_AT, "seen", n(chat.updated_at.0)),
+                watermarks_unchanged(&mut expr, before),
             );
             if let Some(customer) = &scope.customer {
                 condition.push_str(" AND ");
                 condition.push_str(&expr.equals(attr::CUSTOMER_ID, "scope", s(customer.as_str())));
             }
+            // Cancellation reasons are read by position: the chat, the message, the key.
             let mut writes = vec![
-                self.update(chat_key(), &update, &condition, &expr)?,
+                self.update(chat_key(), &update, Some(&condition), &expr)?,
                 self.put_new(items::message_item(&message, &chat.customer_id, 1))?,
             ];
             if let Some(id) = &new.client_message_id {
@@ -817,6 +983,15 @@ impl DynamoStore {
                     &scope.app, scope.chat, id, number,
                 ))?);
             }
+            if new.sender_role == Role::Agent {
+                // Above any watermark this agent has (those are at most the old count); a
+                // concurrent read of its own writes only over a lower watermark, so the
+                // two never move it back.
+                let own =
+                    items::agent_read_item(&scope.app, scope.chat, &new.sender_id, number.get());
+                writes.push(self.put(own, None, &Expr::new())?);
+            }
+            writes.extend(self.counter_writes(&chat, CounterChange::between(before, after))?);
             match self.transact(writes).await? {
                 Transacted::Committed => {
                     return Ok(Sent {
@@ -1104,6 +1279,240 @@ impl DynamoStore {
             backoff.wait().await?;
         }
     }
+
+    // ---- unread ---------------------------------------------------------------------------
+
+    /// 1 read of the chat and the reader's own watermark (GetItem for a customer,
+    /// BatchGetItem for an agent) + 1 TransactWriteItems { the chat's watermark (and its
+    /// `unread` index keys) if the count and watermarks are as read; an agent's own
+    /// watermark if still lower; the counters' deltas }: 2 requests, 1 when nothing moves.
+    async fn do_mark_chat_read(&self, mark: &MarkRead) -> StoreResult<ReadReceipt> {
+        let scope = &mark.scope;
+        let reader = &mark.reader;
+        let role = reader.role;
+        let chat_key = || items::key(table::chat_pk(&scope.app, scope.chat), table::CHAT_SK);
+        // Sends and reads of one chat in this process take turns, as sends do.
+        let _turn = self
+            .lanes
+            .enter(&table::chat_pk(&scope.app, scope.chat))
+            .await;
+        let mut backoff = Backoff::new(self.retry, "the chat's read marks");
+        loop {
+            let Some((chat, own_before)) = self.chat_and_own_watermark(scope, reader).await? else {
+                return Err(domain(DomainError::chat_not_found(scope.chat)));
+            };
+            let last = chat.messages_count;
+            let up_to = match mark.up_to {
+                None => last,
+                Some(up_to) if up_to.get() <= last => up_to.get(),
+                Some(up_to) => {
+                    return Err(domain(DomainError::bad_input(format!(
+                        "upTo {up_to} is beyond the last message ({last}) of chat {}",
+                        scope.chat
+                    ))));
+                }
+            };
+            let before = chat.read_marks();
+            let after = before.after_read(role, up_to);
+            let own_after = own_before.max(up_to);
+            let receipt = ReadReceipt {
+                app: scope.app.clone(),
+                chat_number: scope.chat,
+                reader_id: reader.user_id.clone(),
+                reader_role: role,
+                last_read_number: own_after,
+                unread_count: after.unread_for(role),
+            };
+
+            let mut writes = Vec::new();
+            if after != before {
+                let mut expr = Expr::new();
+                let mut set =
+                    vec![expr.equals(watermark_attr(role), "read", n(after.watermark(role)))];
+                let (set_index, remove_index) =
+                    unread_index_clauses(&mut expr, &chat, before, after);
+                set.extend(set_index);
+                let update = update_expression(&set, &remove_index);
+                let mut condition = format!(
+                    "{} AND {}",
+                    expr.equals(attr::MESSAGES_COUNT, "count", n(last)),
+                    watermarks_unchanged(&mut expr, before),
+                );
+                if let Some(customer) = &scope.customer {
+                    condition.push_str(" AND ");
+                    condition.push_str(&expr.equals(
+                        attr::CUSTOMER_ID,
+                        "scope",
+                        s(customer.as_str()),
+                    ));
+                }
+                writes.push(self.update(chat_key(), &update, Some(&condition), &expr)?);
+                writes.extend(self.counter_writes(&chat, CounterChange::between(before, after))?);
+            }
+            if role == Role::Agent && own_after > own_before {
+                // Only ever forward, whoever else moves it meanwhile.
+                let mut expr = Expr::new();
+                let condition = format!(
+                    "attribute_not_exists({}) OR {} < {}",
+                    expr.name(attr::PK),
+                    expr.name(attr::LAST_READ),
+                    expr.value("read", n(own_after)),
+                );
+                let own =
+                    items::agent_read_item(&scope.app, scope.chat, &reader.user_id, own_after);
+                writes.push(self.put(own, Some(&condition), &expr)?);
+            }
+            if writes.is_empty() {
+                return Ok(receipt);
+            }
+            match self.transact(writes).await? {
+                Transacted::Committed => return Ok(receipt),
+                Transacted::Cancelled(reasons) => {
+                    if !lost_a_race(&reasons) {
+                        return Err(cancelled(&reasons));
+                    }
+                    // A failed condition means another writer moved the chat or the
+                    // watermark: read again at once. Otherwise wait for the other
+                    // transaction to clear.
+                    if reasons.iter().any(|r| condition_failed(Some(r))) {
+                        backoff.again()?;
+                    } else {
+                        backoff.wait().await?;
+                    }
+                }
+                Transacted::Conflict => backoff.wait().await?,
+            }
+        }
+    }
+
+    /// 1 request: an agent's team counter is 1 BatchGetItem of its shards (summed; a shard
+    /// never written counts 0), a customer's 1 GetItem. Both consistent.
+    async fn do_unread_summary(&self, reader: &UserIdentity) -> StoreResult<UnreadSummary> {
+        let app = &reader.app;
+        let counters = match reader.role {
+            Role::Agent => {
+                let keys = (0..table::UNREAD_SHARDS)
+                    .map(|shard| items::key(table::team_unread_pk(app, shard), table::UNREAD_SK))
+                    .collect();
+                self.batch_get(keys).await?
+            }
+            Role::Customer => {
+                let pk = table::customer_unread_pk(app, &reader.user_id);
+                self.get(items::key(pk, table::UNREAD_SK))
+                    .await?
+                    .into_iter()
+                    .collect()
+            }
+        };
+        let mut summary = UnreadSummary {
+            app: app.clone(),
+            total_unread: 0,
+            unread_chats: 0,
+        };
+        for counter in &counters {
+            let (messages, chats) = items::unread_counts(counter)?;
+            summary.total_unread += messages;
+            summary.unread_chats += chats;
+        }
+        Ok(summary)
+    }
+
+    /// An agent: 1 Query per `unread` index partition (4, in parallel, ascending from
+    /// `after`, each at most `limit`), merged by number. A customer: 1 Query per status of
+    /// the `customer` index (all its chats, which are few), keeping those with something
+    /// unread for it.
+    async fn do_unread_chats(
+        &self,
+        reader: &UserIdentity,
+        after: Option<ChatNumber>,
+        limit: u32,
+    ) -> StoreResult<Vec<ChatNumber>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut numbers: Vec<ChatNumber> = match reader.role {
+            Role::Agent => try_join_all(
+                (0..table::UNREAD_SHARDS)
+                    .map(|shard| self.unread_index_page(&reader.app, shard, after, limit)),
+            )
+            .await?
+            .into_iter()
+            .flatten()
+            .collect(),
+            Role::Customer => {
+                let statuses = [ChatStatus::Open, ChatStatus::Resolved];
+                let pages = try_join_all(statuses.map(|status| {
+                    let pk = table::customer_pk(&reader.app, status, &reader.user_id);
+                    self.query_index(
+                        table::CUSTOMER_INDEX,
+                        attr::GSI2PK,
+                        attr::GSI2SK,
+                        pk,
+                        None,
+                        None,
+                    )
+                }))
+                .await?;
+                let mut numbers = Vec::new();
+                for (_, item) in pages.into_iter().flatten() {
+                    let chat = items::chat(&item)?;
+                    if chat.unread_for(Role::Customer) > 0 && after.is_none_or(|a| chat.number > a)
+                    {
+                        numbers.push(chat.number);
+                    }
+                }
+                numbers
+            }
+        };
+        numbers.sort_unstable();
+        numbers.dedup();
+        numbers.truncate(limit as usize);
+        Ok(numbers)
+    }
+
+    /// Up to `limit` chat numbers above `after` of one `unread` index partition, ascending.
+    async fn unread_index_page(
+        &self,
+        app: &AppToken,
+        shard: u32,
+        after: Option<ChatNumber>,
+        limit: u32,
+    ) -> StoreResult<Vec<ChatNumber>> {
+        let mut expr = Expr::new();
+        let mut condition = expr.equals(attr::GSI3PK, "pk", s(table::team_unread_pk(app, shard)));
+        if let Some(after) = after {
+            condition.push_str(&format!(
+                " AND {} > {}",
+                expr.name(attr::GSI3SK),
+                expr.value("after", s(table::unread_sk(after)))
+            ));
+        }
+        let mut found = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&*self.table)
+                .index_name(table::UNREAD_INDEX)
+                .key_condition_expression(&condition)
+                .set_expression_attribute_names(expr.names())
+                .set_expression_attribute_values(expr.values())
+                .scan_index_forward(true)
+                .limit(i32::try_from(limit as usize - found.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| StoreError::request("Query", e))?;
+            for item in out.items.unwrap_or_default() {
+                found.push(items::unread_index_chat(&item)?);
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() || found.len() >= limit as usize {
+                return Ok(found);
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -1199,5 +1608,28 @@ impl ChatStore for DynamoStore {
         self.do_messages_by_number(scope, numbers)
             .await
             .map_err(|e| e.into_domain("messages_by_number"))
+    }
+
+    async fn mark_chat_read(&self, mark: MarkRead) -> Result<ReadReceipt> {
+        self.do_mark_chat_read(&mark)
+            .await
+            .map_err(|e| e.into_domain("mark_chat_read"))
+    }
+
+    async fn unread_summary(&self, reader: &UserIdentity) -> Result<UnreadSummary> {
+        self.do_unread_summary(reader)
+            .await
+            .map_err(|e| e.into_domain("unread_summary"))
+    }
+
+    async fn unread_chats(
+        &self,
+        reader: &UserIdentity,
+        after: Option<ChatNumber>,
+        limit: u32,
+    ) -> Result<Vec<ChatNumber>> {
+        self.do_unread_chats(reader, after, limit)
+            .await
+            .map_err(|e| e.into_domain("unread_chats"))
     }
 }

@@ -1,6 +1,7 @@
 //! The table's DynamoDB stream (as Lambda delivers it: `aws_lambda_events` records) to the
 //! indexer's [`ChangeRecord`]s. The stream carries every item type; only messages (`type`
-//! `MSG`) are search changes, every other item is skipped.
+//! `MSG`) are search changes, every other item (chats, idempotency keys, read watermarks,
+//! unread counters ...) is skipped.
 //!
 //! - INSERT and MODIFY: the new image is the message after the change, its `version`
 //!   attribute the change's version; the old image (MODIFY) is parsed too when present.
@@ -20,7 +21,7 @@ use chat_domain::{ChangeKind, ChangeRecord, DocKey, DomainError};
 
 use crate::error::StoreError;
 use crate::items::{self, Item};
-use crate::table::{attr, item_type};
+use crate::table::{self, attr, item_type};
 
 /// One stream record converted: `Ok(None)` for an item that is not a message.
 pub type Converted = Result<Option<ChangeRecord>, DomainError>;
@@ -55,12 +56,15 @@ fn change_record(sequence: &str, record: &EventRecord) -> Result<Option<ChangeRe
             "the record has no image (the stream must be NEW_AND_OLD_IMAGES)",
         ));
     };
-    if !items::is_type(any, item_type::MESSAGE) {
-        // Every item has a type; one without is not of this table.
-        items::string(any, attr::TYPE)?;
+    let keys = image(&record.change.keys);
+    // The key says what an item is, as everywhere in the table: only a message's key (or
+    // an image that says it is a message) is a search change; anything else is skipped,
+    // even with no attributes but its key (moto's first record of an item an update
+    // creates, such as an unread counter, carries only the key).
+    let sk = items::string(keys.as_ref().unwrap_or(any), attr::SK)?;
+    if !table::is_message_sk(sk) && !items::is_type(any, item_type::MESSAGE) {
         return Ok(None);
     }
-    let keys = image(&record.change.keys);
     for image in [&new, &old].into_iter().flatten() {
         same_key(keys.as_ref(), image)?;
     }
@@ -279,7 +283,23 @@ mod tests {
             "clientMessageId": {"S": "k1"}, "number": {"N": "7"}
         });
         let app = json!({"PK": {"S": "APP#app_x"}, "SK": {"S": "APP"}, "type": {"S": "APP"}});
-        for (name, image) in [("MODIFY", chat), ("INSERT", cmid), ("REMOVE", app)] {
+        let read_mark = json!({
+            "PK": {"S": "CHAT#app_x#2"}, "SK": {"S": "READ#agent-1"}, "type": {"S": "READ"},
+            "readerId": {"S": "agent-1"}, "lastRead": {"N": "7"}
+        });
+        let counter = json!({
+            "PK": {"S": "TEAMUNREAD#app_x#2"}, "SK": {"S": "UNREAD"}, "type": {"S": "UNREAD"},
+            "totalUnread": {"N": "3"}, "unreadChats": {"N": "1"}
+        });
+        let key_only = json!({"PK": {"S": "CUSTUNREAD#app_x#c"}, "SK": {"S": "UNREAD"}});
+        for (name, image) in [
+            ("MODIFY", chat),
+            ("INSERT", cmid),
+            ("REMOVE", app),
+            ("INSERT", read_mark),
+            ("MODIFY", counter),
+            ("INSERT", key_only),
+        ] {
             let (new, old) = if name == "REMOVE" {
                 (None, Some(image))
             } else {

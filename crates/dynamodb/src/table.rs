@@ -3,21 +3,31 @@
 //! the design, and `--create-table` and `template.yaml` take the table from
 //! [`TableDefinition::current`].
 //!
-//! | item | PK | SK | GSI1 (`inbox`) | GSI2 (`customer`) |
-//! |---|---|---|---|---|
-//! | application | `APP#<token>` | `APP` | | |
-//! | chat | `CHAT#<token>#<number>` | `MSG#META` | `INBOX#<token>#<status>#<shard>` / `<activity>#<number>` | `CUST#<token>#<status>#<customer>` / `<activity>#<number>` |
-//! | message | `CHAT#<token>#<chat>` | `MSG#<number:010>` | | |
-//! | clientMessageId | `CHAT#<token>#<chat>` | `CMID#<clientMessageId>` | | |
+//! | item | PK | SK | GSI1 (`inbox`) | GSI2 (`customer`) | GSI3 (`unread`) |
+//! |---|---|---|---|---|---|
+//! | application | `APP#<token>` | `APP` | | | |
+//! | chat | `CHAT#<token>#<number>` | `MSG#META` | `INBOX#<token>#<status>#<shard>` / `<activity>#<number>` | `CUST#<token>#<status>#<customer>` / `<activity>#<number>` | `TEAMUNREAD#<token>#<shard>` / `<number:010>`, only while the agents have something unread |
+//! | message | `CHAT#<token>#<chat>` | `MSG#<number:010>` | | | |
+//! | clientMessageId | `CHAT#<token>#<chat>` | `CMID#<clientMessageId>` | | | |
+//! | an agent's read watermark | `CHAT#<token>#<chat>` | `READ#<agentId>` | | | |
+//! | the agents' unread counter (one per shard) | `TEAMUNREAD#<token>#<shard>` | `UNREAD` | | | |
+//! | a customer's unread counter | `CUSTUNREAD#<token>#<customer>` | `UNREAD` | | | |
 //!
-//! - Each chat is its own partition (its item, messages and idempotency keys): a busy
-//!   application spreads over as many partitions as it has chats.
+//! - Each chat is its own partition (its item, messages, idempotency keys and the agents'
+//!   own read watermarks): a busy application spreads over as many partitions as it has
+//!   chats.
 //! - The chat item sorts right after its messages (`'M' > '9'`), so one descending Query of
 //!   `SK BETWEEN "MSG#" AND "MSG#META"` with `Limit 2` reads a chat with its last message.
+//!   Idempotency keys (`CMID#`) sort below that range and read watermarks (`READ#`) above
+//!   it, so no message range ever meets them.
+//! - Unread counters are sharded (`chat number mod UNREAD_SHARDS`): every customer
+//!   message moves a counter inside its transaction, and one item takes one transaction
+//!   at a time. The `unread` index lists,
+//!   under the same key as a team counter shard, exactly the chats that shard counts.
 //! - Numbers in sort keys are zero-padded (10 digits hold `i32::MAX`); times are
 //!   milliseconds, zero-padded to 15 digits. String order is then number order.
 //! - Tokens are `[A-Za-z0-9_-]`, statuses fixed words, so `#` separates unambiguously; a
-//!   customer id (which may contain `#`) only ever comes last.
+//!   customer or agent id (which may contain `#`) only ever comes last.
 
 use std::collections::BTreeMap;
 
@@ -30,10 +40,23 @@ use serde_json::{Value, json};
 /// one Query per shard when listing. Changing it re-keys every chat: a migration.
 pub const INBOX_SHARDS: u32 = 4;
 
+/// How many items the agents' unread counter of an application (and its `unread` index
+/// partition) is spread over. Every customer message moves one shard inside its send's
+/// transaction, and DynamoDB cancels transactions that touch one item at the same time
+/// (TransactionConflict, retried with jitter): the shard count, not write capacity, is
+/// what bounds one application's message rate (see docs/dynamodb.md). unreadSummary reads
+/// all shards in one BatchGetItem; listing unread chats queries each. Changing it re-keys
+/// the counters: a migration.
+pub const UNREAD_SHARDS: u32 = 16;
+
 /// The agents' inbox: an application's chats of one status, by last activity.
 pub const INBOX_INDEX: &str = "inbox";
 /// A customer's chats of one status, by last activity.
 pub const CUSTOMER_INDEX: &str = "customer";
+/// The chats the agents have not fully read, per counter shard, by number. Sparse and
+/// `KEYS_ONLY`: a chat enters when its agents' unread count leaves 0 and leaves when it
+/// returns to 0; a send that changes neither writes no index entry.
+pub const UNREAD_INDEX: &str = "unread";
 
 /// Attribute names. Keys are generic (`PK`, `GSI1SK` ...) because several item types share
 /// them; everything else is named for what it holds, flat (no nested maps).
@@ -44,7 +67,10 @@ pub mod attr {
     pub const GSI1SK: &str = "GSI1SK";
     pub const GSI2PK: &str = "GSI2PK";
     pub const GSI2SK: &str = "GSI2SK";
-    /// The item type: `APP`, `CHAT`, `MSG` or `CMID` (stream consumers switch on it).
+    pub const GSI3PK: &str = "GSI3PK";
+    pub const GSI3SK: &str = "GSI3SK";
+    /// The item type: `APP`, `CHAT`, `MSG`, `CMID`, `READ` or `UNREAD` (stream consumers
+    /// switch on it).
     pub const TYPE: &str = "type";
 
     pub const TOKEN: &str = "token";
@@ -62,6 +88,18 @@ pub mod attr {
     pub const MESSAGES_COUNT: &str = "messagesCount";
     pub const LAST_MESSAGE_AT: &str = "lastMessageAt";
     pub const LAST_ACTIVITY_AT: &str = "lastActivityAt";
+    /// The customer's read watermark on a chat item (absent = 0).
+    pub const CUSTOMER_LAST_READ: &str = "customerLastRead";
+    /// The agents' team read watermark on a chat item (absent = 0).
+    pub const AGENTS_LAST_READ: &str = "agentsLastRead";
+
+    /// An agent's own watermark (`READ#<agentId>` items).
+    pub const LAST_READ: &str = "lastRead";
+    pub const READER_ID: &str = "readerId";
+
+    /// Counter items: unread messages, and chats with any.
+    pub const TOTAL_UNREAD: &str = "totalUnread";
+    pub const UNREAD_CHATS: &str = "unreadChats";
 
     pub const CHAT_NUMBER: &str = "chatNumber";
     pub const BODY: &str = "body";
@@ -81,6 +119,8 @@ pub mod item_type {
     pub const CHAT: &str = "CHAT";
     pub const MESSAGE: &str = "MSG";
     pub const CLIENT_MESSAGE_ID: &str = "CMID";
+    pub const READ_MARK: &str = "READ";
+    pub const UNREAD_COUNTER: &str = "UNREAD";
 }
 
 // ---- keys ---------------------------------------------------------------------------------
@@ -105,12 +145,48 @@ pub fn message_sk(number: u64) -> String {
     format!("MSG#{number:010}")
 }
 
+/// Whether a sort key is a message's (`MSG#` and 10 digits; not the chat's `MSG#META`).
+pub fn is_message_sk(sk: &str) -> bool {
+    sk.strip_prefix(MESSAGES_FROM)
+        .is_some_and(|digits| digits.len() == 10 && digits.bytes().all(|b| b.is_ascii_digit()))
+}
+
 pub fn message_number_sk(number: MessageNumber) -> String {
     message_sk(u64::from(number.get()))
 }
 
 pub fn client_message_id_sk(id: &chat_domain::ClientMessageId) -> String {
     format!("CMID#{}", id.as_str())
+}
+
+/// The sort key of an agent's own read watermark on a chat: above the chat item, so
+/// outside every message range.
+pub fn agent_read_sk(agent: &UserId) -> String {
+    format!("READ#{}", agent.as_str())
+}
+
+/// The sort key of both kinds of unread counter item.
+pub const UNREAD_SK: &str = "UNREAD";
+
+/// One shard of the agents' unread counter of an application (the chats of
+/// [`unread_shard`] `shard`); also the `unread` index partition listing those chats.
+pub fn team_unread_pk(app: &AppToken, shard: u32) -> String {
+    format!("TEAMUNREAD#{app}#{shard}")
+}
+
+/// A customer's unread counter over its chats of the application.
+pub fn customer_unread_pk(app: &AppToken, customer: &UserId) -> String {
+    format!("CUSTUNREAD#{app}#{}", customer.as_str())
+}
+
+/// The `unread` index sort key: the chat number, zero-padded (number order).
+pub fn unread_sk(chat: ChatNumber) -> String {
+    format!("{:010}", chat.get())
+}
+
+/// Which unread counter shard counts a chat: consecutive chats go to consecutive shards.
+pub fn unread_shard(chat: ChatNumber) -> u32 {
+    chat.get() % UNREAD_SHARDS
 }
 
 /// Which inbox shard a chat lives in: consecutive chats go to consecutive shards.
@@ -156,13 +232,31 @@ pub struct KeyElement {
     pub key_type: KeyType,
 }
 
+/// Which attributes an index copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Projection {
+    /// Whole items: list views show whole chats, and chat items are small (the last
+    /// message is read from the message item, not copied onto the chat).
+    All,
+    /// The table's and the index's keys only: a write that changes no key attribute
+    /// writes no index entry.
+    KeysOnly,
+}
+
+impl Projection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Projection::All => "ALL",
+            Projection::KeysOnly => "KEYS_ONLY",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexDefinition {
     pub name: &'static str,
     pub key_schema: Vec<KeyElement>,
-    /// Always `ALL`: list views show whole chats, and chat items are small (the last
-    /// message is read from the message item, not copied onto the chat).
-    pub projection: &'static str,
+    pub projection: Projection,
 }
 
 /// The table as data: key schema, attribute definitions, GSIs, billing, stream. Rendered
@@ -194,7 +288,7 @@ impl TableDefinition {
                         key(attr::GSI1PK, KeyType::Hash),
                         key(attr::GSI1SK, KeyType::Range),
                     ],
-                    projection: "ALL",
+                    projection: Projection::All,
                 },
                 IndexDefinition {
                     name: CUSTOMER_INDEX,
@@ -202,7 +296,15 @@ impl TableDefinition {
                         key(attr::GSI2PK, KeyType::Hash),
                         key(attr::GSI2SK, KeyType::Range),
                     ],
-                    projection: "ALL",
+                    projection: Projection::All,
+                },
+                IndexDefinition {
+                    name: UNREAD_INDEX,
+                    key_schema: vec![
+                        key(attr::GSI3PK, KeyType::Hash),
+                        key(attr::GSI3SK, KeyType::Range),
+                    ],
+                    projection: Projection::KeysOnly,
                 },
             ],
             billing_mode: "PAY_PER_REQUEST",
@@ -248,7 +350,7 @@ impl TableDefinition {
                 .map(|index| json!({
                     "IndexName": index.name,
                     "KeySchema": key_schema(&index.key_schema),
-                    "Projection": { "ProjectionType": index.projection },
+                    "Projection": { "ProjectionType": index.projection.as_str() },
                 }))
                 .collect::<Value>(),
             "StreamSpecification": { "StreamViewType": self.stream_view_type },
@@ -302,7 +404,7 @@ impl TableDefinition {
                     .set_key_schema(Some(key_schema(&index.key_schema)?))
                     .projection(
                         ddb::Projection::builder()
-                            .projection_type(ddb::ProjectionType::from(index.projection))
+                            .projection_type(ddb::ProjectionType::from(index.projection.as_str()))
                             .build(),
                     )
                     .build()
@@ -351,6 +453,13 @@ mod tests {
             cmid.as_str() < MESSAGES_FROM,
             "idempotency keys sort below messages"
         );
+        assert!(is_message_sk(&message_sk(7)) && is_message_sk(&largest));
+        assert!(!is_message_sk(CHAT_SK) && !is_message_sk(&cmid) && !is_message_sk("MSG#1"));
+        let read = agent_read_sk(&UserId::parse("!").unwrap());
+        assert!(
+            CHAT_SK < read.as_str(),
+            "read watermarks sort above the chat item, outside every message range"
+        );
     }
 
     #[test]
@@ -377,6 +486,13 @@ mod tests {
             customer_pk(&app, ChatStatus::Resolved, &customer),
             "CUST#app_x#RESOLVED#a#b"
         );
+        assert_eq!(agent_read_sk(&customer), "READ#a#b");
+        assert_eq!(
+            team_unread_pk(&app, unread_shard(chat(7))),
+            "TEAMUNREAD#app_x#7"
+        );
+        assert_eq!(customer_unread_pk(&app, &customer), "CUSTUNREAD#app_x#a#b");
+        assert_eq!(unread_sk(chat(42)), "0000000042");
     }
 
     #[test]
@@ -401,7 +517,12 @@ mod tests {
             .iter()
             .map(|a| a["AttributeName"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["PK", "SK", "GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK"]);
+        assert_eq!(
+            names,
+            [
+                "PK", "SK", "GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK", "GSI3PK", "GSI3SK"
+            ]
+        );
         assert_eq!(cfn["GlobalSecondaryIndexes"][0]["IndexName"], INBOX_INDEX);
         assert_eq!(
             cfn["GlobalSecondaryIndexes"][1]["KeySchema"][1]["AttributeName"],
@@ -410,6 +531,42 @@ mod tests {
         assert_eq!(
             cfn["GlobalSecondaryIndexes"][1]["Projection"]["ProjectionType"],
             "ALL"
+        );
+        assert_eq!(cfn["GlobalSecondaryIndexes"][2]["IndexName"], UNREAD_INDEX);
+        assert_eq!(
+            cfn["GlobalSecondaryIndexes"][2]["Projection"]["ProjectionType"],
+            "KEYS_ONLY"
+        );
+    }
+
+    #[test]
+    fn the_definition_renders_as_a_create_table_request() {
+        let client = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::Config::builder()
+                .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+                .build(),
+        );
+        let request = TableDefinition::current()
+            .create_table_request(&client, "t")
+            .unwrap();
+        let indexes = request.get_global_secondary_indexes().as_ref().unwrap();
+        let projections: Vec<_> = indexes
+            .iter()
+            .map(|i| {
+                (
+                    i.index_name(),
+                    i.projection().and_then(|p| p.projection_type()).cloned(),
+                )
+            })
+            .collect();
+        use aws_sdk_dynamodb::types::ProjectionType;
+        assert_eq!(
+            projections,
+            [
+                (INBOX_INDEX, Some(ProjectionType::All)),
+                (CUSTOMER_INDEX, Some(ProjectionType::All)),
+                (UNREAD_INDEX, Some(ProjectionType::KeysOnly)),
+            ]
         );
     }
 }

@@ -232,6 +232,126 @@ async fn writes_and_single_item_reads_stay_within_their_request_budget() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unread_counts_stay_within_their_request_budget() {
+    let (store, counter) = setup().await;
+    let app = create_app(&store, "app_unread_budget").await;
+    create_chat(&store, &app, "cust-1", at(1)).await;
+    let customer = UserIdentity {
+        app: app.clone(),
+        user_id: user("cust-1"),
+        role: Role::Customer,
+    };
+    let agent = UserIdentity {
+        app: app.clone(),
+        user_id: user("agent-1"),
+        role: Role::Agent,
+    };
+    let mark = |who: &UserIdentity, up_to: Option<u32>| MarkRead {
+        scope: who.scope(chat_no(1)),
+        reader: who.clone(),
+        up_to: up_to.map(msg_no),
+    };
+    // Sends still cost 2 requests, counters and watermarks included.
+    assert_requests!(
+        counter,
+        "sendMessage (customer: agents' counter +1)",
+        send(&store, &customer.scope(chat_no(1)), "hello", at(2)).await,
+        &[("GetItem", 1), ("TransactWriteItems", 1)]
+    );
+    assert_requests!(
+        counter,
+        "sendMessage (customer, chat already unread)",
+        send(&store, &customer.scope(chat_no(1)), "anyone?", at(3)).await,
+        &[("GetItem", 1), ("TransactWriteItems", 1)]
+    );
+    let summary = assert_requests!(
+        counter,
+        "unreadSummary (agent: every shard)",
+        store.unread_summary(&agent).await.unwrap(),
+        &[("BatchGetItem", 1)]
+    );
+    assert_eq!((summary.total_unread, summary.unread_chats), (2, 1));
+    let unread = assert_requests!(
+        counter,
+        "unreadChats (agent)",
+        store.unread_chats(&agent, None, 100).await.unwrap(),
+        &[("Query", u64::from(chat_dynamodb::table::UNREAD_SHARDS))]
+    );
+    assert_eq!(unread, vec![chat_no(1)]);
+    let receipt = assert_requests!(
+        counter,
+        "markChatRead (agent)",
+        store.mark_chat_read(mark(&agent, Some(1))).await.unwrap(),
+        &[("BatchGetItem", 1), ("TransactWriteItems", 1)]
+    );
+    assert_eq!((receipt.last_read_number, receipt.unread_count), (1, 1));
+    assert_requests!(
+        counter,
+        "markChatRead (agent, nothing moves)",
+        store.mark_chat_read(mark(&agent, Some(1))).await.unwrap(),
+        &[("BatchGetItem", 1)]
+    );
+    assert_requests!(
+        counter,
+        "markChatRead (upTo beyond the last: BadInput)",
+        store
+            .mark_chat_read(mark(&agent, Some(9)))
+            .await
+            .unwrap_err(),
+        &[("BatchGetItem", 1)]
+    );
+    assert_requests!(
+        counter,
+        "sendMessage (agent: own watermark too)",
+        send(&store, &agent.scope(chat_no(1)), "hi!", at(4)).await,
+        &[("GetItem", 1), ("TransactWriteItems", 1)]
+    );
+    let summary = assert_requests!(
+        counter,
+        "unreadSummary (customer)",
+        store.unread_summary(&customer).await.unwrap(),
+        &[("GetItem", 1)]
+    );
+    assert_eq!((summary.total_unread, summary.unread_chats), (1, 1));
+    assert_requests!(
+        counter,
+        "unreadChats (customer)",
+        store.unread_chats(&customer, None, 100).await.unwrap(),
+        &[("Query", 2)]
+    );
+    let receipt = assert_requests!(
+        counter,
+        "markChatRead (customer)",
+        store.mark_chat_read(mark(&customer, None)).await.unwrap(),
+        &[("GetItem", 1), ("TransactWriteItems", 1)]
+    );
+    assert_eq!((receipt.last_read_number, receipt.unread_count), (3, 0));
+    assert_requests!(
+        counter,
+        "markChatRead (another customer's chat)",
+        store
+            .mark_chat_read(MarkRead {
+                scope: customer_scope(&app, 1, "cust-2"),
+                reader: UserIdentity {
+                    user_id: user("cust-2"),
+                    ..customer.clone()
+                },
+                up_to: None,
+            })
+            .await
+            .unwrap_err(),
+        &[("GetItem", 1)]
+    );
+    let summary = assert_requests!(
+        counter,
+        "unreadSummary (customer, all read)",
+        store.unread_summary(&customer).await.unwrap(),
+        &[("GetItem", 1)]
+    );
+    assert_eq!((summary.total_unread, summary.unread_chats), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listing_chats_queries_each_index_partition_once_and_batches_last_messages() {
     let (store, counter) = setup().await;
     let app = create_app(&store, "app_lists").await;

@@ -199,8 +199,38 @@ async fn the_tables_stream_feeds_the_index_through_the_indexer() {
         .delete_message(change(&scope, 4, None, at(7_000)))
         .await
         .expect("delete");
+    // Unread counters and read watermarks are written too (by a customer's message and an
+    // agent's read): they are in the stream and are no search changes.
+    send(
+        &store,
+        &customer_scope(&app, chat.number.get(), "cust-1"),
+        "Thanks",
+        at(7_500),
+    )
+    .await;
+    let agent = UserIdentity {
+        app: app.clone(),
+        user_id: user("agent-2"),
+        role: Role::Agent,
+    };
+    store
+        .mark_chat_read(MarkRead {
+            scope: scope.clone(),
+            reader: agent,
+            up_to: None,
+        })
+        .await
+        .expect("mark read");
 
     let (arn, raw) = read_stream(&dynamo).await;
+    let types: std::collections::BTreeSet<String> = raw
+        .iter()
+        .filter_map(|r| r.dynamodb()?.new_image()?.get("type")?.as_s().ok().cloned())
+        .collect();
+    assert!(
+        types.contains("READ") && types.contains("UNREAD"),
+        "watermark and counter items reach the stream: {types:?}"
+    );
     let lambda: Vec<EventRecord> = raw.iter().map(|r| lambda_record(&arn, r)).collect();
     let converted = change_records(&lambda);
     assert_eq!(converted.len(), lambda.len());
@@ -216,7 +246,10 @@ async fn the_tables_stream_feeds_the_index_through_the_indexer() {
             Err(e) => panic!("record {sequence}: {e:?}"),
         }
     }
-    assert!(skipped > 0, "application, chat and key items are skipped");
+    assert!(
+        skipped > 0,
+        "application, chat, key, watermark and counter items are skipped"
+    );
     // Every message's insert, the edit (version 2) and the delete (version 2) arrived; how
     // many records each write made is the emulator's business.
     let versions = |number: u32, kind: ChangeKind| -> Vec<u64> {

@@ -14,6 +14,7 @@ pub mod feed;
 mod ops;
 mod rows;
 mod schema;
+mod unread;
 mod writer;
 
 use std::path::Path;
@@ -390,6 +391,45 @@ impl ChatStore for SqliteStore {
             .await?;
         self.changes.notify_one();
         Ok(deleted)
+    }
+
+    async fn mark_chat_read(&self, mark: MarkRead) -> Result<ReadReceipt, DomainError> {
+        self.write("mark_chat_read", move |c| unread::mark_chat_read(c, &mark))
+            .await
+    }
+
+    async fn unread_summary(&self, reader: &UserIdentity) -> Result<UnreadSummary, DomainError> {
+        let reader = reader.clone();
+        self.read("unread_summary", move |c| {
+            unread::unread_summary(c, &reader)
+        })
+        .await
+    }
+
+    async fn unread_chats(
+        &self,
+        reader: &UserIdentity,
+        after: Option<ChatNumber>,
+        limit: u32,
+    ) -> Result<Vec<ChatNumber>, DomainError> {
+        let reader = reader.clone();
+        self.read("unread_chats", move |c| {
+            unread::unread_chats(c, &reader, after, limit)
+        })
+        .await
+    }
+
+    /// One write (one savepoint of a group commit) for the whole page.
+    async fn mark_chats_read(
+        &self,
+        reader: &UserIdentity,
+        chats: &[ChatNumber],
+    ) -> Result<(), DomainError> {
+        let (reader, chats) = (reader.clone(), chats.to_vec());
+        self.write("mark_chats_read", move |c| {
+            unread::mark_chats_read(c, &reader, &chats)
+        })
+        .await
     }
 
     async fn messages_by_number(

@@ -277,6 +277,10 @@ pub(crate) fn send_message(conn: &Connection, new: &NewMessage) -> Result<Sent> 
             Some((_, None)) => {}
         }
     }
+    // The marks before the send (the writer is alone, so they stay as read).
+    let Some(marks) = crate::unread::before_send(conn, scope)? else {
+        return Err(DomainError::chat_not_found(scope.chat).into());
+    };
     let allocated = conn
         .prepare_cached(&format!(
             // Times never go backwards along the numbers: a send whose clock reading is
@@ -325,6 +329,7 @@ pub(crate) fn send_message(conn: &Connection, new: &NewMessage) -> Result<Sent> 
         created_at.0,
     ])?;
     outbox(conn, app_id, scope.chat, number, ChangeKind::Insert, 1)?;
+    crate::unread::sent(conn, &marks, scope.chat, &new.sender_id, new.sender_role)?;
     Ok(Sent {
         message: new.sent_as(number, created_at),
         created: true,

@@ -80,7 +80,7 @@ pub(crate) fn message(
 /// [`chat`].
 pub(crate) const CHAT_SELECT: &str = "SELECT c.number, c.customer_id, c.subject, c.status, \
      c.messages_count, c.last_message_at, c.last_activity_at, c.created_at, c.updated_at, \
-     m.number, m.body, m.sender_id, m.sender_role, m.client_message_id, m.created_at, \
+     c.customer_last_read, c.agents_last_read, m.number, m.body, m.sender_id, m.sender_role, m.client_message_id, m.created_at, \
      m.edited_at, m.deleted \
      FROM chats c LEFT JOIN messages m \
      ON m.app_id = c.app_id AND m.chat_number = c.number AND m.number = c.messages_count";
@@ -98,6 +98,8 @@ pub(crate) fn chat(app: &AppToken, row: &Row<'_>) -> Result<Chat> {
         last_activity_at: Timestamp(row.get(6)?),
         created_at: Timestamp(row.get(7)?),
         updated_at: Timestamp(row.get(8)?),
-        last_message: message(app, number, row, 9)?,
+        customer_last_read: count(row.get(9)?, "customer watermark")?,
+        agents_last_read: count(row.get(10)?, "agents watermark")?,
+        last_message: message(app, number, row, 11)?,
     })
 }

@@ -81,6 +81,39 @@ const MIGRATIONS: &[&str] = &[
         SELECT app_id, chat_number, number, 'MODIFY', version FROM messages
         ORDER BY app_id, chat_number, number;
     "#,
+    // 3: unread. Each chat keeps the customer's and the agents' team watermark; each agent
+    // its own (agent_reads). Counters hold every reader side's badge: the agents' team of
+    // an application (side 'AGENTS', customer_id '') and each customer. Two partial
+    // indexes list the chats with something unread for either side (markAllRead).
+    // History from before this migration counts as read.
+    r#"
+    ALTER TABLE chats ADD COLUMN customer_last_read INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE chats ADD COLUMN agents_last_read INTEGER NOT NULL DEFAULT 0;
+    UPDATE chats SET customer_last_read = messages_count, agents_last_read = messages_count;
+
+    CREATE INDEX chats_unread_agents ON chats (app_id, number)
+        WHERE messages_count > agents_last_read;
+    CREATE INDEX chats_unread_customer ON chats (app_id, customer_id, number)
+        WHERE messages_count > customer_last_read;
+
+    CREATE TABLE agent_reads (
+        app_id      INTEGER NOT NULL,
+        chat_number INTEGER NOT NULL,
+        agent_id    TEXT    NOT NULL,
+        last_read   INTEGER NOT NULL,
+        PRIMARY KEY (app_id, chat_number, agent_id),
+        FOREIGN KEY (app_id, chat_number) REFERENCES chats (app_id, number)
+    ) STRICT, WITHOUT ROWID;
+
+    CREATE TABLE unread_counters (
+        app_id       INTEGER NOT NULL REFERENCES applications (id),
+        side         TEXT    NOT NULL CHECK (side IN ('AGENTS', 'CUSTOMER')),
+        customer_id  TEXT    NOT NULL,
+        total_unread INTEGER NOT NULL CHECK (total_unread >= 0),
+        unread_chats INTEGER NOT NULL CHECK (unread_chats >= 0),
+        PRIMARY KEY (app_id, side, customer_id)
+    ) STRICT, WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes.

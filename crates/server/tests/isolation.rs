@@ -40,6 +40,11 @@ fn operations(a: &str) -> Vec<(&'static str, &'static str, Value)> {
             json!({ "a": a }),
         ),
         (
+            "unreadSummary",
+            "query($a: ID!) { unreadSummary(appToken: $a) { totalUnread unreadChats } }",
+            json!({ "a": a }),
+        ),
+        (
             "updateApplication",
             "mutation($a: ID!) { updateApplication(token: $a, name: \"Hacked\") { name } }",
             json!({ "a": a }),
@@ -69,6 +74,16 @@ fn operations(a: &str) -> Vec<(&'static str, &'static str, Value)> {
             "mutation($a: ID!) { deleteMessage(appToken: $a, chatNumber: 1, number: 1) { deleted } }",
             json!({ "a": a }),
         ),
+        (
+            "markChatRead",
+            "mutation($a: ID!) { markChatRead(appToken: $a, chatNumber: 1) { lastReadNumber unreadCount } }",
+            json!({ "a": a }),
+        ),
+        (
+            "markAllRead",
+            "mutation($a: ID!) { markAllRead(appToken: $a) { totalUnread unreadChats } }",
+            json!({ "a": a }),
+        ),
     ]
 }
 
@@ -96,7 +111,7 @@ async fn snapshot(w: &World) -> Value {
     w.server
         .ok(
             &agent,
-            "query($a: ID!) { chats(appToken: $a) { items { number subject status messagesCount lastMessage { body editedAt deleted } } } messages(appToken: $a, chatNumber: 1) { items { number body deleted } } }",
+            "query($a: ID!) { chats(appToken: $a) { items { number subject status messagesCount customerLastRead agentsLastRead lastMessage { body editedAt deleted } } } unreadSummary(appToken: $a) { totalUnread unreadChats } messages(appToken: $a, chatNumber: 1) { items { number body deleted } } }",
             json!({ "a": w.a.token }),
         )
         .await
@@ -114,7 +129,8 @@ async fn app_name(w: &World) -> Value {
 
 /// Runs every operation as `token` and checks each answer: an error with code
 /// `expected(op)` and no data; or "null" (a nullable query that must not reveal whether a
-/// chat exists); or "empty" (a list with nothing in it).
+/// chat exists); or "empty" (a list with nothing in it); or "zero" (the caller's own
+/// summary, with nothing unread).
 async fn refuse_all(w: &World, token: Option<&str>, expected: impl Fn(&str) -> &'static str) {
     let before = (snapshot(w).await, app_name(w).await);
     for (op, query, vars) in operations(&w.a.token) {
@@ -123,6 +139,15 @@ async fn refuse_all(w: &World, token: Option<&str>, expected: impl Fn(&str) -> &
         if want == "null" {
             assert!(body.get("errors").is_none(), "{op}: {body}");
             assert_eq!(body["data"][op], Value::Null, "{op} leaked data: {body}");
+            continue;
+        }
+        if want == "zero" {
+            assert!(body.get("errors").is_none(), "{op}: {body}");
+            assert_eq!(
+                body["data"][op],
+                json!({ "totalUnread": 0, "unreadChats": 0 }),
+                "{op} leaked data: {body}"
+            );
             continue;
         }
         if want == "empty" {
@@ -200,8 +225,9 @@ async fn another_customer_sees_no_chat_and_changes_nothing() {
         // A customer must not learn whether another customer's chat exists.
         "chat" | "message" => "null",
         "createChat" => "Forbidden",
-        // Its own (empty) list of chats.
+        // Its own (empty) list of chats, its own (empty) badge.
         "chats" => "empty",
+        "unreadSummary" | "markAllRead" => "zero",
         _ => "NotFound",
     })
     .await;

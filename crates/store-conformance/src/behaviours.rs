@@ -5,6 +5,10 @@ use chat_domain::*;
 use tokio::task::JoinSet;
 
 use crate::fixtures::*;
+pub use crate::unread::{
+    mark_all_read_clears_what_the_reader_sees,
+    unread_counters_equal_a_recount_after_random_interleavings, unread_follows_watermarks,
+};
 
 // ---- applications -------------------------------------------------------------------------
 

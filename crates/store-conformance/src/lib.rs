@@ -21,6 +21,7 @@ use chat_domain::ChatStore;
 
 pub mod behaviours;
 pub mod fixtures;
+pub mod unread;
 
 /// A store for one test, with whatever must outlive it (a temporary directory ...).
 pub struct StoreUnderTest {
@@ -71,6 +72,9 @@ macro_rules! __with_behaviours {
             edit_rules,
             delete_rules,
             update_chat_sets_and_clears_subject_and_status,
+            unread_follows_watermarks,
+            mark_all_read_clears_what_the_reader_sees,
+            unread_counters_equal_a_recount_after_random_interleavings,
         }
     };
 }

@@ -1,0 +1,147 @@
+//! The AppSync Lambda authorizer: the `Authorization` header in, `isAuthorized`, the
+//! caller as `resolverContext` (read back by every resolver with
+//! [`caller_from_resolver_context`](crate::auth::caller_from_resolver_context)) and a TTL
+//! out. AppSync caches the answer per token for the TTL, so a user token's answer never
+//! outlives the token.
+
+use std::collections::HashMap;
+
+use aws_lambda_events::appsync::{AppSyncLambdaAuthorizerRequest, AppSyncLambdaAuthorizerResponse};
+use chat_domain::Caller;
+use serde_json::Value;
+
+use crate::auth::{Authenticator, UserClaims, resolver_context_map};
+
+/// How long AppSync may cache an answer, in seconds, at most (AppSync allows 0 to 3600).
+pub const DEFAULT_TTL_SECS: i64 = 300;
+
+/// Answers one authorization request. `now_unix` bounds a user's TTL by the token's `exp`.
+/// A missing, invalid or expired token is `isAuthorized: false` with TTL 0 (denials are
+/// not cached, so a fixed clock or a freshly minted token is not refused for minutes).
+pub fn authorize(
+    authenticator: &Authenticator,
+    request: &AppSyncLambdaAuthorizerRequest,
+    max_ttl_secs: i64,
+    now_unix: u64,
+) -> AppSyncLambdaAuthorizerResponse {
+    let token = request.authorization_token.as_deref();
+    let mut response = AppSyncLambdaAuthorizerResponse::default();
+    let caller = match authenticator.authenticate(token) {
+        Ok(Caller::Anonymous) => {
+            tracing::info!("denied: no token");
+            None
+        }
+        Ok(caller) => Some(caller),
+        Err(error) => {
+            tracing::info!(%error, "denied");
+            None
+        }
+    };
+    let Some(caller) = caller else {
+        response.is_authorized = false;
+        response.ttl_override = Some(0);
+        return response;
+    };
+    let ttl = match &caller {
+        Caller::User(_) => token
+            .and_then(expires_at)
+            .map_or(0, |exp| exp.saturating_sub(now_unix))
+            .min(max_ttl_secs.max(0) as u64) as i64,
+        _ => max_ttl_secs.max(0),
+    };
+    response.is_authorized = true;
+    response.resolver_context = resolver_context_map(&caller)
+        .into_iter()
+        .collect::<HashMap<String, Value>>();
+    response.ttl_override = Some(ttl);
+    response
+}
+
+/// The `exp` of a token that has already been verified.
+fn expires_at(token: &str) -> Option<u64> {
+    let token = token.trim();
+    let token = token.strip_prefix("Bearer ").unwrap_or(token).trim();
+    jsonwebtoken::dangerous::insecure_decode_claims::<UserClaims>(token)
+        .ok()
+        .map(|claims| claims.exp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{caller_from_resolver_context, mint_user_token};
+    use chat_domain::{AppToken, Role, ServerKey};
+    use serde_json::json;
+
+    fn request(token: Option<&str>) -> AppSyncLambdaAuthorizerRequest {
+        serde_json::from_value(json!({
+            "authorizationToken": token,
+            "requestContext": {
+                "apiId": "api", "accountId": "1", "requestId": "r",
+                "queryString": "{ chats(appToken: \"app_x\") { items { number } } }",
+                "operationName": null, "variables": {}
+            }
+        }))
+        .unwrap()
+    }
+
+    fn setup() -> (Authenticator, String) {
+        let key = ServerKey::generate();
+        let secret = key.app_secret(&AppToken::parse("app_x").unwrap(), 1);
+        (
+            Authenticator::new("adm_key", key),
+            secret.expose().to_owned(),
+        )
+    }
+
+    #[test]
+    fn a_user_token_is_authorized_with_its_caller_until_it_expires() {
+        let (auth, secret) = setup();
+        let now = jsonwebtoken::get_current_timestamp();
+        let token = mint_user_token(&secret, "app_x", "u1", Role::Customer, now + 90).unwrap();
+        let answer = authorize(&auth, &request(Some(&token)), DEFAULT_TTL_SECS, now);
+        assert!(answer.is_authorized);
+        assert_eq!(answer.ttl_override, Some(90));
+        let context = serde_json::to_value(&answer.resolver_context).unwrap();
+        assert_eq!(
+            context,
+            json!({"kind": "user", "app": "app_x", "sub": "u1", "role": "CUSTOMER"})
+        );
+        assert!(matches!(
+            caller_from_resolver_context(&context),
+            Caller::User(_)
+        ));
+    }
+
+    #[test]
+    fn the_admin_key_is_authorized_for_the_default_ttl() {
+        let (auth, _) = setup();
+        let answer = authorize(&auth, &request(Some("adm_key")), DEFAULT_TTL_SECS, 0);
+        assert!(answer.is_authorized);
+        assert_eq!(answer.ttl_override, Some(DEFAULT_TTL_SECS));
+        assert_eq!(
+            caller_from_resolver_context(&serde_json::to_value(&answer.resolver_context).unwrap()),
+            Caller::Admin
+        );
+    }
+
+    #[test]
+    fn missing_forged_and_expired_tokens_are_denied_uncached() {
+        let (auth, secret) = setup();
+        let now = jsonwebtoken::get_current_timestamp();
+        let expired = mint_user_token(&secret, "app_x", "u1", Role::Agent, now - 120).unwrap();
+        let forged = mint_user_token("sk_guess", "app_x", "u1", Role::Agent, now + 60).unwrap();
+        for token in [
+            None,
+            Some(""),
+            Some("adm_kez"),
+            Some(&expired),
+            Some(&forged),
+        ] {
+            let answer = authorize(&auth, &request(token), DEFAULT_TTL_SECS, now);
+            assert!(!answer.is_authorized, "{token:?}");
+            assert_eq!(answer.ttl_override, Some(0));
+            assert!(answer.resolver_context.is_empty());
+        }
+    }
+}

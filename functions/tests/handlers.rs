@@ -1,0 +1,212 @@
+//! The functions' handlers on the fixtures, in-process: resolvers over the embedded store
+//! (the same registry the Lambdas run), the stream indexer over a scripted index. The same
+//! fixtures drive the real binaries in `watch.rs`.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use aws_lambda_events::appsync::{AppSyncLambdaAuthorizerRequest, AppSyncLambdaAuthorizerResponse};
+use aws_lambda_events::dynamodb::Event as StreamEvent;
+use chat_appsync::{Registry, ResolverEvent};
+use chat_domain::{
+    Applied, ChatService, DomainError, IndexOp, SearchHit, SearchIndex, SearchRequest, ServerKey,
+    SystemClock,
+};
+use chat_embedded::SqliteStore;
+use chat_functions::{handle_resolver, handle_stream};
+use common::*;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+/// Parse, serialize, parse again: the same value (as aws-lambda-rust-runtime tests its
+/// event types), and nothing the fixture says is lost on the way.
+fn round_trip<T: DeserializeOwned + Serialize + PartialEq + std::fmt::Debug>(text: &str) {
+    let parsed: T = serde_json::from_str(text).unwrap();
+    let output = serde_json::to_string(&parsed).unwrap();
+    let reparsed: T = serde_json::from_str(&output).unwrap();
+    assert_eq!(parsed, reparsed);
+}
+
+#[test]
+fn every_fixture_round_trips_through_its_event_type() {
+    let values = [("APP", "app_fixture"), ("TOKEN", "t")];
+    for name in fixture_names() {
+        let text = fixture_text(&name, &values);
+        match name.as_str() {
+            n if n.starts_with("appsync-") && n.contains("batch") => {
+                round_trip::<Vec<ResolverEvent>>(&text)
+            }
+            n if n.starts_with("appsync-") => round_trip::<ResolverEvent>(&text),
+            n if n.starts_with("authorizer-") => {
+                round_trip::<AppSyncLambdaAuthorizerRequest>(&text)
+            }
+            n if n.starts_with("dynamodb-stream-") => round_trip::<StreamEvent>(&text),
+            other => panic!(
+                "fixture {other}: no event type (name it appsync-, authorizer- or dynamodb-stream-)"
+            ),
+        }
+    }
+    round_trip::<AppSyncLambdaAuthorizerResponse>(
+        r#"{"isAuthorized":true,"resolverContext":{"kind":"admin"},"deniedFields":null,"ttlOverride":300}"#,
+    );
+}
+
+fn registry() -> Registry {
+    let store = Arc::new(SqliteStore::open_in_memory().unwrap());
+    Registry::new(Arc::new(ChatService::new(
+        store,
+        ServerKey::generate(),
+        Arc::new(SystemClock),
+    )))
+}
+
+/// createApplication (admin), createChat and sendMessage (customer): the app token.
+async fn app_with_a_message(registry: &Registry) -> String {
+    let created = handle_resolver(
+        registry,
+        "Mutation.createApplication",
+        fixture("appsync-create-application.json", &[]),
+    )
+    .await
+    .unwrap();
+    let app = created["application"]["token"].as_str().unwrap().to_owned();
+    assert!(created["secret"].as_str().unwrap().starts_with("sk_"));
+    let values = [("APP", app.as_str())];
+    let chat = handle_resolver(
+        registry,
+        "Mutation.createChat",
+        fixture("appsync-create-chat.json", &values),
+    )
+    .await
+    .unwrap();
+    assert_eq!(chat["number"], 1);
+    app
+}
+
+#[tokio::test]
+async fn send_message_answers_the_message_and_a_retry_the_same_one() {
+    let registry = registry();
+    let app = app_with_a_message(&registry).await;
+    let event = fixture("appsync-send-message.json", &[("APP", &app)]);
+    let first = handle_resolver(&registry, "Mutation.sendMessage", event.clone())
+        .await
+        .unwrap();
+    assert_eq!(first["number"], 1);
+    assert_eq!(first["body"], "Where is order 1234?");
+    let retried = handle_resolver(&registry, "Mutation.sendMessage", event)
+        .await
+        .unwrap();
+    assert_eq!(retried, first, "same clientMessageId, same message");
+}
+
+#[tokio::test]
+async fn a_failed_single_event_fails_the_invocation_with_its_error_type() {
+    let registry = registry();
+    let app = app_with_a_message(&registry).await;
+    let error = handle_resolver(
+        &registry,
+        "Mutation.createApplication",
+        fixture(
+            "appsync-create-application-as-customer.json",
+            &[("APP", &app)],
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.error_type, "Forbidden");
+}
+
+#[tokio::test]
+async fn a_batch_answers_every_item_in_order_with_per_item_errors() {
+    let registry = registry();
+    let app = app_with_a_message(&registry).await;
+    let answer = handle_resolver(
+        &registry,
+        "Query.chat",
+        fixture("appsync-chat-batch.json", &[("APP", &app)]),
+    )
+    .await
+    .unwrap();
+    let items = answer.as_array().unwrap();
+    assert_eq!(items.len(), 3);
+    assert_eq!(items[0]["data"]["number"], 1);
+    assert_eq!(items[1], json!({"data": null}), "an absent chat is null");
+    assert_eq!(items[2]["data"], Value::Null);
+    assert_eq!(items[2]["errorType"], "BadInput", "chat number 0");
+}
+
+#[tokio::test]
+async fn an_event_for_another_field_is_refused_as_a_misconfiguration() {
+    let registry = registry();
+    let error = handle_resolver(
+        &registry,
+        "Query.chat",
+        fixture("appsync-create-application.json", &[]),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.error_type, "Internal");
+    let error = handle_resolver(&registry, "Query.chat", json!("nonsense"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_type, "BadInput");
+}
+
+#[tokio::test]
+async fn the_stream_indexer_reports_exactly_the_records_it_could_not_index() {
+    let index = FakeIndex::default();
+    let event: StreamEvent = serde_json::from_value(fixture(
+        "dynamodb-stream-batch.json",
+        &[("APP", "app_fixture")],
+    ))
+    .unwrap();
+    let response = handle_stream(&index, event).await;
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone().unwrap())
+        .collect();
+    // 100: indexed; 200: a chat item, not a search change; 300: the index rejects it;
+    // 400: a message without a version cannot be ordered.
+    assert_eq!(failed, ["400", "300"]);
+    assert_eq!(*index.bodies.lock().unwrap(), ["Where is order 1234?"]);
+    let json = serde_json::to_value(&response).unwrap();
+    assert_eq!(
+        json["batchItemFailures"][0],
+        json!({"itemIdentifier": "400"})
+    );
+}
+
+/// An index that keeps what it is given and rejects bodies containing "REJECT".
+#[derive(Default)]
+struct FakeIndex {
+    bodies: Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl SearchIndex for FakeIndex {
+    async fn apply(
+        &self,
+        ops: &[IndexOp],
+    ) -> chat_domain::Result<Vec<chat_domain::Result<Applied>>> {
+        Ok(ops
+            .iter()
+            .map(|op| match op {
+                IndexOp::Upsert(doc) if doc.body.contains("REJECT") => {
+                    Err(DomainError::bad_input("mapper_parsing_exception"))
+                }
+                IndexOp::Upsert(doc) => {
+                    self.bodies.lock().unwrap().push(doc.body.clone());
+                    Ok(Applied::Written)
+                }
+                IndexOp::Delete { .. } => Ok(Applied::Written),
+            })
+            .collect())
+    }
+
+    async fn search(&self, _request: &SearchRequest) -> chat_domain::Result<Vec<SearchHit>> {
+        Ok(Vec::new())
+    }
+}

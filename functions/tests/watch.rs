@@ -1,0 +1,527 @@
+//! The real function binaries under `cargo lambda watch` (the Lambda runtime API emulator
+//! of cargo-lambda, installed into `.venv` by scripts/test), invoked with
+//! `cargo lambda invoke --data-file` and the fixtures of `functions/fixtures/`, against the
+//! DynamoDB emulator (moto) and, for the stream indexer, a stub OpenSearch (no OpenSearch
+//! server can be installed here; the stub answers `_bulk` like OpenSearch, rejecting
+//! documents whose body contains "REJECT").
+//!
+//! `CARGO_LAMBDA` names the cargo-lambda binary (default `.venv/bin/cargo-lambda`).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chat_appsync::auth::mint_user_token;
+use chat_domain::{Role, ServerKey};
+use common::*;
+use serde_json::{Value, json};
+
+const ADMIN_KEY: &str = "adm_watch_test";
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn cargo_lambda() -> PathBuf {
+    let program = std::env::var_os("CARGO_LAMBDA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv/bin/cargo-lambda"));
+    assert!(
+        program.is_file(),
+        "no cargo-lambda at {}: run scripts/test (it installs cargo-lambda into .venv) or set CARGO_LAMBDA",
+        program.display()
+    );
+    program
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `cargo lambda watch` serving every binary of this crate; stopped when dropped.
+struct Watch {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    scratch: tempfile_dir::Dir,
+}
+
+impl Watch {
+    /// `release`: the binaries are built as `cargo lambda build --release` builds them (as
+    /// deployed; for the figures; x86_64 hosts).
+    fn start(env: &[(&str, String)], release: bool) -> Watch {
+        let port = free_port();
+        let scratch = tempfile_dir::Dir::new();
+        let log = scratch.path().join("watch.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let mut command = Command::new(cargo_lambda());
+        command
+            .args([
+                "lambda",
+                "watch",
+                "--ignore-changes",
+                "-A",
+                "127.0.0.1",
+                "-P",
+            ])
+            .arg(port.to_string())
+            // Release builds share `cargo lambda build --release`'s artifacts (its target dir).
+            .args(if release {
+                &["--release", "--target", "x86_64-unknown-linux-gnu"][..]
+            } else {
+                &[]
+            })
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out);
+        for (name, value) in env {
+            command.arg("--env-var").arg(format!("{name}={value}"));
+        }
+        // cargo lambda watch builds with `cargo run`. Without the variables cargo sets for
+        // this test process, that build sees the environment of any other build: ring's
+        // build script reruns when CARGO_MANIFEST_DIR or CARGO_PKG_* change, which would
+        // rebuild TLS and all above it twice per test run.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_BIN_")
+                || name.starts_with("CARGO_MANIFEST_")
+                || matches!(
+                    name.as_ref(),
+                    "CARGO_CRATE_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                        | "CARGO_TARGET_TMPDIR"
+                        | "OUT_DIR"
+                )
+            {
+                command.env_remove(name.as_ref());
+            }
+        }
+        let child = command.spawn().expect("start cargo lambda watch");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "cargo lambda watch did not start:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Watch {
+            child,
+            port,
+            log,
+            scratch,
+        }
+    }
+
+    /// `cargo lambda invoke <function> --data-file <fixture>`: the answer, or the error text.
+    fn invoke(&self, function: &str, payload: &Value) -> Result<Value, String> {
+        let file = self.scratch.path().join(format!("{function}-payload.json"));
+        std::fs::write(&file, serde_json::to_vec(payload).unwrap()).unwrap();
+        let output = Command::new(cargo_lambda())
+            .args(["lambda", "invoke", function, "-A", "127.0.0.1", "-P"])
+            .arg(self.port.to_string())
+            .arg("--data-file")
+            .arg(&file)
+            .args(["--output-format", "json"])
+            .output()
+            .expect("run cargo lambda invoke");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        if output.status.success() {
+            serde_json::from_str(stdout.trim())
+                .map_err(|e| format!("{function}: not JSON ({e}): {stdout}"))
+        } else {
+            Err(format!("{stdout}{stderr}"))
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        // SIGTERM first so that cargo-lambda stops its function instances too.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A temporary directory removed when dropped (std only).
+mod tempfile_dir {
+    use std::path::{Path, PathBuf};
+
+    pub struct Dir(PathBuf);
+
+    impl Dir {
+        pub fn new() -> Dir {
+            let path = std::env::temp_dir().join(format!(
+                "chat-functions-watch-{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos()
+            ));
+            std::fs::create_dir_all(&path).unwrap();
+            Dir(path)
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A stub of the OpenSearch endpoints the indexer calls: index creation and `_bulk`.
+#[derive(Clone, Default)]
+struct OpenSearchStub {
+    indexed: Arc<Mutex<Vec<Value>>>,
+}
+
+impl OpenSearchStub {
+    fn start(&self) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stub = self.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let stub = stub.clone();
+                std::thread::spawn(move || stub.serve(stream));
+            }
+        });
+        port
+    }
+
+    fn serve(&self, stream: TcpStream) {
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        loop {
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                return;
+            }
+            let mut length = 0;
+            loop {
+                let mut header = String::new();
+                reader.read_line(&mut header).unwrap();
+                let header = header.trim_end();
+                if header.is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = header.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let (status, answer) = self.answer(&request_line, &body);
+            let answer = answer.to_string();
+            write!(
+                writer,
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+                answer.len()
+            )
+            .unwrap();
+        }
+    }
+
+    fn answer(&self, request_line: &str, body: &[u8]) -> (u16, Value) {
+        let mut parts = request_line.split_whitespace();
+        let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        match (method, path.split('?').next().unwrap_or("")) {
+            ("PUT", "/chat-messages") => (200, json!({"acknowledged": true})),
+            ("POST", "/_bulk") => {
+                let lines: Vec<Value> = String::from_utf8_lossy(body)
+                    .lines()
+                    .filter(|l| !l.is_empty())
+                    .map(|l| serde_json::from_str(l).unwrap())
+                    .collect();
+                let items = lines
+                    .chunks(2)
+                    .map(|pair| {
+                        let source = &pair[1];
+                        if source["body"].as_str().is_some_and(|b| b.contains("REJECT")) {
+                            json!({"index": {"status": 400, "error": {"type": "mapper_parsing_exception", "reason": "rejected by the stub"}}})
+                        } else {
+                            self.indexed.lock().unwrap().push(source.clone());
+                            json!({"index": {"status": 201, "result": "created"}})
+                        }
+                    })
+                    .collect::<Vec<_>>();
+                (200, json!({"took": 1, "errors": true, "items": items}))
+            }
+            _ => (404, json!({"error": "not stubbed", "status": 404})),
+        }
+    }
+}
+
+/// cargo lambda watch with every function configured for a fresh table on the emulator
+/// and for the stub search endpoint.
+fn start_watch(stub: &OpenSearchStub, log_filter: &str, release: bool) -> Watch {
+    let endpoint = chat_dynamodb::moto::endpoint();
+    let table = chat_dynamodb::moto::unique_table_name("chat-watch");
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(chat_dynamodb::create_table_if_missing(
+            &chat_dynamodb::moto::client(None),
+            &table,
+        ))
+        .unwrap();
+    let stub_port = stub.start();
+    Watch::start(
+        &[
+            ("CHAT_TABLE", table),
+            ("CHAT_SERVER_KEY", ServerKey::generate().encode()),
+            ("CHAT_ADMIN_KEY", ADMIN_KEY.to_owned()),
+            ("AWS_ENDPOINT_URL_DYNAMODB", endpoint),
+            ("AWS_REGION", "us-east-1".to_owned()),
+            ("AWS_ACCESS_KEY_ID", "emulator".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "emulator".to_owned()),
+            ("OPENSEARCH_URL", format!("http://127.0.0.1:{stub_port}")),
+            ("OPENSEARCH_AUTH", "none".to_owned()),
+            ("RUST_LOG", log_filter.to_owned()),
+        ],
+        release,
+    )
+}
+
+#[test]
+fn the_function_binaries_answer_appsync_and_stream_events_under_cargo_lambda_watch() {
+    // Given a fresh table on the emulator, a stub search endpoint and every function
+    // binary served by cargo lambda watch.
+    let stub = OpenSearchStub::default();
+    let watch = start_watch(&stub, "info", false);
+    let invoke = |function: &str, payload: Value| {
+        watch
+            .invoke(function, &payload)
+            .unwrap_or_else(|e| panic!("{function}: {e}\n--- watch log ---\n{}", watch.log()))
+    };
+
+    // The admin creates an application; its secret signs a customer's token.
+    let created = invoke(
+        "mutation-create-application",
+        fixture("appsync-create-application.json", &[]),
+    );
+    let app = created["application"]["token"].as_str().unwrap().to_owned();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let token = mint_user_token(&secret, &app, "cust-1", Role::Customer, now() + 600).unwrap();
+
+    // The authorizer admits the token with its caller as resolverContext, for at most its
+    // lifetime, and the admin key; it refuses a forged one.
+    let admitted = invoke(
+        "authorizer",
+        fixture("authorizer-request.json", &[("TOKEN", &token)]),
+    );
+    assert_eq!(admitted["isAuthorized"], true);
+    assert_eq!(
+        admitted["resolverContext"],
+        json!({"kind": "user", "app": app, "sub": "cust-1", "role": "CUSTOMER"})
+    );
+    assert!(admitted["ttlOverride"].as_i64().unwrap() <= 300);
+    let admin = invoke(
+        "authorizer",
+        fixture("authorizer-request.json", &[("TOKEN", ADMIN_KEY)]),
+    );
+    assert_eq!(admin["resolverContext"], json!({"kind": "admin"}));
+    let forged = invoke(
+        "authorizer",
+        fixture(
+            "authorizer-request.json",
+            &[("TOKEN", &format!("{token}x"))],
+        ),
+    );
+    assert_eq!(forged["isAuthorized"], false);
+
+    // The customer opens a chat and writes (identity from the authorizer's context).
+    let values = [("APP", app.as_str())];
+    let chat = invoke(
+        "mutation-create-chat",
+        fixture("appsync-create-chat.json", &values),
+    );
+    assert_eq!(chat["number"], 1);
+    let sent = invoke(
+        "mutation-send-message",
+        fixture("appsync-send-message.json", &values),
+    );
+    assert_eq!(sent["number"], 1);
+    assert_eq!(sent["body"], "Where is order 1234?");
+    assert_eq!(sent["senderRole"], "CUSTOMER");
+
+    // A batch is answered item by item, in order.
+    let batch = invoke("query-chat", fixture("appsync-chat-batch.json", &values));
+    assert_eq!(batch[0]["data"]["number"], 1);
+    assert_eq!(batch[1], json!({"data": null}));
+    assert_eq!(batch[2]["errorType"], "BadInput");
+
+    // A single event's error fails the invocation with the error's type.
+    let refused = watch
+        .invoke(
+            "mutation-create-application",
+            &fixture("appsync-create-application-as-customer.json", &values),
+        )
+        .expect_err("a customer cannot create applications");
+    assert!(refused.contains("Forbidden"), "{refused}");
+
+    // The stream indexer indexes the message, skips the chat item and reports the record
+    // the index rejected and the malformed one.
+    let response = invoke(
+        "stream-indexer",
+        fixture("dynamodb-stream-batch.json", &[("APP", "app_fixture")]),
+    );
+    assert_eq!(
+        response,
+        json!({"batchItemFailures": [{"itemIdentifier": "400"}, {"itemIdentifier": "300"}]})
+    );
+    let indexed = stub.indexed.lock().unwrap().clone();
+    assert_eq!(indexed.len(), 1);
+    assert_eq!(indexed[0]["body"], "Where is order 1234?");
+
+    // Every function logged its init time (docs/deploy.md reads them with scripts/bench-lambda).
+    let log = watch.log();
+    for function in ["authorizer", "mutation-send-message", "stream-indexer"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("initialized") && l.contains(function)),
+            "{function} did not log its init:\n{log}"
+        );
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// The figures of docs/deploy.md (`scripts/bench-lambda` runs this): every function's init
+/// time under cargo lambda watch (release builds, measured by the function from the start
+/// of `main` to the hand-over to the runtime) and the warm handler time of sendMessage
+/// against the emulator. Prints a Markdown table.
+#[test]
+#[ignore = "a benchmark: scripts/bench-lambda"]
+fn bench_init_and_warm_send_message() {
+    let stub = OpenSearchStub::default();
+    let watch = start_watch(&stub, "info,chat_functions=debug", true);
+    let invoke = |function: &str, payload: Value| {
+        watch
+            .invoke(function, &payload)
+            .unwrap_or_else(|e| panic!("{function}: {e}\n--- watch log ---\n{}", watch.log()))
+    };
+    let created = invoke(
+        "mutation-create-application",
+        fixture("appsync-create-application.json", &[]),
+    );
+    let app = created["application"]["token"].as_str().unwrap().to_owned();
+    let values = [("APP", app.as_str())];
+    invoke(
+        "mutation-create-chat",
+        fixture("appsync-create-chat.json", &values),
+    );
+    let sends: usize = std::env::var("BENCH_SENDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200);
+    for i in 0..sends {
+        let mut event = fixture("appsync-send-message.json", &values);
+        event["arguments"]["clientMessageId"] = json!(format!("bench-{i}"));
+        invoke("mutation-send-message", event);
+    }
+    // Every other function once (an empty event is enough to start it).
+    let bins = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin")).unwrap();
+    let mut functions: Vec<String> = bins
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    functions.sort();
+    for function in &functions {
+        if !watch
+            .log()
+            .contains(&format!("function=\"{function}\" init_ms"))
+        {
+            let payload = if function == "stream-indexer" {
+                json!({"Records": []})
+            } else {
+                json!({})
+            };
+            let _ = watch.invoke(function, &payload);
+        }
+    }
+    let log = watch.log();
+    let field = |line: &str, name: &str| -> Option<f64> {
+        let rest = &line[line.find(&format!("{name}="))? + name.len() + 1..];
+        rest.split_whitespace().next()?.parse().ok()
+    };
+    println!("| function | init (ms) |\n|---|---|");
+    for function in &functions {
+        let init = log
+            .lines()
+            .filter(|l| {
+                l.contains("initialized") && l.contains(&format!("function=\"{function}\""))
+            })
+            .find_map(|l| field(l, "init_ms"));
+        println!(
+            "| {function} | {} |",
+            init.map_or("?".to_owned(), |ms| format!("{ms:.2}"))
+        );
+    }
+    let mut handler: Vec<f64> = log
+        .lines()
+        .filter(|l| l.contains("handled"))
+        .filter_map(|l| field(l, "handler_ms"))
+        .collect();
+    // The sends are the only resolver invocations after the first two.
+    handler.drain(..2.min(handler.len()));
+    handler.truncate(sends);
+    handler.sort_by(f64::total_cmp);
+    let at = |q: f64| handler[((handler.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "\nsendMessage warm handler time over {} sends (ms): p50 {:.2}, p90 {:.2}, p99 {:.2}, max {:.2}",
+        handler.len(),
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        at(1.0)
+    );
+}
