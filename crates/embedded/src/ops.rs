@@ -9,7 +9,7 @@ use crate::error::{Result, StoreError};
 use crate::rows;
 
 /// `?1` app token, `?2` chat number, `?3` customer or NULL: the chat as the scope sees it.
-const SCOPE: &str = "c.app_id = (SELECT id FROM applications WHERE token = ?1) \
+pub(crate) const SCOPE: &str = "c.app_id = (SELECT id FROM applications WHERE token = ?1) \
      AND c.number = ?2 AND (?3 IS NULL OR c.customer_id = ?3)";
 
 fn customer(scope: &ChatScope) -> Option<&str> {
@@ -277,39 +277,25 @@ pub(crate) fn send_message(conn: &Connection, new: &NewMessage) -> Result<Sent> 
             Some((_, None)) => {}
         }
     }
-    // The marks before the send (the writer is alone, so they stay as read).
-    let Some(marks) = crate::unread::before_send(conn, scope)? else {
+    // The chat as the scope sees it, with its marks before the send (the writer is alone,
+    // so they stay as read); the update below then needs only its key.
+    let Some(marks) = crate::unread::chat_marks(conn, scope)? else {
         return Err(DomainError::chat_not_found(scope.chat).into());
     };
-    let allocated = conn
-        .prepare_cached(&format!(
+    let app_id = marks.app_id;
+    let (number, created_at) = conn
+        .prepare_cached(
             // Times never go backwards along the numbers: a send whose clock reading is
             // older than the chat's last activity (a concurrent send numbered first) takes
             // the later time.
-            "UPDATE chats AS c SET messages_count = messages_count + 1, \
-             last_message_at = MAX(last_activity_at, ?4), \
-             last_activity_at = MAX(last_activity_at, ?4), updated_at = MAX(updated_at, ?4) \
-             WHERE {SCOPE} RETURNING app_id, messages_count, last_message_at"
-        ))?
-        .query_row(
-            params![
-                scope.app.as_str(),
-                scope.chat.get(),
-                customer(scope),
-                new.now.0
-            ],
-            |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, i64>(1)?,
-                    Timestamp(row.get::<_, i64>(2)?),
-                ))
-            },
-        )
-        .optional()?;
-    let Some((app_id, number, created_at)) = allocated else {
-        return Err(DomainError::chat_not_found(scope.chat).into());
-    };
+            "UPDATE chats SET messages_count = messages_count + 1, \
+             last_message_at = MAX(last_activity_at, ?3), \
+             last_activity_at = MAX(last_activity_at, ?3), updated_at = MAX(updated_at, ?3) \
+             WHERE app_id = ?1 AND number = ?2 RETURNING messages_count, last_message_at",
+        )?
+        .query_row(params![app_id, scope.chat.get(), new.now.0], |row| {
+            Ok((row.get::<_, i64>(0)?, Timestamp(row.get::<_, i64>(1)?)))
+        })?;
     let number = MessageNumber::new(number).map_err(|_| {
         DomainError::Conflict("the chat has reached the largest message number".into())
     })?;
@@ -645,17 +631,7 @@ pub(crate) fn enqueue_reindex(
 mod tests {
     use super::*;
 
-    fn plan(conn: &Connection, sql: &str) -> String {
-        let mut stmt = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-            .expect("explain");
-        let mut rows = stmt.raw_query();
-        let mut lines = Vec::new();
-        while let Some(row) = rows.next().expect("plan row") {
-            lines.push(row.get::<_, String>(3).expect("plan detail"));
-        }
-        lines.join("\n")
-    }
+    use crate::schema::query_plan as plan;
 
     #[test]
     fn every_inbox_query_walks_an_index_in_order() {

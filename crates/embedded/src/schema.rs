@@ -160,3 +160,17 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
         }
     }
 }
+
+/// SQLite's plan for `sql`, one detail per line: what the tests that pin an index read.
+#[cfg(test)]
+pub(crate) fn query_plan(conn: &Connection, sql: &str) -> String {
+    let mut stmt = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .expect("explain");
+    let mut rows = stmt.raw_query();
+    let mut lines = Vec::new();
+    while let Some(row) = rows.next().expect("plan row") {
+        lines.push(row.get::<_, String>(3).expect("plan detail"));
+    }
+    lines.join("\n")
+}

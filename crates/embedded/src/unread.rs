@@ -6,11 +6,8 @@ use chat_domain::*;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::Result;
+use crate::ops::SCOPE;
 use crate::rows;
-
-/// `?1` app token, `?2` chat number, `?3` customer or NULL: the chat as the scope sees it.
-const SCOPE: &str = "c.app_id = (SELECT id FROM applications WHERE token = ?1) \
-     AND c.number = ?2 AND (?3 IS NULL OR c.customer_id = ?3)";
 
 const AGENTS: &str = "AGENTS";
 const CUSTOMER: &str = "CUSTOMER";
@@ -22,7 +19,8 @@ pub(crate) struct ChatMarks {
     pub marks: ReadMarks,
 }
 
-fn chat_marks(conn: &Connection, scope: &ChatScope) -> Result<Option<ChatMarks>> {
+/// The chat as the scope sees it, with its marks.
+pub(crate) fn chat_marks(conn: &Connection, scope: &ChatScope) -> Result<Option<ChatMarks>> {
     conn.prepare_cached(&format!(
         "SELECT c.app_id, c.customer_id, c.messages_count, c.customer_last_read, \
          c.agents_last_read FROM chats c WHERE {SCOPE}"
@@ -152,11 +150,6 @@ pub(crate) fn sent(
         agent_read(conn, chat.app_id, number, sender, after.last)?;
     }
     moved(conn, chat, number, after)
-}
-
-/// The marks of a chat a send is about to number, read under the writer.
-pub(crate) fn before_send(conn: &Connection, scope: &ChatScope) -> Result<Option<ChatMarks>> {
-    chat_marks(conn, scope)
 }
 
 pub(crate) fn mark_chat_read(conn: &Connection, mark: &MarkRead) -> Result<ReadReceipt> {
@@ -289,17 +282,7 @@ pub(crate) fn unread_chats(
 mod tests {
     use super::*;
 
-    fn plan(conn: &Connection, sql: &str) -> String {
-        let mut stmt = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-            .expect("explain");
-        let mut rows = stmt.raw_query();
-        let mut lines = Vec::new();
-        while let Some(row) = rows.next().expect("plan row") {
-            lines.push(row.get::<_, String>(3).expect("plan detail"));
-        }
-        lines.join("\n")
-    }
+    use crate::schema::query_plan as plan;
 
     #[test]
     fn unread_chats_walk_the_partial_indexes_of_unread_chats_only() {
