@@ -181,3 +181,18 @@ pub async fn fresh_store() -> (DynamoStore, RequestCounter) {
     counter.take();
     (DynamoStore::new(client, table), counter)
 }
+
+/// `n` stores on one fresh table, each with a client of its own as if in a process of its
+/// own, and the first (for raw access to the table).
+pub async fn stores_on_one_table(
+    n: usize,
+) -> (Vec<std::sync::Arc<dyn chat_domain::ChatStore>>, DynamoStore) {
+    let (first, _) = fresh_store().await;
+    let stores = (0..n)
+        .map(|_| {
+            std::sync::Arc::new(DynamoStore::new(client(None), first.table_name()))
+                as std::sync::Arc<dyn chat_domain::ChatStore>
+        })
+        .collect();
+    (stores, first)
+}

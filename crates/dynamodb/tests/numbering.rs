@@ -4,7 +4,6 @@
 //! the numbers dense.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use chat_domain::*;
 use chat_dynamodb::{DynamoStore, table};
@@ -13,19 +12,7 @@ use tokio::task::JoinSet;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-/// `n` stores on one fresh table, each as if in a process of its own.
-async fn processes(n: usize) -> (Vec<Store>, DynamoStore) {
-    let (first, _) = chat_dynamodb::moto::fresh_store().await;
-    let stores = (0..n)
-        .map(|_| {
-            Arc::new(DynamoStore::new(
-                chat_dynamodb::moto::client(None),
-                first.table_name(),
-            )) as Store
-        })
-        .collect();
-    (stores, first)
-}
+use chat_dynamodb::moto::stores_on_one_table as processes;
 
 fn raw_key(pk: String, sk: &str) -> HashMap<String, AttributeValue> {
     HashMap::from([

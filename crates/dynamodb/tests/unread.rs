@@ -5,11 +5,10 @@
 //! meanwhile fails and starts again) keep the counters equal to a recount.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use chat_domain::*;
-use chat_dynamodb::DynamoStore;
 use chat_store_conformance::fixtures::*;
+use chat_store_conformance::unread::{reader, summary};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tokio::task::JoinSet;
@@ -17,31 +16,10 @@ use tokio::task::JoinSet;
 const CUSTOMERS: [&str; 3] = ["cust-1", "cust-2", "cust-1"];
 const AGENTS: [&str; 2] = ["agent-ann", "agent-bob"];
 
-fn identity(app: &AppToken, id: &str, role: Role) -> UserIdentity {
-    UserIdentity {
-        app: app.clone(),
-        user_id: user(id),
-        role,
-    }
-}
-
-async fn summary(store: &Store, who: &UserIdentity) -> (u64, u64) {
-    let s = store.unread_summary(who).await.expect("unread_summary");
-    (s.total_unread, s.unread_chats)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn counters_equal_a_recount_after_racing_sends_and_reads_across_processes() {
     // Given three chats, and four processes on one table.
-    let (first, _) = chat_dynamodb::moto::fresh_store().await;
-    let stores: Vec<Store> = (0..4)
-        .map(|_| {
-            Arc::new(DynamoStore::new(
-                chat_dynamodb::moto::client(None),
-                first.table_name(),
-            )) as Store
-        })
-        .collect();
+    let (stores, _) = chat_dynamodb::moto::stores_on_one_table(4).await;
     let store = stores[0].clone();
     let app = create_app(&store, "app_unread_race").await;
     for (i, customer) in CUSTOMERS.iter().enumerate() {
@@ -58,9 +36,9 @@ async fn counters_equal_a_recount_after_racing_sends_and_reads_across_processes(
                 for step in 0..10 {
                     let chat = rng.random_range(1..=CUSTOMERS.len() as u32);
                     let who = if rng.random_bool(0.5) {
-                        identity(&app, CUSTOMERS[chat as usize - 1], Role::Customer)
+                        reader(&app, CUSTOMERS[chat as usize - 1], Role::Customer)
                     } else {
-                        identity(&app, AGENTS[rng.random_range(0..AGENTS.len())], Role::Agent)
+                        reader(&app, AGENTS[rng.random_range(0..AGENTS.len())], Role::Agent)
                     };
                     if rng.random_bool(0.5) {
                         process
@@ -124,12 +102,12 @@ async fn counters_equal_a_recount_after_racing_sends_and_reads_across_processes(
     assert!(sent > 0, "the writers sent something");
     for agent in AGENTS {
         assert_eq!(
-            summary(&store, &identity(&app, agent, Role::Agent)).await,
+            summary(&store, &reader(&app, agent, Role::Agent)).await,
             team
         );
     }
     for customer in ["cust-1", "cust-2"] {
-        let who = identity(&app, customer, Role::Customer);
+        let who = reader(&app, customer, Role::Customer);
         assert_eq!(
             summary(&store, &who).await,
             per_customer.get(customer).copied().unwrap_or_default(),
@@ -141,7 +119,7 @@ async fn counters_equal_a_recount_after_racing_sends_and_reads_across_processes(
             "{customer}"
         );
     }
-    let ann = identity(&app, AGENTS[0], Role::Agent);
+    let ann = reader(&app, AGENTS[0], Role::Agent);
     assert_eq!(
         store.unread_chats(&ann, None, 100).await.unwrap(),
         agents_unread

@@ -12,25 +12,7 @@ const CHATS: &str = "query($a: ID!, $l: Int, $t: String) { chats(appToken: $a, l
 async fn the_dev_server_runs_on_dynamodb() {
     // Given a server on a new table of the emulator (dummy AWS settings in its environment,
     // as a developer would export them).
-    let endpoint = chat_dynamodb::moto::endpoint();
-    let table = chat_dynamodb::moto::unique_table_name("server");
-    let server = TestServer::start_with_args(
-        &[
-            "--store",
-            "dynamodb",
-            "--dynamodb-endpoint",
-            &endpoint,
-            "--create-table",
-            "--table",
-            &table,
-        ],
-        &[
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ACCESS_KEY_ID", "emulator"),
-            ("AWS_SECRET_ACCESS_KEY", "emulator"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-        ],
-    );
+    let server = TestServer::start_on_moto("server");
 
     // When an application, two chats and messages are created over HTTP.
     let app = TestApp::create(&server, "On DynamoDB").await;

@@ -330,24 +330,6 @@ async fn counters_are_exact_after_concurrent_senders_and_readers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn counters_are_exact_after_concurrent_senders_and_readers_on_dynamodb() {
-    let endpoint = chat_dynamodb::moto::endpoint();
-    let table = chat_dynamodb::moto::unique_table_name("unread");
-    let server = TestServer::start_with_args(
-        &[
-            "--store",
-            "dynamodb",
-            "--dynamodb-endpoint",
-            &endpoint,
-            "--create-table",
-            "--table",
-            &table,
-        ],
-        &[
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ACCESS_KEY_ID", "emulator"),
-            ("AWS_SECRET_ACCESS_KEY", "emulator"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-        ],
-    );
+    let server = TestServer::start_on_moto("unread");
     concurrent_senders_and_readers_leave_exact_counters(&server, 4).await;
 }

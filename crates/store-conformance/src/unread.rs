@@ -43,7 +43,8 @@ fn sent_by(who: &UserIdentity, chat: u32, text: &str, now: Timestamp) -> NewMess
     }
 }
 
-async fn summary(store: &Store, who: &UserIdentity) -> (u64, u64) {
+/// The reader's summary as (totalUnread, unreadChats), checked to be its application's.
+pub async fn summary(store: &Store, who: &UserIdentity) -> (u64, u64) {
     let s = store.unread_summary(who).await.expect("unread_summary");
     assert_eq!(&s.app, &who.app);
     (s.total_unread, s.unread_chats)

@@ -51,6 +51,31 @@ impl TestServer {
         server
     }
 
+    /// A server on the DynamoDB store: a new table (named after `table_prefix`) created on
+    /// the emulator, with dummy AWS settings in its environment as a developer would export
+    /// them.
+    pub fn start_on_moto(table_prefix: &str) -> TestServer {
+        let endpoint = chat_dynamodb::moto::endpoint();
+        let table = chat_dynamodb::moto::unique_table_name(table_prefix);
+        TestServer::start_with_args(
+            &[
+                "--store",
+                "dynamodb",
+                "--dynamodb-endpoint",
+                &endpoint,
+                "--create-table",
+                "--table",
+                &table,
+            ],
+            &[
+                ("AWS_REGION", "us-east-1"),
+                ("AWS_ACCESS_KEY_ID", "emulator"),
+                ("AWS_SECRET_ACCESS_KEY", "emulator"),
+                ("AWS_EC2_METADATA_DISABLED", "true"),
+            ],
+        )
+    }
+
     /// A server on `dir`, which the caller keeps (for restarts on the same data).
     pub fn start_on(dir: &Path) -> TestServer {
         TestServer::launch(dir, &[], &[])
