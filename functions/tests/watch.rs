@@ -150,6 +150,12 @@ impl Watch {
         }
     }
 
+    /// [`Watch::invoke`] that must succeed: a failure panics with the watch log.
+    fn answer(&self, function: &str, payload: &Value) -> Value {
+        self.invoke(function, payload)
+            .unwrap_or_else(|e| panic!("{function}: {e}\n--- watch log ---\n{}", self.log()))
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -326,11 +332,7 @@ fn the_function_binaries_answer_appsync_and_stream_events_under_cargo_lambda_wat
     // binary served by cargo lambda watch.
     let stub = OpenSearchStub::default();
     let watch = start_watch(&stub, "info", false);
-    let invoke = |function: &str, payload: Value| {
-        watch
-            .invoke(function, &payload)
-            .unwrap_or_else(|e| panic!("{function}: {e}\n--- watch log ---\n{}", watch.log()))
-    };
+    let invoke = |function: &str, payload: Value| watch.answer(function, &payload);
 
     // The admin creates an application; its secret signs a customer's token.
     let created = invoke(
@@ -438,11 +440,7 @@ fn now() -> u64 {
 fn bench_init_and_warm_send_message() {
     let stub = OpenSearchStub::default();
     let watch = start_watch(&stub, "info,chat_functions=debug", true);
-    let invoke = |function: &str, payload: Value| {
-        watch
-            .invoke(function, &payload)
-            .unwrap_or_else(|e| panic!("{function}: {e}\n--- watch log ---\n{}", watch.log()))
-    };
+    let invoke = |function: &str, payload: Value| watch.answer(function, &payload);
     let created = invoke(
         "mutation-create-application",
         fixture("appsync-create-application.json", &[]),
