@@ -46,22 +46,32 @@ impl Authenticator {
     /// No header: [`Caller::Anonymous`] (every operation then answers Unauthorized). A header
     /// that is neither the admin key nor a valid user token: Unauthorized.
     pub fn authenticate(&self, header: Option<&str>) -> Result<Caller, DomainError> {
+        self.authenticate_until(header).map(|(caller, _)| caller)
+    }
+
+    /// [`Authenticator::authenticate`], with the user token's `exp` (unix seconds) for a
+    /// user: how long the answer may be cached (the Lambda authorizer's TTL).
+    pub fn authenticate_until(
+        &self,
+        header: Option<&str>,
+    ) -> Result<(Caller, Option<u64>), DomainError> {
         let Some(raw) = header else {
-            return Ok(Caller::Anonymous);
+            return Ok((Caller::Anonymous, None));
         };
         // Accept "Bearer <token>" too: many HTTP clients add it by habit.
         let token = raw.trim();
         let token = token.strip_prefix("Bearer ").unwrap_or(token).trim();
         if token.is_empty() {
-            return Ok(Caller::Anonymous);
+            return Ok((Caller::Anonymous, None));
         }
         if constant_time_eq(token.as_bytes(), self.admin_key.as_bytes()) {
-            return Ok(Caller::Admin);
+            return Ok((Caller::Admin, None));
         }
-        self.verify_user_token(token).map(Caller::User)
+        let (user, expires_at) = self.verify_user_token(token)?;
+        Ok((Caller::User(user), Some(expires_at)))
     }
 
-    fn verify_user_token(&self, token: &str) -> Result<UserIdentity, DomainError> {
+    fn verify_user_token(&self, token: &str) -> Result<(UserIdentity, u64), DomainError> {
         // The claimed app names the key; a forged claim derives a key that fails the check.
         let unverified: UserClaims = jsonwebtoken::dangerous::insecure_decode_claims(token)
             .map_err(|_| invalid_token("not a JWT with claims sub, app, role and exp"))?;
@@ -84,12 +94,13 @@ impl Authenticator {
             _ => invalid_token("malformed"),
         })?;
         let claims = data.claims;
-        Ok(UserIdentity {
+        let user = UserIdentity {
             app,
             user_id: UserId::parse(&claims.sub).map_err(|_| invalid_token("bad sub claim"))?,
             role: Role::parse(&claims.role)
                 .map_err(|_| invalid_token("role must be AGENT or CUSTOMER"))?,
-        })
+        };
+        Ok((user, claims.exp))
     }
 }
 

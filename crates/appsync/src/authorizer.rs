@@ -10,7 +10,7 @@ use aws_lambda_events::appsync::{AppSyncLambdaAuthorizerRequest, AppSyncLambdaAu
 use chat_domain::Caller;
 use serde_json::Value;
 
-use crate::auth::{Authenticator, UserClaims, resolver_context_map};
+use crate::auth::{Authenticator, resolver_context_map};
 
 /// How long AppSync may cache an answer, in seconds, at most (AppSync allows 0 to 3600).
 pub const DEFAULT_TTL_SECS: i64 = 300;
@@ -26,28 +26,25 @@ pub fn authorize(
 ) -> AppSyncLambdaAuthorizerResponse {
     let token = request.authorization_token.as_deref();
     let mut response = AppSyncLambdaAuthorizerResponse::default();
-    let caller = match authenticator.authenticate(token) {
-        Ok(Caller::Anonymous) => {
+    let caller = match authenticator.authenticate_until(token) {
+        Ok((Caller::Anonymous, _)) => {
             tracing::info!("denied: no token");
             None
         }
-        Ok(caller) => Some(caller),
+        Ok(verified) => Some(verified),
         Err(error) => {
             tracing::info!(%error, "denied");
             None
         }
     };
-    let Some(caller) = caller else {
+    let Some((caller, expires_at)) = caller else {
         response.is_authorized = false;
         response.ttl_override = Some(0);
         return response;
     };
-    let ttl = match &caller {
-        Caller::User(_) => token
-            .and_then(expires_at)
-            .map_or(0, |exp| exp.saturating_sub(now_unix))
-            .min(max_ttl_secs.max(0) as u64) as i64,
-        _ => max_ttl_secs.max(0),
+    let ttl = match expires_at {
+        Some(exp) => exp.saturating_sub(now_unix).min(max_ttl_secs.max(0) as u64) as i64,
+        None => max_ttl_secs.max(0),
     };
     response.is_authorized = true;
     response.resolver_context = resolver_context_map(&caller)
@@ -58,14 +55,6 @@ pub fn authorize(
 }
 
 /// The `exp` of a token that has already been verified.
-fn expires_at(token: &str) -> Option<u64> {
-    let token = token.trim();
-    let token = token.strip_prefix("Bearer ").unwrap_or(token).trim();
-    jsonwebtoken::dangerous::insecure_decode_claims::<UserClaims>(token)
-        .ok()
-        .map(|claims| claims.exp)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
