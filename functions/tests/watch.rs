@@ -87,9 +87,16 @@ impl Watch {
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out);
-        for (name, value) in env {
-            command.arg("--env-var").arg(format!("{name}={value}"));
-        }
+        // An env file, not `--env-var`: that flag splits its value at commas, so a value
+        // such as RUST_LOG=info,chat_functions=debug would arrive cut in two.
+        let env_file = scratch.path().join("functions.env");
+        // Values double-quoted (JSON's escaping is dotenv's): `=` and `,` stay inside.
+        let lines: String = env
+            .iter()
+            .map(|(k, v)| format!("{k}={}\n", serde_json::to_string(v).unwrap()))
+            .collect();
+        std::fs::write(&env_file, lines).unwrap();
+        command.arg("--env-file").arg(&env_file);
         // cargo lambda watch builds with `cargo run`. Without the variables cargo sets for
         // this test process, that build sees the environment of any other build: ring's
         // build script reruns when CARGO_MANIFEST_DIR or CARGO_PKG_* change, which would
@@ -512,6 +519,12 @@ fn bench_init_and_warm_send_message() {
     // The sends are the only resolver invocations after the first two.
     handler.drain(..2.min(handler.len()));
     handler.truncate(sends);
+    assert!(
+        !handler.is_empty(),
+        "no `handled ... handler_ms` lines in the watch log (RUST_LOG must reach the \
+         functions at debug):\n{}",
+        log.lines().rev().take(20).collect::<Vec<_>>().join("\n")
+    );
     handler.sort_by(f64::total_cmp);
     let at = |q: f64| handler[((handler.len() - 1) as f64 * q).round() as usize];
     println!(
