@@ -22,7 +22,10 @@ use aws_lambda_events::dynamodb::Event as StreamEvent;
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use chat_appsync::lambda::{Invocation, batch_response, field_of};
 use chat_appsync::{Authenticator, Registry, ResolverError, ResolverEvent, authorizer};
-use chat_domain::{ChatService, ErrorCode, SearchIndex, ServerKey, SystemClock, index_changes};
+use chat_domain::{
+    ChatService, ErrorCode, SearchIndex, ServerKey, SystemClock, Throttle, ThrottleConfig,
+    index_changes,
+};
 use chat_opensearch::{Auth, ClientTransport, OpenSearchIndex};
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde_json::Value;
@@ -46,6 +49,13 @@ pub mod env {
     pub const OPENSEARCH_INDEX: &str = "OPENSEARCH_INDEX";
     /// `sigv4` (default: Amazon OpenSearch Service) or `none` (a local cluster or stub).
     pub const OPENSEARCH_AUTH: &str = "OPENSEARCH_AUTH";
+    /// Rate limits on sendMessage and createChat, per warm instance (docs/limits.md): a
+    /// rate `N/s`, `N/min` or `N/h` (`0`: off) and a burst, per user and per application.
+    /// Unset: the dev server's defaults (`chat_domain::limits`).
+    pub const SEND_RATE_PER_USER: &str = "CHAT_SEND_RATE_PER_USER";
+    pub const SEND_BURST_PER_USER: &str = "CHAT_SEND_BURST_PER_USER";
+    pub const SEND_RATE_PER_APP: &str = "CHAT_SEND_RATE_PER_APP";
+    pub const SEND_BURST_PER_APP: &str = "CHAT_SEND_BURST_PER_APP";
 }
 
 /// The Lambda binary of a resolver: `"Mutation.sendMessage"` -> `mutation-send-message`.
@@ -161,13 +171,11 @@ pub fn resolver_main(field: &'static str) -> Result<(), Error> {
     run_main(async move {
         init_tracing();
         let sdk = aws_config().await;
-        let client = aws_sdk_dynamodb_client(&sdk);
-        let table = required(env::TABLE)?;
-        let store = chat_dynamodb::DynamoStore::new(client.clone(), table.clone());
-        let mut service = ChatService::new(Arc::new(store), server_key()?, Arc::new(SystemClock));
+        let (mut service, client, table) = dynamodb_service(&sdk)?;
         if let Some(index) = search_index(&sdk).await? {
             service = service.with_search(index);
         }
+        service = service.with_throttle(Throttle::new(throttle_config()?));
         let registry = Registry::new(Arc::new(service));
         if !registry.has(field) {
             return Err(format!("the registry has no resolver for {field}").into());
@@ -188,8 +196,33 @@ pub fn resolver_main(field: &'static str) -> Result<(), Error> {
     })
 }
 
-fn aws_sdk_dynamodb_client(sdk: &aws_config::SdkConfig) -> chat_dynamodb::Client {
-    chat_dynamodb::Client::new(sdk)
+/// The service over the DynamoDB table named by `TABLE_NAME`, with the client and table
+/// for the warm-up.
+fn dynamodb_service(
+    sdk: &aws_config::SdkConfig,
+) -> Result<(ChatService, chat_dynamodb::Client, String), Error> {
+    let client = chat_dynamodb::Client::new(sdk);
+    let table = required(env::TABLE)?;
+    let store = chat_dynamodb::DynamoStore::new(client.clone(), table.clone());
+    let service = ChatService::new(Arc::new(store), server_key()?, Arc::new(SystemClock));
+    Ok((service, client, table))
+}
+
+/// The send rate limits from the environment ([`env::SEND_RATE_PER_USER`] ...). They hold
+/// per instance: AppSync spreads a user's requests over the warm instances.
+pub fn throttle_config() -> Result<ThrottleConfig, Error> {
+    let burst = |name: &str| -> Result<Option<u32>, Error> {
+        optional(name)
+            .map(|raw| u32::from_str(raw.trim()).map_err(|e| format!("{name}: {e}").into()))
+            .transpose()
+    };
+    ThrottleConfig::from_settings(
+        optional(env::SEND_RATE_PER_USER).as_deref(),
+        burst(env::SEND_BURST_PER_USER)?,
+        optional(env::SEND_RATE_PER_APP).as_deref(),
+        burst(env::SEND_BURST_PER_APP)?,
+    )
+    .map_err(Error::from)
 }
 
 /// One GetItem of a key no item has: opens the connection (TLS on AWS) during init, so
@@ -197,7 +230,7 @@ fn aws_sdk_dynamodb_client(sdk: &aws_config::SdkConfig) -> chat_dynamodb::Client
 /// real errors itself.
 async fn warm_up_dynamodb(client: &chat_dynamodb::Client, table: &str) {
     use chat_dynamodb::table::attr;
-    let key = |v: &str| aws_sdk_attribute(v);
+    let key = |v: &str| aws_sdk_dynamodb::types::AttributeValue::S(v.to_owned());
     let result = client
         .get_item()
         .table_name(table)
@@ -209,10 +242,6 @@ async fn warm_up_dynamodb(client: &chat_dynamodb::Client, table: &str) {
         let error = aws_sdk_dynamodb::error::DisplayErrorContext(error);
         tracing::warn!(error = %error, "warm-up GetItem failed");
     }
-}
-
-fn aws_sdk_attribute(value: &str) -> aws_sdk_dynamodb::types::AttributeValue {
-    aws_sdk_dynamodb::types::AttributeValue::S(value.to_owned())
 }
 
 /// Answers one invocation of the function of `field`: one event (an error fails the
@@ -270,24 +299,25 @@ pub fn authorizer_main() -> Result<(), Error> {
     let started = Instant::now();
     run_main(async move {
         init_tracing();
-        let authenticator = Authenticator::new(required(env::ADMIN_KEY)?, server_key()?);
+        // Verifying a user token needs its application's secret generation (rotation), so
+        // the authorizer reads the table too (cached per instance, see chat_domain::keyring).
+        let sdk = aws_config().await;
+        let (service, client, table) = dynamodb_service(&sdk)?;
+        let authenticator = Authenticator::new(required(env::ADMIN_KEY)?, Arc::new(service));
         let ttl = match optional(env::AUTH_TTL_SECS) {
             Some(raw) => i64::from_str(&raw)
                 .map_err(|e| format!("{}: {e}", env::AUTH_TTL_SECS))?
                 .clamp(0, 3600),
             None => authorizer::DEFAULT_TTL_SECS,
         };
-        // Nothing to warm up: verification is local (HMAC), no client, no connection.
+        warm_up_dynamodb(&client, &table).await;
         log_ready(AUTHORIZER_BINARY, started);
         let authenticator = &authenticator;
         lambda_runtime::run(service_fn(
             move |event: LambdaEvent<AppSyncLambdaAuthorizerRequest>| async move {
-                Ok::<_, Error>(authorizer::authorize(
-                    authenticator,
-                    &event.payload,
-                    ttl,
-                    now_unix(),
-                ))
+                Ok::<_, Error>(
+                    authorizer::authorize(authenticator, &event.payload, ttl, now_unix()).await,
+                )
             },
         ))
         .await

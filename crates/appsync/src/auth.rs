@@ -1,7 +1,11 @@
 //! Authentication: the admin key and user JWTs (HS256, signed with the application's
-//! secret, claims `{sub, app, role, exp}`).
+//! secret, claims `{sub, app, role, exp}`). Which secrets verify an application's tokens
+//! comes from the service ([`ChatService::token_secrets`]): the current one, and after a
+//! rotation the replaced one until its grace period ends.
 
-use chat_domain::{AppToken, Caller, DomainError, Role, ServerKey, UserId, UserIdentity};
+use std::sync::Arc;
+
+use chat_domain::{AppToken, Caller, ChatService, DomainError, Role, UserId, UserIdentity};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -22,7 +26,7 @@ pub struct UserClaims {
 #[derive(Clone)]
 pub struct Authenticator {
     admin_key: String,
-    server_key: ServerKey,
+    service: Arc<ChatService>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -36,22 +40,26 @@ fn invalid_token(why: &str) -> DomainError {
 }
 
 impl Authenticator {
-    pub fn new(admin_key: impl Into<String>, server_key: ServerKey) -> Self {
+    /// `service` knows the applications' secret generations (and caches them).
+    pub fn new(admin_key: impl Into<String>, service: Arc<ChatService>) -> Self {
         Authenticator {
             admin_key: admin_key.into(),
-            server_key,
+            service,
         }
     }
 
     /// No header: [`Caller::Anonymous`] (every operation then answers Unauthorized). A header
     /// that is neither the admin key nor a valid user token: Unauthorized.
-    pub fn authenticate(&self, header: Option<&str>) -> Result<Caller, DomainError> {
-        self.authenticate_until(header).map(|(caller, _)| caller)
+    pub async fn authenticate(&self, header: Option<&str>) -> Result<Caller, DomainError> {
+        self.authenticate_until(header)
+            .await
+            .map(|(caller, _)| caller)
     }
 
-    /// [`Authenticator::authenticate`], with the user token's `exp` (unix seconds) for a
-    /// user: how long the answer may be cached (the Lambda authorizer's TTL).
-    pub fn authenticate_until(
+    /// [`Authenticator::authenticate`], with how long a user's answer holds (unix seconds):
+    /// the token's `exp`, or sooner when it verified with a secret in its grace period. The
+    /// Lambda authorizer's TTL.
+    pub async fn authenticate_until(
         &self,
         header: Option<&str>,
     ) -> Result<(Caller, Option<u64>), DomainError> {
@@ -67,40 +75,57 @@ impl Authenticator {
         if constant_time_eq(token.as_bytes(), self.admin_key.as_bytes()) {
             return Ok((Caller::Admin, None));
         }
-        let (user, expires_at) = self.verify_user_token(token)?;
+        let (user, expires_at) = self.verify_user_token(token).await?;
         Ok((Caller::User(user), Some(expires_at)))
     }
 
-    fn verify_user_token(&self, token: &str) -> Result<(UserIdentity, u64), DomainError> {
-        // The claimed app names the key; a forged claim derives a key that fails the check.
+    async fn verify_user_token(&self, token: &str) -> Result<(UserIdentity, u64), DomainError> {
+        use jsonwebtoken::errors::ErrorKind;
+        // The claimed app names the keys; a forged claim derives keys that fail the check.
         let unverified: UserClaims = jsonwebtoken::dangerous::insecure_decode_claims(token)
             .map_err(|_| invalid_token("not a JWT with claims sub, app, role and exp"))?;
         let app = AppToken::parse(&unverified.app).map_err(|_| invalid_token("bad app claim"))?;
-        let secret = self.server_key.app_secret(&app, 1);
+        let secrets = self.service.token_secrets(&app).await?;
+        if secrets.is_empty() {
+            return Err(invalid_token("unknown application"));
+        }
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = CLOCK_SKEW_SECS;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        let data = jsonwebtoken::decode::<UserClaims>(
-            token,
-            &DecodingKey::from_secret(secret.expose().as_bytes()),
-            &validation,
-        )
-        .map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => invalid_token("expired"),
-            jsonwebtoken::errors::ErrorKind::InvalidSignature => invalid_token("bad signature"),
-            jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => {
-                invalid_token("only HS256 is accepted")
+        // Newest secret first; only a signature that does not match moves on to the next.
+        let mut verified = None;
+        for (secret, until) in &secrets {
+            let key = DecodingKey::from_secret(secret.expose().as_bytes());
+            match jsonwebtoken::decode::<UserClaims>(token, &key, &validation) {
+                Ok(data) => {
+                    verified = Some((data.claims, *until));
+                    break;
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature) => continue,
+                Err(e) => {
+                    return Err(match e.kind() {
+                        ErrorKind::ExpiredSignature => invalid_token("expired"),
+                        ErrorKind::InvalidAlgorithm => invalid_token("only HS256 is accepted"),
+                        _ => invalid_token("malformed"),
+                    });
+                }
             }
-            _ => invalid_token("malformed"),
-        })?;
-        let claims = data.claims;
+        }
+        let Some((claims, until)) = verified else {
+            return Err(invalid_token("bad signature"));
+        };
+        // A token signed with a secret in its grace period holds until the grace ends.
+        let expires_at = match until {
+            Some(until) => claims.exp.min(u64::try_from(until.0 / 1000).unwrap_or(0)),
+            None => claims.exp,
+        };
         let user = UserIdentity {
             app,
             user_id: UserId::parse(&claims.sub).map_err(|_| invalid_token("bad sub claim"))?,
             role: Role::parse(&claims.role)
                 .map_err(|_| invalid_token("role must be AGENT or CUSTOMER"))?,
         };
-        Ok((user, claims.exp))
+        Ok((user, expires_at))
     }
 }
 
@@ -180,46 +205,63 @@ pub fn resolver_context_map(caller: &Caller) -> Map<String, Value> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use base64::Engine as _;
+    use chat_domain::{AppName, ServerKey, SystemClock};
 
     fn now() -> u64 {
         jsonwebtoken::get_current_timestamp()
     }
 
-    fn setup() -> (Authenticator, ServerKey, AppToken) {
-        let key = ServerKey::generate();
-        let app = AppToken::parse("app_test").unwrap();
+    /// An authenticator over an in-memory store with one application: its token and secret.
+    pub(crate) async fn setup_with(
+        admin_key: &str,
+    ) -> (Authenticator, Arc<ChatService>, AppToken, String) {
+        let store = Arc::new(chat_embedded::SqliteStore::open_in_memory().unwrap());
+        let service = Arc::new(ChatService::new(
+            store,
+            ServerKey::generate(),
+            Arc::new(SystemClock),
+        ));
+        let created = service
+            .create_application(&Caller::Admin, AppName::parse("Test").unwrap())
+            .await
+            .unwrap();
         (
-            Authenticator::new("admin-secret-key", key.clone()),
-            key,
-            app,
+            Authenticator::new(admin_key, service.clone()),
+            service,
+            created.application.token,
+            created.secret.expose().to_owned(),
         )
     }
 
-    #[test]
-    fn admin_key_and_missing_header() {
-        let (auth, _, _) = setup();
-        assert_eq!(
-            auth.authenticate(Some("admin-secret-key")).unwrap(),
-            Caller::Admin
-        );
-        assert_eq!(
-            auth.authenticate(Some("Bearer admin-secret-key")).unwrap(),
-            Caller::Admin
-        );
-        assert_eq!(auth.authenticate(None).unwrap(), Caller::Anonymous);
-        assert!(auth.authenticate(Some("admin-secret-kez")).is_err());
+    async fn setup() -> (Authenticator, Arc<ChatService>, AppToken, String) {
+        setup_with("admin-secret-key").await
     }
 
-    #[test]
-    fn valid_user_token_gives_the_user() {
-        let (auth, key, app) = setup();
-        let secret = key.app_secret(&app, 1);
-        let token =
-            mint_user_token(secret.expose(), "app_test", "u1", Role::Agent, now() + 60).unwrap();
-        match auth.authenticate(Some(&token)).unwrap() {
+    #[tokio::test]
+    async fn admin_key_and_missing_header() {
+        let (auth, ..) = setup().await;
+        assert_eq!(
+            auth.authenticate(Some("admin-secret-key")).await.unwrap(),
+            Caller::Admin
+        );
+        assert_eq!(
+            auth.authenticate(Some("Bearer admin-secret-key"))
+                .await
+                .unwrap(),
+            Caller::Admin
+        );
+        assert_eq!(auth.authenticate(None).await.unwrap(), Caller::Anonymous);
+        assert!(auth.authenticate(Some("admin-secret-kez")).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn valid_user_token_gives_the_user() {
+        let (auth, _, app, secret) = setup().await;
+        let token = mint_user_token(&secret, app.as_str(), "u1", Role::Agent, now() + 60).unwrap();
+        match auth.authenticate(Some(&token)).await.unwrap() {
             Caller::User(u) => {
                 assert_eq!(u.app, app);
                 assert_eq!(u.user_id.as_str(), "u1");
@@ -229,56 +271,113 @@ mod tests {
         }
     }
 
-    #[test]
-    fn expired_forged_and_alg_none_tokens_are_unauthorized() {
-        let (auth, key, app) = setup();
-        let secret = key.app_secret(&app, 1);
-        let expired =
-            mint_user_token(secret.expose(), "app_test", "u1", Role::Agent, now() - 120).unwrap();
-        let wrong_key =
-            mint_user_token("sk_guess", "app_test", "u1", Role::Agent, now() + 60).unwrap();
-        // Signed for app_test but claiming another app: the other app's key does not verify it.
-        let other_app =
-            mint_user_token(secret.expose(), "app_other", "u1", Role::Agent, now() + 60).unwrap();
+    #[tokio::test]
+    async fn expired_forged_and_alg_none_tokens_are_unauthorized() {
+        let (auth, service, app, secret) = setup().await;
+        let other = service
+            .create_application(&Caller::Admin, AppName::parse("Other").unwrap())
+            .await
+            .unwrap();
+        let a = app.as_str();
+        let expired = mint_user_token(&secret, a, "u1", Role::Agent, now() - 120).unwrap();
+        let wrong_key = mint_user_token("sk_guess", a, "u1", Role::Agent, now() + 60).unwrap();
+        // Signed for `app` but claiming another app: the other app's key does not verify it.
+        let other_app = mint_user_token(
+            &secret,
+            other.application.token.as_str(),
+            "u1",
+            Role::Agent,
+            now() + 60,
+        )
+        .unwrap();
+        // A well-signed token of an application that does not exist.
+        let unknown = mint_user_token(
+            service
+                .server_key()
+                .app_secret(&AppToken::parse("app_gone").unwrap(), 1)
+                .expose(),
+            "app_gone",
+            "u1",
+            Role::Agent,
+            now() + 60,
+        )
+        .unwrap();
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let none = format!(
             "{}.{}.",
             b64.encode(br#"{"alg":"none","typ":"JWT"}"#),
             b64.encode(format!(
-                r#"{{"sub":"u1","app":"app_test","role":"AGENT","exp":{}}}"#,
+                r#"{{"sub":"u1","app":"{a}","role":"AGENT","exp":{}}}"#,
                 now() + 60
             ))
         );
-        for token in [
-            expired,
-            wrong_key,
-            other_app,
-            none,
-            "garbage".into(),
-            "a.b.c".into(),
+        for (token, why) in [
+            (expired, "expired"),
+            (wrong_key, "bad signature"),
+            (other_app, "bad signature"),
+            (unknown, "unknown application"),
+            (none, "malformed"),
+            ("garbage".into(), "not a JWT"),
+            ("a.b.c".into(), "not a JWT"),
         ] {
-            let err = auth.authenticate(Some(&token)).unwrap_err();
+            let err = auth.authenticate(Some(&token)).await.unwrap_err();
             assert_eq!(err.code(), chat_domain::ErrorCode::Unauthorized, "{token}");
+            assert!(err.to_string().contains(why), "{token}: {err}");
         }
     }
 
-    #[test]
-    fn bad_role_claim_is_unauthorized() {
-        let (auth, key, app) = setup();
-        let secret = key.app_secret(&app, 1);
+    #[tokio::test]
+    async fn a_rotated_secret_verifies_during_its_grace_only() {
+        let (auth, service, app, old) = setup().await;
+        let a = app.as_str();
+        let before = mint_user_token(&old, a, "u1", Role::Agent, now() + 3600).unwrap();
+        auth.authenticate(Some(&before)).await.unwrap();
+
+        // Rotation with a grace period: both secrets verify; the old one's answer holds
+        // until the grace ends, not until the token's exp.
+        let rotated = service
+            .rotate_application_secret(&Caller::Admin, &app, Some(60))
+            .await
+            .unwrap();
+        assert_eq!(rotated.application.secret_generation, 2);
+        let new = rotated.secret.expose().to_owned();
+        assert_ne!(new, old);
+        let fresh = mint_user_token(&new, a, "u1", Role::Agent, now() + 3600).unwrap();
+        let (_, until) = auth.authenticate_until(Some(&fresh)).await.unwrap();
+        assert_eq!(until, Some(now() + 3600));
+        let (_, until) = auth.authenticate_until(Some(&before)).await.unwrap();
+        let until = until.unwrap();
+        assert!(until <= now() + 60 && until + 5 >= now() + 60, "{until}");
+
+        // Rotating again without grace: only the newest verifies.
+        let again = service
+            .rotate_application_secret(&Caller::Admin, &app, Some(0))
+            .await
+            .unwrap();
+        for token in [&before, &fresh] {
+            let err = auth.authenticate(Some(token)).await.unwrap_err();
+            assert!(err.to_string().contains("bad signature"), "{err}");
+        }
+        let newest = mint_user_token(again.secret.expose(), a, "u1", Role::Agent, now() + 60);
+        auth.authenticate(Some(&newest.unwrap())).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn bad_role_claim_is_unauthorized() {
+        let (auth, _, app, secret) = setup().await;
         let claims = UserClaims {
             sub: "u1".into(),
-            app: "app_test".into(),
+            app: app.as_str().into(),
             role: "ADMIN".into(),
             exp: now() + 60,
         };
         let token = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             &claims,
-            &EncodingKey::from_secret(secret.expose().as_bytes()),
+            &EncodingKey::from_secret(secret.as_bytes()),
         )
         .unwrap();
-        assert!(auth.authenticate(Some(&token)).is_err());
+        assert!(auth.authenticate(Some(&token)).await.is_err());
     }
 
     #[test]

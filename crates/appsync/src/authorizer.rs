@@ -18,7 +18,7 @@ pub const DEFAULT_TTL_SECS: i64 = 300;
 /// Answers one authorization request. `now_unix` bounds a user's TTL by the token's `exp`.
 /// A missing, invalid or expired token is `isAuthorized: false` with TTL 0 (denials are
 /// not cached, so a fixed clock or a freshly minted token is not refused for minutes).
-pub fn authorize(
+pub async fn authorize(
     authenticator: &Authenticator,
     request: &AppSyncLambdaAuthorizerRequest,
     max_ttl_secs: i64,
@@ -26,7 +26,7 @@ pub fn authorize(
 ) -> AppSyncLambdaAuthorizerResponse {
     let token = request.authorization_token.as_deref();
     let mut response = AppSyncLambdaAuthorizerResponse::default();
-    let caller = match authenticator.authenticate_until(token) {
+    let caller = match authenticator.authenticate_until(token).await {
         Ok((Caller::Anonymous, _)) => {
             tracing::info!("denied: no token");
             None
@@ -59,7 +59,7 @@ pub fn authorize(
 mod tests {
     use super::*;
     use crate::auth::{caller_from_resolver_context, mint_user_token};
-    use chat_domain::{AppToken, Role, ServerKey};
+    use chat_domain::{AppToken, Role};
     use serde_json::json;
 
     fn request(token: Option<&str>) -> AppSyncLambdaAuthorizerRequest {
@@ -74,27 +74,23 @@ mod tests {
         .unwrap()
     }
 
-    fn setup() -> (Authenticator, String) {
-        let key = ServerKey::generate();
-        let secret = key.app_secret(&AppToken::parse("app_x").unwrap(), 1);
-        (
-            Authenticator::new("adm_key", key),
-            secret.expose().to_owned(),
-        )
+    async fn setup() -> (Authenticator, AppToken, String) {
+        let (auth, _, app, secret) = crate::auth::tests::setup_with("adm_key").await;
+        (auth, app, secret)
     }
 
-    #[test]
-    fn a_user_token_is_authorized_with_its_caller_until_it_expires() {
-        let (auth, secret) = setup();
+    #[tokio::test]
+    async fn a_user_token_is_authorized_with_its_caller_until_it_expires() {
+        let (auth, app, secret) = setup().await;
         let now = jsonwebtoken::get_current_timestamp();
-        let token = mint_user_token(&secret, "app_x", "u1", Role::Customer, now + 90).unwrap();
-        let answer = authorize(&auth, &request(Some(&token)), DEFAULT_TTL_SECS, now);
+        let token = mint_user_token(&secret, app.as_str(), "u1", Role::Customer, now + 90).unwrap();
+        let answer = authorize(&auth, &request(Some(&token)), DEFAULT_TTL_SECS, now).await;
         assert!(answer.is_authorized);
         assert_eq!(answer.ttl_override, Some(90));
         let context = serde_json::to_value(&answer.resolver_context).unwrap();
         assert_eq!(
             context,
-            json!({"kind": "user", "app": "app_x", "sub": "u1", "role": "CUSTOMER"})
+            json!({"kind": "user", "app": app.as_str(), "sub": "u1", "role": "CUSTOMER"})
         );
         assert!(matches!(
             caller_from_resolver_context(&context),
@@ -102,10 +98,10 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn the_admin_key_is_authorized_for_the_default_ttl() {
-        let (auth, _) = setup();
-        let answer = authorize(&auth, &request(Some("adm_key")), DEFAULT_TTL_SECS, 0);
+    #[tokio::test]
+    async fn the_admin_key_is_authorized_for_the_default_ttl() {
+        let (auth, ..) = setup().await;
+        let answer = authorize(&auth, &request(Some("adm_key")), DEFAULT_TTL_SECS, 0).await;
         assert!(answer.is_authorized);
         assert_eq!(answer.ttl_override, Some(DEFAULT_TTL_SECS));
         assert_eq!(
@@ -114,12 +110,13 @@ mod tests {
         );
     }
 
-    #[test]
-    fn missing_forged_and_expired_tokens_are_denied_uncached() {
-        let (auth, secret) = setup();
+    #[tokio::test]
+    async fn missing_forged_and_expired_tokens_are_denied_uncached() {
+        let (auth, app, secret) = setup().await;
         let now = jsonwebtoken::get_current_timestamp();
-        let expired = mint_user_token(&secret, "app_x", "u1", Role::Agent, now - 120).unwrap();
-        let forged = mint_user_token("sk_guess", "app_x", "u1", Role::Agent, now + 60).unwrap();
+        let expired = mint_user_token(&secret, app.as_str(), "u1", Role::Agent, now - 120).unwrap();
+        let forged =
+            mint_user_token("sk_guess", app.as_str(), "u1", Role::Agent, now + 60).unwrap();
         for token in [
             None,
             Some(""),
@@ -127,7 +124,7 @@ mod tests {
             Some(&expired),
             Some(&forged),
         ] {
-            let answer = authorize(&auth, &request(token), DEFAULT_TTL_SECS, now);
+            let answer = authorize(&auth, &request(token), DEFAULT_TTL_SECS, now).await;
             assert!(!answer.is_authorized, "{token:?}");
             assert_eq!(answer.ttl_override, Some(0));
             assert!(answer.resolver_context.is_empty());

@@ -25,6 +25,11 @@ pub type ResolverEvent = AppSyncDirectResolverEvent<Value, Value, Value>;
 pub struct ResolverError {
     pub error_type: String,
     pub error_message: String,
+    /// For `Throttled`: when a retry would be admitted. The dev server shows it as
+    /// `extensions.retryAfterMs`; AppSync has no place for it in a Lambda's error, so there
+    /// the message carries it ("retry after N ms").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 impl ResolverError {
@@ -32,6 +37,7 @@ impl ResolverError {
         ResolverError {
             error_type: code.as_str().to_owned(),
             error_message: message.into(),
+            retry_after_ms: None,
         }
     }
 }
@@ -49,7 +55,14 @@ impl From<DomainError> for ResolverError {
             }
             tracing::error!(error = %chain, "internal error");
         }
-        ResolverError::new(error.code(), error.public_message())
+        let retry_after_ms = match &error {
+            DomainError::Throttled { retry_after_ms } => Some(*retry_after_ms),
+            _ => None,
+        };
+        ResolverError {
+            retry_after_ms,
+            ..ResolverError::new(error.code(), error.public_message())
+        }
     }
 }
 
@@ -77,6 +90,10 @@ impl Registry {
         registry.add("Query.unreadSummary", unread_summary);
         registry.add("Mutation.createApplication", create_application);
         registry.add("Mutation.updateApplication", update_application);
+        registry.add(
+            "Mutation.rotateApplicationSecret",
+            rotate_application_secret,
+        );
         registry.add("Mutation.createChat", create_chat);
         registry.add("Mutation.updateChat", update_chat);
         registry.add("Mutation.sendMessage", send_message);
@@ -216,10 +233,27 @@ async fn create_application(
     let args = Args(&args);
     let name = AppName::parse(args.str("name")?)?;
     let credentials = svc.create_application(&caller, name).await?;
-    Ok(json!({
-        "application": wire::application(&credentials.application),
-        "secret": credentials.secret.expose(),
-    }))
+    Ok(wire::credentials(&credentials))
+}
+
+async fn rotate_application_secret(
+    svc: Arc<ChatService>,
+    caller: Caller,
+    args: Map<String, Value>,
+) -> Result<Value> {
+    let args = Args(&args);
+    let token = app_token(&args, "token")?;
+    let grace = args.opt_int("graceSeconds")?;
+    let credentials = svc
+        .rotate_application_secret(&caller, &token, grace)
+        .await?;
+    // An audit line; the secret itself is never logged.
+    tracing::info!(
+        app = %token,
+        generation = credentials.application.secret_generation,
+        "application secret rotated"
+    );
+    Ok(wire::credentials(&credentials))
 }
 
 async fn update_application(

@@ -1,7 +1,9 @@
 //! Domain values as the JSON objects of `schema.graphql`. Field names here are the
 //! schema's; internal ids never appear.
 
-use chat_domain::{Application, Chat, Message, Page, ReadReceipt, Role, UnreadSummary};
+use chat_domain::{
+    AppCredentials, Application, Chat, Message, Page, ReadReceipt, Role, UnreadSummary,
+};
 use serde_json::{Value, json};
 
 pub fn application(app: &Application) -> Value {
@@ -11,6 +13,15 @@ pub fn application(app: &Application) -> Value {
         "chatsCount": app.chats_count,
         "createdAt": app.created_at.to_rfc3339(),
         "updatedAt": app.updated_at.to_rfc3339(),
+        "previousSecretExpiresAt": app.previous_secret_expires_at.map(|t| t.to_rfc3339()),
+    })
+}
+
+/// `ApplicationCredentials`: the one place a secret leaves the service.
+pub fn credentials(credentials: &AppCredentials) -> Value {
+    json!({
+        "application": application(&credentials.application),
+        "secret": credentials.secret.expose(),
     })
 }
 

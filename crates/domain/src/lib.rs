@@ -5,12 +5,14 @@
 
 pub mod cursor;
 pub mod error;
+pub mod keyring;
 pub mod limits;
 pub mod model;
 pub mod search;
 pub mod secrets;
 pub mod service;
 pub mod store;
+pub mod throttle;
 pub mod unread;
 
 pub use cursor::PageTokenCodec;
@@ -25,4 +27,5 @@ pub use service::{
     AppCredentials, Caller, ChatService, Clock, MessagesArgs, Page, SystemClock, UserIdentity,
 };
 pub use store::*;
+pub use throttle::{RateLimit, Throttle, ThrottleConfig};
 pub use unread::{CounterChange, ReadMarks, ReadReceipt, UnreadDelta, UnreadSummary};

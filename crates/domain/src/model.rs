@@ -42,9 +42,10 @@ impl AppToken {
         if ok {
             Ok(AppToken(raw.to_owned()))
         } else {
-            Err(DomainError::bad_input(
-                "appToken is not a valid application token",
-            ))
+            Err(DomainError::bad_input(format!(
+                "appToken is not a valid application token (1 to {APP_TOKEN_MAX_CHARS} \
+                 characters of A-Z, a-z, 0-9, _ and -)"
+            )))
         }
     }
 
@@ -285,6 +286,9 @@ pub struct Application {
     pub name: AppName,
     /// Which derived secret is current (see [`crate::secrets`]); starts at 1.
     pub secret_generation: u32,
+    /// After a rotation, the previous generation's secret still verifies user tokens
+    /// until this moment (the grace period); `None` when it no longer matters.
+    pub previous_secret_expires_at: Option<Timestamp>,
     pub chats_count: u32,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,

@@ -14,10 +14,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::cursor::PageTokenCodec;
 use crate::error::{DomainError, Result};
+use crate::keyring::{Generations, Keyring};
+use crate::limits::{SECRET_GRACE_DEFAULT_SECS, SECRET_GRACE_MAX_SECS};
 use crate::model::*;
 use crate::search::{SearchCursor, SearchIndex, SearchQuery, SearchRequest};
 use crate::secrets::{AppSecret, ServerKey, generate_app_token};
 use crate::store::*;
+use crate::throttle::Throttle;
 use crate::unread::{ReadReceipt, UnreadSummary};
 
 /// Who is calling, as established by the edge (authorizer or dev server) from the token.
@@ -88,6 +91,8 @@ pub struct ChatService {
     pages: PageTokenCodec,
     clock: Arc<dyn Clock>,
     search: Option<Arc<dyn SearchIndex>>,
+    throttle: Throttle,
+    keyring: Keyring,
 }
 
 fn user_of<'a>(caller: &'a Caller, app: &AppToken) -> Result<&'a UserIdentity> {
@@ -137,6 +142,8 @@ impl ChatService {
             pages,
             clock,
             search: None,
+            throttle: Throttle::disabled(),
+            keyring: Keyring::default(),
         }
     }
 
@@ -145,6 +152,17 @@ impl ChatService {
     pub fn with_search(mut self, index: Arc<dyn SearchIndex>) -> Self {
         self.search = Some(index);
         self
+    }
+
+    /// The service with rate limits on sendMessage and createChat (see [`crate::throttle`]).
+    /// Without one, nothing is throttled.
+    pub fn with_throttle(mut self, throttle: Throttle) -> Self {
+        self.throttle = throttle;
+        self
+    }
+
+    pub fn throttle(&self) -> &Throttle {
+        &self.throttle
     }
 
     pub fn search_index(&self) -> Option<&Arc<dyn SearchIndex>> {
@@ -157,6 +175,35 @@ impl ChatService {
 
     pub fn server_key(&self) -> &ServerKey {
         &self.key
+    }
+
+    /// The secrets that verify `app`'s user tokens now, newest first, each with the moment
+    /// it stops verifying (`None`: until the next rotation); none for an unknown
+    /// application. Read from the store at most once per [`crate::keyring`] TTL.
+    pub async fn token_secrets(
+        &self,
+        app: &AppToken,
+    ) -> Result<Vec<(AppSecret, Option<Timestamp>)>> {
+        let now = self.clock.now();
+        let generations = match self.keyring.cached(app, now) {
+            Some(generations) => generations,
+            None => {
+                let generations = self
+                    .store
+                    .application(app)
+                    .await?
+                    .as_ref()
+                    .map(Generations::of);
+                self.keyring.remember(app, generations, now);
+                generations
+            }
+        };
+        Ok(generations
+            .map(|g| g.verifying(now))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(generation, until)| (self.key.app_secret(app, generation), until))
+            .collect())
     }
 
     // ---- applications -------------------------------------------------------------------
@@ -175,6 +222,38 @@ impl ChatService {
                 now: self.clock.now(),
             })
             .await?;
+        let secret = self
+            .key
+            .app_secret(&application.token, application.secret_generation);
+        Ok(AppCredentials {
+            application,
+            secret,
+        })
+    }
+
+    /// A new secret for the application; the replaced one verifies for `grace_secs` more
+    /// (default [`SECRET_GRACE_DEFAULT_SECS`]), older ones not at all.
+    pub async fn rotate_application_secret(
+        &self,
+        caller: &Caller,
+        token: &AppToken,
+        grace_secs: Option<i64>,
+    ) -> Result<AppCredentials> {
+        require_admin(caller)?;
+        let grace = grace_secs.unwrap_or(SECRET_GRACE_DEFAULT_SECS);
+        if !(0..=SECRET_GRACE_MAX_SECS).contains(&grace) {
+            return Err(DomainError::bad_input(format!(
+                "graceSeconds must be 0 to {SECRET_GRACE_MAX_SECS}"
+            )));
+        }
+        let now = self.clock.now();
+        let application = self
+            .store
+            .rotate_application_secret(token, Timestamp(now.0 + grace * 1000), now)
+            .await?;
+        // This process verifies with the new generation from now on; others within the
+        // keyring's TTL.
+        self.keyring.forget(token);
         let secret = self
             .key
             .app_secret(&application.token, application.secret_generation);
@@ -227,6 +306,7 @@ impl ChatService {
         customer_id: Option<UserId>,
     ) -> Result<Chat> {
         let user = user_of(caller, app)?;
+        self.throttle.admit(user)?;
         let customer_id = match (user.role, customer_id) {
             (Role::Customer, None) => user.user_id.clone(),
             (Role::Customer, Some(id)) if id == user.user_id => id,
@@ -365,6 +445,7 @@ impl ChatService {
         client_message_id: Option<ClientMessageId>,
     ) -> Result<Sent> {
         let user = user_of(caller, app)?;
+        self.throttle.admit(user)?;
         self.store
             .send_message(NewMessage {
                 scope: user.scope(chat),

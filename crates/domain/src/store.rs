@@ -177,6 +177,15 @@ pub trait ChatStore: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<Application>;
     async fn application(&self, token: &AppToken) -> Result<Option<Application>>;
+    /// Makes the next secret generation current; the one it replaces keeps verifying until
+    /// `previous_expires_at`, and any older one stops at once. Atomic: two concurrent
+    /// rotations give two generations. NotFound if there is no such application.
+    async fn rotate_application_secret(
+        &self,
+        token: &AppToken,
+        previous_expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<Application>;
 
     /// Allocates the next chat number of the application. NotFound without the application.
     async fn create_chat(&self, new: NewChat) -> Result<Chat>;

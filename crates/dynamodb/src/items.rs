@@ -129,6 +129,7 @@ pub(crate) fn application(item: &Item) -> Result<Application> {
             AppName::parse(string(item, attr::NAME)?),
         )?,
         secret_generation: count(item, attr::SECRET_GENERATION)?,
+        previous_secret_expires_at: optional_timestamp(item, attr::PREVIOUS_SECRET_EXPIRES_AT)?,
         chats_count: count(item, attr::CHATS_COUNT)?,
         created_at: timestamp(item, attr::CREATED_AT)?,
         updated_at: timestamp(item, attr::UPDATED_AT)?,

@@ -465,6 +465,7 @@ impl DynamoStore {
                 token: new.token.clone(),
                 name: new.name.clone(),
                 secret_generation: 1,
+                previous_secret_expires_at: None,
                 chats_count: 0,
                 created_at: new.now,
                 updated_at: new.now,
@@ -497,6 +498,38 @@ impl DynamoStore {
             expr.equals(attr::NAME, "name", s(name.as_str())),
             expr.equals(attr::UPDATED_AT, "now", n(now.0)),
         );
+        self.update_application_item(token, expr, update).await
+    }
+
+    /// 1 UpdateItem: ADD makes concurrent rotations each take their own generation.
+    async fn do_rotate_application_secret(
+        &self,
+        token: &AppToken,
+        previous_expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<Application> {
+        let mut expr = Expr::new();
+        let update = format!(
+            "SET {}, {} ADD {} {}",
+            expr.equals(
+                attr::PREVIOUS_SECRET_EXPIRES_AT,
+                "previous",
+                n(previous_expires_at.0)
+            ),
+            expr.equals(attr::UPDATED_AT, "now", n(now.0)),
+            expr.name(attr::SECRET_GENERATION),
+            expr.value("one", n(1)),
+        );
+        self.update_application_item(token, expr, update).await
+    }
+
+    /// UpdateItem of an existing application item, returning it as updated.
+    async fn update_application_item(
+        &self,
+        token: &AppToken,
+        mut expr: Expr,
+        update: String,
+    ) -> StoreResult<Application> {
         let condition = format!("attribute_exists({})", expr.name(attr::PK));
         let mut backoff = Backoff::new(self.retry, "the application");
         loop {
@@ -1532,6 +1565,18 @@ impl ChatStore for DynamoStore {
         self.do_update_application(token, &name, now)
             .await
             .map_err(|e| e.into_domain("update_application"))
+    }
+
+    /// 1 UpdateItem.
+    async fn rotate_application_secret(
+        &self,
+        token: &AppToken,
+        previous_expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<Application> {
+        self.do_rotate_application_secret(token, previous_expires_at, now)
+            .await
+            .map_err(|e| e.into_domain("rotate_application_secret"))
     }
 
     /// 1 GetItem.

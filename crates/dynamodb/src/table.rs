@@ -76,6 +76,7 @@ pub mod attr {
     pub const TOKEN: &str = "token";
     pub const NAME: &str = "name";
     pub const SECRET_GENERATION: &str = "secretGeneration";
+    pub const PREVIOUS_SECRET_EXPIRES_AT: &str = "previousSecretExpiresAt";
     pub const CHATS_COUNT: &str = "chatsCount";
     pub const CREATED_AT: &str = "createdAt";
     pub const UPDATED_AT: &str = "updatedAt";

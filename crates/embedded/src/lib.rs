@@ -316,6 +316,19 @@ impl ChatStore for SqliteStore {
             .await
     }
 
+    async fn rotate_application_secret(
+        &self,
+        token: &AppToken,
+        previous_expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<Application, DomainError> {
+        let token = token.clone();
+        self.write("rotate_application_secret", move |c| {
+            ops::rotate_application_secret(c, &token, previous_expires_at, now)
+        })
+        .await
+    }
+
     async fn create_chat(&self, new: NewChat) -> Result<Chat, DomainError> {
         self.write("create_chat", move |c| ops::create_chat(c, &new))
             .await

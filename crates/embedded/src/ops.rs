@@ -43,6 +43,7 @@ pub(crate) fn create_application(conn: &Connection, new: &NewApplication) -> Res
         token: new.token.clone(),
         name: new.name.clone(),
         secret_generation: 1,
+        previous_secret_expires_at: None,
         chats_count: 0,
         created_at: new.now,
         updated_at: new.now,
@@ -55,10 +56,10 @@ pub(crate) fn update_application(
     name: &AppName,
     now: Timestamp,
 ) -> Result<Application> {
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare_cached(&format!(
         "UPDATE applications SET name = ?2, updated_at = ?3 WHERE token = ?1 \
-         RETURNING name, secret_generation, chats_count, created_at, updated_at",
-    )?;
+         RETURNING {APPLICATION_COLUMNS}"
+    ))?;
     let mut rows = stmt.query(params![token.as_str(), name.as_str(), now.0])?;
     match rows.next()? {
         Some(row) => application_row(token, row),
@@ -66,22 +67,44 @@ pub(crate) fn update_application(
     }
 }
 
+pub(crate) fn rotate_application_secret(
+    conn: &Connection,
+    token: &AppToken,
+    previous_expires_at: Timestamp,
+    now: Timestamp,
+) -> Result<Application> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "UPDATE applications SET secret_generation = secret_generation + 1, \
+         previous_secret_expires_at = ?2, updated_at = ?3 WHERE token = ?1 \
+         RETURNING {APPLICATION_COLUMNS}"
+    ))?;
+    let mut rows = stmt.query(params![token.as_str(), previous_expires_at.0, now.0])?;
+    match rows.next()? {
+        Some(row) => application_row(token, row),
+        None => Err(app_not_found(token)),
+    }
+}
+
 pub(crate) fn application(conn: &Connection, token: &AppToken) -> Result<Option<Application>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT name, secret_generation, chats_count, created_at, updated_at \
-         FROM applications WHERE token = ?1",
-    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {APPLICATION_COLUMNS} FROM applications WHERE token = ?1"
+    ))?;
     let mut rows = stmt.query([token.as_str()])?;
     rows.next()?
         .map(|row| application_row(token, row))
         .transpose()
 }
 
+/// The columns [`application_row`] reads, in its order.
+const APPLICATION_COLUMNS: &str =
+    "name, secret_generation, chats_count, created_at, updated_at, previous_secret_expires_at";
+
 fn application_row(token: &AppToken, row: &rusqlite::Row<'_>) -> Result<Application> {
     Ok(Application {
         token: token.clone(),
         name: rows::app_name(&row.get::<_, String>(0)?)?,
         secret_generation: rows::count(row.get(1)?, "secret generation")?,
+        previous_secret_expires_at: row.get::<_, Option<i64>>(5)?.map(Timestamp),
         chats_count: rows::count(row.get(2)?, "chats count")?,
         created_at: Timestamp(row.get(3)?),
         updated_at: Timestamp(row.get(4)?),

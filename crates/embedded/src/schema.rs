@@ -114,6 +114,10 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (app_id, side, customer_id)
     ) STRICT, WITHOUT ROWID;
     "#,
+    // 4: secret rotation's grace period (ms since the epoch; NULL: no previous secret).
+    r#"
+    ALTER TABLE applications ADD COLUMN previous_secret_expires_at INTEGER;
+    "#,
 ];
 
 /// The schema version this build writes.

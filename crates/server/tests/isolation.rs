@@ -1,8 +1,17 @@
 //! Tenant and customer isolation for every operation of the schema: refused with the right
-//! code, no data of others, nothing changed.
+//! code, no data of others, nothing changed. The matrix: every query and mutation
+//! ([`operations`]) and every subscription ([`subscriptions`]) × every wrong identity (no
+//! token, malformed tokens, alg "none", a wrong signature, expired, a rotated-out secret, an
+//! unknown application, another application's agent, a customer of another chat, a customer
+//! on agent-only operations, a user token on admin operations, the admin key on user
+//! operations). SECURITY.md states its size.
 
 mod common;
 
+use std::time::Duration;
+
+use base64::Engine as _;
+use common::ws::{Incoming, WsClient};
 use common::*;
 use serde_json::{Value, json};
 
@@ -84,7 +93,76 @@ fn operations(a: &str) -> Vec<(&'static str, &'static str, Value)> {
             "mutation($a: ID!) { markAllRead(appToken: $a) { totalUnread unreadChats } }",
             json!({ "a": a }),
         ),
+        (
+            "rotateApplicationSecret",
+            "mutation($a: ID!) { rotateApplicationSecret(token: $a) { secret } }",
+            json!({ "a": a }),
+        ),
     ]
+}
+
+/// Every subscription, aimed at application `a`'s chat 1.
+fn subscriptions(a: &str) -> Vec<(&'static str, &'static str, Value)> {
+    vec![
+        (
+            "onMessage",
+            "subscription($a: ID!) { onMessage(appToken: $a, chatNumber: 1) { number body } }",
+            json!({ "a": a }),
+        ),
+        (
+            "onReadReceipt",
+            "subscription($a: ID!) { onReadReceipt(appToken: $a, chatNumber: 1) { lastReadNumber } }",
+            json!({ "a": a }),
+        ),
+        (
+            "onInboxMessage",
+            "subscription($a: ID!) { onInboxMessage(appToken: $a) { number body } }",
+            json!({ "a": a }),
+        ),
+        (
+            "onChat",
+            "subscription($a: ID!) { onChat(appToken: $a) { number } }",
+            json!({ "a": a }),
+        ),
+    ]
+}
+
+/// Subscribes to every subscription as `token` over graphql-transport-ws: each must be
+/// refused with `expected(op)`, and nothing of application `a` may arrive afterwards.
+async fn refuse_all_subscriptions(w: &World, token: &str, expected: impl Fn(&str) -> &'static str) {
+    let mut client = WsClient::connect(&w.server.url, token).await;
+    for (op, query, vars) in subscriptions(&w.a.token) {
+        client.subscribe(op, query, vars).await;
+        match client.next().await {
+            Incoming::Message(m) if m["type"] == "error" && m["id"] == op => {
+                let code = m["payload"][0]["extensions"]["code"].as_str();
+                assert_eq!(code, Some(expected(op)), "{op}: {m}");
+            }
+            other => panic!("{op}: expected a refusal, got {other:?}"),
+        }
+    }
+    // Activity in `a` reaches none of the refused subscriptions.
+    let owner = w.a.customer("owner");
+    send(&w.server, &w.a, &owner, 1, "after the refusals").await;
+    assert!(
+        client
+            .next_within(Duration::from_millis(300))
+            .await
+            .is_none(),
+        "a refused subscription delivered an event"
+    );
+}
+
+/// A token that does not verify never gets a WebSocket connection: closed with 4403.
+async fn refuse_connection(w: &World, token: &str) {
+    let mut client = WsClient::open(&w.server.url).await;
+    client
+        .send(json!({ "type": "connection_init", "payload": { "Authorization": token } }))
+        .await;
+    match client.next().await {
+        Incoming::Closed(Some(frame)) => assert_eq!(u16::from(frame.code), 4403, "{frame:?}"),
+        other => panic!("expected the connection to close, got {other:?}"),
+    }
 }
 
 struct World {
@@ -178,6 +256,7 @@ async fn refuse_all(w: &World, token: Option<&str>, expected: impl Fn(&str) -> &
 async fn no_token_is_unauthorized_everywhere() {
     let w = world().await;
     refuse_all(&w, None, |_| "Unauthorized").await;
+    refuse_connection(&w, "").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,14 +278,58 @@ async fn bad_tokens_are_refused_with_401() {
         jsonwebtoken_exp(60),
     )
     .unwrap();
-    for token in [expired.as_str(), forged.as_str(), "not-a-token", "a.b.c"] {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let alg_none = format!(
+        "{}.{}.",
+        b64.encode(br#"{"alg":"none","typ":"JWT"}"#),
+        b64.encode(
+            json!({ "sub": "u", "app": w.a.token, "role": "AGENT", "exp": jsonwebtoken_exp(60) })
+                .to_string()
+        )
+    );
+    // Well signed, but for an application that does not exist (its key derived the way
+    // the server would, were it to exist: only the store says it does not).
+    let unknown_app = chat_appsync::auth::mint_user_token(
+        &w.a.secret,
+        "app_doesnotexist",
+        "u",
+        chat_domain::Role::Agent,
+        jsonwebtoken_exp(60),
+    )
+    .unwrap();
+    // Signed with a secret of `b` that has since been rotated out without grace.
+    let rotated_out = w.b.agent("before-rotation");
+    w.server
+        .ok(
+            ADMIN_KEY,
+            "mutation($b: ID!) { rotateApplicationSecret(token: $b, graceSeconds: 0) { secret } }",
+            json!({ "b": w.b.token }),
+        )
+        .await;
+    let before = (snapshot(&w).await, app_name(&w).await);
+    let tokens = [
+        expired.as_str(),
+        forged.as_str(),
+        alg_none.as_str(),
+        unknown_app.as_str(),
+        rotated_out.as_str(),
+        "not-a-token",
+        "a.b.c",
+    ];
+    for token in tokens {
         for (op, query, vars) in operations(&w.a.token) {
             let (status, body) = w.server.post(Some(token), query, vars).await;
             assert_eq!(status, 401, "{op}: {body}");
             assert_eq!(body["errors"][0]["extensions"]["code"], "Unauthorized");
             assert!(body["data"].is_null());
         }
+        refuse_connection(&w, token).await;
     }
+    assert_eq!(
+        (snapshot(&w).await, app_name(&w).await),
+        before,
+        "something changed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -214,6 +337,7 @@ async fn another_applications_agent_is_forbidden_everywhere() {
     let w = world().await;
     let intruder = w.b.agent("agent-of-b");
     refuse_all(&w, Some(&intruder), |_| "Forbidden").await;
+    refuse_all_subscriptions(&w, &intruder, |_| "Forbidden").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,9 +352,23 @@ async fn another_customer_sees_no_chat_and_changes_nothing() {
         // Its own (empty) list of chats, its own (empty) badge.
         "chats" => "empty",
         "unreadSummary" | "markAllRead" => "zero",
+        "rotateApplicationSecret" => "Forbidden",
         _ => "NotFound",
     })
     .await;
+    // Its subscriptions: another customer's chat does not exist for it; the application's
+    // feeds are for agents.
+    refuse_all_subscriptions(&w, &stranger, |op| match op {
+        "onMessage" | "onReadReceipt" => "NotFound",
+        _ => "Forbidden",
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_key_subscribes_to_nothing() {
+    let w = world().await;
+    refuse_all_subscriptions(&w, ADMIN_KEY, |_| "Forbidden").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,6 +381,15 @@ async fn user_tokens_cannot_use_admin_operations_and_admin_cannot_chat() {
             Some(&agent),
             "mutation { createApplication(name: \"Mine\") { secret } }",
             json!({}),
+        )
+        .await;
+    assert_eq!(code, "Forbidden");
+    let code = w
+        .server
+        .error_code(
+            Some(&agent),
+            "mutation($a: ID!) { rotateApplicationSecret(token: $a) { secret } }",
+            json!({ "a": w.a.token }),
         )
         .await;
     assert_eq!(code, "Forbidden");

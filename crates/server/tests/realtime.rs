@@ -426,11 +426,11 @@ impl InProcess {
 
         let key = ServerKey::generate();
         let store = Arc::new(SqliteStore::open_in_memory().unwrap());
-        let service = ChatService::new(store, key.clone(), Arc::new(SystemClock));
-        let api = schema::build(Arc::new(Registry::new(Arc::new(service)))).unwrap();
+        let service = Arc::new(ChatService::new(store, key, Arc::new(SystemClock)));
+        let api = schema::build(Arc::new(Registry::new(service.clone()))).unwrap();
         let router = http::router(http::AppState {
             api: api.clone(),
-            auth: Arc::new(Authenticator::new(ADMIN_KEY, key)),
+            auth: Arc::new(Authenticator::new(ADMIN_KEY, service)),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

@@ -24,15 +24,12 @@ async fn a_subscription_added_to_the_schema_fires_without_new_code() {
     assert_ne!(sdl, schema::SCHEMA_SDL);
     let key = ServerKey::generate();
     let store = Arc::new(SqliteStore::open_in_memory().unwrap());
-    let registry = Arc::new(Registry::new(Arc::new(ChatService::new(
-        store,
-        key.clone(),
-        Arc::new(SystemClock),
-    ))));
+    let service = Arc::new(ChatService::new(store, key, Arc::new(SystemClock)));
+    let registry = Arc::new(Registry::new(service.clone()));
     let api = schema::build_from(&sdl, registry).unwrap_or_else(|e| panic!("{e}"));
     let router = http::router(http::AppState {
         api,
-        auth: Arc::new(Authenticator::new(ADMIN, key)),
+        auth: Arc::new(Authenticator::new(ADMIN, service)),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

@@ -73,6 +73,57 @@ pub async fn applications_are_created_read_and_renamed(store: Store) {
     );
 }
 
+pub async fn secret_rotations_each_take_a_generation(store: Store) {
+    // Given a new application: generation 1, no previous secret.
+    let app = create_app(&store, "app_rotation").await;
+    let created = store.application(&app).await.unwrap().unwrap();
+    assert_eq!(created.secret_generation, 1);
+    assert_eq!(created.previous_secret_expires_at, None);
+
+    // When it rotates: the next generation, the grace end and updatedAt recorded, and the
+    // rest unchanged; it reads back the same.
+    let rotated = store
+        .rotate_application_secret(&app, at(5_000), at(40))
+        .await
+        .expect("rotate_application_secret");
+    assert_eq!(rotated.secret_generation, 2);
+    assert_eq!(rotated.previous_secret_expires_at, Some(at(5_000)));
+    assert_eq!(rotated.updated_at, at(40));
+    assert_eq!(
+        (rotated.name.clone(), rotated.created_at),
+        (created.name.clone(), created.created_at)
+    );
+    assert_eq!(store.application(&app).await.unwrap(), Some(rotated));
+
+    // When eight rotations race: each takes its own generation (none lost).
+    let mut racing = JoinSet::new();
+    for i in 0..8 {
+        let (store, app) = (store.clone(), app.clone());
+        racing.spawn(async move {
+            store
+                .rotate_application_secret(&app, at(6_000 + i), at(50 + i))
+                .await
+                .expect("concurrent rotation")
+                .secret_generation
+        });
+    }
+    let mut generations = racing.join_all().await;
+    generations.sort_unstable();
+    assert_eq!(generations, (3..=10).collect::<Vec<u32>>());
+    let last = store.application(&app).await.unwrap().unwrap();
+    assert_eq!(last.secret_generation, 10);
+
+    // An unknown application: NotFound.
+    let unknown = store
+        .rotate_application_secret(&token("app_unknown"), at(1), at(1))
+        .await;
+    assert_code(
+        unknown,
+        ErrorCode::NotFound,
+        "rotate an unknown application",
+    );
+}
+
 // ---- chats and messages, single writer ---------------------------------------------------
 
 pub async fn sent_message_moves_chat_activity(store: Store) {

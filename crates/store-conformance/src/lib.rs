@@ -55,6 +55,7 @@ macro_rules! __with_behaviours {
     ($callback:ident!($($args:tt)*)) => {
         $crate::$callback! {$($args)*;
             applications_are_created_read_and_renamed,
+            secret_rotations_each_take_a_generation,
             sent_message_moves_chat_activity,
             message_times_never_go_backwards_along_the_numbers,
             concurrent_sends_get_dense_numbers,

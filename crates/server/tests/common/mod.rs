@@ -81,7 +81,21 @@ impl TestServer {
         TestServer::launch(dir, &[], &[])
     }
 
+    /// A server on a fresh data dir that logs everything down to `level` into `log`.
+    pub fn start_logging_to(log: &Path, level: &str) -> TestServer {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let file = std::fs::File::create(log).expect("log file");
+        let mut server =
+            TestServer::launch_with(tmp.path(), &[], &[("RUST_LOG", level)], file.into());
+        server._tmp = Some(tmp);
+        server
+    }
+
     fn launch(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> TestServer {
+        TestServer::launch_with(dir, args, envs, Stdio::inherit())
+    }
+
+    fn launch_with(dir: &Path, args: &[&str], envs: &[(&str, &str)], stderr: Stdio) -> TestServer {
         let mut command = Command::new(env!("CARGO_BIN_EXE_chat-server"));
         command
             .args([
@@ -96,7 +110,7 @@ impl TestServer {
             .env("RUST_LOG", "warn")
             .envs(envs.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         // If this test process dies without dropping the server (a killed run), the server
         // dies too instead of outliving it and holding CI's output open.
         #[cfg(target_os = "linux")]
