@@ -99,3 +99,43 @@ async fn events_without_identity_or_with_bad_arguments_are_refused_with_codes() 
         "Unauthorized"
     );
 }
+
+#[tokio::test]
+async fn a_throttled_send_is_throttled_with_its_retry_hint_on_the_lambda_path_too() {
+    use chat_domain::{RateLimit, Throttle, ThrottleConfig};
+    let store = Arc::new(SqliteStore::open_in_memory().expect("store"));
+    let throttle = Throttle::new(ThrottleConfig {
+        per_user: RateLimit::per_second(1, 2),
+        per_app: None,
+    });
+    let registry = Registry::new(Arc::new(
+        ChatService::new(store, ServerKey::generate(), Arc::new(SystemClock))
+            .with_throttle(throttle),
+    ));
+    let created = registry
+        .resolve(fixture("create-application.json", ""))
+        .await
+        .unwrap();
+    let app = created["application"]["token"].as_str().unwrap().to_owned();
+    // One user's two: a chat and a message; the retry of the message is a third send.
+    registry
+        .resolve(fixture("create-chat.json", &app))
+        .await
+        .unwrap();
+    registry
+        .resolve(fixture("send-message.json", &app))
+        .await
+        .unwrap();
+    let error = registry
+        .resolve(fixture("send-message.json", &app))
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_type, "Throttled");
+    let hint = error.retry_after_ms.expect("a retry hint");
+    assert!((1..=1000).contains(&hint), "{hint}");
+    assert_eq!(
+        error.error_message,
+        format!("too many requests; retry after {hint} ms"),
+        "AppSync shows only the message: the hint is in it"
+    );
+}

@@ -140,3 +140,28 @@ fn the_stream_mapping_retries_finitely_reports_items_and_keeps_failures() {
     assert!((0..=10_000).contains(&retries), "finite retries");
     assert!(!p["DestinationConfig"]["OnFailure"]["Destination"].is_null());
 }
+
+#[test]
+fn appsync_query_limits_are_the_dev_server_s() {
+    use chat_domain::limits::{QUERY_DEPTH_MAX, QUERY_ROOT_FIELDS_MAX};
+    let template = template();
+    let api = &template["Resources"]["Api"]["Properties"];
+    assert_eq!(
+        api["QueryDepthLimit"].as_u64(),
+        Some(QUERY_DEPTH_MAX as u64)
+    );
+    // Every resolver is a root field's, so resolvers per request are root fields per
+    // operation.
+    assert!(
+        registry_fields()
+            .iter()
+            .all(|f| ["Query.", "Mutation.", "Subscription."]
+                .iter()
+                .any(|root| f.starts_with(root))),
+        "a resolver below the roots: ResolverCountLimit no longer equals root fields"
+    );
+    assert_eq!(
+        api["ResolverCountLimit"].as_u64(),
+        Some(QUERY_ROOT_FIELDS_MAX as u64)
+    );
+}

@@ -48,7 +48,9 @@ impl PageTokenCodec {
         let invalid =
             || DomainError::bad_input("nextToken is invalid or was issued for another query");
         if token.len() > PAGE_TOKEN_MAX_CHARS {
-            return Err(invalid());
+            return Err(DomainError::bad_input(format!(
+                "nextToken is invalid: longer than {PAGE_TOKEN_MAX_CHARS} characters"
+            )));
         }
         let (payload, mac) = token.split_once('.').ok_or_else(invalid)?;
         let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| invalid())?;

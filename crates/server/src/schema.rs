@@ -18,8 +18,12 @@ use chat_appsync::ResolverError;
 use chat_appsync::auth::resolver_context;
 use chat_appsync::registry::event_for;
 use chat_domain::Caller;
+use chat_domain::limits::{
+    QUERY_DEPTH_MAX, QUERY_DIRECTIVES_PER_FIELD_MAX, QUERY_FIELDS_MAX, QUERY_RECURSION_MAX,
+};
 use futures::StreamExt;
 
+use crate::query_limits::QueryLimits;
 use crate::realtime::groups::{Admission, GroupFeed};
 use crate::realtime::hub::{Event, Registration};
 use crate::realtime::{ConnectionSignals, Groups, Hub, MutationLog, SubscriptionSpec};
@@ -90,6 +94,9 @@ fn graphql_error(error: ResolverError) -> async_graphql::Error {
     async_graphql::Error::new(error.error_message).extend_with(|_, ext| {
         ext.set("code", error.error_type.clone());
         ext.set("errorType", error.error_type.clone());
+        if let Some(ms) = error.retry_after_ms {
+            ext.set("retryAfterMs", ms);
+        }
     })
 }
 
@@ -283,6 +290,26 @@ pub fn build(registry: Arc<Registry>) -> Result<Api, SchemaError> {
     build_from(SCHEMA_SDL, registry)
 }
 
+/// How the schema is served, beyond what `schema.graphql` says.
+#[derive(Debug, Clone, Copy)]
+pub struct SchemaOptions {
+    /// Answer `__schema` / `__type` (GraphiQL and code generators need it; production can
+    /// turn it off, as AppSync's `IntrospectionConfig: DISABLED` does).
+    pub introspection: bool,
+}
+
+impl Default for SchemaOptions {
+    fn default() -> Self {
+        SchemaOptions {
+            introspection: true,
+        }
+    }
+}
+
+pub fn build_with(registry: Arc<Registry>, options: SchemaOptions) -> Result<Api, SchemaError> {
+    build_from_with(SCHEMA_SDL, registry, options)
+}
+
 /// Reads every Subscription field's `@aws_subscribe` list.
 fn subscription_specs(
     document: &async_graphql_parser::types::ServiceDocument,
@@ -325,6 +352,14 @@ fn subscription_specs(
 }
 
 pub fn build_from(sdl: &str, registry: Arc<Registry>) -> Result<Api, SchemaError> {
+    build_from_with(sdl, registry, SchemaOptions::default())
+}
+
+fn build_from_with(
+    sdl: &str,
+    registry: Arc<Registry>,
+    options: SchemaOptions,
+) -> Result<Api, SchemaError> {
     let document = async_graphql_parser::parse_schema(format!("{APPSYNC_PRELUDE}\n{sdl}"))?;
     let specs = subscription_specs(&document)?;
     let hub = Hub::new(&specs);
@@ -446,6 +481,19 @@ pub fn build_from(sdl: &str, registry: Arc<Registry>) -> Result<Api, SchemaError
     );
     for ty in types {
         builder = builder.register(ty);
+    }
+    // The operation's shape is checked first, once per fragment (crate::query_limits);
+    // async-graphql's own limits, at the same values, stay as a backstop.
+    builder = builder
+        .extension(QueryLimits {
+            introspection: options.introspection,
+        })
+        .limit_depth(QUERY_DEPTH_MAX)
+        .limit_complexity(QUERY_FIELDS_MAX)
+        .limit_recursive_depth(QUERY_RECURSION_MAX)
+        .limit_directives(QUERY_DIRECTIVES_PER_FIELD_MAX);
+    if !options.introspection {
+        builder = builder.disable_introspection();
     }
     // Subscription responses are rendered from the mutation's result by plain property
     // fields, the same for every caller, unless a type below the roots has a resolver: then
