@@ -775,3 +775,26 @@ async fn a_member_that_stops_reading_is_cut_off_and_the_rest_of_its_group_goes_o
         "it was cut off before the end ({received})"
     );
 }
+
+/// A document's only operation may be named and sent without `operationName` (GraphQL
+/// allows it); it is still a subscription, not "a query on this transport".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_subscription_without_operation_name_streams() {
+    let server = TestServer::start();
+    let app = TestApp::create(&server, "Named").await;
+    let customer = app.customer("c1");
+    let chat = open_chat(&server, &app, &customer).await;
+    let mut client = WsClient::connect(&server.url, &customer).await;
+    client
+        .subscribe(
+            "named",
+            "subscription OnMessage($a: ID!, $c: Int!) { onMessage(appToken: $a, chatNumber: $c) { body } }",
+            json!({ "a": app.token, "c": chat }),
+        )
+        .await;
+    client.send(json!({ "type": "ping" })).await;
+    assert!(matches!(client.next().await, Incoming::Message(m) if m["type"] == "pong"));
+    send(&server, &app, &customer, chat, "named and live").await;
+    let event = client.next_data("named").await;
+    assert_eq!(event["onMessage"]["body"], "named and live", "{event}");
+}

@@ -1,14 +1,17 @@
 //! Real time: AppSync's subscription rule ([`hub`]), subscription groups that execute and
 //! render each distinct subscription once for all its subscribers ([`groups`]), and the
-//! WebSocket protocols that carry them ([`transport_ws`]: graphql-transport-ws). Execution
+//! WebSocket protocols that carry them ([`transport_ws`]: graphql-transport-ws;
+//! [`transport_appsync`]: AppSync's own real-time protocol, which Amplify speaks). Execution
 //! is shared by HTTP and WebSocket through [`Api::execute`] and [`Api::execute_stream`], so
-//! a mutation publishes the same way whichever way it arrived.
+//! a mutation publishes the same way whichever way it arrived, and both protocols subscribe,
+//! authorize and deliver through the same code: only the envelopes differ.
 //!
 //! What a transport gets is protocol-neutral: [`Payload`]s, GraphQL responses already
 //! rendered to JSON text; each protocol wraps them in its own envelope.
 
 pub mod groups;
 pub mod hub;
+pub mod transport_appsync;
 pub mod transport_ws;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -67,7 +70,8 @@ impl ConnectionSignals {
 /// A GraphQL response rendered once to JSON text, shared by every subscriber it goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payload {
-    /// The response (`{"data": ..., "errors": [...]}`), errors with their codes.
+    /// The response (`{"data": ..., "errors": [...]}`), errors with their codes (in
+    /// `extensions.code` and, as AppSync names it, `errorType`).
     pub response: String,
     /// For a response with errors and no data: its errors alone (a subscription's first
     /// such response is a refusal, which protocols report without `data`).
@@ -76,13 +80,23 @@ pub struct Payload {
 
 impl Payload {
     pub fn render(response: Response) -> Arc<Payload> {
-        let response = crate::http::with_codes(response);
-        let refusal = (response.data == Value::Null && !response.errors.is_empty())
-            .then(|| serde_json::to_string(&response.errors).unwrap_or_else(|_| "[]".into()));
-        let response = serde_json::to_string(&response).unwrap_or_else(|e| {
-            serde_json::json!({ "data": null, "errors": [{ "message": e.to_string(), "extensions": { "code": "Internal" } }] }).to_string()
-        });
-        Arc::new(Payload { response, refusal })
+        if response.errors.is_empty() {
+            // The common case, an event: straight to text.
+            let response = serde_json::to_string(&response).unwrap_or_else(|e| {
+                serde_json::json!({ "data": null, "errors": [{ "message": e.to_string(), "errorType": "Internal", "extensions": { "code": "Internal" } }] }).to_string()
+            });
+            return Arc::new(Payload {
+                response,
+                refusal: None,
+            });
+        }
+        let json = crate::http::to_appsync_json(response);
+        let refusal = (json.get("data").is_none_or(serde_json::Value::is_null))
+            .then(|| json["errors"].to_string());
+        Arc::new(Payload {
+            response: json.to_string(),
+            refusal,
+        })
     }
 }
 
@@ -105,10 +119,18 @@ fn operation_of(request: &mut Request) -> Operation {
     };
     let ty = match &document.operations {
         DocumentOperations::Single(op) => Some(op.node.ty),
-        DocumentOperations::Multiple(ops) => name
-            .as_deref()
-            .and_then(|n| ops.iter().find(|(k, _)| k.as_str() == n))
-            .map(|(_, op)| op.node.ty),
+        // A document's only operation may be named and still sent without operationName.
+        DocumentOperations::Multiple(ops) if name.is_none() && ops.len() == 1 => {
+            ops.values().next().map(|op| op.node.ty)
+        }
+        // Named operations; without an operation name, a document's only one (GraphQL's
+        // rule; Amplify sends `subscription OnMessage(...)` without `operationName`).
+        DocumentOperations::Multiple(ops) => match name.as_deref() {
+            Some(n) => ops.iter().find(|(k, _)| k.as_str() == n),
+            None if ops.len() == 1 => ops.iter().next(),
+            None => None,
+        }
+        .map(|(_, op)| op.node.ty),
     };
     match ty {
         Some(OperationType::Subscription) => Operation::Subscription,
@@ -122,6 +144,10 @@ impl Api {
     /// subscriptions listen to, with its result as the mutation selected it (AppSync's
     /// behaviour: a subscriber sees only fields the mutation asked for).
     pub async fn execute(&self, request: Request, caller: Caller) -> Response {
+        // Before anything parses the document (see `query_nesting`).
+        if let Err(error) = crate::query_nesting::check(&request.query) {
+            return Response::from_errors(vec![error]);
+        }
         let log = MutationLog::default();
         let response = self
             .schema
@@ -149,6 +175,13 @@ impl Api {
         caller: Caller,
         signals: ConnectionSignals,
     ) -> (Operation, BoxStream<'static, Arc<Payload>>) {
+        if let Err(error) = crate::query_nesting::check(&request.query) {
+            let refusal = Payload::render(Response::from_errors(vec![error]));
+            return (
+                Operation::Invalid,
+                futures::stream::once(async move { refusal }).boxed(),
+            );
+        }
         match operation_of(&mut request) {
             Operation::Subscription => (
                 Operation::Subscription,
@@ -164,5 +197,29 @@ impl Api {
                 (kind, once.boxed())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(query: &str, operation_name: Option<&str>) -> Operation {
+        let mut request = Request::new(query);
+        request.operation_name = operation_name.map(str::to_owned);
+        operation_of(&mut request)
+    }
+
+    #[test]
+    fn a_documents_only_operation_runs_without_an_operation_name() {
+        assert_eq!(kind("subscription { s }", None), Operation::Subscription);
+        assert_eq!(kind("subscription S { s }", None), Operation::Subscription);
+        assert_eq!(kind("mutation M { m }", None), Operation::Single);
+        let two = "query Q { q } subscription S { s }";
+        assert_eq!(kind(two, None), Operation::Invalid);
+        assert_eq!(kind(two, Some("S")), Operation::Subscription);
+        assert_eq!(kind(two, Some("Q")), Operation::Single);
+        assert_eq!(kind(two, Some("R")), Operation::Invalid);
+        assert_eq!(kind("subscription {", None), Operation::Invalid);
     }
 }

@@ -48,7 +48,7 @@ pub mod close {
     pub const TOO_MANY_INITS: u16 = 4429;
 }
 
-type Sink = futures::stream::SplitSink<WebSocket, Message>;
+pub(super) type Sink = futures::stream::SplitSink<WebSocket, Message>;
 
 async fn send(sink: &mut Sink, message: Value) -> bool {
     let text = Utf8Bytes::from(message.to_string());
@@ -56,7 +56,7 @@ async fn send(sink: &mut Sink, message: Value) -> bool {
 }
 
 /// Writes the frames and flushes once, all within [`SEND_TIMEOUT`].
-async fn send_all(sink: &mut Sink, frames: Vec<Message>) -> bool {
+pub(super) async fn send_all(sink: &mut Sink, frames: Vec<Message>) -> bool {
     if frames.is_empty() {
         return true;
     }
@@ -69,7 +69,7 @@ async fn send_all(sink: &mut Sink, frames: Vec<Message>) -> bool {
     matches!(tokio::time::timeout(SEND_TIMEOUT, write).await, Ok(Ok(())))
 }
 
-async fn close(sink: &mut Sink, code: u16, reason: &str) {
+pub(super) async fn close(sink: &mut Sink, code: u16, reason: &str) {
     let frame = CloseFrame {
         code,
         reason: Utf8Bytes::from(reason.to_owned()),
@@ -109,7 +109,7 @@ pub async fn serve(
         Ok(Some(Err(reason))) => return close(&mut sink, close::BAD_REQUEST, &reason).await,
         Ok(Some(Ok(message))) if message["type"] == "connection_init" => {
             let token = token_from_payload(message.get("payload")).or(header_token);
-            match auth.authenticate(token.as_deref()) {
+            match auth.authenticate(token.as_deref()).await {
                 Ok(caller @ (Caller::Admin | Caller::User(_))) => caller,
                 _ => {
                     return close(
@@ -203,7 +203,7 @@ pub async fn serve(
 }
 
 /// Frames written before one flush, at most.
-const MAX_FRAMES_PER_WRITE: usize = 64;
+pub(super) const MAX_FRAMES_PER_WRITE: usize = 64;
 
 /// The operations running on one connection.
 #[derive(Default)]
