@@ -1,0 +1,47 @@
+// The GraphQL documents the console sends (schema.graphql is the reference).
+//
+// Subscribers receive only the fields the *mutation* selected (AppSync's rule), so every
+// mutation selects everything the views show, the subscription's arguments included.
+
+const MESSAGE = 'appToken chatNumber number body senderId senderRole clientMessageId createdAt editedAt deleted';
+const CHAT = `appToken number customerId subject status messagesCount unreadCount customerLastRead agentsLastRead
+  lastMessageAt createdAt updatedAt lastMessage { ${MESSAGE} }`;
+
+// The newest page of a chat: `before` the highest possible number.
+export const NEWEST = 2147483647;
+
+export const CHATS = `query Chats($a: ID!, $status: ChatStatus, $limit: Int, $next: String) {
+  chats(appToken: $a, status: $status, limit: $limit, nextToken: $next) { items { ${CHAT} } nextToken } }`;
+
+export const CHAT_BY_NUMBER = `query Chat($a: ID!, $n: Int!) { chat(appToken: $a, number: $n) { ${CHAT} } }`;
+
+export const MESSAGES_BEFORE = `query Older($a: ID!, $c: Int!, $before: Int!, $limit: Int) {
+  messages(appToken: $a, chatNumber: $c, before: $before, limit: $limit) { items { ${MESSAGE} } } }`;
+
+export const MESSAGES_AFTER = `query Newer($a: ID!, $c: Int!, $after: Int, $limit: Int, $next: String) {
+  messages(appToken: $a, chatNumber: $c, after: $after, limit: $limit, nextToken: $next) { items { ${MESSAGE} } nextToken } }`;
+
+export const SEARCH = `query Search($a: ID!, $c: Int!, $q: String!, $limit: Int, $next: String) {
+  searchMessages(appToken: $a, chatNumber: $c, query: $q, limit: $limit, nextToken: $next) { items { ${MESSAGE} } nextToken } }`;
+
+export const UNREAD_SUMMARY = 'query Summary($a: ID!) { unreadSummary(appToken: $a) { appToken totalUnread unreadChats } }';
+
+export const SEND = `mutation Send($a: ID!, $c: Int!, $body: String!, $id: ID) {
+  sendMessage(appToken: $a, chatNumber: $c, body: $body, clientMessageId: $id) { ${MESSAGE} } }`;
+
+export const CREATE_CHAT = `mutation Open($a: ID!, $subject: String) { createChat(appToken: $a, subject: $subject) { ${CHAT} } }`;
+
+// Without `subject`: an absent subject is left as it is (a null one would clear it).
+export const UPDATE_STATUS = `mutation Status($a: ID!, $n: Int!, $status: ChatStatus!) {
+  updateChat(appToken: $a, number: $n, status: $status) { ${CHAT} } }`;
+
+export const MARK_READ = `mutation Read($a: ID!, $c: Int!, $upTo: Int) {
+  markChatRead(appToken: $a, chatNumber: $c, upTo: $upTo) { appToken chatNumber readerId readerRole lastReadNumber unreadCount } }`;
+
+export const MARK_ALL_READ = 'mutation ReadAll($a: ID!) { markAllRead(appToken: $a) { appToken totalUnread unreadChats } }';
+
+export const ON_MESSAGE = `subscription OnMessage($a: ID!, $c: Int!) { onMessage(appToken: $a, chatNumber: $c) { ${MESSAGE} } }`;
+
+export const ON_INBOX_MESSAGE = 'subscription OnInbox($a: ID!) { onInboxMessage(appToken: $a) { appToken chatNumber number } }';
+
+export const ON_CHAT = 'subscription OnChat($a: ID!) { onChat(appToken: $a) { appToken number status } }';

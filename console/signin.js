@@ -1,0 +1,102 @@
+// The sign-in form of both views: paste a user token, or (development only) mint one.
+
+import { GraphQLClient } from './graphql.js';
+import { UNREAD_SUMMARY } from './queries.js';
+import { decodeToken, devHelperEnabled, isExpired, mintDevToken } from './session.js';
+
+const OTHER_VIEW = { AGENT: 'the agent console (index.html)', CUSTOMER: 'the customer view (customer.html)' };
+
+/**
+ * role: the role this view is for; store: a TokenStore; endpoints: resolveEndpoints();
+ * onSession({ token, claims, api }) runs once a token has been accepted by the server.
+ * Returns { signOut(message) }.
+ */
+export function setupSignIn({ role, store, endpoints, config, onSession }) {
+  const $ = (id) => document.getElementById(id);
+  const view = $('sign-in-view');
+  const error = $('signin-error');
+  const tokenForm = $('token-form');
+  const tokenInput = $('token-input');
+
+  $('endpoint-shown').textContent = endpoints.http;
+  if (!endpoints.sameOrigin) {
+    $('endpoint-warning').hidden = false;
+    $('endpoint-warning').textContent = `Signing in sends your token to ${new URL(endpoints.http).origin}, `
+      + 'not to the server of this page. Continue only if you trust it.';
+  }
+
+  async function signIn(token) {
+    const claims = decodeToken(token);
+    if (claims.role !== role) {
+      throw new Error(`the token's role is ${claims.role}: use ${OTHER_VIEW[claims.role] ?? 'another view'}`);
+    }
+    if (isExpired(claims)) throw new Error('this token has expired: get a new one');
+    const api = new GraphQLClient(endpoints.http, token);
+    await api.request(UNREAD_SUMMARY, { a: claims.app }); // the server's opinion of the token
+    store.save(token);
+    view.hidden = true;
+    error.textContent = '';
+    onSession({ token, claims, api });
+  }
+
+  async function attempt(token, button) {
+    error.textContent = '';
+    button.disabled = true;
+    try {
+      await signIn(token);
+    } catch (e) {
+      error.textContent = `Not signed in: ${e.message}`;
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  tokenForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    attempt(tokenInput.value.trim(), tokenForm.querySelector('button'));
+  });
+
+  if (devHelperEnabled(config.devTokenHelper, location.hostname)) {
+    const helper = $('dev-helper');
+    const mintForm = $('mint-form');
+    helper.hidden = false;
+    mintForm.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      const button = mintForm.querySelector('button');
+      const secret = $('mint-secret');
+      let token;
+      try {
+        token = await mintDevToken({
+          app: $('mint-app').value.trim(),
+          secret: secret.value.trim(),
+          sub: $('mint-user').value.trim(),
+          role,
+          ttlSeconds: Math.round(Number($('mint-ttl').value) * 60),
+        });
+      } catch (e) {
+        error.textContent = `Could not mint a token: ${e.message}`;
+        return;
+      }
+      secret.value = ''; // the secret is not kept, not even in the form
+      await attempt(token, button);
+    });
+  }
+
+  const saved = store.load();
+  if (saved) {
+    signIn(saved).catch((e) => {
+      store.clear();
+      error.textContent = `Signed out: ${e.message}`;
+    });
+  }
+
+  return {
+    signOut(message) {
+      store.clear();
+      tokenInput.value = '';
+      view.hidden = false;
+      error.textContent = message ?? '';
+      tokenInput.focus();
+    },
+  };
+}

@@ -1,0 +1,280 @@
+//! The web console (`console/` at the repository root: plain HTML, CSS and ES modules),
+//! embedded in the binary and served at `/` with a Content-Security-Policy.
+//!
+//! Embedded with `include_bytes!` rather than the `rust-embed` crate: a dozen small files
+//! with no build step fit in a table, nothing is added to the dependency tree, and a test
+//! keeps the table equal to the directory (a file added to `console/` but not here fails it).
+
+use std::sync::LazyLock;
+
+use axum::Router;
+use axum::extract::Extension;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+/// One file of the console, served at `path`.
+pub struct Asset {
+    pub path: &'static str,
+    pub bytes: &'static [u8],
+}
+
+impl Asset {
+    pub fn content_type(&self) -> &'static str {
+        // Every file has a known extension (a test checks); the fallback is never served.
+        content_type_for(self.path).unwrap_or("application/octet-stream")
+    }
+}
+
+macro_rules! asset {
+    ($file:literal) => {
+        Asset {
+            path: concat!("/", $file),
+            bytes: include_bytes!(concat!("../../../console/", $file)),
+        }
+    };
+}
+
+/// Every file of `console/`. `/` serves `index.html`.
+pub const ASSETS: &[Asset] = &[
+    asset!("index.html"),
+    asset!("customer.html"),
+    asset!("style.css"),
+    asset!("favicon.svg"),
+    asset!("config.js"),
+    asset!("app.js"),
+    asset!("customer.js"),
+    asset!("conversation.js"),
+    asset!("graphql.js"),
+    asset!("highlight.js"),
+    asset!("queries.js"),
+    asset!("session.js"),
+    asset!("signin.js"),
+];
+
+const INDEX: &Asset = &ASSETS[0];
+
+/// The content type of a console file, from its extension (`None`: not servable).
+pub fn content_type_for(path: &str) -> Option<&'static str> {
+    let (_, extension) = path.rsplit_once('.')?;
+    Some(match extension {
+        "html" => "text/html; charset=utf-8",
+        // Module scripts must come with a JavaScript MIME type or browsers refuse them.
+        "js" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "svg" => "image/svg+xml",
+        _ => return None,
+    })
+}
+
+/// The console's Content-Security-Policy: scripts, styles and images from its own origin
+/// only (no inline script, nothing fetched from elsewhere), requests to its own origin and
+/// WebSockets (`ws:` `wss:`), plus the sources given with `--console-connect-src` (an
+/// AppSync endpoint, say, when the console is opened with `?endpoint=`).
+#[derive(Clone, Debug)]
+pub struct ConsolePolicy {
+    csp: HeaderValue,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsolePolicyError {
+    #[error(
+        "console connect source {0:?}: expected a URL such as https://api.example.com or \
+         wss://host:8443/graphql (http, https, ws or wss; no spaces, quotes, ';' or ',')"
+    )]
+    BadSource(String),
+}
+
+impl ConsolePolicy {
+    /// The policy with extra `connect-src` sources (each an http(s) or ws(s) URL).
+    pub fn new<S: AsRef<str>>(
+        connect_src: impl IntoIterator<Item = S>,
+    ) -> Result<Self, ConsolePolicyError> {
+        let mut connect = String::from("'self' ws: wss:");
+        for source in connect_src {
+            let source = source.as_ref().trim();
+            if source.is_empty() {
+                continue;
+            }
+            if !is_url_source(source) {
+                return Err(ConsolePolicyError::BadSource(source.to_owned()));
+            }
+            connect.push(' ');
+            connect.push_str(source);
+        }
+        let csp = format!(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; \
+             connect-src {connect}; object-src 'none'; base-uri 'none'; form-action 'self'; \
+             frame-ancestors 'none'"
+        );
+        let csp = HeaderValue::from_str(&csp)
+            .map_err(|_| ConsolePolicyError::BadSource(connect.clone()))?;
+        Ok(ConsolePolicy { csp })
+    }
+
+    pub fn header_value(&self) -> &HeaderValue {
+        &self.csp
+    }
+}
+
+impl Default for ConsolePolicy {
+    fn default() -> Self {
+        static DEFAULT: LazyLock<ConsolePolicy> =
+            LazyLock::new(|| ConsolePolicy::new::<&str>([]).expect("the default policy is valid"));
+        DEFAULT.clone()
+    }
+}
+
+/// A CSP host source with a scheme: `scheme://host[:port][/path]`, in characters that
+/// cannot end the directive or start another source.
+fn is_url_source(source: &str) -> bool {
+    let Some((scheme, rest)) = source.split_once("://") else {
+        return false;
+    };
+    let host = rest.split('/').next().unwrap_or_default();
+    matches!(scheme, "http" | "https" | "ws" | "wss")
+        && !host.is_empty()
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._~:/[]*%".contains(c))
+}
+
+/// The console's routes: `/` and one per file. The policy comes from an
+/// `Extension<ConsolePolicy>` layered on the app (the default one without it).
+pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    let mut router = Router::new().route(
+        "/",
+        get(|policy: Option<Extension<ConsolePolicy>>| async move { serve(INDEX, policy) }),
+    );
+    for asset in ASSETS {
+        router = router.route(
+            asset.path,
+            get(
+                move |policy: Option<Extension<ConsolePolicy>>| async move { serve(asset, policy) },
+            ),
+        );
+    }
+    router
+}
+
+fn serve(asset: &'static Asset, policy: Option<Extension<ConsolePolicy>>) -> Response {
+    let policy = policy.map(|Extension(p)| p).unwrap_or_default();
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(asset.content_type()),
+            ),
+            (header::CONTENT_SECURITY_POLICY, policy.csp),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+            (
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ),
+            (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+            // Always revalidate: a new build's console shows up on the next reload.
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        asset.bytes,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_file_of_the_console_directory_is_served_with_a_content_type() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../console");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .expect("console/ exists")
+            .map(|entry| format!("/{}", entry.expect("entry").file_name().to_string_lossy()))
+            .collect();
+        let mut served: Vec<String> = ASSETS.iter().map(|a| a.path.to_owned()).collect();
+        on_disk.sort();
+        served.sort();
+        assert_eq!(
+            served, on_disk,
+            "ASSETS must list exactly the files of console/"
+        );
+        for asset in ASSETS {
+            let bytes = std::fs::read(dir.join(&asset.path[1..])).expect("read");
+            assert_eq!(asset.bytes, bytes.as_slice(), "{}", asset.path);
+            assert!(content_type_for(asset.path).is_some(), "{}", asset.path);
+        }
+        assert_eq!(INDEX.path, "/index.html");
+    }
+
+    #[test]
+    fn the_default_policy_allows_only_the_console_itself_and_websockets() {
+        let csp = ConsolePolicy::default()
+            .header_value()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(csp.starts_with("default-src 'self'; "), "{csp}");
+        assert!(csp.contains("; connect-src 'self' ws: wss:; "), "{csp}");
+        assert!(csp.contains("script-src 'self';"), "{csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert!(!csp.contains("unsafe"), "{csp}");
+    }
+
+    #[test]
+    fn configured_endpoints_are_added_to_connect_src() {
+        let policy = ConsolePolicy::new([
+            "https://abc.appsync-api.eu-west-1.amazonaws.com/graphql",
+            " wss://abc.appsync-realtime-api.eu-west-1.amazonaws.com ",
+            "",
+        ])
+        .unwrap();
+        let csp = policy.header_value().to_str().unwrap();
+        assert!(
+            csp.contains(
+                "connect-src 'self' ws: wss: https://abc.appsync-api.eu-west-1.amazonaws.com/graphql \
+                 wss://abc.appsync-realtime-api.eu-west-1.amazonaws.com;"
+            ),
+            "{csp}"
+        );
+    }
+
+    #[test]
+    fn sources_that_could_change_the_policy_are_refused() {
+        for bad in [
+            "https://a.example; script-src *",
+            "https://a.example 'unsafe-inline'",
+            "*",
+            "'self'",
+            "javascript://x",
+            "https://",
+            "https:///path",
+            "https://a.example,https://b.example",
+            "https://user@a.example",
+            "data:",
+        ] {
+            assert!(ConsolePolicy::new([bad]).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn content_types_follow_the_extension() {
+        assert_eq!(
+            content_type_for("/app.js"),
+            Some("text/javascript; charset=utf-8")
+        );
+        assert_eq!(
+            content_type_for("/index.html"),
+            Some("text/html; charset=utf-8")
+        );
+        assert_eq!(
+            content_type_for("/style.css"),
+            Some("text/css; charset=utf-8")
+        );
+        assert_eq!(content_type_for("/favicon.svg"), Some("image/svg+xml"));
+        assert_eq!(content_type_for("/notes.md"), None);
+        assert_eq!(content_type_for("/Makefile"), None);
+    }
+}

@@ -1,0 +1,310 @@
+// The web console (console/, served by chat-server at /) in a real browser: Debian's
+// chromium driven by playwright-core. An agent and a customer, in two browser contexts,
+// exchange messages live; the agent's badges and the page title follow; "Mark all read"
+// clears them; search highlights a partial word; scrolling up loads the whole history.
+// Screenshots of the agent view go to e2e/artifacts/ (git-ignored).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { startServer, gql, mintToken, ADMIN_KEY } from './server.mjs';
+
+const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
+const ARTIFACTS = fileURLToPath(new URL('./artifacts/', import.meta.url));
+const STEP_MS = 15_000; // any single wait in the browser
+const TEST_MS = 180_000; // a whole test, browser start included
+
+let server;
+let browser;
+
+before(async () => {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`${CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium) or set CHROMIUM_BIN`);
+  }
+  mkdirSync(ARTIFACTS, { recursive: true });
+  server = await startServer();
+  // launch() gives the browser a fresh temporary user-data-dir of its own (deleted on
+  // close); each newContext() below is a separate, empty profile within it.
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    timeout: 60_000,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic',
+      '--no-first-run', '--disable-component-update', '--disable-sync'],
+  });
+}, { timeout: 90_000 });
+
+after(async () => {
+  try {
+    await browser?.close();
+  } finally {
+    server?.stop();
+  }
+}, { timeout: 30_000 });
+
+async function createApplication(name) {
+  const data = await gql(server.url, ADMIN_KEY, 'mutation($n: String!) { createApplication(name: $n) { application { token } secret } }', { n: name });
+  return { token: data.createApplication.application.token, secret: data.createApplication.secret };
+}
+
+const SEND = 'mutation($a: ID!, $c: Int!, $b: String!) { sendMessage(appToken: $a, chatNumber: $c, body: $b) { appToken chatNumber number body senderId senderRole createdAt deleted } }';
+
+/** A page whose errors (exceptions, console errors such as CSP violations) are collected. */
+async function openPage(path, viewport = { width: 1280, height: 800 }) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  page.setDefaultTimeout(STEP_MS);
+  const errors = [];
+  page.on('pageerror', (error) => errors.push(`exception: ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error') errors.push(`console: ${message.text()}`);
+  });
+  await page.goto(`${server.url}${path}`);
+  return { context, page, errors };
+}
+
+const text = (page, selector) => page.locator(selector).innerText();
+const waitForTitle = (page, title) => page.waitForFunction((t) => document.title === t, title);
+const chatLink = (page, number) => page.locator(`#chat-list a[data-chat="${number}"]`);
+const messageTexts = (page) => page.locator('#message-list .message-body').allInnerTexts();
+
+/** The unread badge of chat `number` in the agent's inbox ('' when it has none). */
+function badge(page, number) {
+  // One read in the page: the inbox re-renders while we look.
+  return page.evaluate((n) => {
+    const badge = document.querySelector(`#chat-list a[data-chat="${n}"] .badge`);
+    return badge ? badge.firstChild.textContent : '';
+  }, number);
+}
+
+/** Polls `probe` until it returns something truthy (returned), failing after STEP_MS. */
+async function until(probe, what) {
+  const deadline = Date.now() + STEP_MS;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what()}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+async function waitForBadge(page, number, expected) {
+  let seen;
+  await until(async () => (seen = await badge(page, number)) === expected,
+    () => `chat #${number}'s badge to be ${JSON.stringify(expected)} (it is ${JSON.stringify(seen)})`);
+}
+
+/** Waits for an element matching `selector` that contains `text`. */
+const waitForText = (page, selector, text) => page.locator(selector, { hasText: text }).first().waitFor();
+
+/** Waits until the open chat's subscription is registered with the server. */
+const waitLive = (page) => page.locator('#chat-live[data-state="live"]').waitFor();
+
+test('an agent and a customer chat live; badges, title, mark all read, search and history follow', { timeout: TEST_MS }, async () => {
+  const app = await createApplication('Console test');
+  const dave = mintToken(app.secret, app.token, 'dave', 'CUSTOMER');
+  const carol = mintToken(app.secret, app.token, 'carol', 'CUSTOMER');
+  const seedAgent = mintToken(app.secret, app.token, 'seed-agent', 'AGENT');
+
+  // Given chat #1, dave's, with 75 messages the agents have read.
+  await gql(server.url, dave, 'mutation($a: ID!) { createChat(appToken: $a, subject: "Billing question") { number } }', { a: app.token });
+  for (let i = 1; i <= 75; i++) {
+    await gql(server.url, dave, SEND, { a: app.token, c: 1, b: `History line ${i}` });
+  }
+  await gql(server.url, seedAgent, 'mutation($a: ID!) { markChatRead(appToken: $a, chatNumber: 1) { lastReadNumber } }', { a: app.token });
+
+  // The agent signs in with the development helper (a token minted by WebCrypto).
+  const agent = await openPage('/');
+  const a = agent.page;
+  await a.locator('#dev-helper summary').click();
+  await a.getByLabel('Application token').fill(app.token);
+  await a.getByLabel('Application secret').fill(app.secret);
+  await a.getByLabel('Agent id').fill('alice');
+  await a.getByRole('button', { name: 'Mint a token and sign in' }).click();
+  await waitForText(a, '#whoami', 'alice');
+  await a.locator('#connection[data-state="live"]').waitFor();
+  assert.equal(await a.locator('#mint-secret').inputValue(), '', 'the secret is not kept in the form');
+  await chatLink(a, 1).waitFor();
+  assert.equal(await badge(a, 1), '');
+  assert.equal(await a.title(), 'Inbox — Chat console');
+
+  // The customer signs in with a token from "its backend" and starts a chat.
+  const customer = await openPage('/customer.html', { width: 480, height: 760 });
+  const c = customer.page;
+  await c.getByLabel('Customer token').fill(carol);
+  await c.getByRole('button', { name: 'Sign in', exact: true }).click();
+  await c.getByLabel('Subject (optional)').fill('Late order');
+  await c.getByLabel('Your message').fill('Where is my refund?');
+  await c.getByRole('button', { name: 'Start the conversation' }).click();
+  await waitForText(c, '#chat-title', '#2 Late order');
+  await waitLive(c);
+  // Enter sends from the keyboard.
+  await c.getByLabel('Message', { exact: true }).fill('Order 1234, still nothing');
+  await c.getByLabel('Message', { exact: true }).press('Enter');
+  await waitForText(c, '#message-list .message-body', 'Order 1234, still nothing');
+
+  // The agent's inbox follows live: chat #2 on top with 2 unread, the total in the title.
+  await waitForBadge(a, 2, '2');
+  await waitForTitle(a, '(2) Inbox — Chat console');
+  assert.equal(await a.locator('#chat-list a').first().getAttribute('data-chat'), '2', 'latest activity first');
+  assert.equal(await text(a, '#total-unread'), '2');
+
+  // Opening the chat shows its history and marks it read.
+  await chatLink(a, 2).click();
+  await waitForText(a, '#chat-title', '#2 Late order');
+  await waitLive(a);
+  await waitForBadge(a, 2, '');
+  await waitForTitle(a, 'Inbox — Chat console');
+  assert.deepEqual(await messageTexts(a), ['Where is my refund?', 'Order 1234, still nothing']);
+
+  // The agent answers; the customer sees it arrive, announced to screen readers.
+  await a.getByLabel('Reply').fill('Refunded yesterday: it shows in 3 days.');
+  await a.getByRole('button', { name: 'Send', exact: true }).click();
+  await waitForText(c, '#message-list .message-body', 'Refunded yesterday: it shows in 3 days.');
+  await c.waitForFunction(() => document.getElementById('announcer').textContent.startsWith('New message from alice'));
+
+  // The customer replies; the agent has the chat open and in view, so it is read at once.
+  const thanks = 'Thanks, that is fundamentally good news.';
+  await c.getByLabel('Message', { exact: true }).fill(thanks);
+  await c.getByRole('button', { name: 'Send', exact: true }).click();
+  await waitForText(a, '#message-list .message-body', thanks);
+  await waitForText(a, '#chat-meta', '4 messages');
+  await waitForBadge(a, 2, '');
+
+  // Messages to another chat raise its badge and the title while chat #2 stays open.
+  await gql(server.url, dave, SEND, { a: app.token, c: 1, b: 'Any update on my invoice?' });
+  await gql(server.url, dave, SEND, { a: app.token, c: 1, b: 'Hello?' });
+  await waitForBadge(a, 1, '2');
+  await waitForTitle(a, '(2) Inbox — Chat console');
+  assert.equal(await a.locator('#chat-list a').first().getAttribute('data-chat'), '1');
+  assert.equal(await badge(a, 2), '');
+  assert.equal(await text(a, '#total-unread'), '2');
+  await a.screenshot({ path: `${ARTIFACTS}agent-inbox.png` });
+
+  // Search finds a partial word ("fund" in refund, Refunded, fundamentally) and marks it.
+  // Indexing lags a send by about 0.1 s: search again until all three are found.
+  const searchBox = a.getByRole('searchbox', { name: 'Search this chat' });
+  const search = async (query, count) => {
+    await searchBox.fill(query);
+    await until(async () => {
+      await searchBox.press('Enter');
+      await a.waitForFunction(() => !document.getElementById('search-heading').textContent.startsWith('Searching'));
+      return (await a.locator('#search-list li').count()) >= count;
+    }, () => `${count} results for ${query}`);
+  };
+  await search('fund', 3);
+  const results = await a.locator('#search-list .result-body').allInnerTexts();
+  assert.deepEqual(results.toSorted(), ['Refunded yesterday: it shows in 3 days.', thanks, 'Where is my refund?'].toSorted());
+  const marks = await a.locator('#search-list mark').allInnerTexts();
+  assert.deepEqual(marks.map((m) => m.toLowerCase()), ['fund', 'fund', 'fund']);
+  assert.equal(await text(a, '#search-heading'), '3 messages match “fund”');
+  // The picture for the README: badges, the title's total, a live chat, highlighted matches.
+  await a.screenshot({ path: `${ARTIFACTS}agent-console.png` });
+  // A result takes the keyboard to its message.
+  await a.locator('#search-list .result', { hasText: 'Where is my refund?' }).click();
+  await a.waitForFunction(() => document.activeElement?.dataset?.number === '1');
+
+  // Mark all read clears every badge and the title; the server agrees.
+  await a.getByRole('button', { name: 'Mark all read' }).click();
+  await waitForTitle(a, 'Inbox — Chat console');
+  await waitForBadge(a, 1, '');
+  assert.equal(await a.locator('#chat-list .badge').count(), 0);
+  assert.equal(await a.locator('#total-unread').isHidden(), true);
+  const summary = await gql(server.url, seedAgent, 'query($a: ID!) { unreadSummary(appToken: $a) { totalUnread unreadChats } }', { a: app.token });
+  assert.deepEqual(summary.unreadSummary, { totalUnread: 0, unreadChats: 0 });
+
+  // Markup in a message is shown as text, never as HTML: in the chat, the inbox and search.
+  const markup = '<b>Bold</b> & <img src=x onerror="window.hacked=1"> pwned?';
+  await c.getByLabel('Message', { exact: true }).fill(markup);
+  await c.getByRole('button', { name: 'Send', exact: true }).click();
+  await waitForText(a, '#message-list .message-body', markup);
+  await waitForText(a, `#chat-list a[data-chat="2"] .preview`, markup);
+  await search('pwned', 1);
+  assert.deepEqual(await a.locator('#search-list .result-body').allInnerTexts(), [markup]);
+  assert.deepEqual(await a.locator('#search-list mark').allInnerTexts(), ['pwned']);
+  assert.equal(await a.locator('#message-list b, #message-list img, #chat-list b, #chat-list img, #search-list b, #search-list img').count(), 0);
+  assert.equal(await a.evaluate(() => window.hacked), undefined);
+  await a.keyboard.press('Escape'); // the search box still has the focus: Escape closes the results
+  await a.locator('#search-results').waitFor({ state: 'hidden' });
+
+  // Chat #1: the newest page first; scrolling up loads the rest, in order, once each.
+  await chatLink(a, 1).click();
+  await waitForText(a, '#chat-title', '#1 Billing question');
+  await waitForText(a, '#message-list .message-body', 'Hello?');
+  assert.ok((await a.locator('#message-list li').count()) < 77, 'not everything at once');
+  const box = await a.locator('#history').evaluate((h) => ({ scroll: h.scrollHeight, client: h.clientHeight, top: h.scrollTop }));
+  assert.ok(box.client < 800 && box.scroll > box.client, `the history scrolls within the page: ${JSON.stringify(box)}`);
+  assert.ok(box.top >= box.scroll - box.client - 1, 'it opens at the newest message');
+  await until(async () => {
+    await a.locator('#history').evaluate((history) => { history.scrollTop = 0; });
+    return (await a.locator('#message-list li').count()) === 77;
+  }, () => 'scrolling up to load the whole history');
+  await waitForText(a, '#history-start', 'Start of the conversation');
+  const numbers = await a.locator('#message-list li').evaluateAll((items) => items.map((li) => Number(li.dataset.number)));
+  assert.deepEqual(numbers, Array.from({ length: 77 }, (_, i) => i + 1));
+  assert.equal((await messageTexts(a))[0], 'History line 1');
+
+  // Resolving the chat shows in the inbox and in the store.
+  await a.getByLabel('Status', { exact: true }).selectOption('RESOLVED');
+  await chatLink(a, 1).locator('.status-resolved').waitFor();
+  const chat = await gql(server.url, seedAgent, 'query($a: ID!) { chat(appToken: $a, number: 1) { status } }', { a: app.token });
+  assert.equal(chat.chat.status, 'RESOLVED');
+
+  // The customer's view: its one chat, all four messages in order.
+  assert.deepEqual(await messageTexts(c), ['Where is my refund?', 'Order 1234, still nothing', 'Refunded yesterday: it shows in 3 days.', thanks, markup]);
+
+  await c.screenshot({ path: `${ARTIFACTS}customer.png` });
+
+  // The session lasts as long as the tab: a reload signs in again; Sign out forgets it.
+  await a.reload();
+  await waitForText(a, '#whoami', 'alice');
+  await waitForText(a, '#chat-title', '#1 Billing question');
+  await a.getByRole('button', { name: 'Sign out' }).click();
+  await a.locator('#sign-in-view').waitFor();
+  assert.equal(await a.locator('#console-view').isHidden(), true);
+  assert.equal(await a.evaluate(() => sessionStorage.getItem('chat-console.agent')), null);
+  assert.equal(await a.title(), 'Inbox — Chat console');
+
+  assert.deepEqual(agent.errors, []);
+  assert.deepEqual(customer.errors, []);
+  await agent.context.close();
+  await customer.context.close();
+});
+
+test('the customer widget without WebSockets (?realtime=poll), signed in with the development helper', { timeout: TEST_MS }, async () => {
+  const app = await createApplication('Console poll test');
+  const agentToken = mintToken(app.secret, app.token, 'bob', 'AGENT');
+
+  const customer = await openPage('/customer.html?realtime=poll');
+  const c = customer.page;
+  // A token of the wrong role is refused with a pointer to the right view.
+  await c.getByLabel('Customer token').fill(agentToken);
+  await c.getByRole('button', { name: 'Sign in', exact: true }).click();
+  await waitForText(c, '#signin-error', "the token's role is AGENT");
+
+  await c.locator('#dev-helper summary').click();
+  await c.getByLabel('Application token').fill(app.token);
+  await c.getByLabel('Application secret').fill(app.secret);
+  await c.getByLabel('Customer id').fill('erin');
+  await c.getByRole('button', { name: 'Mint a token and sign in' }).click();
+  await c.locator('#connection[data-state="polling"]').waitFor();
+  await c.getByLabel('Your message').fill('Is anyone there?');
+  await c.getByRole('button', { name: 'Start the conversation' }).click();
+  await waitForText(c, '#message-list .message-body', 'Is anyone there?');
+
+  // An agent answers over HTTP: the widget shows it at its next poll (every 5 s).
+  await gql(server.url, agentToken, SEND, { a: app.token, c: 1, b: 'Yes, Bob here.' });
+  await waitForText(c, '#message-list .message-body', 'Yes, Bob here.');
+  assert.deepEqual(await messageTexts(c), ['Is anyone there?', 'Yes, Bob here.']);
+  // The widget marked it read: the customer's watermark moved.
+  const erin = mintToken(app.secret, app.token, 'erin', 'CUSTOMER');
+  const chat = await until(async () => {
+    const { chat: seen } = await gql(server.url, erin, 'query($a: ID!) { chat(appToken: $a, number: 1) { customerLastRead unreadCount } }', { a: app.token });
+    return seen.customerLastRead === 2 && seen;
+  }, () => "the customer's watermark to reach 2");
+  assert.deepEqual(chat, { customerLastRead: 2, unreadCount: 0 });
+
+  assert.deepEqual(customer.errors, []);
+  await customer.context.close();
+});
