@@ -1,22 +1,29 @@
-//! HTTP: `POST /graphql` (header `Authorization`), `GET /graphql` (GraphiQL), `GET /health`.
+//! HTTP: `POST /graphql` (header `Authorization`), `GET /graphql` (GraphiQL, or a WebSocket:
+//! graphql-transport-ws, or AppSync's real-time protocol when the client asks for
+//! `graphql-ws`), `GET /graphql/realtime` (AppSync's real-time protocol, where Amplify
+//! connects), `GET /health`, and the web console at `GET /` (`console.rs`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_graphql::http::GraphiQLSource;
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use chat_appsync::Authenticator;
 use chat_domain::limits::REQUEST_BODY_MAX_BYTES;
 use chat_domain::{DomainError, ErrorCode};
-use serde_json::json;
+use serde_json::{Value, json};
+use tower_http::cors::{Any, CorsLayer};
 
-use crate::realtime::transport_ws;
+use crate::realtime::{transport_appsync, transport_ws};
 use crate::schema::Api;
 
 #[derive(Clone)]
@@ -27,8 +34,13 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/graphql", get(graphiql_or_websocket).post(graphql))
+        .route(
+            "/graphql",
+            get(graphiql_or_websocket).post(graphql).layer(cors()),
+        )
+        .route(transport_appsync::PATH, get(appsync_realtime).layer(cors()))
         .route("/health", get(health))
+        .merge(crate::console::router())
         .layer(DefaultBodyLimit::max(REQUEST_BODY_MAX_BYTES))
         .with_state(state)
 }
@@ -37,10 +49,24 @@ async fn health() -> impl IntoResponse {
     axum::Json(json!({ "status": "ok" }))
 }
 
-/// `GET /graphql`: a WebSocket upgrade (graphql-transport-ws) or, in a browser, GraphiQL.
+/// Web apps call the API from their own origin (AppSync answers CORS the same way). Tokens
+/// travel in `Authorization`, never in cookies, so any origin may call.
+fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers(Any)
+        .max_age(Duration::from_secs(600))
+}
+
+/// `GET /graphql`: a WebSocket upgrade or, in a browser, GraphiQL. A client that asks for
+/// `graphql-ws` and not `graphql-transport-ws` speaks AppSync's real-time protocol
+/// (AppSync's own real-time endpoint is at `/graphql` too); everyone else
+/// graphql-transport-ws.
 async fn graphiql_or_websocket(
     State(state): State<AppState>,
     headers: HeaderMap,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let Ok(upgrade) = upgrade else {
@@ -50,12 +76,61 @@ async fn graphiql_or_websocket(
             .finish();
         return Html(page).into_response();
     };
+    let requested = transport_appsync::requested_protocols(&headers);
+    if requested.contains(&transport_appsync::PROTOCOL)
+        && !requested.contains(&transport_ws::PROTOCOL)
+    {
+        return appsync_upgrade(state, &headers, query, upgrade);
+    }
     let header_token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    websocket_limits(upgrade.protocols([transport_ws::PROTOCOL]))
+        .on_upgrade(move |socket| transport_ws::serve(socket, state.api, state.auth, header_token))
+}
+
+/// `GET /graphql/realtime`: AppSync's real-time protocol, where Amplify connects for a
+/// custom domain (any endpoint not on `appsync-api.<region>.amazonaws.com`).
+async fn appsync_realtime(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    match upgrade {
+        Ok(upgrade) => appsync_upgrade(state, &headers, query, upgrade),
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+fn appsync_upgrade(
+    state: AppState,
+    headers: &HeaderMap,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let query = query.map(|Query(q)| q).unwrap_or_default();
+    let handshake = transport_appsync::Handshake::read(
+        headers,
+        query
+            .get(transport_appsync::HEADER_PARAMETER)
+            .map(String::as_str),
+    );
+    websocket_limits(upgrade.protocols([transport_appsync::PROTOCOL])).on_upgrade(move |socket| {
+        transport_appsync::serve(
+            socket,
+            state.api,
+            state.auth,
+            handshake,
+            transport_appsync::Timing::default(),
+        )
+    })
+}
+
+/// The WebSocket settings every protocol shares.
+fn websocket_limits(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
     upgrade
-        .protocols([transport_ws::PROTOCOL])
         .max_message_size(REQUEST_BODY_MAX_BYTES)
         // tungstenite reserves 128 KiB per connection for reads by default; chat frames are
         // small and a connection is mostly idle (docs/realtime.md has the measurement).
@@ -63,7 +138,6 @@ async fn graphiql_or_websocket(
         // Frames ready together go out in one write (the connection feeds, then flushes);
         // the buffer grows only while frames wait, so idle connections do not pay for it.
         .write_buffer_size(transport_ws::WRITE_BUFFER_BYTES)
-        .on_upgrade(move |socket| transport_ws::serve(socket, state.api, state.auth, header_token))
 }
 
 /// Parse and validation errors come from async-graphql without a code: the request itself
@@ -83,12 +157,46 @@ pub fn with_codes(mut response: async_graphql::Response) -> async_graphql::Respo
     response
 }
 
-/// A response's errors, with codes, as JSON.
+/// A response's errors, with codes, as JSON (AppSync's shape, see [`to_appsync_json`]).
 pub fn errors_with_codes(response: &async_graphql::Response) -> serde_json::Value {
     let response = with_codes(async_graphql::Response::from_errors(
         response.errors.clone(),
     ));
-    serde_json::to_value(&response.errors).unwrap_or_default()
+    let mut errors = serde_json::to_value(&response.errors).unwrap_or_default();
+    if let Value::Array(errors) = &mut errors {
+        add_error_types(errors);
+    }
+    errors
+}
+
+/// A response as JSON in AppSync's shape: every error carries its code twice, in
+/// `extensions.code` (GraphQL's convention) and as a top-level `errorType` (AppSync's
+/// field, which Amplify and AppSync clients read).
+pub fn to_appsync_json(response: async_graphql::Response) -> Value {
+    let response = with_codes(response);
+    let mut json = serde_json::to_value(&response).unwrap_or_else(|e| {
+        json!({ "data": null, "errors": [{ "message": e.to_string(), "errorType": "Internal", "extensions": { "code": "Internal" } }] })
+    });
+    if let Some(Value::Array(errors)) = json.get_mut("errors") {
+        add_error_types(errors);
+    }
+    json
+}
+
+/// Copies each error's code to a top-level `errorType`.
+fn add_error_types(errors: &mut [Value]) {
+    for error in errors {
+        let Value::Object(error) = error else {
+            continue;
+        };
+        let code = error
+            .get("extensions")
+            .and_then(|e| e.get("errorType").or_else(|| e.get("code")))
+            .cloned();
+        if let Some(code) = code {
+            error.entry("errorType").or_insert(code);
+        }
+    }
 }
 
 /// A response in GraphQL's shape for requests that never reach execution.
@@ -104,7 +212,33 @@ fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> Respons
     (status, axum::Json(body)).into_response()
 }
 
-async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn graphql(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    // A body over the limit (or one that cannot be read) is refused in GraphQL's shape like
+    // every other refusal, not with axum's plain-text rejection.
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::BadInput,
+                &format!("the request body is over {REQUEST_BODY_MAX_BYTES} bytes"),
+            );
+        }
+        Err(rejection) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadInput,
+                &format!(
+                    "the request body could not be read: {}",
+                    rejection.body_text()
+                ),
+            );
+        }
+    };
     let authorization = match headers.get(header::AUTHORIZATION).map(|v| v.to_str()) {
         None => None,
         Some(Ok(value)) => Some(value),
@@ -116,7 +250,7 @@ async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
             );
         }
     };
-    let caller = match state.auth.authenticate(authorization) {
+    let caller = match state.auth.authenticate(authorization).await {
         Ok(caller) => caller,
         Err(error @ DomainError::Unauthorized(_)) => {
             return error_response(
@@ -140,6 +274,30 @@ async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
             return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadInput, &message);
         }
     };
-    let response = with_codes(state.api.execute(request, caller).await);
-    axum::Json(&response).into_response()
+    let response = state.api.execute(request, caller).await;
+    let retry_after = retry_after_secs(&response);
+    let mut answer = axum::Json(to_appsync_json(response)).into_response();
+    if let Some(secs) = retry_after {
+        answer
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    answer
+}
+
+/// A throttled request's `Retry-After`, in whole seconds rounded up, from the longest
+/// `extensions.retryAfterMs`. The status stays 200, as on AppSync; the header lets an HTTP
+/// client or proxy that honours it wait without reading the body.
+fn retry_after_secs(response: &async_graphql::Response) -> Option<u64> {
+    response
+        .errors
+        .iter()
+        .filter_map(
+            |error| match error.extensions.as_ref()?.get("retryAfterMs")? {
+                async_graphql::Value::Number(ms) => ms.as_u64(),
+                _ => None,
+            },
+        )
+        .max()
+        .map(|ms| ms.div_ceil(1000))
 }

@@ -1,8 +1,12 @@
 //! The local dev server: the same `schema.graphql` and resolver registry as AppSync, over
 //! HTTP, with data in embedded storage.
 
+pub mod console;
 pub mod http;
 pub mod keys;
+pub mod query_limits;
+pub mod query_nesting;
 pub mod realtime;
 pub mod schema;
 pub mod search;
+pub mod tls;

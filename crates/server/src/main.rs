@@ -1,13 +1,13 @@
 //! `chat-server`: the local dev server. `chat-server --help` lists the flags.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chat_appsync::{Authenticator, Registry};
-use chat_domain::{ChatService, ChatStore, Role, ServerKey, SystemClock};
+use chat_domain::{ChatService, ChatStore, Role, ServerKey, SystemClock, Throttle, ThrottleConfig};
 use chat_embedded::SqliteStore;
-use chat_server::{http, keys, schema, search};
+use chat_server::{console, http, keys, schema, search, tls};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -29,6 +29,14 @@ struct ServeArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "CHAT_LISTEN", default_value = "127.0.0.1:4000")]
     listen: SocketAddr,
+    /// A PEM certificate (chain) for TLS, e.g. from mkcert: the port then also answers
+    /// https:// and wss://, which Amplify uses for subscriptions. Plain http:// and ws://
+    /// keep working on the same port.
+    #[arg(long, env = "CHAT_TLS_CERT", requires = "tls_key", value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "CHAT_TLS_KEY", requires = "tls_cert", value_name = "PEM")]
+    tls_key: Option<PathBuf>,
     /// Where the database and keys live.
     #[arg(long, env = "CHAT_DATA_DIR", default_value = "./.chat-data")]
     data_dir: PathBuf,
@@ -55,6 +63,37 @@ struct ServeArgs {
     /// exist.
     #[arg(long)]
     create_table: bool,
+    /// Refuse GraphQL introspection (`__schema`, `__type`), as production should. It is on by
+    /// default because GraphiQL and code generators need it.
+    #[arg(long)]
+    no_introspection: bool,
+    /// Introspection on or off: the environment's way to say --no-introspection
+    /// (CHAT_INTROSPECTION=false).
+    #[arg(long, env = "CHAT_INTROSPECTION", value_name = "BOOL", default_value_t = true,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    introspection: bool,
+    /// sendMessage + createChat per user (application and user id), sustained: N/s, N/min
+    /// or N/h; 0 turns the limit off [default: 1000/s]. Refusals are Throttled with
+    /// extensions.retryAfterMs.
+    #[arg(long, env = "CHAT_SEND_RATE_PER_USER", value_name = "RATE")]
+    send_rate_per_user: Option<String>,
+    /// The burst a user may send at once on top of its rate [default: 2000; with only
+    /// --send-rate-per-user given, two seconds' worth of it].
+    #[arg(long, env = "CHAT_SEND_BURST_PER_USER", value_name = "N")]
+    send_burst_per_user: Option<u32>,
+    /// sendMessage + createChat per application, all its users together; 0 turns the limit
+    /// off [default: 10000/s].
+    #[arg(long, env = "CHAT_SEND_RATE_PER_APP", value_name = "RATE")]
+    send_rate_per_app: Option<String>,
+    /// The burst of an application [default: 20000; with only --send-rate-per-app given,
+    /// two seconds' worth of it].
+    #[arg(long, env = "CHAT_SEND_BURST_PER_APP", value_name = "N")]
+    send_burst_per_app: Option<u32>,
+    /// More places the web console at `/` may send requests to (its Content-Security-Policy
+    /// `connect-src`), e.g. an AppSync URL the console is opened with (`/?endpoint=URL`).
+    /// Comma-separated http(s) or ws(s) URLs.
+    #[arg(long, env = "CHAT_CONSOLE_CONNECT_SRC", value_delimiter = ',')]
+    console_connect_src: Vec<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -196,6 +235,18 @@ async fn open_dynamodb(args: &ServeArgs) -> Result<(OpenedStore, String), String
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
+    let limits = ThrottleConfig::from_settings(
+        args.send_rate_per_user.as_deref(),
+        args.send_burst_per_user,
+        args.send_rate_per_app.as_deref(),
+        args.send_burst_per_app,
+    )?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::load_config(cert, key).map_err(|e| e.to_string())?),
+        _ => None,
+    };
+    let console_policy =
+        console::ConsolePolicy::new(&args.console_connect_src).map_err(|e| e.to_string())?;
     let (store, server_key, admin_key, where_) = if args.memory {
         if args.store == StoreKind::Dynamodb {
             return Err("--memory is for the embedded store, not --store dynamodb".into());
@@ -258,21 +309,39 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     if let Some(search) = &search {
         service = service.with_search(search.index());
     }
+    tracing::info!(%limits, "send rate limits");
+    service = service.with_throttle(Throttle::new(limits));
     let service = Arc::new(service);
+    let auth = Arc::new(Authenticator::new(admin_key.clone(), service.clone()));
     let registry = Arc::new(Registry::new(service));
-    let api = schema::build(registry).map_err(|e| e.to_string())?;
-    let auth = Arc::new(Authenticator::new(admin_key.clone(), server_key));
-    let app = http::router(http::AppState { api, auth });
+    let api = schema::build_with(
+        registry,
+        schema::SchemaOptions {
+            introspection: args.introspection && !args.no_introspection,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let app = http::router(http::AppState { api, auth }).layer(axum::Extension(console_policy));
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    print_banner(addr, &admin_key, &where_);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| format!("server error: {e}"))?;
+    print_banner(addr, &admin_key, &where_, args.tls_cert.as_deref());
+    let served = match tls {
+        Some(config) => {
+            let listener = tls::DualListener::new(listener, config).map_err(|e| e.to_string())?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+        }
+    };
+    served.map_err(|e| format!("server error: {e}"))?;
     if let Some(search) = search {
         search.stop().await;
     }
@@ -280,13 +349,24 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn print_banner(addr: SocketAddr, admin_key: &str, data: &str) {
+fn print_banner(addr: SocketAddr, admin_key: &str, data: &str, tls_cert: Option<&Path>) {
     use std::io::Write;
     // Tests and scripts read the first line; keep its shape. A closed stdout is not an
     // error worth dying for, so write errors are ignored.
+    let realtime = match tls_cert {
+        Some(cert) => format!(
+            "wss://{addr}/graphql/realtime (AppSync's protocol: Amplify), wss:// or ws://{addr}/graphql (graphql-transport-ws); TLS with {}",
+            cert.display()
+        ),
+        None => format!(
+            "ws://{addr}/graphql (graphql-transport-ws), ws://{addr}/graphql/realtime (AppSync's protocol; Amplify needs wss://: add --tls-cert/--tls-key)"
+        ),
+    };
     let banner = format!(
         "chat-server listening on http://{addr}\n  \
          GraphQL:   POST http://{addr}/graphql   (GraphiQL: open it in a browser)\n  \
+         real time: {realtime}\n  \
+         console:   http://{addr}/   (agents; customers: /customer.html)\n  \
          data:      {data}\n  \
          admin key: {admin_key}\n  \
          try:\n    curl -s http://{addr}/graphql -H 'Authorization: {admin_key}' -H 'Content-Type: application/json' \\\n      \
