@@ -25,11 +25,14 @@ use tower_http::cors::{Any, CorsLayer};
 
 use crate::realtime::{transport_appsync, transport_ws};
 use crate::schema::Api;
+use crate::shutdown::Shutdown;
 
 #[derive(Clone)]
 pub struct AppState {
     pub api: Api,
     pub auth: Arc<Authenticator>,
+    /// Tells WebSocket sessions to close when the server stops.
+    pub shutdown: Shutdown,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -86,8 +89,9 @@ async fn graphiql_or_websocket(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    websocket_limits(upgrade.protocols([transport_ws::PROTOCOL]))
-        .on_upgrade(move |socket| transport_ws::serve(socket, state.api, state.auth, header_token))
+    websocket_limits(upgrade.protocols([transport_ws::PROTOCOL])).on_upgrade(move |socket| {
+        transport_ws::serve(socket, state.api, state.auth, header_token, state.shutdown)
+    })
 }
 
 /// `GET /graphql/realtime`: AppSync's real-time protocol, where Amplify connects for a
@@ -124,6 +128,7 @@ fn appsync_upgrade(
             state.auth,
             handshake,
             transport_appsync::Timing::default(),
+            state.shutdown,
         )
     })
 }

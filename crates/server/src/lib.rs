@@ -9,4 +9,5 @@ pub mod query_nesting;
 pub mod realtime;
 pub mod schema;
 pub mod search;
+pub mod shutdown;
 pub mod tls;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chat_appsync::{Authenticator, Registry};
 use chat_domain::{ChatService, ChatStore, Role, ServerKey, SystemClock, Throttle, ThrottleConfig};
 use chat_embedded::SqliteStore;
+use chat_server::shutdown::Shutdown;
 use chat_server::{console, http, keys, schema, search, tls};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -151,6 +152,10 @@ fn main() -> std::process::ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // A log line that cannot be written (stderr to a file on a full disk) is dropped.
+        // By default tracing reports that with eprintln!, which panics when stderr fails,
+        // and the panic would take the request (or the store's writer thread) with it.
+        .log_internal_errors(false)
         .init();
     let result = match cli.command {
         Some(Command::MintToken {
@@ -321,27 +326,49 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         },
     )
     .map_err(|e| e.to_string())?;
-    let app = http::router(http::AppState { api, auth }).layer(axum::Extension(console_policy));
+    let shutdown = Shutdown::default();
+    let app = http::router(http::AppState {
+        api,
+        auth,
+        shutdown: shutdown.clone(),
+    })
+    .layer(axum::Extension(console_policy));
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     print_banner(addr, &admin_key, &where_, args.tls_cert.as_deref());
+    // On SIGTERM or Ctrl-C: the listener closes, in-flight requests finish, and every
+    // WebSocket session gets a close frame (they left hyper's bookkeeping at their upgrade,
+    // so `shutdown` tracks them).
+    let signalled = {
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown_signal().await;
+            shutdown.begin();
+        }
+    };
     let served = match tls {
         Some(config) => {
             let listener = tls::DualListener::new(listener, config).map_err(|e| e.to_string())?;
             axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
+                .with_graceful_shutdown(signalled)
                 .await
         }
         None => {
             axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
+                .with_graceful_shutdown(signalled)
                 .await
         }
     };
     served.map_err(|e| format!("server error: {e}"))?;
+    if !shutdown.sessions_ended(SESSIONS_CLOSE_TIMEOUT).await {
+        tracing::warn!(
+            open = shutdown.live_sessions(),
+            "WebSocket sessions still open after the shutdown timeout"
+        );
+    }
     if let Some(search) = search {
         search.stop().await;
     }
@@ -376,6 +403,9 @@ fn print_banner(addr: SocketAddr, admin_key: &str, data: &str, tls_cert: Option<
     let _ = out.write_all(banner.as_bytes());
     let _ = out.flush();
 }
+
+/// How long a stopping server waits for its WebSocket sessions to send their close frames.
+const SESSIONS_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn shutdown_signal() {
     let ctrl_c = async {

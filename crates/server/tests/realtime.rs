@@ -431,6 +431,7 @@ impl InProcess {
         let router = http::router(http::AppState {
             api: api.clone(),
             auth: Arc::new(Authenticator::new(ADMIN_KEY, service)),
+            shutdown: Default::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

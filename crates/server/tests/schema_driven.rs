@@ -30,6 +30,7 @@ async fn a_subscription_added_to_the_schema_fires_without_new_code() {
     let router = http::router(http::AppState {
         api,
         auth: Arc::new(Authenticator::new(ADMIN, service)),
+        shutdown: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

@@ -56,6 +56,7 @@ use tokio_stream::StreamMap;
 use super::transport_ws::{self, FELL_BEHIND_REASON, close, send_all};
 use super::{ConnectionSignals, Operation, Payload};
 use crate::schema::Api;
+use crate::shutdown::{GOING_AWAY, GOING_AWAY_REASON, Shutdown};
 
 /// The subprotocol AppSync answers with (the name graphql-ws' predecessor used).
 pub const PROTOCOL: &str = "graphql-ws";
@@ -393,7 +394,9 @@ pub async fn serve(
     auth: Arc<Authenticator>,
     handshake: Handshake,
     timing: Timing,
+    shutdown: Shutdown,
 ) {
+    let _session = shutdown.session();
     let (mut sink, mut source) = socket.split();
     let caller = authenticate_handshake(&auth, handshake).await;
     let init_deadline = Instant::now() + timing.init;
@@ -515,6 +518,9 @@ pub async fn serve(
                 return close(&mut sink, code, &reason).await;
             }
             _ = connection.signals.wait_fell_behind() => break,
+            _ = shutdown.stopping() => {
+                return close(&mut sink, GOING_AWAY, GOING_AWAY_REASON).await;
+            }
         }
         if had_subscriptions && connection.subscriptions.is_empty() {
             idle_since = Instant::now();
@@ -786,7 +792,8 @@ mod tests {
             "/rt",
             axum::routing::get(move |upgrade: WebSocketUpgrade| async move {
                 upgrade.protocols([PROTOCOL]).on_upgrade(move |socket| {
-                    serve(socket, api, auth, Handshake::Token(ADMIN.into()), timing)
+                    let handshake = Handshake::Token(ADMIN.into());
+                    serve(socket, api, auth, handshake, timing, Shutdown::default())
                 })
             }),
         );

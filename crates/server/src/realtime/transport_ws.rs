@@ -7,7 +7,8 @@
 //!
 //! A connection never blocks the rest of the server: every send has a deadline, and a
 //! subscription that falls behind closes the connection with 4029 and a
-//! reason telling the client how to recover.
+//! reason telling the client how to recover. When the server stops, every connection gets
+//! a close frame (1001, going away) before the process exits.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use tokio_stream::StreamMap;
 
 use super::{ConnectionSignals, Operation, Payload};
 use crate::schema::Api;
+use crate::shutdown::{GOING_AWAY, GOING_AWAY_REASON, Shutdown};
 
 pub const PROTOCOL: &str = "graphql-transport-ws";
 /// How long a client may take to send `connection_init`.
@@ -91,11 +93,16 @@ pub async fn serve(
     api: Api,
     auth: std::sync::Arc<Authenticator>,
     header_token: Option<String>,
+    shutdown: Shutdown,
 ) {
+    let _session = shutdown.session();
     let (mut sink, mut source) = socket.split();
 
     // connection_init, within the deadline.
-    let init = tokio::time::timeout(CONNECTION_INIT_TIMEOUT, next_json(&mut source)).await;
+    let init = tokio::select! {
+        init = tokio::time::timeout(CONNECTION_INIT_TIMEOUT, next_json(&mut source)) => init,
+        _ = shutdown.stopping() => return close(&mut sink, GOING_AWAY, GOING_AWAY_REASON).await,
+    };
     let caller = match init {
         Err(_) => {
             return close(
@@ -195,10 +202,17 @@ pub async fn serve(
                 if !send_all(&mut sink, frames).await || behind { break; }
             }
             _ = signals.wait_fell_behind() => break,
+            _ = shutdown.stopping() => {
+                return close(&mut sink, GOING_AWAY, GOING_AWAY_REASON).await;
+            }
         }
     }
     if signals.is_behind() {
         close(&mut sink, close::FELL_BEHIND, FELL_BEHIND_REASON).await;
+    } else {
+        // The peer closed: send the close frame that answers its own (the WebSocket closing
+        // handshake), so it sees a clean close rather than a dropped connection.
+        let _ = tokio::time::timeout(SEND_TIMEOUT, sink.close()).await;
     }
 }
 

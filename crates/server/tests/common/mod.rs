@@ -91,6 +91,12 @@ impl TestServer {
         server
     }
 
+    /// A server on `dir` whose log (down to `level`) goes to the file `log`.
+    pub fn start_on_logging_to(dir: &Path, log: &Path, level: &str) -> TestServer {
+        let file = std::fs::File::create(log).expect("log file");
+        TestServer::launch_with(dir, &[], &[("RUST_LOG", level)], file.into())
+    }
+
     fn launch(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> TestServer {
         TestServer::launch_with(dir, args, envs, Stdio::inherit())
     }
@@ -146,6 +152,33 @@ impl TestServer {
         // SIGKILL: no shutdown path runs.
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM (what a process manager sends to stop the server).
+    pub fn terminate(&self) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) on our own child's pid.
+        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(sent, 0, "kill(SIGTERM)");
+    }
+
+    /// Waits for the process to exit, at most `bound`; `None` if it is still running.
+    pub fn wait_exit(&mut self, bound: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + bound;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// POSTs a GraphQL request; returns the HTTP status and the JSON body.

@@ -1,0 +1,369 @@
+"""The load tests' numbers: aggregation of k6's sample stream and the report.
+
+  report.py aggregate CSV OUT.json     k6's CSV output (a file or a FIFO) -> per-second series
+  report.py soak-check DIR             the soak's pass/fail: errors, RSS, latency drift
+  report.py report DIR OUT_DIR         report.md and PNG plots from a run's results
+
+k6 writes about a dozen samples per request; `aggregate` keeps only what the report
+uses (request durations, GraphQL errors, subscription delivery, dropped iterations), per
+second and per scenario, so a 30-minute soak leaves kilobytes, not gigabytes.
+"""
+
+import csv
+import json
+import math
+import os
+import re
+import sys
+from collections import defaultdict
+
+KEPT = {"http_req_duration", "gql_errors", "ws_delivery", "ws_errors", "ws_events", "dropped_iterations"}
+OPS = ["sendMessage", "messages", "unreadSummary", "markChatRead", "searchMessages"]
+
+
+def percentile(sorted_values, p):
+    """Nearest-rank percentile of an ascending list (k6 interpolates; close enough here)."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def stats(values):
+    values = sorted(values)
+    return {
+        "count": len(values),
+        "p50": percentile(values, 50),
+        "p95": percentile(values, 95),
+        "p99": percentile(values, 99),
+        "max": values[-1] if values else None,
+    }
+
+
+def aggregate(source, out_path):
+    durations = defaultdict(list)  # (second, scenario) -> ms
+    by_op = defaultdict(list)  # (scenario, op) -> ms
+    errors = defaultdict(lambda: [0, 0])  # (second, scenario) -> [failed, total]
+    errors_by_op = defaultdict(lambda: [0, 0])
+    delivery = defaultdict(list)  # second -> ms
+    dropped = defaultdict(int)
+    ws = {"ws_errors": 0, "ws_events": 0}
+    with open(source, newline="") as stream:
+        reader = csv.reader(stream)
+        header = next(reader)
+        col = {name: i for i, name in enumerate(header)}
+        m, t, v = col["metric_name"], col["timestamp"], col["metric_value"]
+        sc, extra = col["scenario"], col["extra_tags"]
+        for row in reader:
+            metric = row[m]
+            if metric not in KEPT:
+                continue
+            second = int(float(row[t]) // 1000) if float(row[t]) > 1e11 else int(float(row[t]))
+            scenario = row[sc] or "setup"
+            value = float(row[v])
+            op = ""
+            for tag in row[extra].split("&"):
+                if tag.startswith("op="):
+                    op = tag[3:]
+            if op == "setup":
+                continue
+            if metric == "http_req_duration":
+                durations[(second, scenario)].append(value)
+                by_op[(scenario, op)].append(value)
+            elif metric == "gql_errors":
+                errors[(second, scenario)][0] += int(value)
+                errors[(second, scenario)][1] += 1
+                errors_by_op[(scenario, op)][0] += int(value)
+                errors_by_op[(scenario, op)][1] += 1
+            elif metric == "ws_delivery":
+                delivery[second].append(value)
+            elif metric in ws:
+                ws[metric] += int(value)
+            elif metric == "dropped_iterations":
+                dropped[scenario] += int(value)
+    seconds = sorted({s for s, _ in durations} | set(delivery))
+    start = seconds[0] if seconds else 0
+    series = []
+    for (second, scenario), values in sorted(durations.items()):
+        row = stats(values)
+        row.update({"t": second - start, "scenario": scenario})
+        row["errors"], row["requests"] = errors[(second, scenario)]
+        series.append(row)
+    scenarios = defaultdict(dict)
+    for (scenario, op), values in sorted(by_op.items()):
+        row = stats(values)
+        row["errors"] = errors_by_op[(scenario, op)][0]
+        scenarios[scenario][op] = row
+    for scenario, ops in scenarios.items():
+        everything = [v for (s, _), vals in by_op.items() if s == scenario for v in vals]
+        ops["all"] = stats(everything)
+        ops["all"]["errors"] = sum(e[0] for (s, _), e in errors_by_op.items() if s == scenario)
+        seconds_of = sorted({s for s, sc in durations if sc == scenario})
+        # Whole seconds only: the first and last are partial.
+        full = seconds_of[1:-1] or seconds_of
+        ops["all"]["rate"] = round(
+            sum(len(durations[(s, scenario)]) for s in full) / max(1, len(full)), 1
+        )
+        ops["all"]["dropped"] = dropped.get(scenario, 0)
+    json.dump(
+        {
+            "series": series,
+            "scenarios": scenarios,
+            "delivery": [dict(stats(v), t=s - start) for s, v in sorted(delivery.items())],
+            "delivery_all": stats([x for v in delivery.values() for x in v]),
+            "ws_errors": ws["ws_errors"],
+            "ws_events": ws["ws_events"],
+        },
+        open(out_path, "w"),
+        indent=1,
+    )
+
+
+def load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def minute_p95(series, scenario, first):
+    """p95 over one minute of the per-second series (count-weighted approximation: the
+    per-second p95s weighted by their request counts)."""
+    rows = [r for r in series if r["scenario"] == scenario]
+    if not rows:
+        return None
+    end = max(r["t"] for r in rows)
+    lo, hi = (0, 60) if first else (end - 60, end + 1)
+    window = [r for r in rows if lo <= r["t"] < hi and r["p95"] is not None]
+    total = sum(r["count"] for r in window)
+    return sum(r["p95"] * r["count"] for r in window) / total if total else None
+
+
+def rss_rows(path):
+    rows = []
+    with open(path) as f:
+        for line in f:
+            if line.startswith("t,"):
+                continue
+            t, rss, anon = line.strip().split(",")
+            rows.append((float(t), int(rss), int(anon)))
+    return rows
+
+
+def soak_check(results):
+    """The soak's verdict from soak.json and rss.csv; returns (ok, lines)."""
+    data = load(os.path.join(results, "soak.json"))
+    rss = rss_rows(os.path.join(results, "rss.csv"))
+    allops = data["scenarios"]["mix"]["all"]
+    duration = rss[-1][0] if rss else 0
+    # RSS at minute 2 (or at half the run, for a run under 4 minutes) against the end.
+    reference_at = 120 if duration >= 240 else duration / 2
+    reference = min(rss, key=lambda r: abs(r[0] - reference_at))
+    end = rss[-1]
+    growth = (end[1] - reference[1]) / reference[1]
+    first, last = minute_p95(data["series"], "mix", True), minute_p95(data["series"], "mix", False)
+    drift_ok = last <= 1.5 * first + 2.0
+    errors = allops["errors"] + data.get("ws_errors", 0)
+    checks = [
+        (errors == 0, f"errors: {allops['errors']} GraphQL/HTTP, {data.get('ws_errors', 0)} WebSocket, of {allops['count']} requests"),
+        (abs(growth) <= 0.10, f"RSS: {reference[1] / 1024:.1f} MiB at {reference[0]:.0f} s, {end[1] / 1024:.1f} MiB at the end ({end[0]:.0f} s): {growth:+.1%} (bound ±10%); anonymous {reference[2] / 1024:.1f} -> {end[2] / 1024:.1f} MiB"),
+        (drift_ok, f"p95 first minute {first:.2f} ms, last minute {last:.2f} ms (bound: last <= 1.5 x first + 2 ms)"),
+    ]
+    return all(ok for ok, _ in checks), [("ok  " if ok else "FAIL") + " " + line for ok, line in checks]
+
+
+def ms(value):
+    return "—" if value is None else f"{value:.2f}"
+
+
+def single_rows(results, levels, step):
+    """Per operation and concurrency: (rate, p50, p95, p99) from the k6 summary exports."""
+    rows = {}
+    for name in sorted(os.listdir(results)):
+        if not (name.startswith("single-") and name.endswith(".json")):
+            continue
+        op = name[len("single-") : -len(".json")]
+        summary = load(os.path.join(results, name))["metrics"]
+        for level in levels:
+            d = summary.get(f"http_req_duration{{scenario:c{level}}}")
+            n = summary.get(f"http_reqs{{scenario:c{level}}}")
+            if not d or not n:
+                continue
+            rows[(op, level)] = (n["count"] / step, d["med"], d["p(95)"], d["p(99)"])
+    return rows
+
+
+def report(results, out):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(out, exist_ok=True)
+    meta = load(os.path.join(results, "meta.json"))
+    levels = meta["levels"]
+    lines = [
+        "# Load test report",
+        "",
+        f"{meta['date']} · {meta['machine']} · `{meta['command']}` · server build: {meta['build']}.",
+        "k6 runs on the same cores as the server, so every figure is also a ratio of the bare",
+        "axum endpoint (`chat-bench-bare`) measured in the same run with the same client: that",
+        "ratio is what the server costs beyond HTTP on this machine.",
+        "",
+    ]
+    singles = single_rows(results, levels, meta["step_seconds"])
+    if singles:
+        top = max(levels)
+        bare = singles.get(("bare", top))
+        lines += [
+            f"## Single operations ({meta['step_seconds']} s per concurrency)",
+            "",
+            f"| operation | clients | throughput/s | ÷ bare | p50 ms | p95 ms | p99 ms |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for op in ["bare", "noop"] + OPS:
+            for level in levels:
+                row = singles.get((op, level))
+                if not row:
+                    continue
+                ceiling = singles.get(("bare", level))
+                ratio = f"{row[0] / ceiling[0]:.3f}" if ceiling else "—"
+                label = {"bare": "bare axum endpoint", "noop": "`{ __typename }` (auth + GraphQL, no store)"}.get(op, f"`{op}`")
+                lines.append(f"| {label} | {level} | {row[0]:,.0f} | {ratio} | {ms(row[1])} | {ms(row[2])} | {ms(row[3])} |")
+        lines.append("")
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+        for op in ["bare"] + OPS:
+            xs = [lv for lv in levels if (op, lv) in singles]
+            if not xs:
+                continue
+            ax1.plot(xs, [singles[(op, lv)][0] for lv in xs], marker="o", label=op)
+            ax2.plot(xs, [singles[(op, lv)][3] for lv in xs], marker="o", label=op)
+        ax1.set(xscale="log", yscale="log", xlabel="concurrent clients", ylabel="requests/s", title="throughput vs concurrency")
+        ax2.set(xscale="log", yscale="log", xlabel="concurrent clients", ylabel="p99 ms", title="p99 latency vs concurrency")
+        for ax in (ax1, ax2):
+            ax.set_xticks(levels, [str(lv) for lv in levels])
+            ax.grid(True, which="both", alpha=0.3)
+        ax1.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, "concurrency.png"), dpi=90)
+        plt.close(fig)
+        lines += ["![throughput and p99 vs concurrency](concurrency.png)", ""]
+        if bare:
+            lines.append(f"Bare ceiling at {top} clients: {bare[0]:,.0f} requests/s, p99 {bare[3]:.2f} ms.")
+            lines.append("")
+
+    steps_path = os.path.join(results, "steps.json")
+    if os.path.exists(steps_path):
+        steps = load(steps_path)
+        p99_bound = meta["p99_ms"]
+        lines += [
+            f"## The mix at increasing rates ({meta['step_seconds_mix']} s per rate, {meta['subscribers']} subscribers)",
+            "",
+            "| offered/s | achieved/s | p50 ms | p95 ms | p99 ms | errors | dropped |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        sustained = None
+        held = True  # every step so far held the bound: the sustained rate is below the first miss
+        rates = sorted(
+            (int(name.split("_")[1]), name) for name in steps["scenarios"] if name.startswith("rate_")
+        )
+        for rate, name in rates:
+            a = steps["scenarios"][name]["all"]
+            ok = a["p99"] is not None and a["p99"] <= p99_bound and a["errors"] == 0 and a["dropped"] == 0
+            held = held and ok
+            if held:
+                sustained = (rate, a)
+            lines.append(
+                f"| {rate} | {a['rate']:,.0f} | {ms(a['p50'])} | {ms(a['p95'])} | {ms(a['p99'])} | {a['errors']} | {a['dropped']} |"
+            )
+        lines.append("")
+        if sustained:
+            bare = singles.get(("bare", max(levels))) if singles else None
+            ratio = f" ({sustained[1]['rate'] / bare[0]:.3f} of the bare ceiling)" if bare else ""
+            lines.append(f"**Sustained mix rate with p99 ≤ {p99_bound} ms: {sustained[0]}/s**{ratio} (p99 {sustained[1]['p99']:.2f} ms).")
+        else:
+            lines.append(f"No step held p99 ≤ {p99_bound} ms without errors.")
+        lines.append("")
+        plot_series(plt, steps, os.path.join(out, "mix-steps.png"), "the mix, rate by rate")
+        lines += ["![the mix over time](mix-steps.png)", ""]
+
+    steady_path = os.path.join(results, "steady.json")
+    if os.path.exists(steady_path):
+        steady = load(steady_path)
+        a = steady["scenarios"]["mix"]["all"]
+        d = steady["delivery_all"]
+        lines += [
+            f"## The mix, steady ({meta['steady_rate']}/s for {meta['steady_duration']}, {meta['subscribers']} subscribers): k6 thresholds {'passed' if meta.get('steady_passed') else 'FAILED'}",
+            "",
+            "| operation | requests | p50 ms | p95 ms | p99 ms | errors |",
+            "|---|---|---|---|---|---|",
+        ]
+        for op in OPS + ["chats", "all"]:
+            r = steady["scenarios"]["mix"].get(op)
+            if r:
+                lines.append(f"| {op} | {r['count']} | {ms(r['p50'])} | {ms(r['p95'])} | {ms(r['p99'])} | {r['errors']} |")
+        lines += ["", f"Subscription delivery (send → event, {d['count']} events, {steady['ws_errors']} WebSocket errors): p50 {ms(d['p50'])} ms, p99 {ms(d['p99'])} ms.", ""]
+        plot_series(plt, steady, os.path.join(out, "mix-steady.png"), "the mix, steady rate")
+        lines += ["![the steady mix over time](mix-steady.png)", ""]
+
+    soak_path = os.path.join(results, "soak.json")
+    if os.path.exists(soak_path):
+        ok, verdict = soak_check(results)
+        soak = load(soak_path)
+        lines += [f"## Soak ({meta.get('soak')} at {meta.get('soak_rate')}/s): {'passed' if ok else 'FAILED'}", ""]
+        lines += [f"- {line}" for line in verdict] + [""]
+        plot_series(plt, soak, os.path.join(out, "soak.png"), "soak", rss=rss_rows(os.path.join(results, "rss.csv")))
+        lines += ["![soak: throughput, latency and RSS over time](soak.png)", ""]
+
+    faults_path = os.path.join(results, "faults.txt")
+    if os.path.exists(faults_path):
+        text = open(faults_path).read()
+        # Parallel tests interleave their output: take each round's line from where it starts.
+        summary = [
+            m.group(0)
+            for m in re.finditer(r"(kill -9 rounds|round \d+:|test result)[^\n]*", text)
+        ]
+        lines += ["## Faults (`cargo test -p chat-server --test faults --test shutdown`)", "", "```"] + summary + ["```", ""]
+
+    with open(os.path.join(out, "report.md"), "w") as f:
+        f.write("\n".join(lines))
+    print("\n".join(lines))
+
+
+def plot_series(plt, data, path, title, rss=None):
+    rows = [r for r in data["series"] if r["scenario"] not in ("subscribers", "setup")]
+    panels = 3 if rss else 2
+    fig, axes = plt.subplots(panels, 1, figsize=(10, 2.6 * panels), sharex=True)
+    ts = [r["t"] for r in rows]
+    axes[0].plot(ts, [r["count"] for r in rows], lw=1)
+    axes[0].set(ylabel="requests/s", title=title)
+    for key in ("p50", "p95", "p99"):
+        axes[1].plot(ts, [r[key] for r in rows], lw=1, label=key)
+    if data.get("delivery"):
+        axes[1].plot([r["t"] for r in data["delivery"]], [r["p99"] for r in data["delivery"]], lw=1, ls=":", label="delivery p99")
+    axes[1].set(ylabel="ms", yscale="log")
+    axes[1].legend(fontsize=8, loc="upper left")
+    if rss:
+        start = rss[0][0]
+        axes[2].plot([r[0] - start for r in rss], [r[1] / 1024 for r in rss], label="RSS")
+        axes[2].plot([r[0] - start for r in rss], [r[2] / 1024 for r in rss], label="anonymous")
+        axes[2].set(ylabel="MiB")
+        axes[2].legend(fontsize=8)
+    axes[-1].set(xlabel="seconds")
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    command = sys.argv[1]
+    if command == "aggregate":
+        aggregate(sys.argv[2], sys.argv[3])
+    elif command == "soak-check":
+        ok, verdict = soak_check(sys.argv[2])
+        print("\n".join(verdict))
+        sys.exit(0 if ok else 1)
+    elif command == "report":
+        report(sys.argv[2], sys.argv[3])
+    else:
+        sys.exit(f"unknown command {command}")
