@@ -148,13 +148,20 @@ def rss_rows(path):
     return rows
 
 
+RSS_SLACK_MIB = 20
+
+
 def soak_check(results):
     """The soak's verdict from soak.json and rss.csv; returns (ok, lines)."""
     data = load(os.path.join(results, "soak.json"))
     rss = rss_rows(os.path.join(results, "rss.csv"))
     allops = data["scenarios"]["mix"]["all"]
     duration = rss[-1][0] if rss else 0
-    # RSS at minute 2 (or at half the run, for a run under 4 minutes) against the end.
+    # RSS at minute 2 (or at half the run, for a run under 4 minutes) against the end. The
+    # bound is on growth: memory handed back to the system is not a leak. Growth up to
+    # RSS_SLACK_MIB passes whatever the ratio: a ~50 MiB server's allocator moves by ±15 MiB
+    # within two minutes (docs/loadtest.md), so a 10% bound alone would test that noise;
+    # a real leak shows in the by-hand 30-minute soak, where 10% is what counts.
     reference_at = 120 if duration >= 240 else duration / 2
     reference = min(rss, key=lambda r: abs(r[0] - reference_at))
     end = rss[-1]
@@ -164,7 +171,7 @@ def soak_check(results):
     errors = allops["errors"] + data.get("ws_errors", 0)
     checks = [
         (errors == 0, f"errors: {allops['errors']} GraphQL/HTTP, {data.get('ws_errors', 0)} WebSocket, of {allops['count']} requests"),
-        (abs(growth) <= 0.10, f"RSS: {reference[1] / 1024:.1f} MiB at {reference[0]:.0f} s, {end[1] / 1024:.1f} MiB at the end ({end[0]:.0f} s): {growth:+.1%} (bound ±10%); anonymous {reference[2] / 1024:.1f} -> {end[2] / 1024:.1f} MiB"),
+        (growth <= 0.10 or end[1] - reference[1] <= RSS_SLACK_MIB * 1024, f"RSS: {reference[1] / 1024:.1f} MiB at {reference[0]:.0f} s, {end[1] / 1024:.1f} MiB at the end ({end[0]:.0f} s): {growth:+.1%} (bound: at most +10% or +{RSS_SLACK_MIB} MiB); anonymous {reference[2] / 1024:.1f} -> {end[2] / 1024:.1f} MiB"),
         (drift_ok, f"p95 first minute {first:.2f} ms, last minute {last:.2f} ms (bound: last <= 1.5 x first + 2 ms)"),
     ]
     return all(ok for ok, _ in checks), [("ok  " if ok else "FAIL") + " " + line for ok, line in checks]
