@@ -222,13 +222,19 @@ impl ChatService {
                 now: self.clock.now(),
             })
             .await?;
+        Ok(self.credentials(application))
+    }
+
+    /// The application with its current secret: the answer of createApplication and
+    /// rotateApplicationSecret, the only times a secret is shown.
+    fn credentials(&self, application: Application) -> AppCredentials {
         let secret = self
             .key
             .app_secret(&application.token, application.secret_generation);
-        Ok(AppCredentials {
+        AppCredentials {
             application,
             secret,
-        })
+        }
     }
 
     /// A new secret for the application; the replaced one verifies for `grace_secs` more
@@ -254,13 +260,7 @@ impl ChatService {
         // This process verifies with the new generation from now on; others within the
         // keyring's TTL.
         self.keyring.forget(token);
-        let secret = self
-            .key
-            .app_secret(&application.token, application.secret_generation);
-        Ok(AppCredentials {
-            application,
-            secret,
-        })
+        Ok(self.credentials(application))
     }
 
     pub async fn update_application(
