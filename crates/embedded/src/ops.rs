@@ -22,6 +22,14 @@ fn app_not_found(token: &AppToken) -> StoreError {
 
 // ---- applications -----------------------------------------------------------------------
 
+/// The columns [`application_row`] reads, in its order (a macro, so that `concat!` builds
+/// each statement at compile time).
+macro_rules! application_columns {
+    () => {
+        "name, secret_generation, chats_count, created_at, updated_at, previous_secret_expires_at"
+    };
+}
+
 pub(crate) fn create_application(conn: &Connection, new: &NewApplication) -> Result<Application> {
     let inserted = conn
         .prepare_cached(
@@ -56,9 +64,9 @@ pub(crate) fn update_application(
     name: &AppName,
     now: Timestamp,
 ) -> Result<Application> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "UPDATE applications SET name = ?2, updated_at = ?3 WHERE token = ?1 \
-         RETURNING {APPLICATION_COLUMNS}"
+    let mut stmt = conn.prepare_cached(concat!(
+        "UPDATE applications SET name = ?2, updated_at = ?3 WHERE token = ?1 RETURNING ",
+        application_columns!()
     ))?;
     let mut rows = stmt.query(params![token.as_str(), name.as_str(), now.0])?;
     match rows.next()? {
@@ -73,10 +81,10 @@ pub(crate) fn rotate_application_secret(
     previous_expires_at: Timestamp,
     now: Timestamp,
 ) -> Result<Application> {
-    let mut stmt = conn.prepare_cached(&format!(
+    let mut stmt = conn.prepare_cached(concat!(
         "UPDATE applications SET secret_generation = secret_generation + 1, \
-         previous_secret_expires_at = ?2, updated_at = ?3 WHERE token = ?1 \
-         RETURNING {APPLICATION_COLUMNS}"
+         previous_secret_expires_at = ?2, updated_at = ?3 WHERE token = ?1 RETURNING ",
+        application_columns!()
     ))?;
     let mut rows = stmt.query(params![token.as_str(), previous_expires_at.0, now.0])?;
     match rows.next()? {
@@ -86,18 +94,16 @@ pub(crate) fn rotate_application_secret(
 }
 
 pub(crate) fn application(conn: &Connection, token: &AppToken) -> Result<Option<Application>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {APPLICATION_COLUMNS} FROM applications WHERE token = ?1"
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT ",
+        application_columns!(),
+        " FROM applications WHERE token = ?1"
     ))?;
     let mut rows = stmt.query([token.as_str()])?;
     rows.next()?
         .map(|row| application_row(token, row))
         .transpose()
 }
-
-/// The columns [`application_row`] reads, in its order.
-const APPLICATION_COLUMNS: &str =
-    "name, secret_generation, chats_count, created_at, updated_at, previous_secret_expires_at";
 
 fn application_row(token: &AppToken, row: &rusqlite::Row<'_>) -> Result<Application> {
     Ok(Application {
