@@ -49,6 +49,7 @@ pub const ASSETS: &[Asset] = &[
     asset!("highlight.js"),
     asset!("queries.js"),
     asset!("session.js"),
+    asset!("shell.js"),
     asset!("signin.js"),
 ];
 

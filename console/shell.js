@@ -1,0 +1,203 @@
+// What the agent console (app.js) and the customer widget (customer.js) share around their
+// own views: the screen-reader announcer, the endpoints, sign-in and the life of a session
+// with its connection label, the open chat kept in step with the chat list, the #chat/N
+// address and the parts of a chat's link.
+// Both pages' markup has the ids used here (announcer, signin-error, session-bar, whoami,
+// connection, sign-out, chat-list).
+
+import { Conversation } from './conversation.js';
+import { createTransport, resolveEndpoints } from './graphql.js';
+import { setupSignIn } from './signin.js';
+
+const $ = (id) => document.getElementById(id);
+
+/** Says `text` to screen readers through the page's live region. */
+export function announce(text) {
+  const announcer = $('announcer');
+  announcer.textContent = '';
+  // A new text node after clearing makes screen readers announce repeated texts too.
+  setTimeout(() => { announcer.textContent = text; }, 50);
+}
+
+/**
+ * The endpoints from config.js and the URL. A mistake there is shown on the sign-in form,
+ * the only thing on screen yet, and thrown: without endpoints nothing else can start.
+ */
+export function resolveEndpointsOrReport(config, location) {
+  try {
+    return resolveEndpoints(config, location);
+  } catch (error) {
+    $('signin-error').textContent = `Configuration error: ${error.message}`;
+    throw error;
+  }
+}
+
+/** The connection label of each transport status but 'polling', which each view words itself. */
+const CONNECTION_LABELS = { live: 'Live', connecting: 'Connecting…', reconnecting: 'Reconnecting…', unauthorized: 'Signed out' };
+
+/** Shows the transport's status in the session bar; returns the function that stops it. */
+function bindConnectionStatus(transport, pollingLabel) {
+  const labels = { ...CONNECTION_LABELS, polling: pollingLabel };
+  const show = (status) => {
+    $('connection').textContent = labels[status] ?? status;
+    // The style sheet colours the label by state.
+    $('connection').dataset.state = status;
+  };
+  show(transport.status);
+  return transport.on('status', show);
+}
+
+/**
+ * Sign-in, then one session at a time until Sign out, a refused token or its expiry.
+ * role, store, endpoints, config: as setupSignIn's; view: the element shown during a session;
+ * pollingLabel: the connection label while polling; expiredMessage: shown when the token expires;
+ * begin({ me, api, transport, signal }) sets the view up for a session; what it starts ends
+ * with `signal` (listeners added with it, 'abort' handlers), before the transport closes.
+ */
+export function runSessions({ role, store, endpoints, config, view, pollingLabel, expiredMessage, begin }) {
+  let session = null;
+  const signIn = setupSignIn({ role, store, endpoints, config, onSession: start });
+
+  function start({ token, claims, api }) {
+    const me = { app: claims.app, sub: claims.sub, role: claims.role };
+    const transport = createTransport(endpoints.realtime, token);
+    const ending = new AbortController();
+
+    view.hidden = false;
+    $('session-bar').hidden = false;
+    const stops = [bindConnectionStatus(transport, pollingLabel)];
+    begin({ me, api, transport, signal: ending.signal });
+
+    // setTimeout takes at most 2^31 - 1 ms (about 24 days): a longer token ends then.
+    const expiresIn = Math.min(claims.exp * 1000 - Date.now(), 2 ** 31 - 1);
+    const expiry = setTimeout(() => end(expiredMessage), expiresIn);
+    const refused = (message) => end(`The server refused the token (${message}): sign in again.`);
+    api.onUnauthorized = refused;
+    stops.push(transport.on('unauthorized', refused));
+
+    // Every way out comes here, perhaps several at once (a refusal seen by HTTP and the
+    // WebSocket): only the first ends the session, and never a newer one.
+    function end(message) {
+      if (session !== current) return;
+      session = null;
+      clearTimeout(expiry);
+      for (const stop of stops) stop();
+      ending.abort();
+      transport.close();
+      view.hidden = true;
+      $('session-bar').hidden = true;
+      signIn.signOut(message);
+    }
+
+    const current = { end };
+    session = current;
+  }
+
+  $('sign-out').addEventListener('click', () => session?.end('Signed out.'));
+}
+
+/**
+ * The open chat (a Conversation in `root`) and the refresher of the chat list (`loadList`),
+ * kept in step: reading or changing the chat refreshes the list, and after a (re)connection
+ * or a poll the list is re-read and the chat catches up on what it missed. Ends with `signal`.
+ */
+export function openChatWithList({ root, api, transport, me, loadList, signal }) {
+  const list = createRefresher(loadList);
+  const conversation = new Conversation({
+    root,
+    api,
+    transport,
+    session: me,
+    announce,
+    onRead: list.schedule,
+    onChange: list.schedule,
+  });
+  const stopResync = transport.on('resync', () => {
+    list.schedule();
+    conversation.catchUp();
+  });
+  signal.addEventListener('abort', () => {
+    list.cancel();
+    stopResync();
+    conversation.dispose();
+    $('chat-list').replaceChildren();
+  });
+  return { conversation, list };
+}
+
+/**
+ * Reloads with `load`, never two at once: a refresh asked for during one runs again after
+ * it, so the last data shown is never older than the last request. schedule() waits for
+ * a burst of events (a busy application) to end and refreshes once for all of it.
+ */
+function createRefresher(load) {
+  let running = false;
+  let again = false;
+  let timer = null;
+
+  async function refresh() {
+    if (running) {
+      again = true;
+      return;
+    }
+    running = true;
+    try {
+      await load();
+    } finally {
+      running = false;
+      if (again) {
+        again = false;
+        refresh();
+      }
+    }
+  }
+
+  return {
+    refresh,
+    schedule() {
+      clearTimeout(timer);
+      timer = setTimeout(refresh, 100);
+    },
+    cancel: () => clearTimeout(timer),
+  };
+}
+
+/**
+ * Opens the chat of the page's #chat/N address in `conversation` (closes it without one)
+ * and marks its link in the chat list as current. Returns N, or null.
+ */
+export function followChatAddress(conversation) {
+  const match = location.hash.match(/^#chat\/(\d+)$/);
+  const number = match ? Number(match[1]) : null;
+  if (number !== conversation.number) {
+    if (number) conversation.open(number);
+    else conversation.close();
+  }
+  for (const link of document.querySelectorAll('#chat-list a')) {
+    if (Number(link.dataset.chat) === number) link.setAttribute('aria-current', 'page');
+    else link.removeAttribute('aria-current');
+  }
+  return number;
+}
+
+/** The link to `chat` in the chat list, marked current when it is the open chat. */
+export function chatLink(chat, openNumber) {
+  const link = document.createElement('a');
+  link.href = `#chat/${chat.number}`;
+  link.className = 'chat-link';
+  link.dataset.chat = chat.number;
+  if (chat.number === openNumber) link.setAttribute('aria-current', 'page');
+  return link;
+}
+
+/** A chat's unread count, read out as "3 unread". */
+export function unreadBadge(count) {
+  const badge = document.createElement('span');
+  badge.className = 'badge';
+  badge.textContent = String(count);
+  const hidden = document.createElement('span');
+  hidden.className = 'visually-hidden';
+  hidden.textContent = ' unread';
+  badge.append(hidden);
+  return badge;
+}
