@@ -52,8 +52,17 @@ use tantivy::{
     Term,
 };
 
-/// Memory the writer may buffer before it flushes a segment, per indexing thread.
-const WRITER_MEMORY_PER_THREAD: usize = 64 * 1024 * 1024;
+/// Memory the writer may buffer before it flushes a segment.
+const WRITER_MEMORY: usize = 64 * 1024 * 1024;
+
+/// One indexing thread. Every commit ends the segment of each indexing thread that got
+/// documents, and a segment writer starts with about 8 MB of zeroed tables whatever it
+/// holds (tantivy's hash tables and columnar arenas). The outbox indexer commits small
+/// batches several times a second, so with two threads that was two segments and some
+/// 17 MB allocated and freed per commit (heaptrack under the soak mix, docs/loadtest.md),
+/// and twice the segments to merge. One thread indexes far more messages a second than the
+/// store accepts (docs/benchmarks.md).
+const WRITER_THREADS: usize = 1;
 
 #[derive(Clone, Copy)]
 struct Fields {
@@ -100,6 +109,9 @@ fn internal(context: &'static str) -> impl FnOnce(tantivy::TantivyError) -> Doma
 
 struct Inner {
     index: Index,
+    /// The index's directory when it is on disk, kept to prune its mmap cache (see
+    /// [`TantivyIndex::prune_mmap_cache`]).
+    files: Option<MmapDirectory>,
     reader: IndexReader,
     writer: Mutex<IndexWriter<TantivyDocument>>,
     fields: Fields,
@@ -148,13 +160,15 @@ impl TantivyIndex {
             )
         })?;
         let mut opened = Opened::Existing;
-        let index = if exists {
-            let index = Index::open(open_dir()?).map_err(internal("open"))?;
+        // The directory is kept beside the index (a clone shares its cache) to prune it.
+        let existing = if exists {
+            let files = open_dir()?;
+            let index = Index::open(files.clone()).map_err(internal("open"))?;
             if index.schema() == schema {
-                Some(index)
+                Some((index, files))
             } else {
                 tracing::warn!(dir = %dir.display(), "the search index has another layout: rebuilding it");
-                drop(index);
+                drop((index, files));
                 std::fs::remove_dir_all(dir).map_err(io)?;
                 std::fs::create_dir_all(dir).map_err(io)?;
                 None
@@ -162,24 +176,26 @@ impl TantivyIndex {
         } else {
             None
         };
-        let index = match index {
-            Some(index) => index,
+        let (index, files) = match existing {
+            Some(found) => found,
             None => {
                 opened = Opened::Created;
-                Index::create(open_dir()?, schema, Default::default())
-                    .map_err(internal("create"))?
+                let files = open_dir()?;
+                let index = Index::create(files.clone(), schema, Default::default())
+                    .map_err(internal("create"))?;
+                (index, files)
             }
         };
-        Ok((Self::start(index, fields)?, opened))
+        Ok((Self::start(index, fields, Some(files))?, opened))
     }
 
     /// An index in memory (`--memory`, tests).
     pub fn in_memory() -> Result<Self> {
         let (schema, fields) = schema();
-        Self::start(Index::create_in_ram(schema), fields)
+        Self::start(Index::create_in_ram(schema), fields, None)
     }
 
-    fn start(index: Index, fields: Fields) -> Result<Self> {
+    fn start(index: Index, fields: Fields, files: Option<MmapDirectory>) -> Result<Self> {
         index.tokenizers().register(
             TRIGRAMS,
             TextAnalyzer::builder(SimpleTokenizer::default())
@@ -188,11 +204,8 @@ impl TantivyIndex {
                 .filter(MarkedTrigrams)
                 .build(),
         );
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .clamp(1, 4);
         let writer = index
-            .writer_with_num_threads(threads, threads * WRITER_MEMORY_PER_THREAD)
+            .writer_with_num_threads(WRITER_THREADS, WRITER_MEMORY)
             .map_err(internal("open the writer"))?;
         let reader = index
             .reader_builder()
@@ -206,6 +219,7 @@ impl TantivyIndex {
         Ok(TantivyIndex {
             inner: Arc::new(Inner {
                 index,
+                files,
                 reader,
                 writer: Mutex::new(writer),
                 fields,
@@ -314,8 +328,22 @@ impl TantivyIndex {
                     .collect());
             }
             self.inner.reader.reload().map_err(internal("reload"))?;
+            self.prune_mmap_cache();
         }
         Ok(outcomes)
+    }
+
+    /// tantivy's `MmapDirectory` caches a weak reference to every file it maps, by path,
+    /// and drops the entries of files no longer mapped only when asked for its cache
+    /// statistics. Segments are short-lived here (a commit every few hundred milliseconds
+    /// under load, then merged away), so without this the cache grew by some hundred bytes
+    /// per file ever opened: about a megabyte a minute at 100 requests/s, without bound
+    /// (docs/loadtest.md, "What the memory was"). Asking after each commit keeps it at
+    /// the files of the live segments.
+    fn prune_mmap_cache(&self) {
+        if let Some(files) = &self.inner.files {
+            let _ = files.get_cache_info();
+        }
     }
 
     /// The matching clauses (every result has all of them) and the scoring clauses (each

@@ -146,7 +146,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    limit_malloc_arenas();
+    tune_malloc();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -195,21 +195,30 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// glibc gives threads their own malloc arenas, up to 8 per core, and keeps what each one
-/// grew to. The server's threads (Tokio workers, the blocking pool running SQLite reads,
-/// the writer, the indexer) spread allocations over them, so resident memory climbed in
-/// steps under a steady load. Measured with `scripts/loadtest --ci` (2 minutes at 50
-/// requests/s, same machine, one run after the other): 192 -> 209 MiB (+8.7%) with glibc's
-/// default, 56 -> 58 MiB (+3.8%) with the arenas capped (docs/loadtest.md).
-fn limit_malloc_arenas() {
+/// Two settings of glibc's malloc, made before any other thread exists; each was a step in
+/// resident memory under a steady load (docs/loadtest.md, "What the memory was").
+///
+/// - Arenas: glibc gives threads their own malloc arenas, up to 8 per core, and keeps what
+///   each one grew to. The server's threads (Tokio workers, the blocking pool running SQLite
+///   reads, the writer, the indexer) spread allocations over them. `scripts/loadtest --ci`
+///   (2 minutes at 50 requests/s, one run after the other): 192 -> 209 MiB with glibc's
+///   default, 56 -> 58 MiB with the arenas capped at the core count.
+/// - Large blocks: glibc serves a block of 128 KiB or more with its own mmap and returns it
+///   on free, but raises that threshold (up to 32 MiB) each time such a block is freed. From
+///   then on the search index's per-commit tables (megabytes, several times a second, see
+///   chat-search-tantivy) came from the arenas, which kept them: RSS rose by steps of
+///   megabytes over an 8-minute soak. A fixed threshold of 1 MiB keeps every block that
+///   large in its own mapping, returned to the system on free.
+fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let arenas = i32::try_from(cores.max(2)).unwrap_or(i32::MAX);
-        // SAFETY: mallopt only sets a tuning parameter; it is called before any other
+        // SAFETY: mallopt only sets tuning parameters; it is called before any other
         // thread exists. A refusal (0) leaves glibc's default, which is also correct.
         unsafe {
             libc::mallopt(libc::M_ARENA_MAX, arenas);
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
         }
     }
 }
