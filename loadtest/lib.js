@@ -26,6 +26,18 @@ export const config = {
   p99: int('P99_MS', 50),
 };
 
+// k6 options every script here uses: set-up creates an application with its chats and
+// history (minutes against a slow deployment), and the summary export carries the
+// percentiles report.py reads.
+export function loadOptions(scenarios, thresholds) {
+  return {
+    scenarios,
+    thresholds,
+    setupTimeout: '300s',
+    summaryTrendStats: ['avg', 'min', 'med', 'p(90)', 'p(95)', 'p(99)', 'max', 'count'],
+  };
+}
+
 export const gqlErrors = new Rate('gql_errors');
 export const wsErrors = new Counter('ws_errors');
 export const wsEvents = new Counter('ws_events');

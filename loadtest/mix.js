@@ -6,7 +6,7 @@
 //   the highest rate whose p99 stays within P99_MS (scripts/loadtest reports it).
 //
 // Run: k6 run -e ADMIN_KEY=... loadtest/mix.js (docs/loadtest.md has every variable).
-import { config, int, seconds, setUp, mixOnce, subscribe } from './lib.js';
+import { config, int, loadOptions, seconds, setUp, mixOnce, subscribe } from './lib.js';
 
 const MODE = __ENV.MODE || 'steady';
 const SUBSCRIBERS = int('SUBSCRIBERS', 20);
@@ -46,12 +46,7 @@ const thresholds = MODE === 'steps' ? {} : {
   ws_delivery: [`p(99)<${2 * config.p99}`],
 };
 
-export const options = {
-  scenarios,
-  thresholds,
-  setupTimeout: '300s',
-  summaryTrendStats: ['avg', 'min', 'med', 'p(90)', 'p(95)', 'p(99)', 'max', 'count'],
-};
+export const options = loadOptions(scenarios, thresholds);
 
 export function setup() {
   return setUp();

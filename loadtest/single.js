@@ -4,7 +4,7 @@
 // (c1, c8, ...); the summary export has each one's rate and percentiles.
 //
 // BARE=1 runs `noop` against an endpoint that is not the API (the bare ceiling): no set-up.
-import { int, ops, setUp } from './lib.js';
+import { int, loadOptions, ops, setUp } from './lib.js';
 
 const OP = __ENV.OP || 'sendMessage';
 if (!ops[OP]) throw new Error(`unknown OP ${OP}`);
@@ -25,12 +25,7 @@ LEVELS.forEach((vus, i) => {
   thresholds[`http_reqs{scenario:${name}}`] = ['count>=0'];
 });
 
-export const options = {
-  scenarios,
-  thresholds,
-  setupTimeout: '300s',
-  summaryTrendStats: ['avg', 'min', 'med', 'p(90)', 'p(95)', 'p(99)', 'max', 'count'],
-};
+export const options = loadOptions(scenarios, thresholds);
 
 export function setup() {
   if (__ENV.BARE) return { agents: ['bare'], customers: [] };
