@@ -74,18 +74,8 @@ async fn open(url: &str, path: &str, handshake: Handshake<'_>) -> WsClient {
             .headers_mut()
             .insert("Authorization", token.parse().unwrap());
     }
-    let (socket, response) = tokio_tungstenite::connect_async(request)
-        .await
-        .expect("connect");
-    assert_eq!(
-        response
-            .headers()
-            .get("sec-websocket-protocol")
-            .map(|v| v.to_str().unwrap()),
-        Some("graphql-ws"),
-        "the server answers with graphql-ws, as AppSync does"
-    );
-    WsClient { socket }
+    // The server answers with graphql-ws, as AppSync does.
+    WsClient::open_request(request, "graphql-ws").await
 }
 
 /// Connects as Amplify JS does and returns after connection_ack and the first ka.

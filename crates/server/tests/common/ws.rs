@@ -42,6 +42,14 @@ impl WsClient {
             "Sec-WebSocket-Protocol",
             "graphql-transport-ws".parse().unwrap(),
         );
+        WsClient::open_request(request, "graphql-transport-ws").await
+    }
+
+    /// Opens the WebSocket `request` and checks that the server chose `protocol`.
+    pub async fn open_request(
+        request: tokio_tungstenite::tungstenite::handshake::client::Request,
+        protocol: &str,
+    ) -> WsClient {
         let (socket, response) = tokio_tungstenite::connect_async(request)
             .await
             .expect("connect");
@@ -50,7 +58,8 @@ impl WsClient {
                 .headers()
                 .get("sec-websocket-protocol")
                 .map(|v| v.to_str().unwrap()),
-            Some("graphql-transport-ws")
+            Some(protocol),
+            "the protocol the server chose"
         );
         WsClient { socket }
     }
