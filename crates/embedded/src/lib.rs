@@ -37,6 +37,16 @@ use writer::{Job, Op, WriteConn};
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a read waits for a free read connection (and open for the first one).
 const READ_CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Each connection's page cache, in KiB (SQLite's own default is about 2 MiB). The
+/// writer's cache keeps its pages from one transaction to the next (no other connection
+/// writes), so it fills up to this size as the database grows; a reader's is emptied
+/// whenever the writer has committed since its last read. The operating system caches the
+/// file anyway: a page missing here costs a read of a cached page, microseconds. With
+/// 32 MiB for the writer, a 30-minute soak at 100 requests/s grew with the cache (SQLite's
+/// heap 1.5 -> 8.2 MB from minute 2 to 29, RSS 28 -> 40 MiB); with 2 MiB, SQLite's heap
+/// stayed at about 3 MB from minute 6 on (docs/loadtest.md, "The SQLite writer's page
+/// cache").
+const PAGE_CACHE_KIB: i64 = 2_048;
 
 /// Where reads run.
 enum Readers {
@@ -90,6 +100,7 @@ fn open_error(e: impl Into<StoreError>) -> DomainError {
 fn configure_common(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "foreign_keys", true)?;
+    conn.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)?;
     Ok(())
 }
 
@@ -119,8 +130,6 @@ impl SqliteStore {
             ));
         }
         conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(open_error)?;
-        conn.pragma_update(None, "cache_size", -32_768)
             .map_err(open_error)?;
         conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&conn).map_err(open_error)?;
