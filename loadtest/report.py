@@ -139,14 +139,45 @@ def minute_p95(series, scenario, first):
 
 
 def rss_rows(path):
+    """(t, rss KiB, anonymous KiB, cumulative steal ticks, connections) per sample; runs
+    recorded before the last two columns existed give None for them."""
     rows = []
     with open(path) as f:
         for line in f:
             if line.startswith("t,"):
                 continue
-            t, rss, anon = line.strip().split(",")
-            rows.append((float(t), int(rss), int(anon)))
+            t, rss, anon, *more = line.strip().split(",")
+            steal, conns = (int(more[0]), int(more[1])) if len(more) >= 2 else (None, None)
+            rows.append((float(t), int(rss), int(anon), steal, conns))
     return rows
+
+
+def steal_shares(rows):
+    """(t, share of all cores' time the hypervisor took since the sample before) per sample."""
+    tick, cores = os.sysconf("SC_CLK_TCK"), os.cpu_count() or 1
+    shares = []
+    for before, after in zip(rows, rows[1:]):
+        if before[3] is None or after[3] is None or after[0] <= before[0]:
+            continue
+        shares.append((after[0], (after[3] - before[3]) / (tick * cores * (after[0] - before[0]))))
+    return shares
+
+
+def context_lines(rows):
+    """What else the soak saw: the CPU the hypervisor took and the connections held. Not
+    checks, but they explain latency stalls and memory steps."""
+    lines = []
+    shares = steal_shares(rows)
+    if shares:
+        tick, cores = os.sysconf("SC_CLK_TCK"), os.cpu_count() or 1
+        measured = [r for r in rows if r[3] is not None]
+        total = (measured[-1][3] - measured[0][3]) / (tick * cores * max(1.0, measured[-1][0] - measured[0][0]))
+        worst_t, worst = max(shares, key=lambda s: s[1])
+        lines.append(f"CPU taken by the hypervisor (steal): {total:.1%} of {cores} cores over the run, at most {worst:.0%} in a 5-s interval (at {worst_t:.0f} s)")
+    conns = [r[4] for r in rows if r[4] is not None]
+    if conns:
+        lines.append(f"connections held by the server: {conns[0]} at the start, {max(conns)} at most, {conns[-1]} at the end")
+    return lines
 
 
 def median_kib(rows, start, end, column):
@@ -187,7 +218,8 @@ def soak_check(results, slack_mib=0):
         (rss_ok, f"RSS (median of a minute's samples): {reference / 1024:.1f} MiB around {reference_at:.0f} s, {end / 1024:.1f} MiB in the last minute (to {duration:.0f} s): {growth:+.1%} (bound: at most +10%{slack}); anonymous {reference_anon / 1024:.1f} -> {end_anon / 1024:.1f} MiB; highest sample {peak / 1024:.1f} MiB"),
         (drift_ok, f"p95 (median of the per-second p95s) first minute {first:.2f} ms, last minute {last:.2f} ms (bound: last <= 1.5 x first + 2 ms)"),
     ]
-    return all(ok for ok, _ in checks), [("ok  " if ok else "FAIL") + " " + line for ok, line in checks]
+    verdict = [("ok  " if ok else "FAIL") + " " + line for ok, line in checks]
+    return all(ok for ok, _ in checks), verdict + ["info " + line for line in context_lines(rss)]
 
 
 def ms(value):
@@ -366,7 +398,13 @@ def plot_series(plt, data, path, title, rss=None):
         axes[2].plot([r[0] - start for r in rss], [r[1] / 1024 for r in rss], label="RSS")
         axes[2].plot([r[0] - start for r in rss], [r[2] / 1024 for r in rss], label="anonymous")
         axes[2].set(ylabel="MiB")
-        axes[2].legend(fontsize=8)
+        axes[2].legend(fontsize=8, loc="upper left")
+        shares = steal_shares(rss)
+        if shares:
+            steal = axes[2].twinx()
+            steal.plot([t - start for t, _ in shares], [100 * s for _, s in shares], lw=0.8, color="grey", alpha=0.6, label="CPU steal")
+            steal.set(ylabel="steal %", ylim=(0, 100))
+            steal.legend(fontsize=8, loc="lower right")
     axes[-1].set(xlabel="seconds")
     for ax in axes:
         ax.grid(True, alpha=0.3)
