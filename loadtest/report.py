@@ -134,7 +134,12 @@ def minute_p95(series, scenario, first):
         return None
     end = max(r["t"] for r in rows)
     lo, hi = (0, 60) if first else (end - 60, end + 1)
-    values = sorted(r["p95"] for r in rows if lo <= r["t"] < hi and r["p95"] is not None)
+    return median([r["p95"] for r in rows if lo <= r["t"] < hi and r["p95"] is not None])
+
+
+def median(values):
+    """The middle value (the upper one of an even count), or None for no values."""
+    values = sorted(values)
     return values[len(values) // 2] if values else None
 
 
@@ -152,15 +157,23 @@ def rss_rows(path):
     return rows
 
 
+def cores():
+    return os.cpu_count() or 1
+
+
+def steal_share(before, after):
+    """The share of all cores' time the hypervisor took between two samples."""
+    ticks = os.sysconf("SC_CLK_TCK") * cores() * max(1.0, after[0] - before[0])
+    return (after[3] - before[3]) / ticks
+
+
 def steal_shares(rows):
     """(t, share of all cores' time the hypervisor took since the sample before) per sample."""
-    tick, cores = os.sysconf("SC_CLK_TCK"), os.cpu_count() or 1
-    shares = []
-    for before, after in zip(rows, rows[1:]):
-        if before[3] is None or after[3] is None or after[0] <= before[0]:
-            continue
-        shares.append((after[0], (after[3] - before[3]) / (tick * cores * (after[0] - before[0]))))
-    return shares
+    return [
+        (after[0], steal_share(before, after))
+        for before, after in zip(rows, rows[1:])
+        if before[3] is not None and after[3] is not None and after[0] > before[0]
+    ]
 
 
 def context_lines(rows):
@@ -169,11 +182,10 @@ def context_lines(rows):
     lines = []
     shares = steal_shares(rows)
     if shares:
-        tick, cores = os.sysconf("SC_CLK_TCK"), os.cpu_count() or 1
         measured = [r for r in rows if r[3] is not None]
-        total = (measured[-1][3] - measured[0][3]) / (tick * cores * max(1.0, measured[-1][0] - measured[0][0]))
+        total = steal_share(measured[0], measured[-1])
         worst_t, worst = max(shares, key=lambda s: s[1])
-        lines.append(f"CPU taken by the hypervisor (steal): {total:.1%} of {cores} cores over the run, at most {worst:.0%} in a 5-s interval (at {worst_t:.0f} s)")
+        lines.append(f"CPU taken by the hypervisor (steal): {total:.1%} of {cores()} cores over the run, at most {worst:.0%} in a 5-s interval (at {worst_t:.0f} s)")
     conns = [r[4] for r in rows if r[4] is not None]
     if conns:
         lines.append(f"connections held by the server: {conns[0]} at the start, {max(conns)} at most, {conns[-1]} at the end")
@@ -182,8 +194,7 @@ def context_lines(rows):
 
 def median_kib(rows, start, end, column):
     """The median of one column of the RSS samples taken between start and end seconds."""
-    values = sorted(r[column] for r in rows if start <= r[0] <= end)
-    return values[len(values) // 2] if values else None
+    return median(r[column] for r in rows if start <= r[0] <= end)
 
 
 def soak_check(results, slack_mib=0):
