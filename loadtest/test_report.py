@@ -1,0 +1,167 @@
+"""Tests of the load tests' verdicts (report.py): a k6 CSV stream and a steal sampler file
+made up second by second, aggregated and judged as scripts/loadtest does.
+
+  .venv/bin/python -m unittest discover -s loadtest      (scripts/test runs it)
+"""
+
+import json
+import os
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import report  # noqa: E402
+
+T0 = 1_700_000_000  # unix seconds of the made-up run's first second
+HEADER = "metric_name,timestamp,metric_value,scenario,extra_tags"
+
+
+def ticks(share, seconds=1.0):
+    """Steal ticks that make `share` of all cores' time over `seconds`."""
+    return round(share * os.sysconf("SC_CLK_TCK") * report.cores() * seconds)
+
+
+class Run:
+    """One made-up k6 run: per second, request durations (ms) and the host's steal share."""
+
+    def __init__(self, seconds, ms=5.0, steal=0.0, per_second=20):
+        self.ms = [ms] * seconds
+        self.steal = [steal] * seconds
+        self.errors = [0] * seconds
+        self.per_second = per_second
+
+    def write(self, directory, name="steady"):
+        csv_path = os.path.join(directory, f"{name}.csv")
+        with open(csv_path, "w") as f:
+            f.write(HEADER + "\n")
+            for i, ms in enumerate(self.ms):
+                for k in range(self.per_second):
+                    stamp = (T0 + i) * 1000 + k * (1000 // self.per_second)
+                    f.write(f"http_req_duration,{stamp},{ms},mix,op=sendMessage\n")
+                    f.write(f"gql_errors,{stamp},{1 if k < self.errors[i] else 0},mix,op=sendMessage\n")
+        steal_path = os.path.join(directory, f"{name}.steal.csv")
+        with open(steal_path, "w") as f:
+            total = 0
+            f.write(f"{T0 - 1}.5,{total}\n")
+            for i, share in enumerate(self.steal):
+                total += ticks(share)
+                f.write(f"{T0 + i}.5,{total}\n")
+            f.write("17000")  # the line being written when the file was read
+        report.aggregate(csv_path, os.path.join(directory, f"{name}.json"), steal_path)
+
+    def summary(self, directory, crossed, name="steady"):
+        """k6's summary export with the named thresholds crossed (True = crossed)."""
+        metrics = {
+            "http_req_duration{scenario:mix}": {"thresholds": {"p(95)<100": "p95" in crossed, "p(99)<250": "p99" in crossed}},
+            "gql_errors{scenario:mix}": {"thresholds": {"rate<0.001": "errors" in crossed}},
+            "dropped_iterations": {"thresholds": {"count<50": "dropped" in crossed}},
+        }
+        with open(os.path.join(directory, f"{name}-summary.json"), "w") as f:
+            json.dump({"metrics": metrics}, f)
+
+
+class GateTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp()
+
+    def judge(self, run, crossed, status=99):
+        run.write(self.dir)
+        run.summary(self.dir, crossed)
+        return report.gate(self.dir, "steady", status)
+
+    def test_slow_seconds_under_steal_are_not_held_against_the_server(self):
+        run = Run(40)
+        for i in range(10, 16):
+            run.ms[i], run.steal[i] = 900.0, 0.5
+        ok, lines = self.judge(run, {"p99"})
+        self.assertTrue(ok, lines)
+        self.assertIn("ok   http_req_duration{scenario:mix} p(99)<250", "\n".join(lines))
+        # The stolen seconds and the ones within reach of them are left out.
+        clean = report.load(os.path.join(self.dir, "steady.json"))["clean"]["scenarios"]["mix"]
+        self.assertEqual(clean["clean_seconds"], 40 - 6 - report.CLEAN_BEFORE - report.CLEAN_AFTER)
+        self.assertEqual(clean["p99"], 5.0)
+
+    def test_slow_seconds_the_host_left_alone_fail(self):
+        run = Run(40)
+        for i in range(10, 16):
+            run.ms[i] = 900.0
+        ok, lines = self.judge(run, {"p99"})
+        self.assertFalse(ok, lines)
+        self.assertIn("FAIL http_req_duration{scenario:mix} p(99)<250", "\n".join(lines))
+
+    def test_errors_fail_whatever_the_steal(self):
+        run = Run(40, steal=0.6)
+        run.errors[3] = 5
+        ok, lines = self.judge(run, {"errors"})
+        self.assertFalse(ok, lines)
+        self.assertIn("FAIL gql_errors{scenario:mix} rate<0.001", "\n".join(lines))
+
+    def test_a_run_mostly_under_steal_leaves_latency_unjudged_and_says_so(self):
+        run = Run(40, ms=900.0, steal=0.4)
+        for i in range(30, 40):
+            run.steal[i] = 0.0
+        ok, lines = self.judge(run, {"p95", "p99"})
+        self.assertTrue(ok, lines)
+        text = "\n".join(lines)
+        self.assertIn("SKIP http_req_duration{scenario:mix} p(99)<250", text)
+        self.assertIn("not judged", text)
+
+    def test_k6_failing_for_another_reason_fails(self):
+        ok, lines = self.judge(Run(20), set(), status=107)
+        self.assertFalse(ok, lines)
+
+    def test_k6_passing_passes_and_reports_the_clean_share(self):
+        ok, lines = self.judge(Run(20), set(), status=0)
+        self.assertTrue(ok, lines)
+        self.assertIn("20 of 20 seconds", "\n".join(lines))
+
+    def test_without_a_steal_file_a_crossed_latency_threshold_fails(self):
+        run = Run(20, ms=900.0)
+        run.write(self.dir)
+        run.summary(self.dir, {"p99"})
+        data = report.load(os.path.join(self.dir, "steady.json"))
+        data["clean"] = None
+        with open(os.path.join(self.dir, "steady.json"), "w") as f:
+            json.dump(data, f)
+        ok, lines = report.gate(self.dir, "steady", 99)
+        self.assertFalse(ok, lines)
+
+
+class SoakDriftTest(unittest.TestCase):
+    def soak(self, run):
+        directory = tempfile.mkdtemp()
+        run.write(directory, "soak")
+        with open(os.path.join(directory, "rss.csv"), "w") as f:
+            f.write("t,rss_kib,anon_kib,steal_ticks,connections\n")
+            for t in range(0, len(run.ms), 5):
+                f.write(f"{t},30000,12000,0,10\n")
+        return report.soak_check(directory)
+
+    def test_drift_is_judged_on_clean_seconds(self):
+        run = Run(180)
+        for i in range(150, 180, 2):
+            run.ms[i], run.steal[i] = 400.0, 0.5
+        ok, lines = self.soak(run)
+        self.assertTrue(ok, lines)
+        self.assertIn("ok   p95", "\n".join(lines))
+
+    def test_a_sustained_rise_on_clean_seconds_fails(self):
+        run = Run(180)
+        for i in range(120, 180):
+            run.ms[i] = 40.0
+        ok, lines = self.soak(run)
+        self.assertFalse(ok, lines)
+        self.assertIn("FAIL p95", "\n".join(lines))
+
+    def test_a_last_minute_under_steal_is_not_judged(self):
+        run = Run(180)
+        for i in range(120, 180):
+            run.ms[i], run.steal[i] = 40.0, 0.5
+        ok, lines = self.soak(run)
+        self.assertTrue(ok, lines)
+        self.assertIn("SKIP p95 drift not judged", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    unittest.main()
