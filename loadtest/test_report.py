@@ -129,14 +129,23 @@ class GateTest(unittest.TestCase):
 
 
 class SoakDriftTest(unittest.TestCase):
-    def soak(self, run):
+    def soak(self, run, anon=lambda t: 12000):
         directory = tempfile.mkdtemp()
         run.write(directory, "soak")
         with open(os.path.join(directory, "rss.csv"), "w") as f:
             f.write("t,rss_kib,anon_kib,steal_ticks,connections\n")
             for t in range(0, len(run.ms), 5):
-                f.write(f"{t},30000,12000,0,10\n")
+                f.write(f"{t},{18000 + anon(t)},{anon(t)},0,10\n")
         return report.soak_check(directory)
+
+    def test_memory_is_split_into_file_backed_and_the_lowest_anonymous_sample(self):
+        # Anonymous memory at 10 MiB with a per-commit block of 4 MiB in every other sample,
+        # and 1 MiB more held from 100 s on.
+        def anon(t):
+            return 10240 + (1024 if t >= 100 else 0) + (4096 if (t // 5) % 2 else 0)
+
+        _, lines = self.soak(Run(180), anon)
+        self.assertIn("info RSS by kind: file-backed (median) 17.6 -> 17.6 MiB, anonymous (lowest sample) 10.0 -> 11.0 MiB (+10.0%)", lines)
 
     def test_drift_is_judged_on_clean_seconds(self):
         run = Run(180)
