@@ -79,8 +79,14 @@ def steal_samples(path):
 
 
 def steal_intervals(samples):
-    """(start, end, share of all cores' time the hypervisor took) between consecutive samples."""
+    """(start, end, share of all cores' time the hypervisor took) between consecutive
+    (seconds, cumulative steal ticks) samples."""
     return [(a[0], b[0], steal_share(b[0] - a[0], b[1] - a[1])) for a, b in zip(samples, samples[1:]) if b[0] > a[0]]
+
+
+def steal_total(samples):
+    """The share of all cores' time the hypervisor took from the first sample to the last."""
+    return steal_share(samples[-1][0] - samples[0][0], samples[-1][1] - samples[0][1])
 
 
 def clean_seconds(intervals, seconds):
@@ -168,7 +174,7 @@ def aggregate(source, out_path, steal_path=None):
         is_clean = lambda s: steal.get(s, (None, False))[1]
         clean = {
             "limit": STEAL_LIMIT,
-            "steal": steal_share(samples[-1][0] - samples[0][0], samples[-1][1] - samples[0][1]),
+            "steal": steal_total(samples),
             "scenarios": {},
             "delivery": stats([x for s, v in delivery.items() if is_clean(s) for x in v]),
         }
@@ -243,13 +249,14 @@ def steal_share(seconds, ticks):
     return ticks / (os.sysconf("SC_CLK_TCK") * cores() * max(1.0, seconds))
 
 
+def rss_steal_samples(rows):
+    """The RSS samples' (t, cumulative steal ticks), for runs that recorded steal."""
+    return [(r[0], r[3]) for r in rows if r[3] is not None]
+
+
 def steal_shares(rows):
-    """(t, share of all cores' time the hypervisor took since the sample before) per sample."""
-    return [
-        (after[0], steal_share(after[0] - before[0], after[3] - before[3]))
-        for before, after in zip(rows, rows[1:])
-        if before[3] is not None and after[3] is not None and after[0] > before[0]
-    ]
+    """(t, share of all cores' time the hypervisor took since the sample before) per RSS sample."""
+    return [(end, share) for _, end, share in steal_intervals(rss_steal_samples(rows))]
 
 
 def context_lines(rows):
@@ -258,8 +265,7 @@ def context_lines(rows):
     lines = []
     shares = steal_shares(rows)
     if shares:
-        measured = [r for r in rows if r[3] is not None]
-        total = steal_share(measured[-1][0] - measured[0][0], measured[-1][3] - measured[0][3])
+        total = steal_total(rss_steal_samples(rows))
         worst_t, worst = max(shares, key=lambda s: s[1])
         lines.append(f"CPU taken by the hypervisor (steal): {total:.1%} of {cores()} cores over the run, at most {worst:.0%} in a 5-s interval (at {worst_t:.0f} s)")
     conns = [r[4] for r in rows if r[4] is not None]
@@ -318,12 +324,12 @@ def soak_check(results, slack_mib=0):
         (errors == 0, f"errors: {allops['errors']} GraphQL/HTTP, {data.get('ws_errors', 0)} WebSocket, of {allops['count']} requests"),
         (rss_ok, f"RSS (median of a minute's samples): {reference / 1024:.1f} MiB around {reference_at:.0f} s, {end / 1024:.1f} MiB in the last minute (to {duration:.0f} s): {growth:+.1%} (bound: at most +10%{slack}); anonymous {reference_anon / 1024:.1f} -> {end_anon / 1024:.1f} MiB; highest sample {peak / 1024:.1f} MiB"),
     ]
-    over = " clean" if data.get("clean") else ""
+    clean = " clean" if data.get("clean") else ""  # whether minute_p95 took clean seconds only
     if min(n_first, n_last) >= MINUTE_QUORUM:
-        checks.append((last <= 1.5 * first + 2.0, f"p95 (median of the per-second p95s{' over the clean seconds' if over else ''}) first minute {first:.2f} ms ({n_first} s), last minute {last:.2f} ms ({n_last} s) (bound: last <= 1.5 x first + 2 ms)"))
+        checks.append((last <= 1.5 * first + 2.0, f"p95 (median of the per-second p95s{' over the clean seconds' if clean else ''}) first minute {first:.2f} ms ({n_first} s), last minute {last:.2f} ms ({n_last} s) (bound: last <= 1.5 x first + 2 ms)"))
         skipped = []
     else:
-        skipped = [f"SKIP p95 drift not judged: {n_first} and {n_last}{over} seconds in the first and last minute (at least {MINUTE_QUORUM} each)"]
+        skipped = [f"SKIP p95 drift not judged: {n_first} and {n_last}{clean} seconds in the first and last minute (at least {MINUTE_QUORUM} each)"]
     verdict = [("ok  " if ok else "FAIL") + " " + line for ok, line in checks]
     info = [memory_split(rss, (reference_at - window, reference_at + window), (duration - 60, duration))]
     return all(ok for ok, _ in checks), verdict + skipped + ["info " + line for line in info + context_lines(rss)]
@@ -432,7 +438,8 @@ def gate_lines(results, name):
     path = os.path.join(results, f"{name}.gate.txt")
     if not os.path.exists(path):
         return []
-    return [f"- {line}" for line in open(path).read().splitlines() if line]
+    with open(path) as f:
+        return [f"- {line}" for line in f.read().splitlines() if line]
 
 
 def report(results, out):
