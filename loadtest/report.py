@@ -227,16 +227,18 @@ def median(values):
 
 
 def rss_rows(path):
-    """(t, rss KiB, anonymous KiB, cumulative steal ticks, connections) per sample; runs
-    recorded before the last two columns existed give None for them."""
+    """(t, rss KiB, anonymous KiB, connections) per sample, by the file's header: runs
+    recorded before connections were sampled give None for them (and older ones' steal
+    column, now in soak.steal.csv, is skipped)."""
     rows = []
     with open(path) as f:
+        header = f.readline().strip().split(",")
         for line in f:
-            if line.startswith("t,"):
-                continue
-            t, rss, anon, *more = line.strip().split(",")
-            steal, conns = (int(more[0]), int(more[1])) if len(more) >= 2 else (None, None)
-            rows.append((float(t), int(rss), int(anon), steal, conns))
+            row = dict(zip(header, line.strip().split(",")))
+            if "rss_kib" not in row or "anon_kib" not in row:
+                continue  # the line being written when the file was read
+            conns = row.get("connections")
+            rows.append((float(row["t"]), int(row["rss_kib"]), int(row["anon_kib"]), int(conns) if conns else None))
     return rows
 
 
@@ -249,26 +251,17 @@ def steal_share(seconds, ticks):
     return ticks / (os.sysconf("SC_CLK_TCK") * cores() * max(1.0, seconds))
 
 
-def rss_steal_samples(rows):
-    """The RSS samples' (t, cumulative steal ticks), for runs that recorded steal."""
-    return [(r[0], r[3]) for r in rows if r[3] is not None]
-
-
-def steal_shares(rows):
-    """(t, share of all cores' time the hypervisor took since the sample before) per RSS sample."""
-    return [(end, share) for _, end, share in steal_intervals(rss_steal_samples(rows))]
-
-
-def context_lines(rows):
-    """What else the soak saw: the CPU the hypervisor took and the connections held. Not
-    checks, but they explain latency stalls and memory steps."""
+def context_lines(rows, steal):
+    """What else the soak saw: the CPU the hypervisor took (from the 1-s steal sampler's
+    (unix seconds, ticks) samples) and the connections held. Not checks, but they explain
+    latency stalls and memory steps."""
     lines = []
-    shares = steal_shares(rows)
-    if shares:
-        total = steal_total(rss_steal_samples(rows))
-        worst_t, worst = max(shares, key=lambda s: s[1])
-        lines.append(f"CPU taken by the hypervisor (steal): {total:.1%} of {cores()} cores over the run, at most {worst:.0%} in a 5-s interval (at {worst_t:.0f} s)")
-    conns = [r[4] for r in rows if r[4] is not None]
+    intervals = steal_intervals(steal)
+    if intervals:
+        _, worst_end, worst = max(intervals, key=lambda i: i[2])
+        at = worst_end - steal[0][0]
+        lines.append(f"CPU taken by the hypervisor (steal): {steal_total(steal):.1%} of {cores()} cores over the run, at most {worst:.0%} in a second (at {at:.0f} s)")
+    conns = [r[3] for r in rows if r[3] is not None]
     if conns:
         lines.append(f"connections held by the server: {conns[0]} at the start, {max(conns)} at most, {conns[-1]} at the end")
     return lines
@@ -332,7 +325,9 @@ def soak_check(results, slack_mib=0):
         skipped = [f"SKIP p95 drift not judged: {n_first} and {n_last}{clean} seconds in the first and last minute (at least {MINUTE_QUORUM} each)"]
     verdict = [("ok  " if ok else "FAIL") + " " + line for ok, line in checks]
     info = [memory_split(rss, (reference_at - window, reference_at + window), (duration - 60, duration))]
-    return all(ok for ok, _ in checks), verdict + skipped + ["info " + line for line in info + context_lines(rss)]
+    steal_path = os.path.join(results, "soak.steal.csv")
+    steal = steal_samples(steal_path) if os.path.exists(steal_path) else []
+    return all(ok for ok, _ in checks), verdict + skipped + ["info " + line for line in info + context_lines(rss, steal)]
 
 
 # Thresholds on these metrics measure latency (dropped iterations: k6 could not start them
@@ -607,12 +602,8 @@ def plot_series(plt, data, path, title, rss=None):
         axes[2].plot([r[0] - start for r in rss], [r[2] / 1024 for r in rss], label="anonymous")
         axes[2].set(ylabel="MiB")
         axes[2].legend(fontsize=8, loc="upper left")
-        shares = steal_shares(rss)
-        if shares:
-            steal = axes[2].twinx()
-            steal.plot([t - start for t, _ in shares], [100 * s for _, s in shares], lw=0.8, color="grey", alpha=0.6, label="CPU steal")
-            steal.set(ylabel="steal %", ylim=(0, 100))
-            steal.legend(fontsize=8, loc="lower right")
+        for t in stolen:
+            axes[2].axvspan(t - 0.5, t + 0.5, color="grey", alpha=0.15, lw=0)
     axes[-1].set(xlabel="seconds")
     for ax in axes:
         ax.grid(True, alpha=0.3)

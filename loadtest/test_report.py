@@ -133,9 +133,9 @@ class SoakDriftTest(unittest.TestCase):
         directory = tempfile.mkdtemp()
         run.write(directory, "soak")
         with open(os.path.join(directory, "rss.csv"), "w") as f:
-            f.write("t,rss_kib,anon_kib,steal_ticks,connections\n")
+            f.write("t,rss_kib,anon_kib,connections\n")
             for t in range(0, len(run.ms), 5):
-                f.write(f"{t},{18000 + anon(t)},{anon(t)},0,10\n")
+                f.write(f"{t},{18000 + anon(t)},{anon(t)},10\n")
         return report.soak_check(directory)
 
     def test_memory_is_split_into_file_backed_and_the_lowest_anonymous_sample(self):
