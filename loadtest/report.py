@@ -227,8 +227,8 @@ def median(values):
 
 
 def rss_rows(path):
-    """(t, rss KiB, anonymous KiB, connections) per sample, by the file's header: runs
-    recorded before connections were sampled give None for them (and older ones' steal
+    """(t, rss KiB, anonymous KiB, connections, unix seconds) per sample, by the file's
+    header: runs recorded before a column existed give None for it (and older runs' steal
     column, now in soak.steal.csv, is skipped)."""
     rows = []
     with open(path) as f:
@@ -237,8 +237,8 @@ def rss_rows(path):
             row = dict(zip(header, line.strip().split(",")))
             if "rss_kib" not in row or "anon_kib" not in row:
                 continue  # the line being written when the file was read
-            conns = row.get("connections")
-            rows.append((float(row["t"]), int(row["rss_kib"]), int(row["anon_kib"]), int(conns) if conns else None))
+            conns, unix = row.get("connections"), row.get("unix")
+            rows.append((float(row["t"]), int(row["rss_kib"]), int(row["anon_kib"]), int(conns) if conns else None, float(unix) if unix else None))
     return rows
 
 
@@ -251,16 +251,31 @@ def steal_share(seconds, ticks):
     return ticks / (os.sysconf("SC_CLK_TCK") * cores() * max(1.0, seconds))
 
 
-def context_lines(rows, steal):
+def window_steal(rows, steal, window):
+    """The hypervisor's share of the cores over one RSS window (seconds of the run), from the
+    1-s steal samples; None when the run did not record both clocks."""
+    stamped = next((r for r in rows if r[4] is not None), None)
+    if stamped is None or len(steal) < 2:
+        return None
+    offset = stamped[4] - stamped[0]  # unix seconds at the run's second 0
+    inside = [x for x in steal if window[0] + offset <= x[0] <= window[1] + offset]
+    return steal_total(inside) if len(inside) >= 2 else None
+
+
+def context_lines(rows, steal, windows=()):
     """What else the soak saw: the CPU the hypervisor took (from the 1-s steal sampler's
-    (unix seconds, ticks) samples) and the connections held. Not checks, but they explain
-    latency stalls and memory steps."""
+    (unix seconds, ticks) samples), over the run and in each (label, RSS window), and the
+    connections held. Not checks, but they explain latency stalls and memory steps."""
     lines = []
     intervals = steal_intervals(steal)
     if intervals:
         _, worst_end, worst = max(intervals, key=lambda i: i[2])
         at = worst_end - steal[0][0]
         lines.append(f"CPU taken by the hypervisor (steal): {steal_total(steal):.1%} of {cores()} cores over the run, at most {worst:.0%} in a second (at {at:.0f} s)")
+    shares = [(label, window_steal(rows, steal, window)) for label, window in windows]
+    if shares and all(share is not None for _, share in shares):
+        each = ", ".join(f"{share:.0%} {label}" for label, share in shares)
+        lines.append(f"CPU steal in the RSS windows: {each} (a host taking the CPU leaves requests and index batches queued, holding memory)")
     conns = [r[3] for r in rows if r[3] is not None]
     if conns:
         lines.append(f"connections held by the server: {conns[0]} at the start, {max(conns)} at most, {conns[-1]} at the end")
@@ -327,7 +342,8 @@ def soak_check(results, slack_mib=0):
     info = [memory_split(rss, (reference_at - window, reference_at + window), (duration - 60, duration))]
     steal_path = os.path.join(results, "soak.steal.csv")
     steal = steal_samples(steal_path) if os.path.exists(steal_path) else []
-    return all(ok for ok, _ in checks), verdict + skipped + ["info " + line for line in info + context_lines(rss, steal)]
+    windows = [(f"around {reference_at:.0f} s", (reference_at - window, reference_at + window)), ("in the last minute", (duration - 60, duration))]
+    return all(ok for ok, _ in checks), verdict + skipped + ["info " + line for line in info + context_lines(rss, steal, windows)]
 
 
 # Thresholds on these metrics measure latency (dropped iterations: k6 could not start them

@@ -133,9 +133,9 @@ class SoakDriftTest(unittest.TestCase):
         directory = tempfile.mkdtemp()
         run.write(directory, "soak")
         with open(os.path.join(directory, "rss.csv"), "w") as f:
-            f.write("t,rss_kib,anon_kib,connections\n")
+            f.write("t,unix,rss_kib,anon_kib,connections\n")
             for t in range(0, len(run.ms), 5):
-                f.write(f"{t},{18000 + anon(t)},{anon(t)},10\n")
+                f.write(f"{t},{T0 + t},{18000 + anon(t)},{anon(t)},10\n")
         return report.soak_check(directory)
 
     def test_memory_is_split_into_file_backed_and_the_lowest_anonymous_sample(self):
@@ -146,6 +146,16 @@ class SoakDriftTest(unittest.TestCase):
 
         _, lines = self.soak(Run(180), anon)
         self.assertIn("info RSS by kind: file-backed (median) 17.6 -> 17.6 MiB, anonymous (lowest sample) 10.0 -> 11.0 MiB (+10.0%)", lines)
+
+    def test_the_steal_in_each_rss_window_is_reported(self):
+        # 180 s: the reference window is 60 +- 30 s, the last minute 115-175 s (the last
+        # sample is at 175 s). Steal at 40% from 120 s on: 55 of the window's 59 sampled
+        # seconds, 37%.
+        run = Run(180)
+        for i in range(120, 180):
+            run.steal[i] = 0.4
+        _, lines = self.soak(run)
+        self.assertIn("info CPU steal in the RSS windows: 0% around 88 s, 37% in the last minute", "\n".join(lines))
 
     def test_drift_is_judged_on_clean_seconds(self):
         run = Run(180)
