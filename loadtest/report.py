@@ -297,9 +297,9 @@ def memory_split(rows, reference, last):
     )
 
 
-def median_kib(rows, start, end, column):
-    """The median of one column of the RSS samples taken between start and end seconds."""
-    return median(r[column] for r in rows if start <= r[0] <= end)
+def median_kib(rows, window, column):
+    """The median of one column of the RSS samples taken in a (start, end) window of seconds."""
+    return median(r[column] for r in rows if window[0] <= r[0] <= window[1])
 
 
 def soak_check(results, slack_mib=0):
@@ -317,11 +317,12 @@ def soak_check(results, slack_mib=0):
     allops = data["scenarios"]["mix"]["all"]
     duration = rss[-1][0] if rss else 0
     reference_at = 120 if duration >= 240 else duration / 2
-    window = min(30, reference_at / 2)
-    reference = median_kib(rss, reference_at - window, reference_at + window, 1)
-    reference_anon = median_kib(rss, reference_at - window, reference_at + window, 2)
-    end = median_kib(rss, duration - 60, duration, 1)
-    end_anon = median_kib(rss, duration - 60, duration, 2)
+    half = min(30, reference_at / 2)
+    first_window, last_window = (reference_at - half, reference_at + half), (duration - 60, duration)
+    reference = median_kib(rss, first_window, 1)
+    reference_anon = median_kib(rss, first_window, 2)
+    end = median_kib(rss, last_window, 1)
+    end_anon = median_kib(rss, last_window, 2)
     growth = (end - reference) / reference
     peak = max(r[1] for r in rss)
     slack = f" or +{slack_mib} MiB" if slack_mib else ""
@@ -339,10 +340,10 @@ def soak_check(results, slack_mib=0):
     else:
         skipped = [f"SKIP p95 drift not judged: {n_first} and {n_last}{clean} seconds in the first and last minute (at least {MINUTE_QUORUM} each)"]
     verdict = [("ok  " if ok else "FAIL") + " " + line for ok, line in checks]
-    info = [memory_split(rss, (reference_at - window, reference_at + window), (duration - 60, duration))]
+    info = [memory_split(rss, first_window, last_window)]
     steal_path = os.path.join(results, "soak.steal.csv")
     steal = steal_samples(steal_path) if os.path.exists(steal_path) else []
-    windows = [(f"around {reference_at:.0f} s", (reference_at - window, reference_at + window)), ("in the last minute", (duration - 60, duration))]
+    windows = [(f"around {reference_at:.0f} s", first_window), ("in the last minute", last_window)]
     return all(ok for ok, _ in checks), verdict + skipped + ["info " + line for line in info + context_lines(rss, steal, windows)]
 
 
