@@ -31,6 +31,9 @@ pub enum StoreError {
     SchemaTooNew { found: i64, known: i64 },
     #[error("the writer thread has stopped")]
     WriterGone,
+    /// The store is closing, or the read panicked on its reader thread.
+    #[error("the read did not complete (the store is closing, or the read panicked)")]
+    ReaderGone,
     #[error("a blocking read task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
     #[error("{0}")]

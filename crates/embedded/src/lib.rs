@@ -3,8 +3,9 @@
 //! - Writes go to one writer thread over a bounded queue and are committed in groups
 //!   (see the `writer` module); a write is acknowledged only after its transaction
 //!   committed with `synchronous=FULL`, so an `Ok` survives `kill -9` and power loss.
-//! - Reads run on a small pool of read connections through `spawn_blocking`; WAL lets them
-//!   run beside the writer and see every acknowledged write.
+//! - Reads run on reader threads of their own, one per read connection, that take reads
+//!   from a queue (see [`SqliteStore::read`]); WAL lets them run beside the writer and see
+//!   every acknowledged write.
 //! - Numbers are allocated by the writer inside the transaction
 //!   (`UPDATE ... SET count = count + 1 RETURNING`), each command in its own savepoint, so
 //!   they are dense and a failed command consumes none.
@@ -56,6 +57,23 @@ enum Readers {
     Shared(Arc<Mutex<Connection>>),
 }
 
+/// A read for a reader thread: it runs the work and sends the answer itself.
+type ReadJob = Box<dyn FnOnce(&Readers) + Send>;
+
+/// A reader thread: runs the queued reads one after the other until the queue is closed.
+/// A read that panics is reported (its caller gets an error) and the thread goes on.
+fn run_reader(readers: &Readers, jobs: &Mutex<std::sync::mpsc::Receiver<ReadJob>>) {
+    loop {
+        // The lock is held only while waiting for the next job: the other readers wait for
+        // it meanwhile, and whoever gets it takes the next read.
+        let job = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        let Ok(job) = job else { return };
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(readers))).is_err() {
+            tracing::error!("a sqlite read panicked");
+        }
+    }
+}
+
 impl Readers {
     fn with<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
         match self {
@@ -75,6 +93,9 @@ pub struct SqliteStore {
     queue: Option<mpsc::Sender<Job>>,
     writer: Option<std::thread::JoinHandle<()>>,
     readers: Arc<Readers>,
+    /// The reader threads' queue (see [`SqliteStore::read`]); closed on drop.
+    read_queue: Option<std::sync::mpsc::Sender<ReadJob>>,
+    reader_threads: Vec<std::thread::JoinHandle<()>>,
     /// Woken after every committed write that queued search changes.
     changes: Arc<Notify>,
 }
@@ -142,9 +163,14 @@ impl SqliteStore {
                 conn.set_prepared_statement_cache_capacity(64);
                 Ok(())
             });
+        // A fixed set of connections, open for the store's life: r2d2's defaults close a
+        // connection idle for 10 minutes and any after 30, and each reopening allocates
+        // the schema and a page cache anew between other allocations.
         let pool = r2d2::Pool::builder()
             .max_size(read_connections())
-            .min_idle(Some(1))
+            .min_idle(None)
+            .idle_timeout(None)
+            .max_lifetime(None)
             .test_on_check_out(false)
             .connection_timeout(READ_CONNECTION_TIMEOUT)
             .build(manager)
@@ -166,12 +192,31 @@ impl SqliteStore {
     }
 
     fn start(conn: WriteConn, readers: Readers) -> Result<Self, DomainError> {
+        let threads = match &readers {
+            Readers::Pool(pool) => pool.max_size(),
+            Readers::Shared(_) => 1,
+        };
+        let readers = Arc::new(readers);
+        let (read_queue, jobs) = std::sync::mpsc::channel::<ReadJob>();
+        let jobs = Arc::new(Mutex::new(jobs));
+        let reader_threads = (0..threads)
+            .map(|i| {
+                let readers = Arc::clone(&readers);
+                let jobs = Arc::clone(&jobs);
+                std::thread::Builder::new()
+                    .name(format!("chat-sqlite-reader-{i}"))
+                    .spawn(move || run_reader(&readers, &jobs))
+            })
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(open_error)?;
         let (queue, rx) = mpsc::channel(writer::QUEUE_CAPACITY);
         let writer = writer::spawn(conn, rx).map_err(open_error)?;
         Ok(SqliteStore {
             queue: Some(queue),
             writer: Some(writer),
-            readers: Arc::new(readers),
+            readers,
+            read_queue: Some(read_queue),
+            reader_threads,
             changes: Arc::new(Notify::new()),
         })
     }
@@ -206,16 +251,32 @@ impl SqliteStore {
         replied.await.map_err(|_| gone())?
     }
 
+    /// Runs `work` on a read connection, on one of the reader threads (one per
+    /// connection), and waits for it as a future.
+    ///
+    /// Reads used to go to Tokio's blocking pool and wait there for a connection: each
+    /// waiting read held a thread, and a burst of reads (a stall of the host, a client
+    /// retrying) grew the pool by a thread for each: 40 to 120 new threads for 200 reads at
+    /// once (`tests/read_slots.rs`), up to 44 threads in a soak (docs/loadtest.md, session
+    /// 8). A queue in front of a fixed set of threads keeps the count constant.
     async fn read<T, F>(&self, operation: &'static str, work: F) -> Result<T, DomainError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        let readers = Arc::clone(&self.readers);
-        match tokio::task::spawn_blocking(move || readers.with(work)).await {
-            Ok(result) => result.map_err(|e| e.into_domain(operation)),
-            Err(e) => Err(StoreError::Join(e).into_domain(operation)),
-        }
+        let gone = || StoreError::ReaderGone.into_domain(operation);
+        let (reply, replied) = oneshot::channel();
+        let job: ReadJob = Box::new(move |readers: &Readers| {
+            // The caller may have gone (a cancelled request): nobody to tell then.
+            let _ = reply.send(readers.with(work));
+        });
+        let queue = self.read_queue.as_ref().ok_or_else(gone)?;
+        queue.send(job).map_err(|_| gone())?;
+        // A dropped reply is a read that panicked (its thread goes on with the next).
+        replied
+            .await
+            .map_err(|_| gone())?
+            .map_err(|e| e.into_domain(operation))
     }
 }
 
@@ -287,7 +348,14 @@ impl SqliteStore {
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
-        // Closing the queue lets the writer finish what is queued and return.
+        // Closing the queues lets the readers and the writer finish what is queued and
+        // return.
+        self.read_queue.take();
+        for reader in self.reader_threads.drain(..) {
+            if reader.join().is_err() {
+                tracing::error!("a sqlite reader thread panicked");
+            }
+        }
         self.queue.take();
         if let Some(writer) = self.writer.take()
             && writer.join().is_err()
@@ -464,5 +532,32 @@ impl ChatStore for SqliteStore {
             ops::messages_by_number(c, &scope, &numbers)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_read_that_panics_is_an_error_and_its_reader_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("chat.sqlite3")).unwrap();
+        let threads = store.reader_threads.len();
+        // More panics than reader threads: a reader that died with its read would leave
+        // none for the reads after.
+        for _ in 0..threads + 2 {
+            let failed = store
+                .read("panics", |_| -> StoreResult<()> {
+                    panic!("a bug in a read")
+                })
+                .await;
+            assert!(
+                matches!(failed, Err(DomainError::Internal { .. })),
+                "{failed:?}"
+            );
+        }
+        assert_eq!(store.outbox_len().await.unwrap(), 0);
+        assert!(store.reader_threads.iter().all(|t| !t.is_finished()));
     }
 }

@@ -116,6 +116,10 @@ struct Inner {
     writer: Mutex<IndexWriter<TantivyDocument>>,
     fields: Fields,
     analyzer: TextAnalyzer,
+    /// One permit per core, taken before a search goes to the blocking pool: searches are
+    /// CPU work, so more at once only share the cores, and each would hold a thread of the
+    /// pool (which keeps an idle thread 10 s); a burst waits here as futures instead.
+    search_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// The embedded search index. Cheap to clone (shared).
@@ -224,6 +228,9 @@ impl TantivyIndex {
                 writer: Mutex::new(writer),
                 fields,
                 analyzer,
+                search_slots: Arc::new(tokio::sync::Semaphore::new(
+                    std::thread::available_parallelism().map_or(2, |n| n.get()),
+                )),
             }),
         })
     }
@@ -613,11 +620,19 @@ impl SearchIndex for TantivyIndex {
     }
 
     async fn search(&self, request: &SearchRequest) -> Result<Vec<SearchHit>> {
+        let permit = Arc::clone(&self.inner.search_slots)
+            .acquire_owned()
+            .await
+            .map_err(|e| DomainError::internal("tantivy index: no search slot", e))?;
         let this = self.clone();
         let request = request.clone();
-        tokio::task::spawn_blocking(move || this.search_blocking(&request))
-            .await
-            .map_err(|e| DomainError::internal("tantivy index: search", e))?
+        tokio::task::spawn_blocking(move || {
+            let hits = this.search_blocking(&request);
+            drop(permit);
+            hits
+        })
+        .await
+        .map_err(|e| DomainError::internal("tantivy index: search", e))?
     }
 }
 
