@@ -36,7 +36,8 @@ use writer::{Job, Op, WriteConn};
 
 /// How long a connection waits for a lock held by another process before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a read waits for a free read connection (and open for the first one).
+/// How long opening the read connections may take at start. A read no longer waits in the
+/// pool for one: there are as many reader threads as connections (see `start`).
 const READ_CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Each connection's page cache, in KiB (SQLite's own default is about 2 MiB). The
 /// writer's cache keeps its pages from one transaction to the next (no other connection
