@@ -15,10 +15,16 @@ const GAP = 2;
 const RATES = (__ENV.RATES || '100,200,400,800').split(',').map((r) => parseInt(r, 10));
 const total = MODE === 'steps' ? RATES.length * (STEP + GAP) : seconds(__ENV.DURATION || '30s');
 
+// k6 starts VUS virtual users (each with its own connection) and adds more, up to MAX_VUS,
+// when they are all busy: an open model. The soak sets MAX_VUS = VUS, a fixed set of clients,
+// so that what it measures over time is the server, not a client population that grows
+// whenever the host stalls both (docs/loadtest.md, session 9); k6 then counts the iterations
+// it could not start on time as dropped.
 function arrival(rate, duration, startTime) {
+  const vus = Math.min(int('VUS', 50), rate);
   return {
     executor: 'constant-arrival-rate', exec: 'mix', rate, timeUnit: '1s', duration, startTime,
-    preAllocatedVUs: Math.min(50, rate), maxVUs: int('MAX_VUS', 200),
+    preAllocatedVUs: vus, maxVUs: Math.max(vus, int('MAX_VUS', 200)),
   };
 }
 

@@ -297,6 +297,22 @@ def memory_split(rows, reference, last):
     )
 
 
+def warmup_line(warmup, end):
+    """What the unjudged warm-up before the soak saw (scripts/loadtest SOAK_WARMUP): the cold
+    start's minute 2 (or its middle, if shorter than 4 minutes) and its last minute, and the
+    growth from that cold minute 2 to the soak's end (`end`, KiB)."""
+    if not warmup:
+        return "warm-up before the soak: no RSS samples"
+    duration = warmup[-1][0]
+    at = 120 if duration >= 240 else duration / 2
+    cold = median_kib(warmup, (at - min(30, at / 2), at + min(30, at / 2)), 1)
+    last = median_kib(warmup, (duration - 60, duration), 1)
+    return (
+        f"warm-up before the soak (not judged, {duration:.0f} s): {cold / 1024:.1f} MiB around {at:.0f} s of the cold start, "
+        f"{last / 1024:.1f} MiB in its last minute; from that cold start's {at:.0f} s to the soak's end {(end - cold) / cold:+.1%}"
+    )
+
+
 def median_kib(rows, window, column):
     """The median of one column of the RSS samples taken in a (start, end) window of seconds."""
     return median(r[column] for r in rows if window[0] <= r[0] <= window[1])
@@ -341,6 +357,9 @@ def soak_check(results, slack_mib=0):
         skipped = [f"SKIP p95 drift not judged: {n_first} and {n_last}{clean} seconds in the first and last minute (at least {MINUTE_QUORUM} each)"]
     verdict = [("ok  " if ok else "FAIL") + " " + line for ok, line in checks]
     info = [memory_split(rss, first_window, last_window)]
+    warmup_path = os.path.join(results, "rss-warmup.csv")
+    if os.path.exists(warmup_path):
+        info.append(warmup_line(rss_rows(warmup_path), end))
     steal_path = os.path.join(results, "soak.steal.csv")
     steal = steal_samples(steal_path) if os.path.exists(steal_path) else []
     windows = [(f"around {reference_at:.0f} s", first_window), ("in the last minute", last_window)]
@@ -443,6 +462,13 @@ def single_rows(results, levels, step):
                 continue
             rows[(op, level)] = (n["count"] / step, d["med"], d["p(95)"], d["p(99)"])
     return rows
+
+
+def soak_clients(meta):
+    """The soak's fixed set of k6 clients, for its heading (results from before it was fixed
+    have none)."""
+    vus = meta.get("soak_vus")
+    return f", {vus} clients and {meta.get('subscribers')} subscribers" if vus else ""
 
 
 def gate_lines(results, name):
@@ -576,7 +602,7 @@ def report(results, out):
         judged_lines = gate_lines(results, "soak")
         ok = ok and not any(line.startswith("- FAIL") for line in judged_lines)
         soak = load(soak_path)
-        lines += [f"## Soak ({meta.get('soak')} at {meta.get('soak_rate')}/s): {'passed' if ok else 'FAILED'}", ""]
+        lines += [f"## Soak ({meta.get('soak')} at {meta.get('soak_rate')}/s{soak_clients(meta)}): {'passed' if ok else 'FAILED'}", ""]
         lines += judged_lines + [f"- {line}" for line in verdict] + [""]
         plot_series(plt, soak, os.path.join(out, "soak.png"), "soak", rss=rss_rows(os.path.join(results, "rss.csv")))
         lines += ["![soak: throughput, latency and RSS over time](soak.png)", ""]
