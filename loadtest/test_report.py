@@ -129,7 +129,7 @@ class GateTest(unittest.TestCase):
 
 
 class SoakDriftTest(unittest.TestCase):
-    def soak(self, run, anon=lambda t: 12000, warmup=None):
+    def soak(self, run, anon=lambda t: 12000, warmup=None, index=None):
         directory = tempfile.mkdtemp()
         run.write(directory, "soak")
         if warmup is not None:
@@ -138,9 +138,9 @@ class SoakDriftTest(unittest.TestCase):
                 for t in range(0, 300, 5):
                     f.write(f"{t},{T0 - 300 + t},{18000 + warmup(t)},{warmup(t)},10\n")
         with open(os.path.join(directory, "rss.csv"), "w") as f:
-            f.write("t,unix,rss_kib,anon_kib,connections\n")
+            f.write("t,unix,rss_kib,anon_kib,connections" + (",index_kib\n" if index else "\n"))
             for t in range(0, len(run.ms), 5):
-                f.write(f"{t},{T0 + t},{18000 + anon(t)},{anon(t)},10\n")
+                f.write(f"{t},{T0 + t},{18000 + anon(t)},{anon(t)},10" + (f",{index(t)}\n" if index else "\n"))
         return report.soak_check(directory)
 
     def test_memory_is_split_into_file_backed_and_the_lowest_anonymous_sample(self):
@@ -151,6 +151,24 @@ class SoakDriftTest(unittest.TestCase):
 
         _, lines = self.soak(Run(180), anon)
         self.assertIn("info RSS by kind: file-backed (median) 17.6 -> 17.6 MiB, anonymous (lowest sample) 10.0 -> 11.0 MiB (+10.0%)", lines)
+
+    def test_the_search_index_s_share_of_the_file_backed_memory_is_reported(self):
+        _, lines = self.soak(Run(180), index=lambda t: 1024 + 16 * t)
+        self.assertIn("info RSS by kind: file-backed (median) 17.6 -> 17.6 MiB (of which the search index's mapped files 2.4 -> 3.3 MiB)", "\n".join(lines))
+
+    def test_rss_is_judged_on_the_lowest_sample_of_a_minute(self):
+        # A commit's 6 MiB of tables in every other sample of the last minute (its median is
+        # 6 MiB up, +20%): what stays is flat, so the soak passes.
+        ok, lines = self.soak(Run(180), anon=lambda t: 12000 + (6144 if t >= 115 and (t // 5) % 2 else 0))
+        self.assertTrue(ok, lines)
+        self.assertIn("ok   RSS (lowest sample of a minute: what stays between the search index's commits): 29.3 MiB around 88 s, 29.3 MiB in the last minute (to 175 s): +0.0%", "\n".join(lines))
+
+    def test_a_rising_floor_fails(self):
+        # 4,000 KiB more held from 100 s on (30,000 -> 34,000 KiB of RSS: +13.3%).
+        ok, lines = self.soak(Run(180), anon=lambda t: 12000 + (4000 if t >= 100 else 0))
+        self.assertFalse(ok, lines)
+        self.assertIn("FAIL RSS (lowest sample of a minute", "\n".join(lines))
+        self.assertIn("+13.3% (bound: at most +10%)", "\n".join(lines))
 
     def test_a_warm_up_is_reported_with_the_growth_from_its_cold_start_but_not_judged(self):
         # A 5-minute warm-up whose memory grows from 10 to 14 MiB (RSS 27.6 -> 31.6 MiB), then
