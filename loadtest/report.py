@@ -228,9 +228,8 @@ def median(values):
 
 def rss_rows(path):
     """(t, rss KiB, anonymous KiB, connections, unix seconds, the search index's mapped KiB)
-    per sample, by the file's
-    header: runs recorded before a column existed give None for it (and older runs' steal
-    column, now in soak.steal.csv, is skipped)."""
+    per sample, by the file's header: runs recorded before a column existed give None for it
+    (and older runs' steal column, now in soak.steal.csv, is skipped)."""
     rows = []
     with open(path) as f:
         header = f.readline().strip().split(",")
@@ -293,7 +292,7 @@ def memory_split(rows, reference, last):
         inside = [r for r in rows if window[0] <= r[0] <= window[1]]
         return median(r[1] - r[2] for r in inside) / 1024, min(r[2] for r in inside) / 1024
     def index(window):
-        values = [r[5] for r in rows if window[0] <= r[0] <= window[1] and len(r) > 5 and r[5] is not None]
+        values = [r[5] for r in rows if window[0] <= r[0] <= window[1] and r[5] is not None]
         return median(values) / 1024 if values else None
     (file_a, anon_a), (file_b, anon_b) = part(reference), part(last)
     index_a, index_b = index(reference), index(last)
@@ -306,20 +305,27 @@ def memory_split(rows, reference, last):
 
 def warmup_line(warmup, end):
     """What the unjudged warm-up before the soak saw (scripts/loadtest SOAK_WARMUP): the cold
-    start's minute 2 (or its middle, if shorter than 4 minutes) and its last minute (or
-    second half), each
-    its lowest sample as the soak's check takes them, and the growth from that cold minute 2
-    to the soak's end (`end`, KiB)."""
+    start's reference window (`reference_window`) and its last minute (or second half), each
+    its lowest sample as the soak's check takes them, and the growth from that cold
+    reference to the soak's end (`end`, KiB)."""
     if not warmup:
         return "warm-up before the soak: no RSS samples"
     duration = warmup[-1][0]
-    at = 120 if duration >= 240 else duration / 2
-    cold = lowest_kib(warmup, (at - min(30, at / 2), at + min(30, at / 2)), 1)
+    at, window = reference_window(duration)
+    cold = lowest_kib(warmup, window, 1)
     last = lowest_kib(warmup, (max(duration - 60, duration / 2), duration), 1)
     return (
         f"warm-up before the soak (not judged, {duration:.0f} s): {cold / 1024:.1f} MiB around {at:.0f} s of the cold start, "
         f"{last / 1024:.1f} MiB in its last minute; from that cold start's {at:.0f} s to the soak's end {(end - cold) / cold:+.1%}"
     )
+
+
+def reference_window(duration):
+    """The soak's reference for RSS: (second, window of seconds) around minute 2, or around
+    half the run for a run under 4 minutes."""
+    at = 120 if duration >= 240 else duration / 2
+    half = min(30, at / 2)
+    return at, (at - half, at + half)
 
 
 def median_kib(rows, window, column):
@@ -350,9 +356,8 @@ def soak_check(results, slack_mib=0):
     rss = rss_rows(os.path.join(results, "rss.csv"))
     allops = data["scenarios"]["mix"]["all"]
     duration = rss[-1][0] if rss else 0
-    reference_at = 120 if duration >= 240 else duration / 2
-    half = min(30, reference_at / 2)
-    first_window, last_window = (reference_at - half, reference_at + half), (duration - 60, duration)
+    reference_at, first_window = reference_window(duration)
+    last_window = (duration - 60, duration)
     reference = lowest_kib(rss, first_window, 1)
     end = lowest_kib(rss, last_window, 1)
     reference_median, end_median = median_kib(rss, first_window, 1), median_kib(rss, last_window, 1)
