@@ -15,8 +15,6 @@ pub enum StoreError {
     Domain(DomainError),
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("read connection pool: {0}")]
-    Pool(#[from] r2d2::Error),
     /// A stored value does not satisfy the model's invariants.
     #[error("corrupt {what} in the database")]
     Corrupt {

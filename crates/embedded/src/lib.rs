@@ -24,7 +24,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chat_domain::*;
-use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -36,9 +35,6 @@ use writer::{Job, Op, WriteConn};
 
 /// How long a connection waits for a lock held by another process before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long opening the read connections may take at start. A read no longer waits in the
-/// pool for one: there are as many reader threads as connections (see `start`).
-const READ_CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Each connection's page cache, in KiB (SQLite's own default is about 2 MiB). The
 /// writer's cache keeps its pages from one transaction to the next (no other connection
 /// writes), so it fills up to this size as the database grows; a reader's is emptied
@@ -50,39 +46,33 @@ const READ_CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 /// cache").
 const PAGE_CACHE_KIB: i64 = 2_048;
 
-/// Where reads run.
-enum Readers {
-    /// Read connections to the database file (WAL: they never block the writer).
-    Pool(r2d2::Pool<SqliteConnectionManager>),
+/// A reader thread's connection.
+enum ReadConn {
+    /// Its own read-only connection to the database file, open for the store's life (WAL:
+    /// it never blocks the writer, nor the writer it).
+    Owned(Connection),
     /// The in-memory database's one connection, shared with the writer.
     Shared(Arc<Mutex<Connection>>),
 }
 
 /// A read for a reader thread: it runs the work and sends the answer itself.
-type ReadJob = Box<dyn FnOnce(&Readers) + Send>;
+type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 
-/// A reader thread: runs the queued reads one after the other until the queue is closed.
-/// A read that panics is reported (its caller gets an error) and the thread goes on.
-fn run_reader(readers: &Readers, jobs: &Mutex<std::sync::mpsc::Receiver<ReadJob>>) {
+/// A reader thread: runs the queued reads on its connection one after the other until the
+/// queue is closed. A read that panics is reported (its caller gets an error) and the
+/// thread goes on.
+fn run_reader(conn: &ReadConn, jobs: &Mutex<std::sync::mpsc::Receiver<ReadJob>>) {
     loop {
         // The lock is held only while waiting for the next job: the other readers wait for
         // it meanwhile, and whoever gets it takes the next read.
         let job = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
         let Ok(job) = job else { return };
-        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(readers))).is_err() {
+        let run = std::panic::AssertUnwindSafe(|| match conn {
+            ReadConn::Owned(conn) => job(conn),
+            ReadConn::Shared(conn) => job(&conn.lock().unwrap_or_else(PoisonError::into_inner)),
+        });
+        if std::panic::catch_unwind(run).is_err() {
             tracing::error!("a sqlite read panicked");
-        }
-    }
-}
-
-impl Readers {
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
-        match self {
-            Readers::Pool(pool) => {
-                let conn = pool.get()?;
-                f(&conn)
-            }
-            Readers::Shared(conn) => f(&conn.lock().unwrap_or_else(PoisonError::into_inner)),
         }
     }
 }
@@ -93,7 +83,8 @@ impl Readers {
 pub struct SqliteStore {
     queue: Option<mpsc::Sender<Job>>,
     writer: Option<std::thread::JoinHandle<()>>,
-    readers: Arc<Readers>,
+    /// "file" or "memory", for `Debug`.
+    mode: &'static str,
     /// The reader threads' queue (see [`SqliteStore::read`]); closed on drop.
     read_queue: Option<std::sync::mpsc::Sender<ReadJob>>,
     reader_threads: Vec<std::thread::JoinHandle<()>>,
@@ -103,11 +94,9 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mode = match *self.readers {
-            Readers::Pool(_) => "file",
-            Readers::Shared(_) => "memory",
-        };
-        f.debug_struct("SqliteStore").field("mode", &mode).finish()
+        f.debug_struct("SqliteStore")
+            .field("mode", &self.mode)
+            .finish()
     }
 }
 
@@ -126,10 +115,23 @@ fn configure_common(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn read_connections() -> u32 {
+/// How many read connections (and reader threads) a store on a file has.
+fn read_connections() -> usize {
     std::thread::available_parallelism()
         .map_or(4, |n| n.get() * 2)
-        .clamp(4, 16) as u32
+        .clamp(4, 16)
+}
+
+/// A read connection to the database file: `query_only`, with the common settings.
+fn open_read_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    configure_common(&conn)?;
+    conn.pragma_update(None, "query_only", true)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
 }
 
 impl SqliteStore {
@@ -156,27 +158,14 @@ impl SqliteStore {
         conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&conn).map_err(open_error)?;
 
-        let manager = SqliteConnectionManager::file(path)
-            .with_flags(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .with_init(|conn| {
-                configure_common(conn)?;
-                conn.pragma_update(None, "query_only", true)?;
-                conn.set_prepared_statement_cache_capacity(64);
-                Ok(())
-            });
-        // A fixed set of connections, open for the store's life: r2d2's defaults close a
-        // connection idle for 10 minutes and any after 30, and each reopening allocates
-        // the schema and a page cache anew between other allocations.
-        let pool = r2d2::Pool::builder()
-            .max_size(read_connections())
-            .min_idle(None)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .test_on_check_out(false)
-            .connection_timeout(READ_CONNECTION_TIMEOUT)
-            .build(manager)
+        // A fixed set of connections, one per reader thread, opened here (so that a
+        // failure is the caller's error) and kept for the store's life: reopening one
+        // would allocate the schema and a page cache anew between other allocations.
+        let readers = (0..read_connections())
+            .map(|_| open_read_connection(path).map(ReadConn::Owned))
+            .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(open_error)?;
-        Self::start(WriteConn::Owned(conn), Readers::Pool(pool))
+        Self::start(WriteConn::Owned(conn), readers, "file")
     }
 
     /// A database in memory, gone when the store is dropped (`--memory`). It is one
@@ -189,24 +178,28 @@ impl SqliteStore {
         conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&conn).map_err(open_error)?;
         let conn = Arc::new(Mutex::new(conn));
-        Self::start(WriteConn::Shared(Arc::clone(&conn)), Readers::Shared(conn))
+        Self::start(
+            WriteConn::Shared(Arc::clone(&conn)),
+            vec![ReadConn::Shared(conn)],
+            "memory",
+        )
     }
 
-    fn start(conn: WriteConn, readers: Readers) -> Result<Self, DomainError> {
-        let threads = match &readers {
-            Readers::Pool(pool) => pool.max_size(),
-            Readers::Shared(_) => 1,
-        };
-        let readers = Arc::new(readers);
+    fn start(
+        conn: WriteConn,
+        readers: Vec<ReadConn>,
+        mode: &'static str,
+    ) -> Result<Self, DomainError> {
         let (read_queue, jobs) = std::sync::mpsc::channel::<ReadJob>();
         let jobs = Arc::new(Mutex::new(jobs));
-        let reader_threads = (0..threads)
-            .map(|i| {
-                let readers = Arc::clone(&readers);
+        let reader_threads = readers
+            .into_iter()
+            .enumerate()
+            .map(|(i, read_conn)| {
                 let jobs = Arc::clone(&jobs);
                 std::thread::Builder::new()
                     .name(format!("chat-sqlite-reader-{i}"))
-                    .spawn(move || run_reader(&readers, &jobs))
+                    .spawn(move || run_reader(&read_conn, &jobs))
             })
             .collect::<std::io::Result<Vec<_>>>()
             .map_err(open_error)?;
@@ -215,7 +208,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             queue: Some(queue),
             writer: Some(writer),
-            readers,
+            mode,
             read_queue: Some(read_queue),
             reader_threads,
             changes: Arc::new(Notify::new()),
@@ -267,9 +260,9 @@ impl SqliteStore {
     {
         let gone = || StoreError::ReaderGone.into_domain(operation);
         let (reply, replied) = oneshot::channel();
-        let job: ReadJob = Box::new(move |readers: &Readers| {
+        let job: ReadJob = Box::new(move |conn: &Connection| {
             // The caller may have gone (a cancelled request): nobody to tell then.
-            let _ = reply.send(readers.with(work));
+            let _ = reply.send(work(conn));
         });
         let queue = self.read_queue.as_ref().ok_or_else(gone)?;
         queue.send(job).map_err(|_| gone())?;
