@@ -134,9 +134,10 @@ class SoakDriftTest(unittest.TestCase):
         run.write(directory, "soak")
         if warmup is not None:
             with open(os.path.join(directory, "rss-warmup.csv"), "w") as f:
-                f.write("t,unix,rss_kib,anon_kib,connections\n")
+                f.write("t,unix,rss_kib,anon_kib,connections" + (",index_kib\n" if index else "\n"))
                 for t in range(0, 300, 5):
-                    f.write(f"{t},{T0 - 300 + t},{18000 + warmup(t)},{warmup(t)},10\n")
+                    mapped = index(t) if index else 0
+                    f.write(f"{t},{T0 - 300 + t},{18000 + mapped + warmup(t)},{warmup(t)},10" + (f",{mapped}\n" if index else "\n"))
         with open(os.path.join(directory, "rss.csv"), "w") as f:
             f.write("t,unix,rss_kib,anon_kib,connections" + (",index_kib\n" if index else "\n"))
             for t in range(0, len(run.ms), 5):
@@ -197,6 +198,17 @@ class SoakDriftTest(unittest.TestCase):
         self.assertIn(
             "info warm-up before the soak (not judged, 295 s): 27.6 MiB around 120 s of the cold start, "
             "31.6 MiB in its last minute; from that cold start's 120 s to the soak's end +14.5%",
+            lines,
+        )
+
+    def test_a_warm_up_with_the_search_index_s_pages_is_reported_in_the_judged_measure(self):
+        # As above, with 2 MiB of index pages throughout: the same figures, and the line
+        # says which RSS they are.
+        ok, lines = self.soak(Run(180), anon=lambda t: 14336, warmup=lambda t: 10240 + 4096 * (t >= 150), index=lambda t: 2048)
+        self.assertTrue(ok, lines)
+        self.assertIn(
+            "info warm-up before the soak (not judged, 295 s; RSS without the search index): 27.6 MiB around 120 s "
+            "of the cold start, 31.6 MiB in its last minute; from that cold start's 120 s to the soak's end +14.5%",
             lines,
         )
 
