@@ -59,15 +59,15 @@ enum ReadConn {
 type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 
 /// A reader thread: runs the queued reads on its connection one after the other until the
-/// queue is closed. A read that panics is reported (its caller gets an error) and the
-/// thread goes on.
-fn run_reader(conn: &ReadConn, jobs: &Mutex<std::sync::mpsc::Receiver<ReadJob>>) {
+/// queue is closed, then hands the connection back (see `Drop for SqliteStore`). A read
+/// that panics is reported (its caller gets an error) and the thread goes on.
+fn run_reader(conn: ReadConn, jobs: &Mutex<std::sync::mpsc::Receiver<ReadJob>>) -> ReadConn {
     loop {
         // The lock is held only while waiting for the next job: the other readers wait for
         // it meanwhile, and whoever gets it takes the next read.
         let job = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
-        let Ok(job) = job else { return };
-        let run = std::panic::AssertUnwindSafe(|| match conn {
+        let Ok(job) = job else { return conn };
+        let run = std::panic::AssertUnwindSafe(|| match &conn {
             ReadConn::Owned(conn) => job(conn),
             ReadConn::Shared(conn) => job(&conn.lock().unwrap_or_else(PoisonError::into_inner)),
         });
@@ -87,7 +87,7 @@ pub struct SqliteStore {
     mode: &'static str,
     /// The reader threads' queue (see [`SqliteStore::read`]); closed on drop.
     read_queue: Option<std::sync::mpsc::Sender<ReadJob>>,
-    reader_threads: Vec<std::thread::JoinHandle<()>>,
+    reader_threads: Vec<std::thread::JoinHandle<ReadConn>>,
     /// Woken after every committed write that queued search changes.
     changes: Arc<Notify>,
 }
@@ -199,7 +199,7 @@ impl SqliteStore {
                 let jobs = Arc::clone(&jobs);
                 std::thread::Builder::new()
                     .name(format!("chat-sqlite-reader-{i}"))
-                    .spawn(move || run_reader(&read_conn, &jobs))
+                    .spawn(move || run_reader(read_conn, &jobs))
             })
             .collect::<std::io::Result<Vec<_>>>()
             .map_err(open_error)?;
@@ -343,11 +343,15 @@ impl SqliteStore {
 impl Drop for SqliteStore {
     fn drop(&mut self) {
         // Closing the queues lets the readers and the writer finish what is queued and
-        // return.
+        // return. The readers hand their connections back and they are closed here, one
+        // after the other: closed at once on their own threads, each could see another
+        // still open, and then none of them, the last, checkpoints and removes the WAL
+        // (`close_waits_for_the_writer_and_releases_the_file` failed 3 times in 30 so).
         self.read_queue.take();
         for reader in self.reader_threads.drain(..) {
-            if reader.join().is_err() {
-                tracing::error!("a sqlite reader thread panicked");
+            match reader.join() {
+                Ok(conn) => drop(conn),
+                Err(_) => tracing::error!("a sqlite reader thread panicked"),
             }
         }
         self.queue.take();
