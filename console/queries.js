@@ -1,7 +1,8 @@
 // The GraphQL documents the console sends (schema.graphql is the reference).
 //
-// Subscribers receive only the fields the *mutation* selected (AppSync's rule), so every
-// mutation selects everything the views show, the subscription's arguments included.
+// Events are built by the server: a subscription receives every field it selects, whatever
+// the mutation that caused it selected. Mutations select what the views show of their own
+// answers.
 
 const MESSAGE = 'appToken chatNumber number body senderId senderRole clientMessageId createdAt editedAt deleted';
 const CHAT = `appToken number customerId subject status messagesCount unreadCount customerLastRead agentsLastRead

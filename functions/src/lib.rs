@@ -13,6 +13,8 @@
 //! then hands over to `lambda_runtime::run`. Configuration comes from the environment
 //! (`template.yaml` sets it; see [`env`]).
 
+pub mod publish;
+
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +30,7 @@ use chat_domain::{
 };
 use chat_opensearch::{Auth, ClientTransport, OpenSearchIndex};
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+use publish::AppSyncPublisher;
 use serde_json::Value;
 
 pub use lambda_runtime::Error;
@@ -42,6 +45,9 @@ pub mod env {
     pub const ADMIN_KEY: &str = "CHAT_ADMIN_KEY";
     /// The longest time AppSync may cache an authorization, seconds (default 300).
     pub const AUTH_TTL_SECS: &str = "CHAT_AUTH_TTL_SECS";
+    /// The longest a user token may live, seconds (default
+    /// `chat_domain::limits::TOKEN_LIFETIME_MAX_SECS`, a day).
+    pub const MAX_TOKEN_LIFETIME_SECS: &str = "CHAT_MAX_TOKEN_LIFETIME_SECS";
     /// The OpenSearch endpoint, e.g. `https://search-....es.amazonaws.com` (search and the
     /// indexer; unset: search is off).
     pub const OPENSEARCH_URL: &str = "OPENSEARCH_URL";
@@ -56,6 +62,9 @@ pub mod env {
     pub const SEND_BURST_PER_USER: &str = "CHAT_SEND_BURST_PER_USER";
     pub const SEND_RATE_PER_APP: &str = "CHAT_SEND_RATE_PER_APP";
     pub const SEND_BURST_PER_APP: &str = "CHAT_SEND_BURST_PER_APP";
+    /// The API's GraphQL URL: where a resolver that publishes real-time events calls the
+    /// publish mutations (unset: events are not published).
+    pub const APPSYNC_URL: &str = "CHAT_APPSYNC_URL";
 }
 
 /// The Lambda binary of a resolver: `"Mutation.sendMessage"` -> `mutation-send-message`.
@@ -180,12 +189,13 @@ pub fn resolver_main(field: &'static str) -> Result<(), Error> {
         if !registry.has(field) {
             return Err(format!("the registry has no resolver for {field}").into());
         }
+        let publisher = publisher(&sdk, field, &registry)?;
         warm_up_dynamodb(&client, &table).await;
         log_ready(&binary_name(field), started);
-        let registry = &registry;
+        let (registry, publisher) = (&registry, publisher.as_ref());
         lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
             let started = Instant::now();
-            let answer = handle_resolver(registry, field, event.payload).await;
+            let answer = handle_resolver(registry, publisher, field, event.payload).await;
             tracing::debug!(
                 handler_ms = format_args!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
                 "handled"
@@ -194,6 +204,32 @@ pub fn resolver_main(field: &'static str) -> Result<(), Error> {
         }))
         .await
     })
+}
+
+/// The publisher of a field whose resolver publishes events, from [`env::APPSYNC_URL`].
+fn publisher(
+    sdk: &aws_config::SdkConfig,
+    field: &str,
+    registry: &Registry,
+) -> Result<Option<AppSyncPublisher>, Error> {
+    if registry.publishes(field).is_empty() {
+        return Ok(None);
+    }
+    let Some(url) = optional(env::APPSYNC_URL) else {
+        tracing::warn!(
+            "{} is not set: this function's real-time events are not published",
+            env::APPSYNC_URL
+        );
+        return Ok(None);
+    };
+    let region = sdk
+        .region()
+        .map(ToString::to_string)
+        .ok_or("no AWS region configured (AWS_REGION)")?;
+    let credentials = sdk
+        .credentials_provider()
+        .ok_or("no AWS credentials provider configured")?;
+    Ok(Some(AppSyncPublisher::new(url, region, credentials)?))
 }
 
 /// The service over the DynamoDB table named by `TABLE_NAME`, with the client and table
@@ -246,21 +282,23 @@ async fn warm_up_dynamodb(client: &chat_dynamodb::Client, table: &str) {
 
 /// Answers one invocation of the function of `field`: one event (an error fails the
 /// invocation with the error's type, as AppSync expects of a direct resolver) or a batch
-/// (every item answered, in order, failures per item).
+/// (every item answered, in order, failures per item). The events a write publishes go out
+/// through `publisher` before the answer (a Lambda cannot work after it answered).
 pub async fn handle_resolver(
     registry: &Registry,
+    publisher: Option<&AppSyncPublisher>,
     field: &str,
     payload: Value,
 ) -> Result<Value, Diagnostic> {
     match Invocation::parse(payload).map_err(diagnostic)? {
-        Invocation::Single(event) => resolve_one(registry, field, *event)
+        Invocation::Single(event) => resolve_one(registry, publisher, field, *event)
             .await
             .map_err(diagnostic),
         Invocation::Batch(events) => {
             let results = futures::future::join_all(
                 events
                     .into_iter()
-                    .map(|event| resolve_one(registry, field, event)),
+                    .map(|event| resolve_one(registry, publisher, field, event)),
             )
             .await;
             Ok(batch_response(results))
@@ -270,6 +308,7 @@ pub async fn handle_resolver(
 
 async fn resolve_one(
     registry: &Registry,
+    publisher: Option<&AppSyncPublisher>,
     field: &str,
     event: ResolverEvent,
 ) -> Result<Value, ResolverError> {
@@ -282,7 +321,11 @@ async fn resolve_one(
             "internal error: resolver misconfigured",
         ));
     }
-    registry.resolve(event).await
+    let resolved = registry.resolve(event).await?;
+    if let Some(publisher) = publisher {
+        publisher.publish_all(&resolved.publications).await;
+    }
+    Ok(resolved.data)
 }
 
 fn diagnostic(error: ResolverError) -> Diagnostic {
@@ -303,7 +346,12 @@ pub fn authorizer_main() -> Result<(), Error> {
         // the authorizer reads the table too (cached per instance, see chat_domain::keyring).
         let sdk = aws_config().await;
         let (service, client, table) = dynamodb_service(&sdk)?;
-        let authenticator = Authenticator::new(required(env::ADMIN_KEY)?, Arc::new(service));
+        let mut authenticator = Authenticator::new(required(env::ADMIN_KEY)?, Arc::new(service));
+        if let Some(raw) = optional(env::MAX_TOKEN_LIFETIME_SECS) {
+            let secs = u64::from_str(raw.trim())
+                .map_err(|e| format!("{}: {e}", env::MAX_TOKEN_LIFETIME_SECS))?;
+            authenticator = authenticator.with_max_token_lifetime(secs);
+        }
         let ttl = match optional(env::AUTH_TTL_SECS) {
             Some(raw) => i64::from_str(&raw)
                 .map_err(|e| format!("{}: {e}", env::AUTH_TTL_SECS))?

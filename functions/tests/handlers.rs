@@ -66,6 +66,7 @@ fn registry() -> Registry {
 async fn app_with_a_message(registry: &Registry) -> String {
     let created = handle_resolver(
         registry,
+        None,
         "Mutation.createApplication",
         fixture("appsync-create-application.json", &[]),
     )
@@ -76,6 +77,7 @@ async fn app_with_a_message(registry: &Registry) -> String {
     let values = [("APP", app.as_str())];
     let chat = handle_resolver(
         registry,
+        None,
         "Mutation.createChat",
         fixture("appsync-create-chat.json", &values),
     )
@@ -90,15 +92,38 @@ async fn send_message_answers_the_message_and_a_retry_the_same_one() {
     let registry = registry();
     let app = app_with_a_message(&registry).await;
     let event = fixture("appsync-send-message.json", &[("APP", &app)]);
-    let first = handle_resolver(&registry, "Mutation.sendMessage", event.clone())
+    let first = handle_resolver(&registry, None, "Mutation.sendMessage", event.clone())
         .await
         .unwrap();
     assert_eq!(first["number"], 1);
     assert_eq!(first["body"], "Where is order 1234?");
-    let retried = handle_resolver(&registry, "Mutation.sendMessage", event)
+    let retried = handle_resolver(&registry, None, "Mutation.sendMessage", event)
         .await
         .unwrap();
     assert_eq!(retried, first, "same clientMessageId, same message");
+}
+
+#[tokio::test]
+async fn a_publish_that_fails_does_not_fail_the_committed_write() {
+    use aws_credential_types::Credentials;
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let registry = registry();
+    let app = app_with_a_message(&registry).await;
+    // Nothing listens on port 9: every publish fails to connect.
+    let credentials = Credentials::new("AKIDTEST", "secret", None, None, "test");
+    let publisher = chat_functions::publish::AppSyncPublisher::new(
+        "http://127.0.0.1:9/graphql",
+        "us-east-1",
+        SharedCredentialsProvider::new(credentials),
+    )
+    .unwrap();
+    let event = fixture("appsync-send-message.json", &[("APP", &app)]);
+    let sent = handle_resolver(&registry, Some(&publisher), "Mutation.sendMessage", event)
+        .await
+        .unwrap();
+    assert_eq!(sent["number"], 1);
+    assert_eq!(sent["body"], "Where is order 1234?");
 }
 
 #[tokio::test]
@@ -107,6 +132,7 @@ async fn a_failed_single_event_fails_the_invocation_with_its_error_type() {
     let app = app_with_a_message(&registry).await;
     let error = handle_resolver(
         &registry,
+        None,
         "Mutation.createApplication",
         fixture(
             "appsync-create-application-as-customer.json",
@@ -124,6 +150,7 @@ async fn a_batch_answers_every_item_in_order_with_per_item_errors() {
     let app = app_with_a_message(&registry).await;
     let answer = handle_resolver(
         &registry,
+        None,
         "Query.chat",
         fixture("appsync-chat-batch.json", &[("APP", &app)]),
     )
@@ -142,13 +169,14 @@ async fn an_event_for_another_field_is_refused_as_a_misconfiguration() {
     let registry = registry();
     let error = handle_resolver(
         &registry,
+        None,
         "Query.chat",
         fixture("appsync-create-application.json", &[]),
     )
     .await
     .unwrap_err();
     assert_eq!(error.error_type, "Internal");
-    let error = handle_resolver(&registry, "Query.chat", json!("nonsense"))
+    let error = handle_resolver(&registry, None, "Query.chat", json!("nonsense"))
         .await
         .unwrap_err();
     assert_eq!(error.error_type, "BadInput");

@@ -218,13 +218,16 @@ mod tempfile_dir {
     }
 }
 
-/// A stub of the OpenSearch endpoints the indexer calls: index creation and `_bulk`.
+/// A stub of the endpoints the functions call besides DynamoDB: OpenSearch's index creation
+/// and `_bulk` (the indexer), and AppSync's GraphQL endpoint (the publish mutations).
 #[derive(Clone, Default)]
-struct OpenSearchStub {
+struct EndpointStub {
     indexed: Arc<Mutex<Vec<Value>>>,
+    /// Each publish request: its `authorization` header and its JSON body.
+    published: Arc<Mutex<Vec<(String, Value)>>>,
 }
 
-impl OpenSearchStub {
+impl EndpointStub {
     fn start(&self) -> u16 {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -247,6 +250,7 @@ impl OpenSearchStub {
                 return;
             }
             let mut length = 0;
+            let mut authorization = String::new();
             loop {
                 let mut header = String::new();
                 reader.read_line(&mut header).unwrap();
@@ -254,15 +258,17 @@ impl OpenSearchStub {
                 if header.is_empty() {
                     break;
                 }
-                if let Some((name, value)) = header.split_once(':')
-                    && name.eq_ignore_ascii_case("content-length")
-                {
-                    length = value.trim().parse().unwrap();
+                if let Some((name, value)) = header.split_once(':') {
+                    if name.eq_ignore_ascii_case("content-length") {
+                        length = value.trim().parse().unwrap();
+                    } else if name.eq_ignore_ascii_case("authorization") {
+                        authorization = value.trim().to_owned();
+                    }
                 }
             }
             let mut body = vec![0; length];
             reader.read_exact(&mut body).unwrap();
-            let (status, answer) = self.answer(&request_line, &body);
+            let (status, answer) = self.answer(&request_line, &authorization, &body);
             let answer = answer.to_string();
             write!(
                 writer,
@@ -273,10 +279,19 @@ impl OpenSearchStub {
         }
     }
 
-    fn answer(&self, request_line: &str, body: &[u8]) -> (u16, Value) {
+    fn answer(&self, request_line: &str, authorization: &str, body: &[u8]) -> (u16, Value) {
         let mut parts = request_line.split_whitespace();
         let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
         match (method, path.split('?').next().unwrap_or("")) {
+            ("POST", "/graphql") => {
+                let request: Value = serde_json::from_slice(body).unwrap();
+                let event = request["variables"]["event"].clone();
+                self.published
+                    .lock()
+                    .unwrap()
+                    .push((authorization.to_owned(), request));
+                (200, json!({"data": {"published": event}}))
+            }
             ("PUT", "/chat-messages") => (200, json!({"acknowledged": true})),
             ("POST", "/_bulk") => {
                 let lines: Vec<Value> = String::from_utf8_lossy(body)
@@ -305,7 +320,7 @@ impl OpenSearchStub {
 
 /// cargo lambda watch with every function configured for a fresh table on the emulator
 /// and for the stub search endpoint.
-fn start_watch(stub: &OpenSearchStub, log_filter: &str, release: bool) -> Watch {
+fn start_watch(stub: &EndpointStub, log_filter: &str, release: bool) -> Watch {
     let endpoint = chat_dynamodb::moto::endpoint();
     let table = chat_dynamodb::moto::unique_table_name("chat-watch");
     tokio::runtime::Runtime::new()
@@ -327,6 +342,10 @@ fn start_watch(stub: &OpenSearchStub, log_filter: &str, release: bool) -> Watch 
             ("AWS_SECRET_ACCESS_KEY", "emulator".to_owned()),
             ("OPENSEARCH_URL", format!("http://127.0.0.1:{stub_port}")),
             ("OPENSEARCH_AUTH", "none".to_owned()),
+            (
+                "CHAT_APPSYNC_URL",
+                format!("http://127.0.0.1:{stub_port}/graphql"),
+            ),
             ("RUST_LOG", log_filter.to_owned()),
         ],
         release,
@@ -337,7 +356,7 @@ fn start_watch(stub: &OpenSearchStub, log_filter: &str, release: bool) -> Watch 
 fn the_function_binaries_answer_appsync_and_stream_events_under_cargo_lambda_watch() {
     // Given a fresh table on the emulator, a stub search endpoint and every function
     // binary served by cargo lambda watch.
-    let stub = OpenSearchStub::default();
+    let stub = EndpointStub::default();
     let watch = start_watch(&stub, "info", false);
     let invoke = |function: &str, payload: Value| watch.answer(function, &payload);
 
@@ -390,6 +409,29 @@ fn the_function_binaries_answer_appsync_and_stream_events_under_cargo_lambda_wat
     assert_eq!(sent["number"], 1);
     assert_eq!(sent["body"], "Where is order 1234?");
     assert_eq!(sent["senderRole"], "CUSTOMER");
+
+    // Each write published its event through its own publish mutation, signed with the
+    // function's credentials for AppSync: the whole object, with the fixed document.
+    let published = stub.published.lock().unwrap().clone();
+    let mutations: Vec<&str> = published
+        .iter()
+        .map(|(_, request)| request["query"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        mutations,
+        [
+            chat_appsync::publish::document("publishChat").unwrap(),
+            chat_appsync::publish::document("publishMessageSent").unwrap()
+        ]
+    );
+    let (authorization, request) = &published[1];
+    assert_eq!(request["variables"]["event"], sent);
+    assert!(
+        authorization.starts_with("AWS4-HMAC-SHA256 Credential=emulator/")
+            && authorization.contains("/us-east-1/appsync/aws4_request")
+            && authorization.contains("Signature="),
+        "{authorization}"
+    );
 
     // A batch is answered item by item, in order.
     let batch = invoke("query-chat", fixture("appsync-chat-batch.json", &values));
@@ -445,7 +487,7 @@ fn now() -> u64 {
 #[test]
 #[ignore = "a benchmark: scripts/bench-lambda"]
 fn bench_init_and_warm_send_message() {
-    let stub = OpenSearchStub::default();
+    let stub = EndpointStub::default();
     let watch = start_watch(&stub, "info,chat_functions=debug", true);
     let invoke = |function: &str, payload: Value| watch.answer(function, &payload);
     let created = invoke(

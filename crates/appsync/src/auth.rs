@@ -1,10 +1,13 @@
 //! Authentication: the admin key and user JWTs (HS256, signed with the application's
-//! secret, claims `{sub, app, role, exp}`). Which secrets verify an application's tokens
+//! secret, claims `{sub, app, role, exp}`, optionally `iat` and `nbf`). Times are checked
+//! against the service's clock, with [`CLOCK_SKEW_SECS`] of tolerance, and a token may live
+//! at most the configured lifetime ([`TOKEN_LIFETIME_MAX_SECS`] by default). Which secrets verify an application's tokens
 //! comes from the service ([`ChatService::token_secrets`]): the current one, and after a
 //! rotation the replaced one until its grace period ends.
 
 use std::sync::Arc;
 
+use chat_domain::limits::TOKEN_LIFETIME_MAX_SECS;
 use chat_domain::{AppToken, Caller, ChatService, DomainError, Role, UserId, UserIdentity};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -20,6 +23,12 @@ pub struct UserClaims {
     pub app: String,
     pub role: String,
     pub exp: u64,
+    /// Issued at (unix seconds): the lifetime is counted from it when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    /// Not before (unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
 }
 
 /// Verifies `Authorization` headers. Built once per process.
@@ -27,6 +36,7 @@ pub struct UserClaims {
 pub struct Authenticator {
     admin_key: String,
     service: Arc<ChatService>,
+    max_lifetime_secs: u64,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -45,7 +55,19 @@ impl Authenticator {
         Authenticator {
             admin_key: admin_key.into(),
             service,
+            max_lifetime_secs: TOKEN_LIFETIME_MAX_SECS,
         }
+    }
+
+    /// Refuses user tokens that live longer than `secs` (`exp` minus `iat`, or minus now).
+    pub fn with_max_token_lifetime(mut self, secs: u64) -> Self {
+        self.max_lifetime_secs = secs;
+        self
+    }
+
+    /// The service whose clock and secrets this authenticator uses.
+    pub fn service(&self) -> &Arc<ChatService> {
+        &self.service
     }
 
     /// No header: [`Caller::Anonymous`] (every operation then answers Unauthorized). A header
@@ -90,8 +112,10 @@ impl Authenticator {
             return Err(invalid_token("unknown application"));
         }
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = CLOCK_SKEW_SECS;
         validation.set_required_spec_claims(&["exp", "sub"]);
+        // Times are checked below against the service's clock, not the system's.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         // Newest secret first; only a signature that does not match moves on to the next.
         let mut verified = None;
         for (secret, until) in &secrets {
@@ -114,6 +138,7 @@ impl Authenticator {
         let Some((claims, until)) = verified else {
             return Err(invalid_token("bad signature"));
         };
+        self.check_times(&claims)?;
         // A token signed with a secret in its grace period holds until the grace ends.
         let expires_at = match until {
             Some(until) => claims.exp.min(u64::try_from(until.0 / 1000).unwrap_or(0)),
@@ -126,6 +151,30 @@ impl Authenticator {
                 .map_err(|_| invalid_token("role must be AGENT or CUSTOMER"))?,
         };
         Ok((user, expires_at))
+    }
+}
+
+impl Authenticator {
+    /// `exp` (required), `nbf` and `iat` against the service's clock, and the lifetime.
+    fn check_times(&self, claims: &UserClaims) -> Result<(), DomainError> {
+        let now = u64::try_from(self.service.now().0 / 1000).unwrap_or(0);
+        if claims.exp.saturating_add(CLOCK_SKEW_SECS) <= now {
+            return Err(invalid_token("expired"));
+        }
+        if claims.nbf.is_some_and(|nbf| nbf > now + CLOCK_SKEW_SECS) {
+            return Err(invalid_token("not valid yet (nbf)"));
+        }
+        if claims.iat.is_some_and(|iat| iat > now + CLOCK_SKEW_SECS) {
+            return Err(invalid_token("issued in the future (iat)"));
+        }
+        let from = claims.iat.unwrap_or(now);
+        if claims.exp.saturating_sub(from) > self.max_lifetime_secs {
+            return Err(invalid_token(&format!(
+                "lives longer than {} s (exp - iat, or exp - now without iat)",
+                self.max_lifetime_secs
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -145,11 +194,16 @@ pub fn mint_user_token(
     role: Role,
     expires_at_unix: u64,
 ) -> Result<String, DomainError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let claims = UserClaims {
         sub: sub.to_owned(),
         app: app.to_owned(),
         role: role.as_str().to_owned(),
         exp: expires_at_unix,
+        iat: Some(now.min(expires_at_unix)),
+        nbf: None,
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -370,6 +424,8 @@ pub(crate) mod tests {
             app: app.as_str().into(),
             role: "ADMIN".into(),
             exp: now() + 60,
+            iat: None,
+            nbf: None,
         };
         let token = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -378,6 +434,82 @@ pub(crate) mod tests {
         )
         .unwrap();
         assert!(auth.authenticate(Some(&token)).await.is_err());
+    }
+
+    fn sign(secret: &str, claims: &UserClaims) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn lifetime_nbf_and_iat_are_checked_against_the_services_clock() {
+        let clock = chat_domain::ManualClock::starting_now();
+        let store = Arc::new(chat_embedded::SqliteStore::open_in_memory().unwrap());
+        let service = Arc::new(ChatService::new(
+            store,
+            ServerKey::generate(),
+            Arc::new(clock.clone()),
+        ));
+        let created = service
+            .create_application(&Caller::Admin, AppName::parse("Test").unwrap())
+            .await
+            .unwrap();
+        let (app, secret) = (
+            created.application.token,
+            created.secret.expose().to_owned(),
+        );
+        let auth = Authenticator::new("admin", service).with_max_token_lifetime(3600);
+        let t = now();
+        let claims = |exp: u64, iat: Option<u64>, nbf: Option<u64>| UserClaims {
+            sub: "u1".into(),
+            app: app.as_str().into(),
+            role: "AGENT".into(),
+            exp,
+            iat,
+            nbf,
+        };
+        let error = |claims: UserClaims| {
+            let token = sign(&secret, &claims);
+            let auth = auth.clone();
+            async move {
+                auth.authenticate(Some(&token))
+                    .await
+                    .unwrap_err()
+                    .to_string()
+            }
+        };
+        // A day-long token is refused where the lifetime is an hour, with or without iat.
+        assert!(
+            error(claims(t + 86_400, Some(t), None))
+                .await
+                .contains("longer than 3600 s")
+        );
+        assert!(
+            error(claims(t + 86_400, None, None))
+                .await
+                .contains("longer than 3600 s")
+        );
+        // nbf and iat in the future (beyond the skew) are refused.
+        assert!(
+            error(claims(t + 600, None, Some(t + 300)))
+                .await
+                .contains("nbf")
+        );
+        assert!(
+            error(claims(t + 600, Some(t + 300), None))
+                .await
+                .contains("iat")
+        );
+        // An hour-long token is fine, until the clock passes its exp (and the skew).
+        let token = sign(&secret, &claims(t + 3600, Some(t), Some(t)));
+        auth.authenticate(Some(&token)).await.unwrap();
+        clock.advance(std::time::Duration::from_secs(3600 + CLOCK_SKEW_SECS));
+        let expired = auth.authenticate(Some(&token)).await.unwrap_err();
+        assert!(expired.to_string().contains("expired"), "{expired}");
     }
 
     #[test]

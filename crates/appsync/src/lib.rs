@@ -6,6 +6,7 @@
 //! - [`registry`]: `"Type.field"` -> resolver, over AppSync direct-resolver events; the
 //!   Lambda functions and the dev server call the same registry;
 //! - [`wire`]: domain values as the JSON of `schema.graphql`;
+//! - [`publish`]: the real-time events a committed write publishes, built by the server;
 //! - [`lambda`]: a resolver Lambda's invocation (one event or a batch) and its answer;
 //! - [`authorizer`]: the AppSync Lambda authorizer's answer.
 
@@ -13,8 +14,10 @@ pub mod args;
 pub mod auth;
 pub mod authorizer;
 pub mod lambda;
+pub mod publish;
 pub mod registry;
 pub mod wire;
 
 pub use auth::{Authenticator, UserClaims};
-pub use registry::{Registry, ResolverError, ResolverEvent};
+pub use publish::Publication;
+pub use registry::{Registry, Resolved, ResolverError, ResolverEvent};

@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 
 use crate::args::Args;
 use crate::auth::caller_from_resolver_context;
+use crate::publish::{self, Publication};
 use crate::wire;
 
 /// An AppSync direct Lambda resolver event with untyped arguments, source and stash.
@@ -66,13 +67,46 @@ impl From<DomainError> for ResolverError {
     }
 }
 
-type BoxFuture = Pin<Box<dyn Future<Output = Result<Value>> + Send>>;
+/// What a resolver answers: the field's value and the events its committed write publishes
+/// (see [`crate::publish`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Resolved {
+    pub data: Value,
+    pub publications: Vec<Publication>,
+}
+
+impl Resolved {
+    /// `data`, publishing `event` through the publish mutation `mutation`.
+    fn publishing(data: Value, mutation: &'static str, event: Value) -> Resolved {
+        Resolved {
+            data,
+            publications: vec![Publication { mutation, event }],
+        }
+    }
+}
+
+impl From<Value> for Resolved {
+    fn from(data: Value) -> Resolved {
+        Resolved {
+            data,
+            publications: Vec::new(),
+        }
+    }
+}
+
+type BoxFuture = Pin<Box<dyn Future<Output = Result<Resolved>> + Send>>;
 type Resolver =
     Box<dyn Fn(Arc<ChatService>, Caller, Map<String, Value>) -> BoxFuture + Send + Sync>;
 
+struct Entry {
+    resolver: Resolver,
+    /// The publish mutations this field's resolver may publish through.
+    publishes: &'static [&'static str],
+}
+
 pub struct Registry {
     service: Arc<ChatService>,
-    resolvers: BTreeMap<&'static str, Resolver>,
+    resolvers: BTreeMap<&'static str, Entry>,
 }
 
 impl Registry {
@@ -94,12 +128,28 @@ impl Registry {
             "Mutation.rotateApplicationSecret",
             rotate_application_secret,
         );
-        registry.add("Mutation.createChat", create_chat);
-        registry.add("Mutation.updateChat", update_chat);
-        registry.add("Mutation.sendMessage", send_message);
-        registry.add("Mutation.editMessage", edit_message);
-        registry.add("Mutation.deleteMessage", delete_message);
-        registry.add("Mutation.markChatRead", mark_chat_read);
+        registry.add_publishing("Mutation.createChat", &[publish::CHAT], create_chat);
+        registry.add_publishing("Mutation.updateChat", &[publish::CHAT], update_chat);
+        registry.add_publishing(
+            "Mutation.sendMessage",
+            &[publish::MESSAGE_SENT],
+            send_message,
+        );
+        registry.add_publishing(
+            "Mutation.editMessage",
+            &[publish::MESSAGE_CHANGED],
+            edit_message,
+        );
+        registry.add_publishing(
+            "Mutation.deleteMessage",
+            &[publish::MESSAGE_CHANGED],
+            delete_message,
+        );
+        registry.add_publishing(
+            "Mutation.markChatRead",
+            &[publish::READ_RECEIPT],
+            mark_chat_read,
+        );
         registry.add("Mutation.markAllRead", mark_all_read);
         // Subscription resolvers run when a client subscribes: they authorize (an error
         // refuses the subscription) and return null; events come from the mutations.
@@ -110,14 +160,45 @@ impl Registry {
         registry
     }
 
-    fn add<F, Fut>(&mut self, field: &'static str, resolver: F)
+    fn add<F, Fut, R>(&mut self, field: &'static str, resolver: F)
     where
         F: Fn(Arc<ChatService>, Caller, Map<String, Value>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Value>> + Send + 'static,
+        Fut: Future<Output = Result<R>> + Send + 'static,
+        R: Into<Resolved> + 'static,
     {
-        let boxed: Resolver =
-            Box::new(move |svc, caller, args| Box::pin(resolver(svc, caller, args)));
-        self.resolvers.insert(field, boxed);
+        self.add_publishing(field, &[], resolver);
+    }
+
+    fn add_publishing<F, Fut, R>(
+        &mut self,
+        field: &'static str,
+        publishes: &'static [&'static str],
+        resolver: F,
+    ) where
+        F: Fn(Arc<ChatService>, Caller, Map<String, Value>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R>> + Send + 'static,
+        R: Into<Resolved> + 'static,
+    {
+        let resolver = Arc::new(resolver);
+        let boxed: Resolver = Box::new(move |svc, caller, args| {
+            let resolver = resolver.clone();
+            Box::pin(async move { resolver(svc, caller, args).await.map(Into::into) })
+        });
+        self.resolvers.insert(
+            field,
+            Entry {
+                resolver: boxed,
+                publishes,
+            },
+        );
+    }
+
+    /// The publish mutations the resolver of `field` may publish through (its function's
+    /// only AppSync permission on AWS).
+    pub fn publishes(&self, field: &str) -> &'static [&'static str] {
+        self.resolvers
+            .get(field)
+            .map_or(&[], |entry| entry.publishes)
     }
 
     /// Every `"Type.field"` with a resolver.
@@ -135,9 +216,9 @@ impl Registry {
 
     /// Resolves one field. Every field needs a caller: an event without a usable identity
     /// is Unauthorized before any argument is looked at.
-    pub async fn resolve(&self, event: ResolverEvent) -> Result<Value, ResolverError> {
+    pub async fn resolve(&self, event: ResolverEvent) -> Result<Resolved, ResolverError> {
         let key = format!("{}.{}", event.info.parent_type_name, event.info.field_name);
-        let Some(resolver) = self.resolvers.get(key.as_str()) else {
+        let Some(entry) = self.resolvers.get(key.as_str()) else {
             return Err(ResolverError::new(
                 ErrorCode::BadInput,
                 format!("no resolver for {key}"),
@@ -164,9 +245,17 @@ impl Registry {
                 ));
             }
         };
-        resolver(self.service.clone(), caller, args)
+        let resolved = (entry.resolver)(self.service.clone(), caller, args)
             .await
-            .map_err(ResolverError::from)
+            .map_err(ResolverError::from)?;
+        debug_assert!(
+            resolved
+                .publications
+                .iter()
+                .all(|p| entry.publishes.contains(&p.mutation)),
+            "{key} published through a mutation it does not declare"
+        );
+        Ok(resolved)
     }
 }
 
@@ -289,11 +378,26 @@ async fn chats(svc: Arc<ChatService>, caller: Caller, args: Map<String, Value>) 
     Ok(wire::page(&page, |c| wire::chat(c, viewer(&caller))))
 }
 
+/// A chat for the caller, published as the agents see it (`onChat` is the agents' feed).
+fn chat_event(chat: &Chat, caller: &Caller) -> Resolved {
+    Resolved::publishing(
+        wire::chat(chat, viewer(caller)),
+        publish::CHAT,
+        wire::chat(chat, Role::Agent),
+    )
+}
+
+/// A message, published whole through `mutation`.
+fn message_event(message: &Message, mutation: &'static str) -> Resolved {
+    let data = wire::message(message);
+    Resolved::publishing(data.clone(), mutation, data)
+}
+
 async fn create_chat(
     svc: Arc<ChatService>,
     caller: Caller,
     args: Map<String, Value>,
-) -> Result<Value> {
+) -> Result<Resolved> {
     let args = Args(&args);
     let app = app_token(&args, "appToken")?;
     let subject = args
@@ -303,14 +407,14 @@ async fn create_chat(
         .flatten();
     let customer = args.opt_str("customerId")?.map(UserId::parse).transpose()?;
     let chat = svc.create_chat(&caller, &app, subject, customer).await?;
-    Ok(wire::chat(&chat, viewer(&caller)))
+    Ok(chat_event(&chat, &caller))
 }
 
 async fn update_chat(
     svc: Arc<ChatService>,
     caller: Caller,
     args: Map<String, Value>,
-) -> Result<Value> {
+) -> Result<Resolved> {
     let args = Args(&args);
     let app = app_token(&args, "appToken")?;
     let number = ChatNumber::new(args.int("number")?)?;
@@ -324,7 +428,7 @@ async fn update_chat(
     let chat = svc
         .update_chat(&caller, &app, number, subject, status)
         .await?;
-    Ok(wire::chat(&chat, viewer(&caller)))
+    Ok(chat_event(&chat, &caller))
 }
 
 async fn message(svc: Arc<ChatService>, caller: Caller, args: Map<String, Value>) -> Result<Value> {
@@ -378,7 +482,7 @@ async fn send_message(
     svc: Arc<ChatService>,
     caller: Caller,
     args: Map<String, Value>,
-) -> Result<Value> {
+) -> Result<Resolved> {
     let args = Args(&args);
     let (app, chat) = chat_of(&args)?;
     let body = MessageBody::parse(args.str("body")?)?;
@@ -389,32 +493,32 @@ async fn send_message(
     let sent = svc
         .send_message(&caller, &app, chat, body, client_id)
         .await?;
-    Ok(wire::message(&sent.message))
+    Ok(message_event(&sent.message, publish::MESSAGE_SENT))
 }
 
 async fn edit_message(
     svc: Arc<ChatService>,
     caller: Caller,
     args: Map<String, Value>,
-) -> Result<Value> {
+) -> Result<Resolved> {
     let args = Args(&args);
     let (app, chat) = chat_of(&args)?;
     let number = MessageNumber::new(args.int("number")?)?;
     let body = MessageBody::parse(args.str("body")?)?;
     let message = svc.edit_message(&caller, &app, chat, number, body).await?;
-    Ok(wire::message(&message))
+    Ok(message_event(&message, publish::MESSAGE_CHANGED))
 }
 
 async fn delete_message(
     svc: Arc<ChatService>,
     caller: Caller,
     args: Map<String, Value>,
-) -> Result<Value> {
+) -> Result<Resolved> {
     let args = Args(&args);
     let (app, chat) = chat_of(&args)?;
     let number = MessageNumber::new(args.int("number")?)?;
     let message = svc.delete_message(&caller, &app, chat, number).await?;
-    Ok(wire::message(&message))
+    Ok(message_event(&message, publish::MESSAGE_CHANGED))
 }
 
 async fn on_chat_feed(
@@ -443,12 +547,17 @@ async fn mark_chat_read(
     svc: Arc<ChatService>,
     caller: Caller,
     args: Map<String, Value>,
-) -> Result<Value> {
+) -> Result<Resolved> {
     let args = Args(&args);
     let (app, chat) = chat_of(&args)?;
     let up_to = args.opt_int("upTo")?.map(MessageNumber::new).transpose()?;
     let receipt = svc.mark_chat_read(&caller, &app, chat, up_to).await?;
-    Ok(wire::read_receipt(&receipt))
+    let data = wire::read_receipt(&receipt);
+    Ok(Resolved::publishing(
+        data.clone(),
+        publish::READ_RECEIPT,
+        data,
+    ))
 }
 
 async fn mark_all_read(

@@ -44,7 +44,8 @@ async fn lambda_events_resolve_through_the_registry() {
     let created = registry
         .resolve(fixture("create-application.json", ""))
         .await
-        .unwrap();
+        .unwrap()
+        .data;
     let app = created["application"]["token"].as_str().unwrap().to_owned();
     assert_eq!(created["application"]["name"], "Fixture Co");
     assert!(created["secret"].as_str().unwrap().starts_with("sk_"));
@@ -52,18 +53,21 @@ async fn lambda_events_resolve_through_the_registry() {
     let chat = registry
         .resolve(fixture("create-chat.json", &app))
         .await
-        .unwrap();
+        .unwrap()
+        .data;
     assert_eq!(chat["number"], 1);
     assert_eq!(chat["customerId"], "customer-7");
 
     let first = registry
         .resolve(fixture("send-message.json", &app))
         .await
-        .unwrap();
+        .unwrap()
+        .data;
     let retry = registry
         .resolve(fixture("send-message.json", &app))
         .await
-        .unwrap();
+        .unwrap()
+        .data;
     assert_eq!(first["number"], 1);
     assert_eq!(
         first, retry,
@@ -115,7 +119,8 @@ async fn a_throttled_send_is_throttled_with_its_retry_hint_on_the_lambda_path_to
     let created = registry
         .resolve(fixture("create-application.json", ""))
         .await
-        .unwrap();
+        .unwrap()
+        .data;
     let app = created["application"]["token"].as_str().unwrap().to_owned();
     // One user's two: a chat and a message; the retry of the message is a third send.
     registry
@@ -138,4 +143,60 @@ async fn a_throttled_send_is_throttled_with_its_retry_hint_on_the_lambda_path_to
         format!("too many requests; retry after {hint} ms"),
         "AppSync shows only the message: the hint is in it"
     );
+}
+
+#[tokio::test]
+async fn writes_publish_the_whole_object_they_committed_whatever_was_selected() {
+    use chat_appsync::publish;
+    let registry = registry();
+    let created = registry
+        .resolve(fixture("create-application.json", ""))
+        .await
+        .unwrap();
+    assert!(
+        created.publications.is_empty(),
+        "admin writes publish nothing"
+    );
+    let app = created.data["application"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The customer opens the chat: the chat event is the agents' view of it.
+    let chat = registry
+        .resolve(fixture("create-chat.json", &app))
+        .await
+        .unwrap();
+    assert_eq!(chat.publications.len(), 1);
+    assert_eq!(chat.publications[0].mutation, publish::CHAT);
+    assert_eq!(chat.publications[0].event["appToken"], app.as_str());
+    assert_eq!(chat.publications[0].event["number"], 1);
+
+    // The event is the committed message itself, every field, the same as the answer.
+    let mut send = fixture("send-message.json", &app);
+    send.info.selection_set_list = vec!["appToken".into()];
+    let sent = registry.resolve(send).await.unwrap();
+    assert_eq!(sent.publications.len(), 1);
+    let event = &sent.publications[0];
+    assert_eq!(event.mutation, publish::MESSAGE_SENT);
+    assert_eq!(event.event, sent.data);
+    for field in [
+        "appToken",
+        "chatNumber",
+        "number",
+        "body",
+        "senderId",
+        "senderRole",
+    ] {
+        assert!(
+            event.event.get(field).is_some(),
+            "{field} in {}",
+            event.event
+        );
+    }
+    assert_eq!(
+        registry.publishes("Mutation.sendMessage"),
+        [publish::MESSAGE_SENT]
+    );
+    assert!(registry.publishes("Query.messages").is_empty());
 }

@@ -48,11 +48,14 @@ pub fn workspace_root() -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-/// Every `"Type.field"` of the schema's object types, and the root types' fields alone.
+/// Every `"Type.field"` of the schema's object types, the root types' fields alone, and the
+/// fields only IAM may call (`@aws_iam` without `@aws_lambda`: the server's publish
+/// mutations, which AppSync resolves locally, with no function).
 #[derive(Debug, Default)]
 pub struct SchemaFields {
     pub all: BTreeSet<String>,
     pub root: BTreeSet<String>,
+    pub iam_only: BTreeSet<String>,
 }
 
 pub fn schema_fields(sdl: &str) -> Result<SchemaFields, String> {
@@ -69,6 +72,10 @@ pub fn schema_fields(sdl: &str) -> Result<SchemaFields, String> {
         let type_name = ty.name.node.to_string();
         for field in object.fields {
             let name = format!("{type_name}.{}", field.node.name.node);
+            let has = |d: &str| field.node.directives.iter().any(|x| x.node.name.node == d);
+            if has("aws_iam") && !has("aws_lambda") {
+                fields.iam_only.insert(name.clone());
+            }
             if ROOT_TYPES.contains(&type_name.as_str()) {
                 fields.root.insert(name.clone());
             }
@@ -78,9 +85,8 @@ pub fn schema_fields(sdl: &str) -> Result<SchemaFields, String> {
     Ok(fields)
 }
 
-/// Every field the registry resolves. The registry is built over a store that is never
-/// called (no I/O happens while listing).
-pub fn registry_fields() -> BTreeSet<String> {
+/// The registry, over a store that is never called (no I/O happens while listing).
+fn registry() -> Registry {
     let client = chat_dynamodb::emulator_client("http://127.0.0.1:9", None);
     let store = chat_dynamodb::DynamoStore::new(client, "unused");
     let service = ChatService::new(
@@ -89,8 +95,23 @@ pub fn registry_fields() -> BTreeSet<String> {
         Arc::new(SystemClock),
     );
     Registry::new(Arc::new(service))
+}
+
+/// Every field the registry resolves.
+pub fn registry_fields() -> BTreeSet<String> {
+    registry().fields().map(str::to_owned).collect()
+}
+
+/// Every field whose resolver publishes events, with the publish mutations it may call.
+pub fn registry_publishes() -> BTreeMap<String, Vec<String>> {
+    let registry = registry();
+    registry
         .fields()
-        .map(str::to_owned)
+        .filter(|f| !registry.publishes(f).is_empty())
+        .map(|f| {
+            let mutations = registry.publishes(f).iter().map(|m| (*m).to_owned());
+            (f.to_owned(), mutations.collect())
+        })
         .collect()
 }
 
@@ -105,6 +126,8 @@ pub struct Resolver {
     pub binary: String,
     /// The CloudFormation logical-id stem, e.g. `MutationSendMessage`.
     pub logical: String,
+    /// The publish mutations it calls after its write (its only AppSync permission).
+    pub publishes: Vec<String>,
 }
 
 impl Resolver {
@@ -126,6 +149,7 @@ impl Resolver {
             field_name: field_name.to_owned(),
             binary,
             logical,
+            publishes: Vec::new(),
         }
     }
 
@@ -146,10 +170,25 @@ impl Resolver {
     }
 }
 
-/// The deployed resolvers: one per registry field, in field order.
-pub fn resolvers(registry: &BTreeSet<String>) -> Vec<Resolver> {
-    registry.iter().map(|f| Resolver::new(f)).collect()
+/// The deployed resolvers: one per registry field, in field order, with the publish
+/// mutations each calls.
+pub fn resolvers(
+    registry: &BTreeSet<String>,
+    publishes: &BTreeMap<String, Vec<String>>,
+) -> Vec<Resolver> {
+    registry
+        .iter()
+        .map(|f| Resolver {
+            publishes: publishes.get(f).cloned().unwrap_or_default(),
+            ..Resolver::new(f)
+        })
+        .collect()
 }
+
+/// The local resolver of a publish mutation (APPSYNC_JS on a NONE data source): it returns
+/// the `event` argument, which AppSync then delivers to the subscriptions listing the
+/// mutation.
+pub const PUBLISH_RESOLVER_CODE: &str = "export function request(ctx) {\n  return { payload: ctx.args.event };\n}\n\nexport function response(ctx) {\n  return ctx.result;\n}\n";
 
 // ---- the generated resources --------------------------------------------------------------
 
@@ -192,8 +231,13 @@ fn alarm(function_id: &str, metric: &str, threshold: Value, description: String)
     })
 }
 
-/// The resources of the generated block, by logical id.
-pub fn generated_resources(resolvers: &[Resolver], table: &TableDefinition) -> Map<String, Value> {
+/// The resources of the generated block, by logical id. `publish_fields`: the schema's
+/// IAM-only fields (`"Mutation.publishX"`), resolved locally.
+pub fn generated_resources(
+    resolvers: &[Resolver],
+    publish_fields: &BTreeSet<String>,
+    table: &TableDefinition,
+) -> Map<String, Value> {
     let mut resources = Map::new();
 
     let mut table_properties = table.to_cloudformation();
@@ -228,6 +272,22 @@ pub fn generated_resources(resolvers: &[Resolver], table: &TableDefinition) -> M
             "Version": "2012-10-17",
             "Statement": [{"Effect": "Allow", "Action": actions, "Resource": table_resources()}]
         })];
+        if !resolver.publishes.is_empty() {
+            variables["CHAT_APPSYNC_URL"] = json!({"Fn::GetAtt": ["Api", "GraphQLUrl"]});
+            let fields: Vec<Value> = resolver
+                .publishes
+                .iter()
+                .map(|m| {
+                    json!({"Fn::Sub": format!(
+                        "arn:${{AWS::Partition}}:appsync:${{AWS::Region}}:${{AWS::AccountId}}:apis/${{Api.ApiId}}/types/Mutation/fields/{m}"
+                    )})
+                })
+                .collect();
+            policies.push(json!({
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "appsync:GraphQL", "Resource": fields}]
+            }));
+        }
         if resolver.searches() {
             variables["OPENSEARCH_URL"] =
                 json!({"Fn::Sub": "https://${SearchDomain.DomainEndpoint}"});
@@ -313,6 +373,40 @@ pub fn generated_resources(resolvers: &[Resolver], table: &TableDefinition) -> M
         invocable.push(json!({"Fn::GetAtt": [function_id, "Arn"]}));
     }
 
+    if !publish_fields.is_empty() {
+        resources.insert(
+            "EventsDataSource".into(),
+            json!({
+                "Type": "AWS::AppSync::DataSource",
+                "Properties": {
+                    "ApiId": {"Fn::GetAtt": ["Api", "ApiId"]},
+                    "Name": "Events",
+                    "Description": "Local resolvers of the publish mutations: the event is the answer",
+                    "Type": "NONE"
+                }
+            }),
+        );
+    }
+    for field in publish_fields {
+        let resolver = Resolver::new(field);
+        resources.insert(
+            format!("{}Resolver", resolver.logical),
+            json!({
+                "Type": "AWS::AppSync::Resolver",
+                "DependsOn": "Schema",
+                "Properties": {
+                    "ApiId": {"Fn::GetAtt": ["Api", "ApiId"]},
+                    "TypeName": resolver.type_name,
+                    "FieldName": resolver.field_name,
+                    "Kind": "UNIT",
+                    "DataSourceName": {"Fn::GetAtt": ["EventsDataSource", "Name"]},
+                    "Runtime": {"Name": "APPSYNC_JS", "RuntimeVersion": "1.0.0"},
+                    "Code": PUBLISH_RESOLVER_CODE
+                }
+            }),
+        );
+    }
+
     resources.insert(
         "AppSyncInvokeRole".into(),
         json!({
@@ -388,14 +482,30 @@ pub fn generate(root: &Path) -> Result<Generated, String> {
             "the registry resolves {unknown}, which {SCHEMA} does not have"
         ));
     }
-    if let Some(missing) = schema.root.iter().find(|f| !registry.contains(*f)) {
+    if let Some(missing) = schema
+        .root
+        .iter()
+        .find(|f| !registry.contains(*f) && !schema.iam_only.contains(*f))
+    {
         return Err(format!(
             "{SCHEMA} has {missing}, which the registry does not resolve"
         ));
     }
-    let resolvers = resolvers(&registry);
+    let publishes = registry_publishes();
+    for mutation in publishes.values().flatten() {
+        if !schema.iam_only.contains(&format!("Mutation.{mutation}")) {
+            return Err(format!(
+                "the registry publishes through {mutation}, which {SCHEMA} lacks or clients can call"
+            ));
+        }
+    }
+    let resolvers = resolvers(&registry, &publishes);
     let block = yaml::to_yaml(
-        &Value::Object(generated_resources(&resolvers, &TableDefinition::current())),
+        &Value::Object(generated_resources(
+            &resolvers,
+            &schema.iam_only,
+            &TableDefinition::current(),
+        )),
         2,
     );
     let template = splice(&read(TEMPLATE)?, &block)?;

@@ -3,7 +3,9 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use chat_deploy::{SCHEMA, TEMPLATE, registry_fields, schema_fields, workspace_root};
+use chat_deploy::{
+    SCHEMA, TEMPLATE, registry_fields, registry_publishes, schema_fields, workspace_root,
+};
 use chat_dynamodb::TableDefinition;
 use serde_norway::Value as Yaml;
 
@@ -54,7 +56,7 @@ fn every_schema_field_has_a_resolver_in_the_registry_and_the_template() {
     let template = template_resolvers(&template());
     for field in &schema.root {
         assert!(
-            registry.contains(field),
+            registry.contains(field) || schema.iam_only.contains(field),
             "{field}: no resolver in the registry"
         );
         assert!(
@@ -62,9 +64,10 @@ fn every_schema_field_has_a_resolver_in_the_registry_and_the_template() {
             "{field}: no resolver in template.yaml"
         );
     }
+    let expected: BTreeSet<String> = registry.union(&schema.iam_only).cloned().collect();
     assert_eq!(
-        template, registry,
-        "template.yaml resolves exactly the registry's fields"
+        template, expected,
+        "template.yaml resolves exactly the registry's fields and the publish mutations"
     );
     for field in &registry {
         assert!(schema.all.contains(field), "{field}: not in schema.graphql");
@@ -164,4 +167,138 @@ fn appsync_query_limits_are_the_dev_server_s() {
         api["ResolverCountLimit"].as_u64(),
         Some(QUERY_ROOT_FIELDS_MAX as u64)
     );
+}
+
+/// The `@aws_subscribe` lists of `schema.graphql`'s subscriptions.
+fn subscribed_mutations(sdl: &str) -> BTreeSet<String> {
+    use async_graphql_parser::types::{TypeKind, TypeSystemDefinition};
+    let document = async_graphql_parser::parse_schema(sdl).unwrap();
+    let mut listed = BTreeSet::new();
+    for definition in document.definitions {
+        let TypeSystemDefinition::Type(ty) = definition else {
+            continue;
+        };
+        let TypeKind::Object(object) = ty.node.kind else {
+            continue;
+        };
+        for field in object.fields {
+            for directive in &field.node.directives {
+                if directive.node.name.node != "aws_subscribe" {
+                    continue;
+                }
+                let mutations = directive.node.get_argument("mutations").unwrap();
+                let names = serde_json::to_value(&mutations.node).unwrap();
+                for name in names.as_array().unwrap() {
+                    listed.insert(format!("Mutation.{}", name.as_str().unwrap()));
+                }
+            }
+        }
+    }
+    listed
+}
+
+#[test]
+fn subscriptions_listen_only_to_iam_only_publish_mutations_resolved_locally() {
+    let sdl = std::fs::read_to_string(workspace_root().join(SCHEMA)).unwrap();
+    let schema = schema_fields(&sdl).unwrap();
+    let listed = subscribed_mutations(&sdl);
+    assert!(!listed.is_empty());
+    for mutation in &listed {
+        assert!(
+            schema.iam_only.contains(mutation),
+            "{mutation} is in an @aws_subscribe list but clients can call it"
+        );
+    }
+    let publish: BTreeSet<String> = chat_appsync::publish::MUTATIONS
+        .iter()
+        .map(|(m, _)| format!("Mutation.{m}"))
+        .collect();
+    assert_eq!(
+        schema.iam_only, publish,
+        "the IAM-only fields are the publish mutations"
+    );
+
+    let template = template();
+    let api = &template["Resources"]["Api"]["Properties"];
+    assert_eq!(api["AuthenticationType"].as_str(), Some("AWS_LAMBDA"));
+    let extra: Vec<&str> = api["AdditionalAuthenticationProviders"]
+        .as_sequence()
+        .expect("AdditionalAuthenticationProviders")
+        .iter()
+        .map(|p| p["AuthenticationType"].as_str().unwrap())
+        .collect();
+    assert_eq!(extra, ["AWS_IAM"]);
+    let all = &template["Resources"];
+    for (_, resolver) in resources(&template, "AWS::AppSync::Resolver") {
+        let p = &resolver["Properties"];
+        let field = format!(
+            "{}.{}",
+            p["TypeName"].as_str().unwrap(),
+            p["FieldName"].as_str().unwrap()
+        );
+        let source = p["DataSourceName"]["Fn::GetAtt"][0].as_str().unwrap();
+        let kind = all[source]["Properties"]["Type"].as_str().unwrap();
+        if publish.contains(&field) {
+            assert_eq!(kind, "NONE", "{field}: a local resolver");
+            let code = p["Code"].as_str().unwrap();
+            assert!(code.contains("payload: ctx.args.event"), "{field}: {code}");
+        } else {
+            assert_eq!(kind, "AWS_LAMBDA", "{field}");
+        }
+    }
+}
+
+#[test]
+fn only_publishing_functions_may_call_appsync_and_each_only_its_own_publish_mutations() {
+    let template = template();
+    let publishes = registry_publishes();
+    assert!(publishes.contains_key("Mutation.sendMessage"));
+    for (id, function) in resources(&template, "AWS::Serverless::Function") {
+        let text = serde_json::to_string(&function["Properties"]["Policies"]).unwrap();
+        let mut granted: Vec<String> = Vec::new();
+        for policy in function["Properties"]["Policies"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+        {
+            for statement in policy["Statement"].as_sequence().into_iter().flatten() {
+                let action = serde_json::to_string(&statement["Action"]).unwrap();
+                if !action.contains("appsync") {
+                    continue;
+                }
+                assert_eq!(
+                    statement["Action"].as_str(),
+                    Some("appsync:GraphQL"),
+                    "{id}"
+                );
+                for resource in statement["Resource"].as_sequence().unwrap() {
+                    let arn = resource["Fn::Sub"].as_str().unwrap();
+                    let (_, field) = arn
+                        .rsplit_once("/types/Mutation/fields/")
+                        .unwrap_or_else(|| panic!("{id}: {arn} is not one publish field"));
+                    granted.push(field.to_owned());
+                }
+            }
+        }
+        let binary = function["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap();
+        let field = publishes
+            .keys()
+            .find(|f| chat_functions::binary_name(f) == binary);
+        match field {
+            Some(field) => {
+                assert_eq!(granted, publishes[field], "{id}");
+                assert!(
+                    !function["Properties"]["Environment"]["Variables"]["CHAT_APPSYNC_URL"]
+                        .is_null(),
+                    "{id}: no CHAT_APPSYNC_URL"
+                );
+            }
+            None => assert!(
+                granted.is_empty() && !text.contains("appsync:"),
+                "{id}: {text}"
+            ),
+        }
+    }
 }

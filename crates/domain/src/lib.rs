@@ -24,7 +24,8 @@ pub use search::{
 };
 pub use secrets::{AppSecret, ServerKey};
 pub use service::{
-    AppCredentials, Caller, ChatService, Clock, MessagesArgs, Page, SystemClock, UserIdentity,
+    AppCredentials, Caller, ChatService, Clock, ManualClock, MessagesArgs, Page, SystemClock,
+    UserIdentity,
 };
 pub use store::*;
 pub use throttle::{RateLimit, Throttle, ThrottleConfig};

@@ -12,6 +12,10 @@ pub const USER_ID_MAX_CHARS: usize = 128;
 pub const CLIENT_MESSAGE_ID_MAX_CHARS: usize = 64;
 /// Application tokens: at most this many characters of `[A-Za-z0-9_-]`.
 pub const APP_TOKEN_MAX_CHARS: usize = 64;
+/// The longest a user token may live, `exp` minus `iat` (or minus now, without `iat`), by
+/// default: a stolen token is worth at most a day. Configurable per deployment
+/// (`--max-token-lifetime-secs`, `CHAT_MAX_TOKEN_LIFETIME_SECS`).
+pub const TOKEN_LIFETIME_MAX_SECS: u64 = 86_400;
 /// Page sizes: `limit` is 1..=100, 20 when absent.
 pub const PAGE_SIZE_MAX: u32 = 100;
 pub const PAGE_SIZE_DEFAULT: u32 = 20;

@@ -98,6 +98,40 @@ macro_rules! number_type {
 number_type!(ChatNumber, "chat number");
 number_type!(MessageNumber, "message number");
 
+/// Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt): characters that
+/// render as nothing. Among them the bidirectional controls (U+061C, U+200E/F,
+/// U+202A-202E, U+2066-2069), zero-width spaces and joiners, the BOM, variation selectors,
+/// Hangul fillers and tag characters. In an id they make a lookalike of another id.
+pub fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFF8}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}'
+    )
+}
+
+/// Whether text shows nothing: only whitespace, invisible characters (see [`is_invisible`])
+/// and the blank Braille pattern (U+2800), which renders as a space.
+pub fn is_blank(text: &str) -> bool {
+    text.chars()
+        .all(|c| c.is_whitespace() || is_invisible(c) || c == '\u{2800}')
+}
+
 fn visible_id(raw: &str, what: &str, max_chars: usize) -> Result<String> {
     let chars = raw.chars().count();
     if chars == 0 || chars > max_chars {
@@ -108,6 +142,11 @@ fn visible_id(raw: &str, what: &str, max_chars: usize) -> Result<String> {
     if raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(DomainError::bad_input(format!(
             "{what} must not contain whitespace or control characters"
+        )));
+    }
+    if raw.chars().any(is_invisible) {
+        return Err(DomainError::bad_input(format!(
+            "{what} must not contain invisible or bidirectional control characters"
         )));
     }
     Ok(raw.to_owned())
@@ -197,7 +236,7 @@ pub struct MessageBody(String);
 
 impl MessageBody {
     pub fn parse(raw: &str) -> Result<Self> {
-        if raw.trim().is_empty() {
+        if is_blank(raw) {
             return Err(DomainError::bad_input("body must not be empty"));
         }
         if raw.len() > MESSAGE_BODY_MAX_BYTES {
@@ -369,6 +408,47 @@ mod tests {
         // 'é' is 2 bytes: 4097 of them exceed 8 KiB although they are 4097 characters.
         assert!(MessageBody::parse(&"é".repeat(4097)).is_err());
         assert_eq!(MessageBody::parse(" hi ").unwrap().as_str(), " hi ");
+    }
+
+    #[test]
+    fn a_body_of_invisible_characters_is_blank() {
+        for blank in [
+            "\u{200B}",
+            "\u{200B}\u{200D} \u{FEFF}",
+            "\u{2800}\u{2800}",
+            "\u{3164}",
+            "\u{E0041}\u{E0042}",
+            "\u{202E}\u{2066}",
+        ] {
+            assert!(MessageBody::parse(blank).is_err(), "{blank:?}");
+        }
+        // Visible text with a joiner inside (an emoji sequence) is fine.
+        assert!(MessageBody::parse("\u{1F469}\u{200D}\u{1F4BB} ok").is_ok());
+    }
+
+    #[test]
+    fn ids_refuse_invisible_and_bidirectional_characters() {
+        // Each is a lookalike of "alice" or "bob-1".
+        for lookalike in [
+            "al\u{200B}ice",
+            "alice\u{200E}",
+            "\u{202E}ecila",
+            "ali\u{2066}ce\u{2069}",
+            "alice\u{FE0F}",
+            "\u{FEFF}alice",
+            "alice\u{E0001}",
+            "al\u{00AD}ice",
+        ] {
+            let user = UserId::parse(lookalike).unwrap_err();
+            assert!(
+                user.to_string().contains("invisible"),
+                "{lookalike:?}: {user}"
+            );
+            assert!(ClientMessageId::parse(lookalike).is_err(), "{lookalike:?}");
+        }
+        assert!(UserId::parse("alice").is_ok());
+        assert!(UserId::parse("山田-太郎").is_ok());
+        assert!(ClientMessageId::parse("bob-1").is_ok());
     }
 
     #[test]

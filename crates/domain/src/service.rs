@@ -55,6 +55,30 @@ impl Clock for SystemClock {
     }
 }
 
+/// A clock that moves only when told to: for tests of anything that expires.
+#[derive(Debug, Clone)]
+pub struct ManualClock(Arc<std::sync::atomic::AtomicI64>);
+
+impl ManualClock {
+    /// Starting at the system's time now.
+    pub fn starting_now() -> Self {
+        ManualClock(Arc::new(std::sync::atomic::AtomicI64::new(
+            SystemClock.now().0,
+        )))
+    }
+
+    pub fn advance(&self, by: std::time::Duration) {
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.0.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
 /// What createApplication returns: the only time the secret is shown.
 #[derive(Debug, Clone)]
 pub struct AppCredentials {
@@ -93,6 +117,9 @@ pub struct ChatService {
     search: Option<Arc<dyn SearchIndex>>,
     throttle: Throttle,
     keyring: Keyring,
+    /// Bumped by every rotation this process performs: what was authorized before may no
+    /// longer be (open subscriptions re-check their tokens when it moves).
+    secrets_epoch: std::sync::atomic::AtomicU64,
 }
 
 fn user_of<'a>(caller: &'a Caller, app: &AppToken) -> Result<&'a UserIdentity> {
@@ -144,7 +171,19 @@ impl ChatService {
             search: None,
             throttle: Throttle::disabled(),
             keyring: Keyring::default(),
+            secrets_epoch: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// The service's clock: what "now" is for tokens, page tokens and timestamps.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// How many rotations this process has performed: a change means a token that
+    /// verified before may not any more.
+    pub fn secrets_epoch(&self) -> u64 {
+        self.secrets_epoch.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The service with a search index: `search_messages` answers from it. Without one,
@@ -260,6 +299,8 @@ impl ChatService {
         // This process verifies with the new generation from now on; others within the
         // keyring's TTL.
         self.keyring.forget(token);
+        self.secrets_epoch
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(self.credentials(application))
     }
 

@@ -33,6 +33,9 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     /// Tells WebSocket sessions to close when the server stops.
     pub shutdown: Shutdown,
+    /// How often an open connection's token is looked at between its expiry and rotations
+    /// (`realtime::authority`).
+    pub authority_recheck: Duration,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -90,7 +93,14 @@ async fn graphiql_or_websocket(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     websocket_limits(upgrade.protocols([transport_ws::PROTOCOL])).on_upgrade(move |socket| {
-        transport_ws::serve(socket, state.api, state.auth, header_token, state.shutdown)
+        transport_ws::serve(
+            socket,
+            state.api,
+            state.auth,
+            header_token,
+            state.shutdown,
+            state.authority_recheck,
+        )
     })
 }
 
@@ -127,7 +137,10 @@ fn appsync_upgrade(
             state.api,
             state.auth,
             handshake,
-            transport_appsync::Timing::default(),
+            transport_appsync::Timing {
+                authority_recheck: state.authority_recheck,
+                ..transport_appsync::Timing::default()
+            },
             state.shutdown,
         )
     })

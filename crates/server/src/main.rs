@@ -95,6 +95,11 @@ struct ServeArgs {
     /// Comma-separated http(s) or ws(s) URLs.
     #[arg(long, env = "CHAT_CONSOLE_CONNECT_SRC", value_delimiter = ',')]
     console_connect_src: Vec<String>,
+    /// The longest a user token may live, in seconds: exp minus iat (or minus now, for a
+    /// token without iat). Longer ones are refused as invalid.
+    #[arg(long, env = "CHAT_MAX_TOKEN_LIFETIME_SECS", value_name = "SECS",
+          default_value_t = chat_domain::limits::TOKEN_LIFETIME_MAX_SECS)]
+    max_token_lifetime_secs: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -346,7 +351,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     tracing::info!(%limits, "send rate limits");
     service = service.with_throttle(Throttle::new(limits));
     let service = Arc::new(service);
-    let auth = Arc::new(Authenticator::new(admin_key.clone(), service.clone()));
+    let auth = Arc::new(
+        Authenticator::new(admin_key.clone(), service.clone())
+            .with_max_token_lifetime(args.max_token_lifetime_secs),
+    );
     let registry = Arc::new(Registry::new(service));
     let api = schema::build_with(
         registry,
@@ -360,6 +368,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         api,
         auth,
         shutdown: shutdown.clone(),
+        authority_recheck: chat_server::realtime::authority::AUTHORITY_RECHECK,
     })
     .layer(axum::Extension(console_policy));
 

@@ -26,7 +26,7 @@ use futures::StreamExt;
 use crate::query_limits::QueryLimits;
 use crate::realtime::groups::{Admission, GroupFeed};
 use crate::realtime::hub::{Event, Registration};
-use crate::realtime::{ConnectionSignals, Groups, Hub, MutationLog, SubscriptionSpec};
+use crate::realtime::{ConnectionSignals, Groups, Hub, PublicationLog, SubscriptionSpec};
 
 /// What AppSync provides without declaring it: its scalars and directives.
 pub const APPSYNC_PRELUDE: &str = r#"
@@ -62,6 +62,13 @@ pub enum SchemaError {
     UnknownField(String),
     #[error("{0}: @aws_subscribe needs mutations: [\"...\"] naming Mutation fields")]
     BadSubscribe(String),
+    #[error(
+        "{0}: @aws_subscribe lists {1}, which clients can call; list only the server's \
+         publish mutations (@aws_iam, see chat_appsync::publish)"
+    )]
+    ClientMutationPublishes(String, String),
+    #[error("the registry publishes through {0}, which schema.graphql lacks or clients can call")]
+    UnknownPublishMutation(String),
     #[error("async-graphql rejected the schema: {0}")]
     Build(#[from] async_graphql::dynamic::SchemaError),
 }
@@ -100,16 +107,10 @@ fn graphql_error(error: ResolverError) -> async_graphql::Error {
     })
 }
 
-/// Resolves a field through the registry, with the parent object as `source`. A Mutation
-/// field that can trigger subscriptions is logged so the result (as selected) can be
-/// published once the request completes.
-fn registry_field(
-    registry: Arc<Registry>,
-    parent: String,
-    field: String,
-    ty: TypeRef,
-    publishes: bool,
-) -> Field {
+/// Resolves a field through the registry, with the parent object as `source`. The events
+/// the resolver's write publishes (built by the server, whole) are logged and published
+/// once the request completes: what the caller selected plays no part in them.
+fn registry_field(registry: Arc<Registry>, parent: String, field: String, ty: TypeRef) -> Field {
     let name = field.clone();
     Field::new(name, ty, move |ctx: ResolverContext<'_>| {
         let registry = registry.clone();
@@ -123,11 +124,13 @@ fn registry_field(
             let args = serde_json::Value::Object(args_json(&ctx));
             let mut event = event_for(&parent, &field, args, resolver_context(&caller));
             event.source = ctx.parent_value.as_value().map(to_json);
-            let result = registry.resolve(event).await.map_err(graphql_error)?;
-            if publishes && let Some(log) = ctx.data_opt::<MutationLog>() {
-                log.record(ctx.item.node.response_key().node.to_string(), field);
+            let resolved = registry.resolve(event).await.map_err(graphql_error)?;
+            if !resolved.publications.is_empty()
+                && let Some(log) = ctx.data_opt::<PublicationLog>()
+            {
+                log.record(resolved.publications);
             }
-            Ok(match result {
+            Ok(match resolved.data {
                 serde_json::Value::Null => None,
                 json => Some(FieldValue::value(
                     Value::from_json(json).unwrap_or(Value::Null),
@@ -135,6 +138,53 @@ fn registry_field(
             })
         })
     })
+}
+
+/// Request data that marks a request as the server's own, with AWS_IAM authority: only
+/// code in this process can add it (nothing a client sends does).
+#[derive(Debug, Clone, Copy)]
+pub struct IamAuthority;
+
+/// A field only IAM may call (`@aws_iam` without `@aws_lambda`): the server's publish
+/// mutations. A client is refused as AppSync refuses it; with [`IamAuthority`] the field
+/// answers its `event` argument, as the deployed local (NONE) resolver does, and the event
+/// is published.
+fn iam_only_field(parent: String, field: String, ty: TypeRef) -> Field {
+    let name = field.clone();
+    Field::new(name, ty, move |ctx: ResolverContext<'_>| {
+        let (parent, field) = (parent.clone(), field.clone());
+        FieldFuture::new(async move {
+            if ctx.data_opt::<IamAuthority>().is_none() {
+                return Err(graphql_error(ResolverError::new(
+                    chat_domain::ErrorCode::Unauthorized,
+                    format!("Not Authorized to access {field} on type {parent}"),
+                )));
+            }
+            let event = ctx
+                .args
+                .get("event")
+                .map(|v| v.as_value().clone())
+                .unwrap_or(Value::Null);
+            if let Some(log) = ctx.data_opt::<PublicationLog>()
+                && let Some(mutation) = chat_appsync::publish::MUTATIONS
+                    .iter()
+                    .map(|(m, _)| *m)
+                    .find(|m| *m == field)
+            {
+                log.record(vec![chat_appsync::Publication {
+                    mutation,
+                    event: to_json(&event),
+                }]);
+            }
+            Ok(Some(FieldValue::value(event)))
+        })
+    })
+}
+
+/// Whether a field's directives make it IAM only: `@aws_iam` without `@aws_lambda`.
+fn is_iam_only(directives: &[async_graphql::Positioned<ConstDirective>]) -> bool {
+    let has = |name: &str| directives.iter().any(|d| d.node.name.node == name);
+    has("aws_iam") && !has("aws_lambda")
 }
 
 /// AppSync's subscribe-time check: a caller is needed, and the registry's resolver for the
@@ -315,6 +365,7 @@ fn subscription_specs(
     document: &async_graphql_parser::types::ServiceDocument,
 ) -> Result<Vec<SubscriptionSpec>, SchemaError> {
     let mut mutations = Vec::new();
+    let mut iam_only = Vec::new();
     let mut specs = Vec::new();
     for definition in &document.definitions {
         let TypeSystemDefinition::Type(def) = definition else {
@@ -325,7 +376,13 @@ fn subscription_specs(
         };
         match def.node.name.node.as_str() {
             "Mutation" => {
-                mutations.extend(object.fields.iter().map(|f| f.node.name.node.to_string()))
+                for f in &object.fields {
+                    let name = f.node.name.node.to_string();
+                    if is_iam_only(&f.node.directives) {
+                        iam_only.push(name.clone());
+                    }
+                    mutations.push(name);
+                }
             }
             "Subscription" => {
                 for f in &object.fields {
@@ -346,6 +403,18 @@ fn subscription_specs(
                 "Subscription.{}",
                 spec.field
             )));
+        }
+        if let Some(client) = spec.mutations.iter().find(|m| !iam_only.contains(m)) {
+            return Err(SchemaError::ClientMutationPublishes(
+                format!("Subscription.{}", spec.field),
+                client.clone(),
+            ));
+        }
+    }
+    // Every mutation the registry publishes through is an IAM-only field of the schema.
+    for (mutation, _) in chat_appsync::publish::MUTATIONS {
+        if !iam_only.iter().any(|m| m == mutation) {
+            return Err(SchemaError::UnknownPublishMutation(mutation.to_owned()));
         }
     }
     Ok(specs)
@@ -436,14 +505,9 @@ fn build_from_with(
                     let ty = type_ref(&f.ty.node);
                     let mut field = if registry.has(&key) {
                         schema_fields.push(key);
-                        let publishes = type_name == "Mutation" && hub.is_trigger(&field_name);
-                        registry_field(
-                            registry.clone(),
-                            type_name.clone(),
-                            field_name,
-                            ty,
-                            publishes,
-                        )
+                        registry_field(registry.clone(), type_name.clone(), field_name, ty)
+                    } else if is_iam_only(&f.directives) {
+                        iam_only_field(type_name.clone(), field_name, ty)
                     } else if root {
                         return Err(SchemaError::MissingResolver(key));
                     } else {

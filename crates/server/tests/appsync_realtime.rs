@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::appsync::*;
 use common::ws::{Incoming, WsClient};
 use common::*;
 use futures::{SinkExt, StreamExt};
@@ -22,129 +23,6 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 const ON_MESSAGE: &str = "subscription OnMessage($a: ID!, $c: Int!) { onMessage(appToken: $a, chatNumber: $c) { chatNumber number body } }";
 const ON_INBOX: &str =
     "subscription($a: ID!) { onInboxMessage(appToken: $a) { chatNumber number } }";
-
-/// How a client presents its token at the handshake.
-enum Handshake<'a> {
-    /// Amplify JS 6: a second subprotocol `header-<base64url JSON>`.
-    Subprotocol(&'a str),
-    /// Amplify Flutter and the AWS guide: `?header=<base64 JSON>&payload=e30=`.
-    Query(&'a str),
-    /// The upgrade request's Authorization header.
-    Header(&'a str),
-    None,
-}
-
-fn auth_headers(token: &str, url: &str) -> Value {
-    let host = url.trim_start_matches("http://");
-    json!({ "Authorization": token, "host": host })
-}
-
-/// Opens a WebSocket at `path` the way `handshake` says, asking for `graphql-ws`.
-async fn open(url: &str, path: &str, handshake: Handshake<'_>) -> WsClient {
-    let mut target = format!("{}{path}", url.replacen("http", "ws", 1));
-    let mut protocols = "graphql-ws".to_owned();
-    let mut authorization = None;
-    match handshake {
-        Handshake::Subprotocol(token) => {
-            let encoded = URL_SAFE_NO_PAD.encode(auth_headers(token, url).to_string());
-            protocols.push_str(&format!(", header-{encoded}"));
-        }
-        Handshake::Query(token) => {
-            let encoded = STANDARD.encode(auth_headers(token, url).to_string());
-            let encoded: String = encoded
-                .chars()
-                .map(|c| match c {
-                    '+' => "%2B".to_owned(),
-                    '/' => "%2F".to_owned(),
-                    '=' => "%3D".to_owned(),
-                    c => c.to_string(),
-                })
-                .collect();
-            target.push_str(&format!("?header={encoded}&payload=e30%3D"));
-        }
-        Handshake::Header(token) => authorization = Some(token),
-        Handshake::None => {}
-    }
-    let mut request = target.into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("Sec-WebSocket-Protocol", protocols.parse().unwrap());
-    if let Some(token) = authorization {
-        request
-            .headers_mut()
-            .insert("Authorization", token.parse().unwrap());
-    }
-    // The server answers with graphql-ws, as AppSync does.
-    WsClient::open_request(request, "graphql-ws").await
-}
-
-/// Connects as Amplify JS does and returns after connection_ack and the first ka.
-async fn connect(url: &str, token: &str) -> WsClient {
-    let mut client = open(url, "/graphql/realtime", Handshake::Subprotocol(token)).await;
-    client.send(json!({ "type": "connection_init" })).await;
-    let ack = next(&mut client).await;
-    assert_eq!(ack["type"], "connection_ack", "{ack}");
-    assert_eq!(ack["payload"]["connectionTimeoutMs"], 300_000, "{ack}");
-    let ka = next(&mut client).await;
-    assert_eq!(ka, json!({ "type": "ka" }));
-    client
-}
-
-/// The next message (keep-alives included); panics on a close.
-async fn next(client: &mut WsClient) -> Value {
-    match client.next().await {
-        Incoming::Message(m) => m,
-        Incoming::Closed(frame) => panic!("closed: {frame:?}"),
-    }
-}
-
-/// The next message that is not a keep-alive.
-async fn next_not_ka(client: &mut WsClient) -> Value {
-    loop {
-        let message = next(client).await;
-        if message["type"] != "ka" {
-            return message;
-        }
-    }
-}
-
-/// A `start` as Amplify sends it: `data` is JSON text; the token, when given, in
-/// `extensions.authorization`.
-fn start(id: &str, query: &str, variables: Value, token: Option<&str>) -> Value {
-    let data = json!({ "query": query, "variables": variables }).to_string();
-    let mut message = json!({ "id": id, "type": "start", "payload": { "data": data } });
-    if let Some(token) = token {
-        message["payload"]["extensions"] = json!({
-            "authorization": { "Authorization": token, "host": "localhost", "x-amz-user-agent": "test" }
-        });
-    }
-    message
-}
-
-/// Starts a subscription and waits for its start_ack.
-async fn subscribe(client: &mut WsClient, id: &str, query: &str, variables: Value) {
-    client.send(start(id, query, variables, None)).await;
-    let ack = next_not_ka(client).await;
-    assert_eq!(ack, json!({ "type": "start_ack", "id": id }));
-}
-
-/// The next `error`'s id and first error.
-async fn expect_error(client: &mut WsClient) -> (Value, Value) {
-    let message = next_not_ka(client).await;
-    assert_eq!(message["type"], "error", "{message}");
-    let error = message["payload"]["errors"][0].clone();
-    assert!(error["message"].is_string(), "{message}");
-    (message["id"].clone(), error)
-}
-
-async fn nothing_arrives(client: &mut WsClient) {
-    while let Some(incoming) = client.next_within(Duration::from_millis(300)).await {
-        match incoming {
-            Incoming::Message(m) if m["type"] == "ka" => continue,
-            other => panic!("unexpected: {other:?}"),
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_handshake_amplify_makes_gets_an_ack_with_the_connection_timeout() {
@@ -799,4 +677,54 @@ async fn with_a_certificate_the_port_serves_wss_and_https_next_to_plain_http() {
     stream.read_to_string(&mut response).await.unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains(r#"{"status":"ok"}"#), "{response}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reported_forgery_reaches_no_subscriber_of_the_other_application() {
+    let server = TestServer::start();
+    let a = TestApp::create(&server, "A").await;
+    let b = TestApp::create(&server, "B").await;
+    let (c1, agent) = (a.customer("c1"), a.agent("agent"));
+    let chat = open_chat(&server, &a, &c1).await;
+    let mallory = b.customer("mallory");
+    open_chat(&server, &b, &mallory).await;
+    let mut feed = connect(&server.url, &agent).await;
+    subscribe(
+        &mut feed,
+        "m",
+        ON_MESSAGE,
+        json!({ "a": a.token, "c": chat }),
+    )
+    .await;
+    subscribe(&mut feed, "i", ON_INBOX, json!({ "a": a.token })).await;
+
+    server
+        .ok(
+            &mallory,
+            FORGED_SEND,
+            json!({ "b": b.token, "cm": a.token }),
+        )
+        .await;
+    send(&server, &a, &c1, chat, "real").await;
+    let mut events = Vec::new();
+    for _ in 0..2 {
+        let message = next_not_ka(&mut feed).await;
+        assert_eq!(message["type"], "data", "{message}");
+        events.push((message["id"].clone(), message["payload"]["data"].clone()));
+    }
+    events.sort_by_key(|(id, _)| id.to_string());
+    assert_eq!(
+        events,
+        [
+            (
+                json!("i"),
+                json!({ "onInboxMessage": { "chatNumber": chat, "number": 1 } })
+            ),
+            (
+                json!("m"),
+                json!({ "onMessage": { "chatNumber": chat, "number": 1, "body": "real" } })
+            ),
+        ]
+    );
+    nothing_arrives(&mut feed).await;
 }

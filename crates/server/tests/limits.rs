@@ -122,6 +122,132 @@ async fn identifiers_and_subjects_are_checked() {
 }
 
 #[tokio::test]
+async fn lookalike_ids_and_invisible_bodies_are_refused() {
+    let server = TestServer::start();
+    let app = TestApp::create(&server, "Acme").await;
+    let agent = app.agent("a1");
+    let chat = server
+        .ok(&agent, CREATE_CHAT, json!({ "a": app.token, "c": "alice" }))
+        .await["createChat"]["number"]
+        .as_i64()
+        .unwrap();
+    // "alice" with a zero-width space, and with a right-to-left override.
+    for lookalike in ["ali\u{200B}ce", "\u{202E}ecila"] {
+        let (_, body) = server
+            .post(
+                Some(&agent),
+                CREATE_CHAT,
+                json!({ "a": app.token, "c": lookalike }),
+            )
+            .await;
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"], "BadInput",
+            "{body}"
+        );
+        assert!(
+            body["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("invisible or bidirectional"),
+            "{body}"
+        );
+        let key = server
+            .error_code(
+                Some(&agent),
+                SEND,
+                json!({ "a": app.token, "c": chat, "b": "x", "k": lookalike }),
+            )
+            .await;
+        assert_eq!(key, "BadInput");
+    }
+    // A user token whose sub is a lookalike does not authenticate.
+    let (status, _) = server
+        .post(
+            Some(&app.user("al\u{200D}ice", chat_domain::Role::Customer)),
+            CHAT,
+            json!({ "a": app.token, "n": chat }),
+        )
+        .await;
+    assert_eq!(status, 401);
+    // A body of zero-width characters and Braille blanks is blank.
+    for blank in ["\u{200B}\u{200C}\u{FEFF}", "\u{2800} \u{2800}"] {
+        let code = server
+            .error_code(
+                Some(&agent),
+                SEND,
+                json!({ "a": app.token, "c": chat, "b": blank }),
+            )
+            .await;
+        assert_eq!(code, "BadInput");
+    }
+    let data = server
+        .ok(&agent, CHAT, json!({ "a": app.token, "n": chat }))
+        .await;
+    assert_eq!(data["chat"]["messagesCount"], 0, "nothing was stored");
+}
+
+#[tokio::test]
+async fn tokens_that_live_too_long_or_are_not_valid_yet_are_refused() {
+    // The default maximum lifetime is a day.
+    let server = TestServer::start();
+    let app = TestApp::create(&server, "Acme").await;
+    let query = "query($a: ID!) { unreadSummary(appToken: $a) { totalUnread } }";
+    let mint = |claims: serde_json::Value| mint_claims(&app, claims);
+    let now = jsonwebtoken_exp(0);
+    let base = json!({ "sub": "u1", "app": app.token, "role": "AGENT" });
+    let with = |extra: serde_json::Value| {
+        let mut claims = base.clone();
+        claims
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        mint(claims)
+    };
+    let cases = [
+        (with(json!({ "exp": now + 2 * 86_400, "iat": now })), 401),
+        (with(json!({ "exp": now + 2 * 86_400 })), 401),
+        (with(json!({ "exp": now + 600, "nbf": now + 300 })), 401),
+        (with(json!({ "exp": now + 600, "iat": now + 300 })), 401),
+        (
+            with(json!({ "exp": now + 86_400, "iat": now, "nbf": now })),
+            200,
+        ),
+    ];
+    for (token, expected) in cases {
+        let (status, body) = server
+            .post(Some(&token), query, json!({ "a": app.token }))
+            .await;
+        assert_eq!(status, expected, "{body}");
+    }
+
+    // A deployment may allow less.
+    let strict = TestServer::start_with_args(&["--max-token-lifetime-secs", "3600"], &[]);
+    let app = TestApp::create(&strict, "Acme").await;
+    let day = mint_claims(
+        &app,
+        json!({ "sub": "u1", "app": app.token, "role": "AGENT", "exp": now + 86_400, "iat": now }),
+    );
+    let (status, body) = strict
+        .post(Some(&day), query, json!({ "a": app.token }))
+        .await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.to_string().contains("longer than 3600 s"), "{body}");
+    let (status, _) = strict
+        .post(Some(&app.agent("u1")), query, json!({ "a": app.token }))
+        .await;
+    assert_eq!(status, 200, "an hour's token (TestApp's) is fine");
+}
+
+fn mint_claims(app: &TestApp, claims: serde_json::Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(app.secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
 async fn malformed_requests_get_json_errors_not_500() {
     let server = TestServer::start();
     let url = format!("{}/graphql", server.url);

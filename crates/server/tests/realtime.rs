@@ -432,6 +432,7 @@ impl InProcess {
             api: api.clone(),
             auth: Arc::new(Authenticator::new(ADMIN_KEY, service)),
             shutdown: Default::default(),
+            authority_recheck: chat_server::realtime::authority::AUTHORITY_RECHECK,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -798,4 +799,99 @@ async fn a_named_subscription_without_operation_name_streams() {
     send(&server, &app, &customer, chat, "named and live").await;
     let event = client.next_data("named").await;
     assert_eq!(event["onMessage"]["body"], "named and live", "{event}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aliased_mutation_reaches_no_other_application_or_chat() {
+    let server = TestServer::start();
+    let a = TestApp::create(&server, "A").await;
+    let b = TestApp::create(&server, "B").await;
+    let (c1, c2, agent) = (a.customer("c1"), a.customer("c2"), a.agent("agent"));
+    let chat1 = open_chat(&server, &a, &c1).await;
+    let chat2 = open_chat(&server, &a, &c2).await;
+    let mallory = b.customer("mallory");
+    open_chat(&server, &b, &mallory).await;
+    let all = "subscription($a: ID!, $c: Int!) { onMessage(appToken: $a, chatNumber: $c) { appToken chatNumber number body senderId } }";
+    let mut feed = WsClient::connect(&server.url, &agent).await;
+    feed.subscribe("chat1", all, json!({ "a": a.token, "c": chat1 }))
+        .await;
+    feed.subscribe("inbox", ON_INBOX, json!({ "a": a.token }))
+        .await;
+    feed.send(json!({ "type": "ping" })).await;
+    assert!(matches!(feed.next().await, Incoming::Message(m) if m["type"] == "pong"));
+
+    // Across applications: B's answer says "A", and nothing of it reaches A.
+    let forged = server
+        .ok(
+            &mallory,
+            FORGED_SEND,
+            json!({ "b": b.token, "cm": a.token }),
+        )
+        .await;
+    assert_eq!(
+        forged["sendMessage"]["appToken"], a.token,
+        "the caller's own view"
+    );
+    // Inside one application: c2 makes its chat-2 message look like chat 1's.
+    let inside = "mutation($a: ID!, $c: Int!) { sendMessage(appToken: $a, chatNumber: $c, body: \"not yours\") { appToken chatNumber: number number body } }";
+    let shaped = server
+        .ok(&c2, inside, json!({ "a": a.token, "c": chat2 }))
+        .await;
+    assert_eq!(shaped["sendMessage"]["chatNumber"], 1);
+
+    // Chat 1 sees only its own message; the inbox sees c2's real one, then c1's.
+    send(&server, &a, &c1, chat1, "real").await;
+    let mut events: Vec<(String, Value)> = Vec::new();
+    while events.len() < 3 {
+        match feed.next().await {
+            Incoming::Message(m) if m["type"] == "next" => events.push((
+                m["id"].as_str().unwrap().to_owned(),
+                m["payload"]["data"].clone(),
+            )),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let of = |id: &str| -> Vec<Value> {
+        events
+            .iter()
+            .filter(|(i, _)| i == id)
+            .map(|(_, e)| e.clone())
+            .collect()
+    };
+    assert_eq!(
+        of("chat1"),
+        [
+            json!({ "onMessage": { "appToken": a.token, "chatNumber": chat1, "number": 1, "body": "real", "senderId": "c1" } })
+        ]
+    );
+    assert_eq!(
+        of("inbox"),
+        [
+            json!({ "onInboxMessage": { "chatNumber": chat2, "number": 1 } }),
+            json!({ "onInboxMessage": { "chatNumber": chat1, "number": 1 } })
+        ]
+    );
+    nothing_arrives(&mut feed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_get_the_fields_they_select_whatever_the_mutation_selected() {
+    let server = TestServer::start();
+    let app = TestApp::create(&server, "Acme").await;
+    let c1 = app.customer("c1");
+    let chat = open_chat(&server, &app, &c1).await;
+    let mut sub = WsClient::connect(&server.url, &c1).await;
+    sub.subscribe("1", ON_MESSAGE, json!({ "a": app.token, "c": chat }))
+        .await;
+    sub.send(json!({ "type": "ping" })).await;
+    assert!(matches!(sub.next().await, Incoming::Message(m) if m["type"] == "pong"));
+    let bare = "mutation($a: ID!, $c: Int!) { sendMessage(appToken: $a, chatNumber: $c, body: \"hi\") { __typename } }";
+    server
+        .ok(&c1, bare, json!({ "a": app.token, "c": chat }))
+        .await;
+    let event = sub.next_data("1").await;
+    assert_eq!(
+        event["onMessage"],
+        json!({ "chatNumber": chat, "number": 1, "body": "hi", "senderId": "c1" })
+    );
 }

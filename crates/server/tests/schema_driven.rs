@@ -19,7 +19,7 @@ async fn a_subscription_added_to_the_schema_fires_without_new_code() {
     // Given the real schema plus a subscription filtered on fields no other one uses,
     let sdl = schema::SCHEMA_SDL.replace(
         "type Subscription {",
-        "type Subscription {\n  onMessageFrom(appToken: ID!, senderId: ID!): Message @aws_subscribe(mutations: [\"sendMessage\", \"editMessage\"])",
+        "type Subscription {\n  onMessageFrom(appToken: ID!, senderId: ID!): Message @aws_subscribe(mutations: [\"publishMessageSent\", \"publishMessageChanged\"])",
     );
     assert_ne!(sdl, schema::SCHEMA_SDL);
     let key = ServerKey::generate();
@@ -31,6 +31,7 @@ async fn a_subscription_added_to_the_schema_fires_without_new_code() {
         api,
         auth: Arc::new(Authenticator::new(ADMIN, service)),
         shutdown: Default::default(),
+        authority_recheck: chat_server::realtime::authority::AUTHORITY_RECHECK,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -120,6 +121,31 @@ fn a_subscription_naming_an_unknown_mutation_is_refused_at_start_up() {
     };
     assert!(
         error.to_string().contains("Subscription.onNothing"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_subscription_listing_a_client_mutation_is_refused_at_start_up() {
+    // A client shapes its mutation's answer (aliases, fragments): subscriptions listen only
+    // to the server's publish mutations, and a schema that lists another does not start.
+    let sdl = schema::SCHEMA_SDL.replace(
+        "@aws_subscribe(mutations: [\"publishChat\"])",
+        "@aws_subscribe(mutations: [\"publishChat\", \"updateChat\"])",
+    );
+    assert_ne!(sdl, schema::SCHEMA_SDL);
+    let store = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let registry = Arc::new(Registry::new(Arc::new(ChatService::new(
+        store,
+        ServerKey::generate(),
+        Arc::new(SystemClock),
+    ))));
+    let Err(error) = schema::build_from(&sdl, registry) else {
+        panic!("built")
+    };
+    assert!(
+        matches!(&error, schema::SchemaError::ClientMutationPublishes(field, mutation)
+            if field == "Subscription.onChat" && mutation == "updateChat"),
         "{error}"
     );
 }

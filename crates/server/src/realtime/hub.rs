@@ -1,9 +1,10 @@
 //! AppSync's subscription rule, implemented once for any schema.
 //!
-//! A subscription field lists mutations in `@aws_subscribe(mutations: [...])`. When one of
-//! them completes, its result (as the mutation selected it) goes to every subscriber of
-//! that field whose arguments equal the same-named fields of the result. Arguments left
-//! out (or null) match anything; an argument the result does not carry matches nothing.
+//! A subscription field lists mutations in `@aws_subscribe(mutations: [...])`: the server's
+//! publish mutations (`chat_appsync::publish`), never a client's. When one of them
+//! completes, its event (the whole object the server wrote) goes to every subscriber of
+//! that field whose arguments equal the same-named fields of the event. Arguments left
+//! out (or null) match anything; an argument the event does not carry matches nothing.
 //!
 //! Subscribers are indexed by (field, the names of the arguments they gave, the canonical
 //! values of those arguments), so a publish costs one hash lookup per argument-name group,
@@ -32,7 +33,7 @@ pub struct SubscriptionSpec {
     pub mutations: Vec<String>,
 }
 
-/// A mutation result on its way to subscribers. A subscriber's queue that closes while
+/// An event on its way to subscribers. A subscriber's queue that closes while
 /// its [`Registration`] is alive means the hub cut it off for falling behind.
 pub type Event = Arc<Value>;
 
@@ -119,12 +120,6 @@ impl Hub {
         })
     }
 
-    /// Whether a completed mutation of this field can reach anyone (saves the caller from
-    /// converting results nobody listens for).
-    pub fn is_trigger(&self, mutation: &str) -> bool {
-        self.triggers.contains_key(mutation)
-    }
-
     /// Registers a subscriber of `field` with its (non-null) arguments.
     pub fn subscribe(
         self: &Arc<Self>,
@@ -159,17 +154,17 @@ impl Hub {
         (registration, rx)
     }
 
-    /// Delivers a completed mutation's result. Returns how many subscribers got it.
-    pub fn publish(&self, mutation: &str, result: Value) -> usize {
+    /// Delivers an event published through `mutation`. Returns how many subscribers got it.
+    pub fn publish(&self, mutation: &str, event: Value) -> usize {
         let Some(fields) = self.triggers.get(mutation) else {
             return 0;
         };
-        let Value::Object(object) = &result else {
+        let event = Arc::new(event);
+        let Value::Object(object) = &*event else {
             return 0;
         };
         let mut overflowed = Vec::new();
         let mut delivered = 0;
-        let event = Arc::new(result.clone());
         {
             let index = self.index.read().unwrap_or_else(|e| e.into_inner());
             for field in fields {

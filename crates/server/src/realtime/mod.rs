@@ -9,6 +9,7 @@
 //! What a transport gets is protocol-neutral: [`Payload`]s, GraphQL responses already
 //! rendered to JSON text; each protocol wraps them in its own envelope.
 
+pub mod authority;
 pub mod groups;
 pub mod hub;
 pub mod transport_appsync;
@@ -18,7 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_graphql::parser::types::{DocumentOperations, OperationType};
-use async_graphql::{Request, Response, Value};
+use async_graphql::{Request, Response};
+use chat_appsync::Publication;
 use chat_domain::Caller;
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -29,19 +31,20 @@ pub use hub::{Hub, SubscriptionSpec};
 
 use crate::schema::Api;
 
-/// The Mutation fields a request completed, by response key, to publish afterwards.
+/// The events a request's committed writes publish, built by the server (see
+/// `chat_appsync::publish`), delivered once the request completes.
 #[derive(Clone, Default)]
-pub struct MutationLog(Arc<Mutex<Vec<(String, String)>>>);
+pub struct PublicationLog(Arc<Mutex<Vec<Publication>>>);
 
-impl MutationLog {
-    pub fn record(&self, response_key: String, field: String) {
+impl PublicationLog {
+    pub fn record(&self, publications: Vec<Publication>) {
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push((response_key, field));
+            .extend(publications);
     }
 
-    fn take(&self) -> Vec<(String, String)> {
+    fn take(&self) -> Vec<Publication> {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
@@ -140,27 +143,21 @@ fn operation_of(request: &mut Request) -> Operation {
 }
 
 impl Api {
-    /// Executes a query or mutation and then publishes every completed mutation that
-    /// subscriptions listen to, with its result as the mutation selected it (AppSync's
-    /// behaviour: a subscriber sees only fields the mutation asked for).
+    /// Executes a query or mutation and then publishes the events its committed writes
+    /// produced: whole objects built by the resolvers, routed by their own fields, whatever
+    /// the request selected or aliased. Each subscriber renders its own selection of them.
     pub async fn execute(&self, request: Request, caller: Caller) -> Response {
         // Before anything parses the document (see `query_nesting`).
         if let Err(error) = crate::query_nesting::check(&request.query) {
             return Response::from_errors(vec![error]);
         }
-        let log = MutationLog::default();
+        let log = PublicationLog::default();
         let response = self
             .schema
             .execute(request.data(caller).data(log.clone()))
             .await;
-        if let Value::Object(data) = &response.data {
-            for (key, field) in log.take() {
-                if let Some(result @ Value::Object(_)) = data.get(key.as_str())
-                    && let Ok(json) = result.clone().into_json()
-                {
-                    self.hub.publish(&field, json);
-                }
-            }
+        for publication in log.take() {
+            self.hub.publish(publication.mutation, publication.event);
         }
         response
     }

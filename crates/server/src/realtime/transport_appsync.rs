@@ -53,6 +53,7 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 use tokio_stream::StreamMap;
 
+use super::authority::{Authority, Credentials, Lost};
 use super::transport_ws::{self, FELL_BEHIND_REASON, close, send_all};
 use super::{ConnectionSignals, Operation, Payload};
 use crate::schema::Api;
@@ -92,6 +93,8 @@ pub struct Timing {
     pub keep_alive: Duration,
     /// How long an initialised connection may stay without any subscription.
     pub idle: Duration,
+    /// How often a credential's token is looked at (see [`super::authority`]).
+    pub authority_recheck: Duration,
 }
 
 impl Default for Timing {
@@ -100,6 +103,7 @@ impl Default for Timing {
             init: transport_ws::CONNECTION_INIT_TIMEOUT,
             keep_alive: Duration::from_secs(30),
             idle: CONNECTION_TIMEOUT,
+            authority_recheck: super::authority::AUTHORITY_RECHECK,
         }
     }
 }
@@ -368,9 +372,10 @@ fn connection_refusal(error_type: &str, code: u16, message: String) -> AppSyncEr
 
 /// Who the handshake says the connection is.
 async fn authenticate_handshake(
-    auth: &Authenticator,
+    auth: &Arc<Authenticator>,
     handshake: Handshake,
-) -> Result<Caller, AppSyncError> {
+    recheck: Duration,
+) -> Result<(Caller, Authority), AppSyncError> {
     let unauthorized = |why: String| connection_refusal("UnauthorizedException", 401, why);
     match handshake {
         Handshake::Malformed(why) => Err(connection_refusal("BadRequestException", 400, why)),
@@ -379,10 +384,12 @@ async fn authenticate_handshake(
              header query parameter or the Authorization header)"
                 .into(),
         )),
-        Handshake::Token(token) => match auth.authenticate(Some(&token)).await {
-            Ok(caller @ (Caller::Admin | Caller::User(_))) => Ok(caller),
-            Ok(Caller::Anonymous) => Err(unauthorized("the Authorization token is empty".into())),
-            Err(error) => Err(unauthorized(error.to_string())),
+        Handshake::Token(token) => match Authority::establish(auth, Some(&token), recheck).await {
+            Ok((caller @ (Caller::Admin | Caller::User(_)), authority)) => Ok((caller, authority)),
+            Ok((Caller::Anonymous, _)) => {
+                Err(unauthorized("the Authorization token is empty".into()))
+            }
+            Err(error) => Err(unauthorized(error)),
         },
     }
 }
@@ -398,11 +405,11 @@ pub async fn serve(
 ) {
     let _session = shutdown.session();
     let (mut sink, mut source) = socket.split();
-    let caller = authenticate_handshake(&auth, handshake).await;
+    let caller = authenticate_handshake(&auth, handshake, timing.authority_recheck).await;
     let init_deadline = Instant::now() + timing.init;
 
-    let caller = match caller {
-        Ok(caller) => caller,
+    let (caller, authority) = match caller {
+        Ok(established) => established,
         Err(refusal) => {
             // AppSync refuses at the handshake; Amplify reads the refusal as the answer to
             // its connection_init, so it comes after the first message.
@@ -428,6 +435,8 @@ pub async fn serve(
         api,
         auth,
         caller,
+        credentials: Credentials::new(authority),
+        recheck: timing.authority_recheck,
         signals: ConnectionSignals::default(),
         subscriptions: Subscriptions::default(),
     };
@@ -486,6 +495,7 @@ pub async fn serve(
                             connection.start(id, payload, &mut frames).await;
                         }
                         Ok(ClientMessage::Stop { id }) => {
+                            connection.credentials.remove(&id);
                             if connection.subscriptions.stop(&id) {
                                 frames.push(ServerMessage::Complete { id: &id }.frame());
                             }
@@ -518,6 +528,27 @@ pub async fn serve(
                 return close(&mut sink, code, &reason).await;
             }
             _ = connection.signals.wait_fell_behind() => break,
+            lost = connection.credentials.lost() => match lost {
+                // Every subscription on the connection's credential ends, and so does the
+                // connection: Amplify reconnects with a fresh token.
+                Lost::Connection(reason) => {
+                    for id in connection.subscriptions.ids_sorted() {
+                        if !connection.credentials.has_own(&id) {
+                            frames.push(error_frame(Some(&id), AppSyncError::new("UnauthorizedException", reason.clone())));
+                        }
+                    }
+                    send_all(&mut sink, frames).await;
+                    return close(&mut sink, close_code::UNAUTHORIZED, &reason).await;
+                }
+                Lost::Operations(lost) => {
+                    for (id, reason) in lost {
+                        if connection.subscriptions.stop(&id) {
+                            frames.push(error_frame(Some(&id), AppSyncError::new("UnauthorizedException", reason)));
+                        }
+                    }
+                    if !send_all(&mut sink, frames).await { break; }
+                }
+            },
             _ = shutdown.stopping() => {
                 return close(&mut sink, GOING_AWAY, GOING_AWAY_REASON).await;
             }
@@ -548,6 +579,9 @@ struct Connection {
     auth: Arc<Authenticator>,
     /// Who the handshake authenticated.
     caller: Caller,
+    /// How long the handshake's token, and each start's own, still hold.
+    credentials: Credentials,
+    recheck: Duration,
     signals: ConnectionSignals,
     subscriptions: Subscriptions,
 }
@@ -578,9 +612,23 @@ impl Connection {
             Ok(request) => request,
             Err(error) => return frames.push(error_frame(Some(&id), error)),
         };
-        let caller = match start_caller(&self.auth, &self.caller, payload.extensions).await {
-            Ok(caller) => caller,
+        let own = match start_credential(&self.auth, payload.extensions, self.recheck).await {
+            Ok(own) => own,
             Err(error) => return frames.push(error_frame(Some(&id), error)),
+        };
+        let caller = match own {
+            Some((caller, authority)) => {
+                self.credentials.insert(id.clone(), authority);
+                caller
+            }
+            None => {
+                // A token that expired starts nothing (its connection closes soon).
+                if let Err(reason) = self.credentials.connection.check().await {
+                    let error = AppSyncError::new("UnauthorizedException", reason);
+                    return frames.push(error_frame(Some(&id), error));
+                }
+                self.caller.clone()
+            }
         };
         let (kind, mut stream) = self
             .api
@@ -628,23 +676,26 @@ impl Connection {
     }
 }
 
-/// A `start`'s caller: its own authorization, else the connection's.
-async fn start_caller(
-    auth: &Authenticator,
-    connection: &Caller,
+/// A `start`'s own caller and credential, when it brings a token (else it runs on the
+/// connection's).
+async fn start_credential(
+    auth: &Arc<Authenticator>,
     extensions: Option<StartExtensions>,
-) -> Result<Caller, AppSyncError> {
+    recheck: Duration,
+) -> Result<Option<(Caller, Authority)>, AppSyncError> {
     let headers = extensions.and_then(|e| e.authorization);
     let Some(token) = headers.as_ref().and_then(authorization_of) else {
-        return Ok(connection.clone());
+        return Ok(None);
     };
-    match auth.authenticate(Some(token)).await {
-        Ok(caller @ (Caller::Admin | Caller::User(_))) => Ok(caller),
-        Ok(Caller::Anonymous) => Err(AppSyncError::new(
+    match Authority::establish(auth, Some(token), recheck).await {
+        Ok((caller @ (Caller::Admin | Caller::User(_)), authority)) => {
+            Ok(Some((caller, authority)))
+        }
+        Ok((Caller::Anonymous, _)) => Err(AppSyncError::new(
             "Unauthorized",
             "the start's Authorization token is empty",
         )),
-        Err(error) => Err(AppSyncError::new("Unauthorized", error.to_string())),
+        Err(error) => Err(AppSyncError::new("Unauthorized", error)),
     }
 }
 
@@ -695,6 +746,13 @@ impl Subscriptions {
 
     fn contains(&self, id: &str) -> bool {
         self.ids.contains_key(id)
+    }
+
+    /// The running subscriptions' ids, in order.
+    fn ids_sorted(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.ids.keys().cloned().collect();
+        ids.sort();
+        ids
     }
 
     fn start(&mut self, id: String, stream: BoxStream<'static, Arc<Payload>>) {
@@ -835,6 +893,7 @@ mod tests {
             init: Duration::from_secs(5),
             keep_alive: Duration::from_millis(40),
             idle: Duration::from_millis(400),
+            ..Timing::default()
         };
         let mut socket = connect_with(timing).await;
         let started = Instant::now();

@@ -3,7 +3,10 @@
 //!
 //! Authentication: the `Authorization` (or `authorization` / `token`) value of the
 //! `connection_init` payload, else the upgrade request's `Authorization` header; the same
-//! tokens as HTTP. A connection without a valid token is closed with 4403.
+//! tokens as HTTP. A connection without a valid token is closed with 4403, and so is one
+//! whose token stops being valid (it expired, or its secret was rotated past its grace),
+//! with the reason: graphql-ws clients retry a 4403 and so reconnect with fresh
+//! `connectionParams`.
 //!
 //! A connection never blocks the rest of the server: every send has a deadline, and a
 //! subscription that falls behind closes the connection with 4029 and a
@@ -17,6 +20,8 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use chat_appsync::Authenticator;
 use chat_domain::Caller;
+
+use super::authority::Authority;
 use futures::stream::BoxStream;
 use futures::{FutureExt, SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -94,6 +99,7 @@ pub async fn serve(
     auth: std::sync::Arc<Authenticator>,
     header_token: Option<String>,
     shutdown: Shutdown,
+    authority_recheck: Duration,
 ) {
     let _session = shutdown.session();
     let (mut sink, mut source) = socket.split();
@@ -103,7 +109,7 @@ pub async fn serve(
         init = tokio::time::timeout(CONNECTION_INIT_TIMEOUT, next_json(&mut source)) => init,
         _ = shutdown.stopping() => return close(&mut sink, GOING_AWAY, GOING_AWAY_REASON).await,
     };
-    let caller = match init {
+    let (caller, mut authority) = match init {
         Err(_) => {
             return close(
                 &mut sink,
@@ -116,8 +122,8 @@ pub async fn serve(
         Ok(Some(Err(reason))) => return close(&mut sink, close::BAD_REQUEST, &reason).await,
         Ok(Some(Ok(message))) if message["type"] == "connection_init" => {
             let token = token_from_payload(message.get("payload")).or(header_token);
-            match auth.authenticate(token.as_deref()).await {
-                Ok(caller @ (Caller::Admin | Caller::User(_))) => caller,
+            match Authority::establish(&auth, token.as_deref(), authority_recheck).await {
+                Ok((caller @ (Caller::Admin | Caller::User(_)), authority)) => (caller, authority),
                 _ => {
                     return close(
                         &mut sink,
@@ -176,6 +182,10 @@ pub async fn serve(
                             Ok(request) => request,
                             Err(e) => return close(&mut sink, close::BAD_REQUEST, &format!("invalid subscribe payload: {e}")).await,
                         };
+                        // An expired token starts nothing (its connection closes).
+                        if let Err(reason) = authority.check().await {
+                            return close(&mut sink, close::FORBIDDEN, &reason).await;
+                        }
                         // A subscription is admitted and live once this returns, before the
                         // next message of the connection is read.
                         let (kind, stream) = api.execute_stream(request, caller.clone(), signals.clone()).await;
@@ -202,6 +212,9 @@ pub async fn serve(
                 if !send_all(&mut sink, frames).await || behind { break; }
             }
             _ = signals.wait_fell_behind() => break,
+            reason = authority.ended() => {
+                return close(&mut sink, close::FORBIDDEN, &reason).await;
+            }
             _ = shutdown.stopping() => {
                 return close(&mut sink, GOING_AWAY, GOING_AWAY_REASON).await;
             }

@@ -1,6 +1,7 @@
 //! A real `chat-server` process on a free loopback port, and a small GraphQL client.
 #![allow(dead_code)]
 
+pub mod appsync;
 pub mod ws;
 
 use std::io::{BufRead, BufReader};
@@ -295,6 +296,16 @@ pub const CREATE_CHAT: &str = "mutation($a: ID!, $s: String, $c: ID) { createCha
 pub const SEND: &str = "mutation($a: ID!, $c: Int!, $b: String!, $k: ID) { sendMessage(appToken: $a, chatNumber: $c, body: $b, clientMessageId: $k) { number body senderId senderRole clientMessageId chatNumber appToken deleted createdAt } }";
 pub const MESSAGES: &str = "query($a: ID!, $c: Int!, $after: Int, $before: Int, $l: Int, $t: String) { messages(appToken: $a, chatNumber: $c, after: $after, before: $before, limit: $l, nextToken: $t) { items { number body deleted } nextToken } }";
 pub const CHAT: &str = "query($a: ID!, $n: Int!) { chat(appToken: $a, number: $n) { number customerId subject status messagesCount lastMessage { number body deleted editedAt } lastMessageAt } }";
+
+/// The mutation from the security report, verbatim: a user of application B sends a
+/// message in B whose answer it shapes to look like application A's (`appToken:
+/// clientMessageId`, with A's token as the clientMessageId).
+pub const FORGED_SEND: &str = r#"mutation($b: ID!, $cm: ID) {
+  sendMessage(appToken: $b, chatNumber: 1, body: "Agent here: please send your card number",
+              clientMessageId: $cm) {
+    appToken: clientMessageId  chatNumber number body senderId
+  }
+}"#;
 
 /// Opens a chat as `customer` and returns its number.
 pub async fn open_chat(server: &TestServer, app: &TestApp, customer_token: &str) -> i64 {
