@@ -42,6 +42,7 @@ from hypothesis import strategies as st
 from hypothesis_graphql import Mode, from_schema, nodes
 
 import invariants
+import watchers
 from oracle import Caller, Oracle, documented_error_codes, write_failure
 from server import Client, Server, b64url, mint_token, sign_jwt
 
@@ -247,7 +248,12 @@ def custom_scalars(world: World) -> dict:
     strings = weighted(
         (6, texts()), (3, pick(world.next_tokens)), (1, mutated(world.next_tokens)), (1, forged_page_tokens()),
     ).map(nodes.String)
-    return {"Int": ints(beyond_share=40).map(nodes.Int), "ID": ids, "String": strings}
+    # AWSDateTime appears only in the publish mutations' event inputs (which every client is
+    # refused): valid times and junk.
+    times = weighted(
+        (3, uniform(["2026-01-01T00:00:00Z", "2026-12-06T10:00:00.123Z"])), (1, texts()),
+    ).map(nodes.String)
+    return {"Int": ints(beyond_share=40).map(nodes.Int), "ID": ids, "String": strings, "AWSDateTime": times}
 
 
 # ---------------------------------------------------------------------------------------
@@ -485,6 +491,55 @@ def live_request(draw, world: World, ops: list[TypedOperation], caller: Caller) 
     return Request("live", "POST", "/graphql", as_json(op.text, variables))
 
 
+# Aliased requests: the mutations that publish events, with answers shaped to look like
+# another application's or chat's (routing fields aliased over other fields, inline and
+# named fragments) and other applications' tokens in every free argument. The watchers
+# (watchers.py) check that no event reached anyone the committed write did not concern.
+_MESSAGE_FIELDS = ["appToken", "chatNumber", "number", "body", "senderId", "senderRole", "clientMessageId", "createdAt", "deleted"]
+_CHAT_FIELDS = ["appToken", "number", "customerId", "subject", "status", "messagesCount", "unreadCount"]
+_RECEIPT_FIELDS = ["appToken", "chatNumber", "readerId", "readerRole", "lastReadNumber", "unreadCount"]
+ALIASED = {
+    "sendMessage": ("Message", _MESSAGE_FIELDS), "editMessage": ("Message", _MESSAGE_FIELDS),
+    "deleteMessage": ("Message", _MESSAGE_FIELDS), "createChat": ("Chat", _CHAT_FIELDS),
+    "updateChat": ("Chat", _CHAT_FIELDS), "markChatRead": ("ReadReceipt", _RECEIPT_FIELDS),
+}
+ROUTING = ["appToken", "chatNumber", "number", "customerId", "readerId", "senderId"]
+
+
+@st.composite
+def aliased_request(draw, world: World, ops: list[TypedOperation], caller: Caller) -> Request:
+    op = draw(uniform([op for op in ops if op.field in ALIASED]))
+    type_name, fields = ALIASED[op.field]
+    values = live_values(world, caller)
+    others = [a for a in world.apps if a != world.focus] or list(world.apps)
+    variables = {}
+    for name, type_ in op.arguments.items():
+        if name in ("body", "subject", "clientMessageId", "customerId"):
+            variables[name] = draw(uniform(others)) if name != "customerId" else draw(values[name])
+        else:
+            variables[name] = draw(values[name] if name in values else variable_value(world, type_))
+    keys, items = set(), []
+    for f in draw(st.lists(uniform(fields), min_size=1, max_size=6)):
+        alias = draw(weighted((2, st.just(None)), (3, uniform(ROUTING)), (1, uniform(fields))))
+        key = alias or f
+        if key in keys:
+            continue
+        keys.add(key)
+        items.append(f if key == f else f"{key}: {f}")
+    selection = " ".join(items)
+    fragment = ""
+    shape = draw(st.integers(0, 2))
+    if shape == 1:
+        selection = f"... on {type_name} {{ {selection} }}"
+    elif shape == 2:
+        fragment = f" fragment Shaped on {type_name} {{ {selection} }}"
+        selection = "...Shaped __typename"
+    definitions = ", ".join(f"${a}: {t}" for a, t in op.arguments.items())
+    arguments = ", ".join(f"{a}: ${a}" for a in op.arguments)
+    text = f"mutation Fuzz({definitions}) {{ {op.field}({arguments}) {{ {selection} }} }}{fragment}"
+    return Request("aliased", "POST", "/graphql", as_json(text, variables))
+
+
 def nested(depth: int, open_: str, close: str, inner: str) -> str:
     return open_ * depth + inner + close * depth
 
@@ -625,10 +680,10 @@ def other_http(draw) -> Request:
 def requests_(draw, world: World, generated, negative, ops) -> tuple[Request, Identity]:
     kind = draw(weighted(
         (6, st.just("live")), (10, st.just("generated")), (2, st.just("negative")), (3, st.just("variables")),
-        (3, st.just("malformed")), (1, st.just("other-http")),
+        (3, st.just("malformed")), (1, st.just("other-http")), (2, st.just("aliased")),
     ))
-    # Live requests come from users, to change data; the rest from anyone.
-    identity = draw(identities(world, users_only=kind == "live"))
+    # Live and aliased requests come from users, to change data; the rest from anyone.
+    identity = draw(identities(world, users_only=kind in ("live", "aliased")))
     world.focus = identity.caller.app or draw(folded(lambda: list(world.apps)[:2]))
     if kind == "generated" or kind == "negative":
         doc = draw(generated if kind == "generated" else negative)
@@ -637,6 +692,8 @@ def requests_(draw, world: World, generated, negative, ops) -> tuple[Request, Id
         request = draw(variables_request(world, ops))
     elif kind == "live":
         request = draw(live_request(world, ops, identity.caller))
+    elif kind == "aliased":
+        request = draw(aliased_request(world, ops, identity.caller))
     elif kind == "malformed":
         request = draw(malformed_request(world, generated))
         request.kind = f"malformed:{request.kind}"
@@ -671,6 +728,10 @@ class Fuzzer:
         self.args = args
         self.server = server
         self.client = Client(server.url, args.request_timeout)
+        # The fuzzer's own requests (setup, resync) come from another loopback address, as
+        # an operator's would: the fuzzed ones, garbage tokens included, may get their
+        # address throttled for failed admin-key attempts (crates/server/src/admin_guard.rs).
+        self.support_client = Client(server.url, args.request_timeout, source="127.0.0.2")
         self.world = World(admin_key=ADMIN_KEY)
         self.oracle = Oracle(set(documented_error_codes(schema_sdl)), args.request_timeout, ADMIN_KEY)
         self.stats = Stats()
@@ -712,7 +773,7 @@ class Fuzzer:
     def support(self, token, query: str, variables: dict) -> dict:
         """A request of the fuzzer's own (setup, resync): must succeed."""
         self.stats.support_requests += 1
-        ex = self.client.graphql(token, query, variables)
+        ex = self.support_client.graphql(token, query, variables)
         if ex.status != 200 or ex.json().get("errors"):
             raise SystemExit(f"fuzzer setup request failed: HTTP {ex.status} {ex.response[:500]!r}")
         return ex.json()["data"]
@@ -751,7 +812,7 @@ class Fuzzer:
         self.stats.statuses[ex.status] += 1
         self.stats.slowest_s = max(self.stats.slowest_s, ex.elapsed_s)
         self.oracle.secrets = set(self.world.apps.values())
-        problems = self.oracle.check(ex, identity.caller)
+        problems = self.oracle.check(ex, identity.caller, shaped=request.kind == "aliased")
         if not self.server.alive():
             problems.append(f"chat-server exited with {self.server.proc.returncode}")
         refreshed = []
@@ -813,7 +874,7 @@ class Fuzzer:
 
 
 def check_invariants(fuzzer: Fuzzer, label: str) -> invariants.Checked:
-    checked = invariants.check_through_api(fuzzer.client, ADMIN_KEY, dict(fuzzer.world.apps))
+    checked = invariants.check_through_api(fuzzer.support_client, ADMIN_KEY, dict(fuzzer.world.apps))
     print(f"invariants ({label}): {checked.apps} applications, {checked.chats} chats, "
           f"{checked.messages} messages, {checked.customers} customers' badges "
           f"({checked.requests} requests): {len(checked.failures)} failures")
@@ -855,7 +916,17 @@ def main() -> int:
         if served != wanted:
             raise SystemExit(f"the server's root fields differ from schema.graphql (rebuild chat-server): {served} vs {wanted}")
         fuzzer.seed_data()
+        watching = watchers.start(server.url, fuzzer.world.apps)
         fuzzer.run(args.examples, started + args.seconds, base_seed)
+        time.sleep(0.3)  # events of the last requests on their way
+        for watcher in watching:
+            watcher.close()
+        events, event_failures = watchers.check(watching, fuzzer.support_client, fuzzer.world.apps)
+        print(f"watchers: {events} events received by {len(watching)} subscribers of every feed "
+              f"({sum(w.reconnects for w in watching)} reconnects): {len(event_failures)} failures")
+        for failure in event_failures:
+            print(f"EVENT: {failure}", file=sys.stderr)
+        failures += event_failures
         fuzz_s = time.monotonic() - started
         fuzzer.stats.stale_retries = fuzzer.client.stale_retries
         checked = check_invariants(fuzzer, "through the API")
@@ -872,6 +943,7 @@ def main() -> int:
             failures += disk_failures
             server.start()
             fuzzer.client = Client(server.url, args.request_timeout)
+            fuzzer.support_client = Client(server.url, args.request_timeout, source="127.0.0.2")
             again = check_invariants(fuzzer, "after a restart")
             failures += again.failures
             if again.snapshot != checked.snapshot:

@@ -129,12 +129,34 @@ class Exchange:
         }
 
 
+class _SourceAddress(requests.adapters.HTTPAdapter):
+    """Connects from a given local address (another loopback address, say)."""
+
+    def __init__(self, source: str, **kwargs):
+        self.source = source
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["source_address"] = (self.source, 0)
+        return super().init_poolmanager(*args, **kwargs)
+
+
 class Client:
-    def __init__(self, url: str, timeout_s: float):
+    def __init__(self, url: str, timeout_s: float, source: str | None = None):
+        """`source`: the local address to connect from (default: the system's choice)."""
         self.url = url
         self.timeout_s = timeout_s
-        self.session = requests.Session()
+        self.source = source
+        self.session = self._new_session()
         self.stale_retries = 0
+
+    def _new_session(self) -> requests.Session:
+        session = requests.Session()
+        if self.source:
+            adapter = _SourceAddress(self.source)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+        return session
 
     def send(self, method: str, path: str, body: bytes, headers: dict, own_connection: bool = False) -> Exchange:
         """One exchange. `own_connection`: on a connection of its own, closed after it.
@@ -145,7 +167,7 @@ class Client:
         failure is retried once on a new connection (and counted in `stale_retries`); a
         request that breaks its connection itself breaks the retry too."""
         started = time.monotonic()
-        session = requests.Session() if own_connection else self.session
+        session = self._new_session() if own_connection else self.session
         try:
             try:
                 r = self._request(session, method, path, body, headers)
@@ -153,13 +175,13 @@ class Client:
                 if own_connection:
                     raise
                 self.stale_retries += 1
-                self.session = session = requests.Session()
+                self.session = session = self._new_session()
                 r = self._request(session, method, path, body, headers)
             return Exchange(method, path, headers, body, r.status_code, r.content,
                             time.monotonic() - started)
         except requests.RequestException as e:
             # A fresh session: a broken connection must not poison the next request.
-            self.session = requests.Session()
+            self.session = self._new_session()
             return Exchange(method, path, headers, body, None, b"", time.monotonic() - started,
                             error=f"{type(e).__name__}: {e}")
         finally:

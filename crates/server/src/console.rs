@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 
 use axum::Router;
 use axum::extract::Extension;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
@@ -70,11 +70,13 @@ pub fn content_type_for(path: &str) -> Option<&'static str> {
 
 /// The console's Content-Security-Policy: scripts, styles and images from its own origin
 /// only (no inline script, nothing fetched from elsewhere), requests to its own origin and
-/// WebSockets (`ws:` `wss:`), plus the sources given with `--console-connect-src` (an
-/// AppSync endpoint, say, when the console is opened with `?endpoint=`).
+/// WebSockets to its own host (`ws://HOST wss://HOST`, from the request's `Host`), plus the
+/// sources given with `--console-connect-src` (an AppSync endpoint, say, when the console
+/// is opened with `?endpoint=`). No other host can be reached, by HTTP or WebSocket.
 #[derive(Clone, Debug)]
 pub struct ConsolePolicy {
-    csp: HeaderValue,
+    /// The configured sources, validated, each preceded by a space.
+    extra: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,31 +93,49 @@ impl ConsolePolicy {
     pub fn new<S: AsRef<str>>(
         connect_src: impl IntoIterator<Item = S>,
     ) -> Result<Self, ConsolePolicyError> {
-        let mut connect = String::from("'self' ws: wss:");
+        let mut extra = String::new();
         for source in connect_src {
             let source = source.as_ref().trim();
             if source.is_empty() {
                 continue;
             }
-            if !is_url_source(source) {
+            if !is_url_source(source) || HeaderValue::from_str(source).is_err() {
                 return Err(ConsolePolicyError::BadSource(source.to_owned()));
             }
-            connect.push(' ');
-            connect.push_str(source);
+            extra.push(' ');
+            extra.push_str(source);
         }
+        Ok(ConsolePolicy { extra })
+    }
+
+    /// The policy for a page requested with `Host: host` (its own WebSocket origin; a
+    /// missing or odd `Host` gets `'self'` alone).
+    pub fn header_value(&self, host: Option<&str>) -> HeaderValue {
+        let mut connect = String::from("'self'");
+        if let Some(host) = host.filter(|h| is_host(h)) {
+            connect.push_str(&format!(" ws://{host} wss://{host}"));
+        }
+        connect.push_str(&self.extra);
         let csp = format!(
             "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; \
              connect-src {connect}; object-src 'none'; base-uri 'none'; form-action 'self'; \
              frame-ancestors 'none'"
         );
-        let csp = HeaderValue::from_str(&csp)
-            .map_err(|_| ConsolePolicyError::BadSource(connect.clone()))?;
-        Ok(ConsolePolicy { csp })
+        HeaderValue::from_str(&csp).unwrap_or_else(|_| {
+            HeaderValue::from_static(
+                "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+            )
+        })
     }
+}
 
-    pub fn header_value(&self) -> &HeaderValue {
-        &self.csp
-    }
+/// A `Host` header value that is safe inside a CSP source: `name[:port]` or `[v6]:port`.
+fn is_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 255
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
 }
 
 impl Default for ConsolePolicy {
@@ -145,28 +165,39 @@ fn is_url_source(source: &str) -> bool {
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     let mut router = Router::new().route(
         "/",
-        get(|policy: Option<Extension<ConsolePolicy>>| async move { serve(INDEX, policy) }),
+        get(
+            |policy: Option<Extension<ConsolePolicy>>, headers: HeaderMap| async move {
+                serve(INDEX, policy, &headers)
+            },
+        ),
     );
     for asset in ASSETS {
         router = router.route(
             asset.path,
             get(
-                move |policy: Option<Extension<ConsolePolicy>>| async move { serve(asset, policy) },
+                move |policy: Option<Extension<ConsolePolicy>>, headers: HeaderMap| async move {
+                    serve(asset, policy, &headers)
+                },
             ),
         );
     }
     router
 }
 
-fn serve(asset: &'static Asset, policy: Option<Extension<ConsolePolicy>>) -> Response {
+fn serve(
+    asset: &'static Asset,
+    policy: Option<Extension<ConsolePolicy>>,
+    headers: &HeaderMap,
+) -> Response {
     let policy = policy.map(|Extension(p)| p).unwrap_or_default();
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     (
         [
             (
                 header::CONTENT_TYPE,
                 HeaderValue::from_static(asset.content_type()),
             ),
-            (header::CONTENT_SECURITY_POLICY, policy.csp),
+            (header::CONTENT_SECURITY_POLICY, policy.header_value(host)),
             (
                 header::X_CONTENT_TYPE_OPTIONS,
                 HeaderValue::from_static("nosniff"),
@@ -211,14 +242,25 @@ mod tests {
     }
 
     #[test]
-    fn the_default_policy_allows_only_the_console_itself_and_websockets() {
+    fn the_default_policy_allows_only_the_console_itself_and_its_own_websockets() {
         let csp = ConsolePolicy::default()
-            .header_value()
+            .header_value(Some("127.0.0.1:4000"))
             .to_str()
             .unwrap()
             .to_owned();
         assert!(csp.starts_with("default-src 'self'; "), "{csp}");
-        assert!(csp.contains("; connect-src 'self' ws: wss:; "), "{csp}");
+        assert!(
+            csp.contains("; connect-src 'self' ws://127.0.0.1:4000 wss://127.0.0.1:4000; "),
+            "{csp}"
+        );
+        // No scheme-wide source: another host's WebSocket is not reachable.
+        assert!(!csp.contains(" ws: ") && !csp.contains(" wss:;"), "{csp}");
+        // A Host that could change the policy is left out.
+        for hostile in ["evil.example; script-src *", "a b", "", "x'y"] {
+            let csp = ConsolePolicy::default().header_value(Some(hostile));
+            let csp = csp.to_str().unwrap();
+            assert!(csp.contains("connect-src 'self'; "), "{hostile:?}: {csp}");
+        }
         assert!(csp.contains("script-src 'self';"), "{csp}");
         assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
         assert!(!csp.contains("unsafe"), "{csp}");
@@ -232,10 +274,12 @@ mod tests {
             "",
         ])
         .unwrap();
-        let csp = policy.header_value().to_str().unwrap();
+        let csp = policy.header_value(Some("localhost:4000"));
+        let csp = csp.to_str().unwrap();
         assert!(
             csp.contains(
-                "connect-src 'self' ws: wss: https://abc.appsync-api.eu-west-1.amazonaws.com/graphql \
+                "connect-src 'self' ws://localhost:4000 wss://localhost:4000 \
+                 https://abc.appsync-api.eu-west-1.amazonaws.com/graphql \
                  wss://abc.appsync-realtime-api.eu-west-1.amazonaws.com;"
             ),
             "{csp}"

@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::http::GraphiQLSource;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -15,7 +14,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chat_appsync::Authenticator;
 use chat_domain::limits::REQUEST_BODY_MAX_BYTES;
@@ -23,6 +22,7 @@ use chat_domain::{DomainError, ErrorCode};
 use serde_json::{Value, json};
 use tower_http::cors::{Any, CorsLayer};
 
+use crate::admin_guard::{AdminGuard, is_admin_shaped};
 use crate::realtime::{transport_appsync, transport_ws};
 use crate::schema::Api;
 use crate::shutdown::Shutdown;
@@ -36,6 +36,33 @@ pub struct AppState {
     /// How often an open connection's token is looked at between its expiry and rotations
     /// (`realtime::authority`).
     pub authority_recheck: Duration,
+    /// Whether `GET /graphql` in a browser serves GraphiQL (`crate::graphiql`).
+    pub graphiql: bool,
+    /// Failed admin-key attempts per client address (`crate::admin_guard`).
+    pub admin_guard: Arc<AdminGuard>,
+}
+
+/// The client's address, as the listener accepted it (`into_make_service_with_connect_info`).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+impl
+    axum::extract::connect_info::Connected<
+        axum::serve::IncomingStream<'_, crate::tls::DualListener>,
+    > for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, crate::tls::DualListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
 }
 
 pub fn router(state: AppState) -> Router {
@@ -46,6 +73,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route(transport_appsync::PATH, get(appsync_realtime).layer(cors()))
         .route("/health", get(health))
+        .route(
+            "/graphiql/page.js",
+            get(|| async { crate::graphiql::script() }),
+        )
+        .route(
+            "/graphiql/page.css",
+            get(|| async { crate::graphiql::style() }),
+        )
         .merge(crate::console::router())
         .layer(DefaultBodyLimit::max(REQUEST_BODY_MAX_BYTES))
         .with_state(state)
@@ -76,11 +111,18 @@ async fn graphiql_or_websocket(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let Ok(upgrade) = upgrade else {
-        let page = GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql")
-            .finish();
-        return Html(page).into_response();
+        if state.graphiql {
+            return crate::graphiql::page();
+        }
+        return (
+            axum::http::StatusCode::NOT_FOUND,
+            axum::Json(json!({ "errors": [{
+                "message": "GraphiQL is off on this server (chat-server --graphiql turns it on); send GraphQL requests with POST /graphql",
+                "errorType": "NotFound",
+                "extensions": { "code": "NotFound" },
+            }] })),
+        )
+            .into_response();
     };
     let requested = transport_appsync::requested_protocols(&headers);
     if requested.contains(&transport_appsync::PROTOCOL)
@@ -232,6 +274,7 @@ fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> Respons
 
 async fn graphql(
     State(state): State<AppState>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<Peer>>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -268,9 +311,33 @@ async fn graphql(
             );
         }
     };
+    // A guess at the admin key is counted, and past the limit refused before it is compared.
+    let admin_attempt = authorization
+        .filter(|token| is_admin_shaped(token))
+        .and(peer.map(|axum::Extension(axum::extract::ConnectInfo(Peer(addr)))| addr.ip()));
+    if let Some(ip) = admin_attempt
+        && let Err(wait) = state.admin_guard.check(ip)
+    {
+        let mut answer = error_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::Throttled,
+            &format!(
+                "too many failed admin key attempts from this address; retry in {} s",
+                wait.as_secs().max(1)
+            ),
+        );
+        answer.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(wait.as_secs().max(1)),
+        );
+        return answer;
+    }
     let caller = match state.auth.authenticate(authorization).await {
         Ok(caller) => caller,
         Err(error @ DomainError::Unauthorized(_)) => {
+            if let Some(ip) = admin_attempt {
+                state.admin_guard.failed(ip);
+            }
             return error_response(
                 StatusCode::UNAUTHORIZED,
                 ErrorCode::Unauthorized,

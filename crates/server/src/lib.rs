@@ -1,7 +1,9 @@
 //! The local dev server: the same `schema.graphql` and resolver registry as AppSync, over
 //! HTTP, with data in embedded storage.
 
+pub mod admin_guard;
 pub mod console;
+pub mod graphiql;
 pub mod http;
 pub mod keys;
 pub mod query_limits;

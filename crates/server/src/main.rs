@@ -100,6 +100,11 @@ struct ServeArgs {
     #[arg(long, env = "CHAT_MAX_TOKEN_LIFETIME_SECS", value_name = "SECS",
           default_value_t = chat_domain::limits::TOKEN_LIFETIME_MAX_SECS)]
     max_token_lifetime_secs: u64,
+    /// Serve GraphiQL at GET /graphql in a browser [default: on when --listen is a loopback
+    /// address, i.e. development; off otherwise].
+    #[arg(long, env = "CHAT_GRAPHIQL", value_name = "BOOL",
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    graphiql: Option<bool>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -364,11 +369,14 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     )
     .map_err(|e| e.to_string())?;
     let shutdown = Shutdown::default();
+    let graphiql = args.graphiql.unwrap_or(args.listen.ip().is_loopback());
     let app = http::router(http::AppState {
         api,
         auth,
         shutdown: shutdown.clone(),
         authority_recheck: chat_server::realtime::authority::AUTHORITY_RECHECK,
+        graphiql,
+        admin_guard: Default::default(),
     })
     .layer(axum::Extension(console_policy));
 
@@ -376,7 +384,13 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    print_banner(addr, &admin_key, &where_, args.tls_cert.as_deref());
+    print_banner(
+        addr,
+        &admin_key,
+        &where_,
+        args.tls_cert.as_deref(),
+        graphiql,
+    );
     // On SIGTERM or Ctrl-C: the listener closes, in-flight requests finish, and every
     // WebSocket session gets a close frame (they left hyper's bookkeeping at their upgrade,
     // so `shutdown` tracks them).
@@ -390,14 +404,20 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let served = match tls {
         Some(config) => {
             let listener = tls::DualListener::new(listener, config).map_err(|e| e.to_string())?;
-            axum::serve(listener, app)
-                .with_graceful_shutdown(signalled)
-                .await
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<http::Peer>(),
+            )
+            .with_graceful_shutdown(signalled)
+            .await
         }
         None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(signalled)
-                .await
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<http::Peer>(),
+            )
+            .with_graceful_shutdown(signalled)
+            .await
         }
     };
     served.map_err(|e| format!("server error: {e}"))?;
@@ -414,7 +434,13 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn print_banner(addr: SocketAddr, admin_key: &str, data: &str, tls_cert: Option<&Path>) {
+fn print_banner(
+    addr: SocketAddr,
+    admin_key: &str,
+    data: &str,
+    tls_cert: Option<&Path>,
+    graphiql: bool,
+) {
     use std::io::Write;
     // Tests and scripts read the first line; keep its shape. A closed stdout is not an
     // error worth dying for, so write errors are ignored.
@@ -427,9 +453,14 @@ fn print_banner(addr: SocketAddr, admin_key: &str, data: &str, tls_cert: Option<
             "ws://{addr}/graphql (graphql-transport-ws), ws://{addr}/graphql/realtime (AppSync's protocol; Amplify needs wss://: add --tls-cert/--tls-key)"
         ),
     };
+    let graphiql = if graphiql {
+        "GraphiQL: open it in a browser"
+    } else {
+        "GraphiQL off: --graphiql true"
+    };
     let banner = format!(
         "chat-server listening on http://{addr}\n  \
-         GraphQL:   POST http://{addr}/graphql   (GraphiQL: open it in a browser)\n  \
+         GraphQL:   POST http://{addr}/graphql   ({graphiql})\n  \
          real time: {realtime}\n  \
          console:   http://{addr}/   (agents; customers: /customer.html)\n  \
          data:      {data}\n  \

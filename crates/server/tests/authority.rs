@@ -44,6 +44,8 @@ impl World {
             auth: Arc::new(Authenticator::new(ADMIN, service)),
             shutdown: Default::default(),
             authority_recheck: Duration::from_millis(50),
+            graphiql: false,
+            admin_guard: Default::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

@@ -313,7 +313,6 @@ async fn bad_tokens_are_refused_with_401() {
         alg_none.as_str(),
         unknown_app.as_str(),
         rotated_out.as_str(),
-        "not-a-token",
         "a.b.c",
     ];
     for token in tokens {
@@ -330,6 +329,20 @@ async fn bad_tokens_are_refused_with_401() {
         before,
         "something changed"
     );
+    // "not-a-token" can only be a guess at the admin key: after 10 failures from this
+    // address it is throttled (429) instead of compared.
+    for (attempt, (op, query, vars)) in operations(&w.a.token).into_iter().enumerate() {
+        let (status, body) = w.server.post(Some("not-a-token"), query, vars).await;
+        let (want_status, want_code) = if attempt < 10 {
+            (401, "Unauthorized")
+        } else {
+            (429, "Throttled")
+        };
+        assert_eq!(status, want_status, "{op}: {body}");
+        assert_eq!(body["errors"][0]["extensions"]["code"], want_code);
+        assert!(body["data"].is_null());
+    }
+    refuse_connection(&w, "not-a-token").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -366,9 +379,66 @@ async fn another_customer_sees_no_chat_and_changes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_admin_key_subscribes_to_nothing() {
+async fn the_admin_key_opens_no_websocket_and_is_no_oracle_there() {
+    // Real time takes user tokens only: the admin key is refused like any wrong key, with
+    // the same close, so a WebSocket cannot tell a guess from the key.
     let w = world().await;
-    refuse_all_subscriptions(&w, ADMIN_KEY, |_| "Forbidden").await;
+    for token in [ADMIN_KEY, "adm_wrong_guess_0123456789"] {
+        let mut client = WsClient::open(&w.server.url).await;
+        client
+            .send(json!({ "type": "connection_init", "payload": { "Authorization": token } }))
+            .await;
+        match client.next().await {
+            Incoming::Closed(Some(frame)) => {
+                assert_eq!(u16::from(frame.code), 4403, "{frame:?}");
+                assert_eq!(
+                    frame.reason,
+                    "Forbidden: a valid Authorization token is required"
+                );
+            }
+            other => panic!("expected a close, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_admin_key_attempts_are_throttled_per_address_and_logged_without_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let server = TestServer::start_logging_to(&log, "warn");
+    let query = "mutation { createApplication(name: \"X\") { secret } }";
+    let guesses: Vec<String> = (0..10)
+        .map(|i| format!("adm_guess_{i:04}_abcdefgh"))
+        .collect();
+    for guess in &guesses {
+        let (status, _) = server.post(Some(guess), query, json!({})).await;
+        assert_eq!(status, 401);
+    }
+    // The eleventh attempt from this address is throttled before it is compared: even the
+    // right key is refused, so a guesser cannot tell it found it.
+    for token in ["adm_guess_9999_abcdefgh", ADMIN_KEY] {
+        let (status, body) = server.post(Some(token), query, json!({})).await;
+        assert_eq!(status, 429, "{body}");
+        assert_eq!(body["errors"][0]["errorType"], "Throttled", "{body}");
+    }
+    // User tokens from the same address are not affected; nor is another address.
+    let a = TestApp::create_from(&server, "Acme", "127.0.0.2").await;
+    let (status, _) = server
+        .post(
+            Some(&a.agent("a1")),
+            "query($a: ID!) { unreadSummary(appToken: $a) { totalUnread } }",
+            json!({ "a": a.token }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("admin key: failed attempt"), "{text}");
+    assert!(text.contains("127.0.0.1"), "{text}");
+    assert!(text.contains("too many failed attempts"), "{text}");
+    for guess in &guesses {
+        assert!(!text.contains(guess.as_str()), "a guess reached the log");
+    }
+    assert!(!text.contains(ADMIN_KEY), "the key reached the log");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

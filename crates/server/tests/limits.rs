@@ -310,6 +310,22 @@ async fn health_and_graphiql_are_served() {
         .await
         .unwrap();
     assert!(page.to_lowercase().contains("graphiql"));
+    // Off outside development (not loopback) unless asked for; here asked off.
+    let off = TestServer::start_with_args(&["--graphiql", "false"], &[]);
+    let response = off
+        .client()
+        .get(format!("{}/graphql", off.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--graphiql")
+    );
     // Introspection works without a token (GraphiQL needs it); data does not.
     let (_, body) = server
         .post(None, "{ __schema { queryType { name } } }", json!({}))

@@ -433,6 +433,8 @@ impl InProcess {
             auth: Arc::new(Authenticator::new(ADMIN_KEY, service)),
             shutdown: Default::default(),
             authority_recheck: chat_server::realtime::authority::AUTHORITY_RECHECK,
+            graphiql: false,
+            admin_guard: Default::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

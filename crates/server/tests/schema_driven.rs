@@ -32,6 +32,8 @@ async fn a_subscription_added_to_the_schema_fires_without_new_code() {
         auth: Arc::new(Authenticator::new(ADMIN, service)),
         shutdown: Default::default(),
         authority_recheck: chat_server::realtime::authority::AUTHORITY_RECHECK,
+        graphiql: false,
+        admin_guard: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

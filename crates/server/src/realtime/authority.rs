@@ -59,6 +59,14 @@ impl Authority {
         token: Option<&str>,
         recheck: Duration,
     ) -> Result<(Caller, Authority), String> {
+        // Real time is for users: a token that is not a JWT is refused without comparing it
+        // to the admin key, so a WebSocket is no oracle for guessing it.
+        if token.is_some_and(crate::admin_guard::is_admin_shaped) {
+            return Err(
+                "a user token (JWT) is required: the admin key manages applications over HTTP only"
+                    .into(),
+            );
+        }
         let epoch = auth.service().secrets_epoch();
         let (caller, valid_until) = auth
             .authenticate_until(token)

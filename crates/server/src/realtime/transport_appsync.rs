@@ -833,7 +833,7 @@ mod tests {
     }
 
     /// A server on a free port whose connections run with `timing`, authenticated as the
-    /// admin; and a client connected to it.
+    /// user of a new application; and a client connected to it.
     async fn connect_with(timing: Timing) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
         use axum::extract::ws::WebSocketUpgrade;
         use chat_domain::{ChatService, ServerKey, SystemClock};
@@ -845,12 +845,25 @@ mod tests {
             Arc::new(SystemClock),
         ));
         let auth = Arc::new(Authenticator::new(ADMIN, service.clone()));
+        let created = service
+            .create_application(&Caller::Admin, chat_domain::AppName::parse("T").unwrap())
+            .await
+            .unwrap();
+        let exp = u64::try_from(service.now().0 / 1000).unwrap() + 600;
+        let token = chat_appsync::auth::mint_user_token(
+            created.secret.expose(),
+            created.application.token.as_str(),
+            "agent",
+            chat_domain::Role::Agent,
+            exp,
+        )
+        .unwrap();
         let api = crate::schema::build(Arc::new(chat_appsync::Registry::new(service))).unwrap();
         let app = axum::Router::new().route(
             "/rt",
             axum::routing::get(move |upgrade: WebSocketUpgrade| async move {
                 upgrade.protocols([PROTOCOL]).on_upgrade(move |socket| {
-                    let handshake = Handshake::Token(ADMIN.into());
+                    let handshake = Handshake::Token(token);
                     serve(socket, api, auth, handshake, timing, Shutdown::default())
                 })
             }),

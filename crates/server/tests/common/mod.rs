@@ -270,6 +270,34 @@ impl TestApp {
         }
     }
 
+    /// [`TestApp::create`], with the admin's request sent from another loopback address
+    /// (`127.0.0.2`, say: per-address limits count it apart).
+    pub async fn create_from(server: &TestServer, name: &str, address: &str) -> TestApp {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .local_address(address.parse::<std::net::IpAddr>().unwrap())
+            .build()
+            .unwrap();
+        let data = graphql_ok(
+            &client,
+            &server.url,
+            ADMIN_KEY,
+            "mutation($n: String!) { createApplication(name: $n) { application { token } secret } }",
+            json!({ "n": name }),
+        )
+        .await;
+        TestApp {
+            token: data["createApplication"]["application"]["token"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            secret: data["createApplication"]["secret"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        }
+    }
+
     pub fn user(&self, sub: &str, role: Role) -> String {
         let exp = jsonwebtoken_exp(3600);
         chat_appsync::auth::mint_user_token(&self.secret, &self.token, sub, role, exp).unwrap()
