@@ -175,13 +175,13 @@ fn opening_a_path_that_cannot_be_created_is_an_internal_error() {
 }
 
 /// The child of [`acknowledged_writes_survive_kill_9`]: sends messages from several tasks
-/// at once (so commits are grouped) and prints each acknowledged one, until killed. Does
-/// nothing when run as an ordinary test.
+/// at once (so commits are grouped) and prints each acknowledged one, until killed. Not a
+/// test of its own: ignored, and run only by that test (with `--ignored`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the child process of acknowledged_writes_survive_kill_9, which runs it"]
 async fn kill9_child() {
-    let Ok(path) = std::env::var(KILL9_DB_ENV) else {
-        return;
-    };
+    let path = std::env::var(KILL9_DB_ENV)
+        .unwrap_or_else(|_| panic!("{KILL9_DB_ENV} is not set: this runs as another test's child"));
     let store = open(Path::new(&path));
     let app = token("app_kill9");
     let started = Instant::now();
@@ -228,7 +228,13 @@ async fn acknowledged_writes_survive_kill_9() {
 
     // When a process writing to it is killed with SIGKILL after 2,000 acknowledgements.
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["kill9_child", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "kill9_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(KILL9_DB_ENV, &path)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
