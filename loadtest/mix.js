@@ -18,7 +18,7 @@ const total = MODE === 'steps' ? RATES.length * (STEP + GAP) : seconds(__ENV.DUR
 // k6 starts VUS virtual users (each with its own connection) and adds more, up to MAX_VUS,
 // when they are all busy: an open model. The soak sets MAX_VUS = VUS, a fixed set of clients,
 // so that what it measures over time is the server, not a client population that grows
-// whenever the host stalls both (docs/loadtest.md, session 9); k6 then counts the iterations
+// whenever the host stalls both (docs/loadtest.md, "What the soak judges"); k6 then counts the iterations
 // it could not start on time as dropped.
 function arrival(rate, duration, startTime) {
   const vus = Math.min(int('VUS', 50), rate);

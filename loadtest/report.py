@@ -355,19 +355,16 @@ def soak_check(results, slack_mib=0):
 
     RSS without the search index's mapped files: the lowest sample in the minute around
     minute 2 (or around half the run, for a run under 4 minutes) against the lowest in the
-    last minute. Issue 9 words the bound on all of RSS; that includes the pages of the
-    index's files that searches have read through tantivy's mmap, which are the kernel's
+    last minute. All of RSS would include the pages of the index's files that searches have read through tantivy's mmap, which are the kernel's
     page cache (shared, reclaimable, there whether mapped or not) and grow with the data
     indexed: in a 30-minute soak after a 5-minute warm-up, about 4 times more messages at
     the end than at minute 2, the index 1.2 -> 4.1 MiB on disk and its resident pages 0.8 ->
-    3.1 MiB (docs/loadtest.md, session 10). So the bound judges what the server holds for
+    3.1 MiB (docs/loadtest.md, "What the soak judges"). So the bound judges what the server holds for
     itself, and the line for all of RSS is printed beside it (info). The search index's
     commits allocate some 6 MiB of tables that live for part of a second, several times a
     second, so a sample catches one now and then; the lowest sample of a minute is what
-    stayed between them, and a leak raises it. (Until session 9 this was the median of the
-    minute, which flips between the two levels when about half the samples catch a commit:
-    one run's reference minute had a median of 34.2 MiB over a floor of 30.4 MiB.) The
-    medians are printed beside it. The bound is on growth: memory handed back is not a leak.
+    stayed between them, and a leak raises it (the median flips between the two levels when
+    about half the samples catch a commit). The medians are printed beside it. The bound is on growth: memory handed back is not a leak.
     `slack_mib` (CI's short soak on a debug build: scripts/loadtest --ci) also passes growth
     up to that many MiB whatever the ratio.
     """

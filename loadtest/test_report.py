@@ -161,7 +161,7 @@ class SoakDriftTest(unittest.TestCase):
 
     def test_the_search_index_s_mapped_pages_growing_with_the_data_pass_and_are_reported(self):
         # The index's pages 1 -> 12 MiB over the run, the rest flat: all of RSS grows by
-        # more than 10% (the bound on it until session 10 failed this run), what the server
+        # more than 10% (a bound on all of RSS would fail this run), what the server
         # holds for itself by nothing.
         ok, lines = self.soak(Run(180), index=lambda t: 1024 + 64 * t)
         self.assertTrue(ok, lines)
