@@ -83,6 +83,20 @@ impl DomainError {
         }
     }
 
+    pub fn application_not_found(token: impl std::fmt::Display) -> Self {
+        DomainError::NotFound(format!("application {token} not found"))
+    }
+
+    /// A new chat would be numbered past [`crate::limits::NUMBER_MAX`].
+    pub fn chat_numbers_exhausted() -> Self {
+        DomainError::Conflict("the application has reached the largest chat number".into())
+    }
+
+    /// A new message would be numbered past [`crate::limits::NUMBER_MAX`].
+    pub fn message_numbers_exhausted() -> Self {
+        DomainError::Conflict("the chat has reached the largest message number".into())
+    }
+
     pub fn chat_not_found(number: impl std::fmt::Display) -> Self {
         DomainError::NotFound(format!("chat {number} not found"))
     }

@@ -118,9 +118,7 @@ fn domain(e: DomainError) -> StoreError {
 }
 
 fn app_not_found(token: &AppToken) -> StoreError {
-    domain(DomainError::NotFound(format!(
-        "application {token} not found"
-    )))
+    domain(DomainError::application_not_found(token))
 }
 
 fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
@@ -203,12 +201,6 @@ impl DynamoStore {
             retry: RetryPolicy::default(),
             lanes: Arc::new(WriterLanes::new()),
         }
-    }
-
-    /// How lost compare-and-set races are retried.
-    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
     }
 
     pub fn table_name(&self) -> &str {
@@ -585,11 +577,8 @@ impl DynamoStore {
                 },
             };
             let count = app.chats_count;
-            let number = ChatNumber::new(i64::from(count) + 1).map_err(|_| {
-                domain(DomainError::Conflict(
-                    "the application has reached the largest chat number".into(),
-                ))
-            })?;
+            let number = ChatNumber::new(i64::from(count) + 1)
+                .map_err(|_| domain(DomainError::chat_numbers_exhausted()))?;
             let chat = new.opened_as(number);
             let mut expr = Expr::new();
             let update = format!("SET {}", expr.equals(attr::CHATS_COUNT, "next", n(number)));
@@ -967,9 +956,7 @@ impl DynamoStore {
                         created: false,
                     });
                 }
-                return Err(domain(DomainError::Conflict(
-                    "the chat has reached the largest message number".into(),
-                )));
+                return Err(domain(DomainError::message_numbers_exhausted()));
             };
             // Times never go backwards along the numbers.
             let created_at = new.now.max(chat.last_activity_at);

@@ -17,7 +17,7 @@ fn customer(scope: &ChatScope) -> Option<&str> {
 }
 
 fn app_not_found(token: &AppToken) -> StoreError {
-    DomainError::NotFound(format!("application {token} not found")).into()
+    DomainError::application_not_found(token).into()
 }
 
 // ---- applications -----------------------------------------------------------------------
@@ -133,9 +133,7 @@ pub(crate) fn create_chat(conn: &Connection, new: &NewChat) -> Result<Chat> {
         return Err(app_not_found(&new.app));
     };
     // The savepoint rollback undoes the increment, so a full application consumes nothing.
-    let number = ChatNumber::new(number).map_err(|_| {
-        DomainError::Conflict("the application has reached the largest chat number".into())
-    })?;
+    let number = ChatNumber::new(number).map_err(|_| DomainError::chat_numbers_exhausted())?;
     conn.prepare_cached(
         "INSERT INTO chats (app_id, number, customer_id, subject, status, messages_count, \
          last_message_at, last_activity_at, created_at, updated_at) \
@@ -325,9 +323,8 @@ pub(crate) fn send_message(conn: &Connection, new: &NewMessage) -> Result<Sent> 
         .query_row(params![app_id, scope.chat.get(), new.now.0], |row| {
             Ok((row.get::<_, i64>(0)?, Timestamp(row.get::<_, i64>(1)?)))
         })?;
-    let number = MessageNumber::new(number).map_err(|_| {
-        DomainError::Conflict("the chat has reached the largest message number".into())
-    })?;
+    let number =
+        MessageNumber::new(number).map_err(|_| DomainError::message_numbers_exhausted())?;
     conn.prepare_cached(
         "INSERT INTO messages (app_id, chat_number, number, body, sender_id, sender_role, \
          client_message_id, created_at, edited_at, deleted) \

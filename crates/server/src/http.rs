@@ -217,18 +217,6 @@ pub fn with_codes(mut response: async_graphql::Response) -> async_graphql::Respo
     response
 }
 
-/// A response's errors, with codes, as JSON (AppSync's shape, see [`to_appsync_json`]).
-pub fn errors_with_codes(response: &async_graphql::Response) -> serde_json::Value {
-    let response = with_codes(async_graphql::Response::from_errors(
-        response.errors.clone(),
-    ));
-    let mut errors = serde_json::to_value(&response.errors).unwrap_or_default();
-    if let Value::Array(errors) = &mut errors {
-        add_error_types(errors);
-    }
-    errors
-}
-
 /// A response as JSON in AppSync's shape: every error carries its code twice, in
 /// `extensions.code` (GraphQL's convention) and as a top-level `errorType` (AppSync's
 /// field, which Amplify and AppSync clients read).

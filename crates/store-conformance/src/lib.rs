@@ -102,39 +102,3 @@ macro_rules! conformance_tests {
         $crate::__with_behaviours!(__conformance_test_fns!($make));
     };
 }
-
-/// A behaviour as a value: takes the store, panics when the store misbehaves.
-pub type Behaviour =
-    fn(Arc<dyn ChatStore>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __behaviour_list {
-    (; $($behaviour:ident),+ $(,)?) => {
-        vec![$(
-            (
-                stringify!($behaviour),
-                (|store| Box::pin($crate::behaviours::$behaviour(store))) as $crate::Behaviour,
-            ),
-        )+]
-    };
-}
-
-/// Every behaviour with its name, in suite order.
-pub fn all_behaviours() -> Vec<(&'static str, Behaviour)> {
-    __with_behaviours!(__behaviour_list!())
-}
-
-/// Every behaviour in turn, each on a fresh store from `make` (for callers that prefer
-/// one test; the macro gives one test per behaviour).
-pub async fn run_all<F, Fut>(make: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = StoreUnderTest>,
-{
-    for (name, behaviour) in all_behaviours() {
-        let under_test = make().await;
-        eprintln!("conformance: {name}");
-        behaviour(Arc::clone(&under_test.store)).await;
-    }
-}
