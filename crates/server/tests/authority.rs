@@ -12,7 +12,7 @@ use std::time::Duration;
 use chat_appsync::{Authenticator, Registry};
 use chat_domain::{ChatService, Clock, ManualClock, Role, ServerKey};
 use chat_embedded::SqliteStore;
-use chat_server::{http, schema};
+use chat_server::schema;
 use common::appsync;
 use common::ws::{Incoming, WsClient};
 use serde_json::{Value, json};
@@ -39,34 +39,20 @@ impl World {
             Arc::new(clock.clone()),
         ));
         let registry = Arc::new(Registry::new(service.clone()));
-        let router = http::router(http::AppState {
-            api: schema::build(registry).unwrap(),
-            auth: Arc::new(Authenticator::new(ADMIN, service)),
-            shutdown: Default::default(),
-            authority_recheck: Duration::from_millis(50),
-            graphiql: false,
-            admin_guard: Default::default(),
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let api = schema::build(registry).unwrap();
+        let auth = Authenticator::new(ADMIN, service);
+        let url = common::serve_in_process(api, auth, Duration::from_millis(50)).await;
         let client = common::http_client();
-        let created = common::graphql_ok(
-            &client,
-            &url,
-            ADMIN,
-            "mutation { createApplication(name: \"A\") { application { token } secret } }",
-            json!({}),
-        )
-        .await;
-        let app = created["createApplication"]["application"]["token"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let secret = created["createApplication"]["secret"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let common::TestApp { token: app, secret } = common::TestApp::from_answer(
+            common::graphql_ok(
+                &client,
+                &url,
+                ADMIN,
+                common::CREATE_APPLICATION,
+                json!({ "n": "A" }),
+            )
+            .await,
+        );
         let world = World {
             url,
             clock,

@@ -10,6 +10,8 @@
 //! reproduction from the security report runs verbatim over both protocols against a started
 //! server in `realtime.rs` and `appsync_realtime.rs`.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -471,30 +473,6 @@ async fn any_selection_shape_delivers_only_to_the_subscribers_the_write_designat
     assert!(delivered > 0);
 }
 
-/// A complete, valid event for each publish mutation's input type, in application `app`.
-fn sample_event(input: &str, app: &str) -> Value {
-    let message = json!({
-        "appToken": app, "chatNumber": 1, "number": 9, "body": "forged", "senderId": "agent",
-        "senderRole": "AGENT", "clientMessageId": null, "createdAt": "2026-01-01T00:00:00Z",
-        "editedAt": null, "deleted": false
-    });
-    match input {
-        "MessageEventInput" => message,
-        "ChatEventInput" => json!({
-            "appToken": app, "number": 1, "customerId": "c1", "subject": "forged",
-            "status": "OPEN", "messagesCount": 9, "lastMessage": message,
-            "lastMessageAt": "2026-01-01T00:00:00Z", "unreadCount": 9, "customerLastRead": 0,
-            "agentsLastRead": 0, "createdAt": "2026-01-01T00:00:00Z",
-            "updatedAt": "2026-01-01T00:00:00Z"
-        }),
-        "ReadReceiptEventInput" => json!({
-            "appToken": app, "chatNumber": 1, "readerId": "c1", "readerRole": "CUSTOMER",
-            "lastReadNumber": 9, "unreadCount": 0
-        }),
-        other => panic!("no sample for {other}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_cannot_call_the_publish_mutations_and_nothing_is_delivered() {
     let mut world = world().await;
@@ -507,7 +485,7 @@ async fn clients_cannot_call_the_publish_mutations_and_nothing_is_delivered() {
     ] {
         for (mutation, input) in chat_appsync::publish::MUTATIONS {
             let document = chat_appsync::publish::document(mutation).unwrap();
-            let variables = json!({ "event": sample_event(input, &a) });
+            let variables = json!({ "event": common::publish_event(input, &a) });
             let answer = run(&world.api, &caller, &document, variables).await;
             assert_eq!(answer["data"][mutation], Value::Null, "{answer}");
             let error = &answer["errors"][0];
@@ -542,7 +520,7 @@ async fn with_iam_authority_a_publish_document_round_trips_and_is_delivered() {
     ];
     for (mutation, input) in chat_appsync::publish::MUTATIONS {
         let document = chat_appsync::publish::document(mutation).unwrap();
-        let event = sample_event(input, &a);
+        let event = common::publish_event(input, &a);
         let request = Request::new(document)
             .variables(Variables::from_json(json!({ "event": event })))
             .data(chat_server::schema::IamAuthority);

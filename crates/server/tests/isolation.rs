@@ -479,30 +479,6 @@ async fn user_tokens_cannot_use_admin_operations_and_admin_cannot_chat() {
     assert_eq!(code, "Forbidden");
 }
 
-/// A valid event for each publish mutation, forged into application `a`'s chat 1.
-fn forged_event(input: &str, a: &str) -> Value {
-    let message = json!({
-        "appToken": a, "chatNumber": 1, "number": 99, "body": "send your card number",
-        "senderId": "agent", "senderRole": "AGENT", "clientMessageId": null,
-        "createdAt": "2026-01-01T00:00:00Z", "editedAt": null, "deleted": false
-    });
-    match input {
-        "MessageEventInput" => message,
-        "ChatEventInput" => json!({
-            "appToken": a, "number": 1, "customerId": "owner", "subject": "forged",
-            "status": "OPEN", "messagesCount": 99, "lastMessage": message,
-            "lastMessageAt": "2026-01-01T00:00:00Z", "unreadCount": 99,
-            "customerLastRead": 0, "agentsLastRead": 0,
-            "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-01T00:00:00Z"
-        }),
-        "ReadReceiptEventInput" => json!({
-            "appToken": a, "chatNumber": 1, "readerId": "owner", "readerRole": "CUSTOMER",
-            "lastReadNumber": 99, "unreadCount": 0
-        }),
-        other => panic!("no forged event for {other}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_publish_mutations_refuse_every_client_identity_and_deliver_nothing() {
     let w = world().await;
@@ -524,7 +500,7 @@ async fn the_publish_mutations_refuse_every_client_identity_and_deliver_nothing(
     for (who, token) in &identities {
         for (mutation, input) in chat_appsync::publish::MUTATIONS {
             let document = chat_appsync::publish::document(mutation).unwrap();
-            let variables = json!({ "event": forged_event(input, &w.a.token) });
+            let variables = json!({ "event": publish_event(input, &w.a.token) });
             let (_, body) = w.server.post(token.as_deref(), &document, variables).await;
             assert_eq!(body["data"][mutation], Value::Null, "{who}: {body}");
             assert_eq!(

@@ -417,28 +417,13 @@ struct InProcess {
 
 impl InProcess {
     async fn start() -> (InProcess, TestApp) {
-        use std::sync::Arc;
+        use chat_appsync::Authenticator;
+        use chat_server::realtime::authority::AUTHORITY_RECHECK;
 
-        use chat_appsync::{Authenticator, Registry};
-        use chat_domain::{ChatService, ServerKey, SystemClock};
-        use chat_embedded::SqliteStore;
-        use chat_server::{http, schema};
-
-        let key = ServerKey::generate();
-        let store = Arc::new(SqliteStore::open_in_memory().unwrap());
-        let service = Arc::new(ChatService::new(store, key, Arc::new(SystemClock)));
-        let api = schema::build(Arc::new(Registry::new(service.clone()))).unwrap();
-        let router = http::router(http::AppState {
-            api: api.clone(),
-            auth: Arc::new(Authenticator::new(ADMIN_KEY, service)),
-            shutdown: Default::default(),
-            authority_recheck: chat_server::realtime::authority::AUTHORITY_RECHECK,
-            graphiql: false,
-            admin_guard: Default::default(),
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let registry = common::memory_registry();
+        let auth = Authenticator::new(ADMIN_KEY, registry.service().clone());
+        let api = chat_server::schema::build(registry).unwrap();
+        let url = common::serve_in_process(api.clone(), auth, AUTHORITY_RECHECK).await;
         let server = InProcess {
             api,
             url,

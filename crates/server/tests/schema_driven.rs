@@ -3,12 +3,10 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use chat_appsync::{Authenticator, Registry};
-use chat_domain::{ChatService, Role, ServerKey, SystemClock};
-use chat_embedded::SqliteStore;
-use chat_server::{http, schema};
+use chat_appsync::Authenticator;
+use chat_domain::Role;
+use chat_server::realtime::authority::AUTHORITY_RECHECK;
+use chat_server::schema;
 use common::ws::{Incoming, WsClient};
 use serde_json::json;
 
@@ -22,40 +20,22 @@ async fn a_subscription_added_to_the_schema_fires_without_new_code() {
         "type Subscription {\n  onMessageFrom(appToken: ID!, senderId: ID!): Message @aws_subscribe(mutations: [\"publishMessageSent\", \"publishMessageChanged\"])",
     );
     assert_ne!(sdl, schema::SCHEMA_SDL);
-    let key = ServerKey::generate();
-    let store = Arc::new(SqliteStore::open_in_memory().unwrap());
-    let service = Arc::new(ChatService::new(store, key, Arc::new(SystemClock)));
-    let registry = Arc::new(Registry::new(service.clone()));
+    let registry = common::memory_registry();
+    let auth = Authenticator::new(ADMIN, registry.service().clone());
     let api = schema::build_from(&sdl, registry).unwrap_or_else(|e| panic!("{e}"));
-    let router = http::router(http::AppState {
-        api,
-        auth: Arc::new(Authenticator::new(ADMIN, service)),
-        shutdown: Default::default(),
-        authority_recheck: chat_server::realtime::authority::AUTHORITY_RECHECK,
-        graphiql: false,
-        admin_guard: Default::default(),
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let url = common::serve_in_process(api, auth, AUTHORITY_RECHECK).await;
 
     let client = common::http_client();
-    let created = common::graphql_ok(
-        &client,
-        &url,
-        ADMIN,
-        "mutation { createApplication(name: \"S\") { application { token } secret } }",
-        json!({}),
-    )
-    .await;
-    let app = created["createApplication"]["application"]["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let secret = created["createApplication"]["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let common::TestApp { token: app, secret } = common::TestApp::from_answer(
+        common::graphql_ok(
+            &client,
+            &url,
+            ADMIN,
+            common::CREATE_APPLICATION,
+            json!({ "n": "S" }),
+        )
+        .await,
+    );
     let exp = common::jsonwebtoken_exp(600);
     let token = |sub: &str, role| {
         chat_appsync::auth::mint_user_token(&secret, &app, sub, role, exp).unwrap()
@@ -112,13 +92,7 @@ fn a_subscription_naming_an_unknown_mutation_is_refused_at_start_up() {
         "type Subscription {",
         "type Subscription {\n  onNothing(appToken: ID!): Message @aws_subscribe(mutations: [\"noSuchMutation\"])",
     );
-    let store = Arc::new(SqliteStore::open_in_memory().unwrap());
-    let registry = Arc::new(Registry::new(Arc::new(ChatService::new(
-        store,
-        ServerKey::generate(),
-        Arc::new(SystemClock),
-    ))));
-    let Err(error) = schema::build_from(&sdl, registry) else {
+    let Err(error) = schema::build_from(&sdl, common::memory_registry()) else {
         panic!("built")
     };
     assert!(
@@ -136,13 +110,7 @@ fn a_subscription_listing_a_client_mutation_is_refused_at_start_up() {
         "@aws_subscribe(mutations: [\"publishChat\", \"updateChat\"])",
     );
     assert_ne!(sdl, schema::SCHEMA_SDL);
-    let store = Arc::new(SqliteStore::open_in_memory().unwrap());
-    let registry = Arc::new(Registry::new(Arc::new(ChatService::new(
-        store,
-        ServerKey::generate(),
-        Arc::new(SystemClock),
-    ))));
-    let Err(error) = schema::build_from(&sdl, registry) else {
+    let Err(error) = schema::build_from(&sdl, common::memory_registry()) else {
         panic!("built")
     };
     assert!(

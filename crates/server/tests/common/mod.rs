@@ -243,6 +243,40 @@ pub async fn graphql_ok(
     body["data"].clone()
 }
 
+/// Serves `api` (authenticated by `auth`, open connections re-checked every
+/// `authority_recheck`) on a free loopback port in this test's process; its URL.
+pub async fn serve_in_process(
+    api: chat_server::schema::Api,
+    auth: chat_appsync::Authenticator,
+    authority_recheck: Duration,
+) -> String {
+    let router = chat_server::http::router(chat_server::http::AppState {
+        api,
+        auth: std::sync::Arc::new(auth),
+        shutdown: Default::default(),
+        authority_recheck,
+        graphiql: false,
+        admin_guard: Default::default(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    url
+}
+
+/// A registry over a fresh in-memory store.
+pub fn memory_registry() -> std::sync::Arc<chat_appsync::Registry> {
+    use chat_domain::{ChatService, ServerKey, SystemClock};
+    let store = std::sync::Arc::new(chat_embedded::SqliteStore::open_in_memory().unwrap());
+    std::sync::Arc::new(chat_appsync::Registry::new(std::sync::Arc::new(
+        ChatService::new(
+            store,
+            ServerKey::generate(),
+            std::sync::Arc::new(SystemClock),
+        ),
+    )))
+}
+
 /// An application with its secret, and tokens for its users.
 pub struct TestApp {
     pub token: String,
@@ -251,13 +285,15 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn create(server: &TestServer, name: &str) -> TestApp {
-        let data = server
-            .ok(
-                ADMIN_KEY,
-                "mutation($n: String!) { createApplication(name: $n) { application { token } secret } }",
-                json!({ "n": name }),
-            )
-            .await;
+        TestApp::from_answer(
+            server
+                .ok(ADMIN_KEY, CREATE_APPLICATION, json!({ "n": name }))
+                .await,
+        )
+    }
+
+    /// The application in a `createApplication` answer.
+    pub fn from_answer(data: Value) -> TestApp {
         TestApp {
             token: data["createApplication"]["application"]["token"]
                 .as_str()
@@ -282,20 +318,11 @@ impl TestApp {
             &client,
             &server.url,
             ADMIN_KEY,
-            "mutation($n: String!) { createApplication(name: $n) { application { token } secret } }",
+            CREATE_APPLICATION,
             json!({ "n": name }),
         )
         .await;
-        TestApp {
-            token: data["createApplication"]["application"]["token"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-            secret: data["createApplication"]["secret"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        }
+        TestApp::from_answer(data)
     }
 
     pub fn user(&self, sub: &str, role: Role) -> String {
@@ -320,6 +347,8 @@ pub fn jsonwebtoken_exp(ttl: u64) -> u64 {
         + ttl
 }
 
+pub const CREATE_APPLICATION: &str =
+    "mutation($n: String!) { createApplication(name: $n) { application { token } secret } }";
 pub const CREATE_CHAT: &str = "mutation($a: ID!, $s: String, $c: ID) { createChat(appToken: $a, subject: $s, customerId: $c) { number customerId subject status messagesCount } }";
 pub const SEND: &str = "mutation($a: ID!, $c: Int!, $b: String!, $k: ID) { sendMessage(appToken: $a, chatNumber: $c, body: $b, clientMessageId: $k) { number body senderId senderRole clientMessageId chatNumber appToken deleted createdAt } }";
 pub const MESSAGES: &str = "query($a: ID!, $c: Int!, $after: Int, $before: Int, $l: Int, $t: String) { messages(appToken: $a, chatNumber: $c, after: $after, before: $before, limit: $l, nextToken: $t) { items { number body deleted } nextToken } }";
@@ -352,4 +381,29 @@ pub async fn send(server: &TestServer, app: &TestApp, token: &str, chat: i64, bo
         .ok(token, SEND, json!({ "a": app.token, "c": chat, "b": body }))
         .await["sendMessage"]
         .clone()
+}
+
+/// A complete, valid event for each publish mutation's input type (`chat_appsync::publish`),
+/// in application `app`'s chat 1: what a forger would send.
+pub fn publish_event(input: &str, app: &str) -> Value {
+    let message = json!({
+        "appToken": app, "chatNumber": 1, "number": 9, "body": "forged", "senderId": "agent",
+        "senderRole": "AGENT", "clientMessageId": null, "createdAt": "2026-01-01T00:00:00Z",
+        "editedAt": null, "deleted": false
+    });
+    match input {
+        "MessageEventInput" => message,
+        "ChatEventInput" => json!({
+            "appToken": app, "number": 1, "customerId": "c1", "subject": "forged",
+            "status": "OPEN", "messagesCount": 9, "lastMessage": message,
+            "lastMessageAt": "2026-01-01T00:00:00Z", "unreadCount": 9, "customerLastRead": 0,
+            "agentsLastRead": 0, "createdAt": "2026-01-01T00:00:00Z",
+            "updatedAt": "2026-01-01T00:00:00Z"
+        }),
+        "ReadReceiptEventInput" => json!({
+            "appToken": app, "chatNumber": 1, "readerId": "c1", "readerRole": "CUSTOMER",
+            "lastReadNumber": 9, "unreadCount": 0
+        }),
+        other => panic!("no sample for {other}"),
+    }
 }
