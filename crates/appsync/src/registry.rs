@@ -7,7 +7,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use aws_lambda_events::appsync::{AppSyncDirectResolverEvent, AppSyncIdentity};
-use chat_domain::*;
+use chat_domain::{
+    AppName, AppToken, Caller, Chat, ChatNumber, ChatService, ChatStatus, ClientMessageId,
+    DomainError, ErrorCode, Message, MessageBody, MessageNumber, MessagesArgs, PageSize, Result,
+    Role, SearchQuery, Subject, UserId,
+};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 

@@ -5,23 +5,31 @@ use std::collections::HashMap;
 use std::str::FromStr;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use chat_domain::*;
+use chat_domain::{
+    AppName, AppToken, Application, Chat, ChatNumber, ChatStatus, ClientMessageId, Message,
+    MessageNumber, NewApplication, Role, Subject, Timestamp, UserId,
+};
 
 use crate::error::{Result, StoreError};
 use crate::table::{self, attr, item_type};
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
-pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
+/// A string attribute (`S`).
+pub(crate) fn string_attr(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
-pub(crate) fn n(value: impl std::fmt::Display) -> AttributeValue {
+/// A number attribute (`N`).
+pub(crate) fn number_attr(value: impl std::fmt::Display) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
 pub(crate) fn key(pk: String, sk: impl Into<String>) -> Item {
-    HashMap::from([(attr::PK.to_owned(), s(pk)), (attr::SK.to_owned(), s(sk))])
+    HashMap::from([
+        (attr::PK.to_owned(), string_attr(pk)),
+        (attr::SK.to_owned(), string_attr(sk)),
+    ])
 }
 
 // ---- reading attributes -----------------------------------------------------------------
@@ -106,13 +114,13 @@ fn count(item: &Item, name: &str) -> Result<u32> {
 pub(crate) fn application_item(new: &NewApplication) -> Item {
     let mut item = key(table::application_pk(&new.token), table::APPLICATION_SK);
     item.extend([
-        (attr::TYPE.to_owned(), s(item_type::APPLICATION)),
-        (attr::TOKEN.to_owned(), s(new.token.as_str())),
-        (attr::NAME.to_owned(), s(new.name.as_str())),
-        (attr::SECRET_GENERATION.to_owned(), n(1)),
-        (attr::CHATS_COUNT.to_owned(), n(0)),
-        (attr::CREATED_AT.to_owned(), n(new.now.0)),
-        (attr::UPDATED_AT.to_owned(), n(new.now.0)),
+        (attr::TYPE.to_owned(), string_attr(item_type::APPLICATION)),
+        (attr::TOKEN.to_owned(), string_attr(new.token.as_str())),
+        (attr::NAME.to_owned(), string_attr(new.name.as_str())),
+        (attr::SECRET_GENERATION.to_owned(), number_attr(1)),
+        (attr::CHATS_COUNT.to_owned(), number_attr(0)),
+        (attr::CREATED_AT.to_owned(), number_attr(new.now.0)),
+        (attr::UPDATED_AT.to_owned(), number_attr(new.now.0)),
     ]);
     item
 }
@@ -148,52 +156,61 @@ pub(crate) fn chat_item(chat: &Chat) -> Result<Item> {
     let activity = activity_sk(chat.last_activity_at, chat.number)?;
     let mut item = key(table::chat_pk(&chat.app, chat.number), table::CHAT_SK);
     item.extend([
-        (attr::TYPE.to_owned(), s(item_type::CHAT)),
-        (attr::APP.to_owned(), s(chat.app.as_str())),
-        (attr::NUMBER.to_owned(), n(chat.number)),
-        (attr::CUSTOMER_ID.to_owned(), s(chat.customer_id.as_str())),
-        (attr::STATUS.to_owned(), s(chat.status.as_str())),
-        (attr::MESSAGES_COUNT.to_owned(), n(chat.messages_count)),
+        (attr::TYPE.to_owned(), string_attr(item_type::CHAT)),
+        (attr::APP.to_owned(), string_attr(chat.app.as_str())),
+        (attr::NUMBER.to_owned(), number_attr(chat.number)),
+        (
+            attr::CUSTOMER_ID.to_owned(),
+            string_attr(chat.customer_id.as_str()),
+        ),
+        (attr::STATUS.to_owned(), string_attr(chat.status.as_str())),
+        (
+            attr::MESSAGES_COUNT.to_owned(),
+            number_attr(chat.messages_count),
+        ),
         (
             attr::CUSTOMER_LAST_READ.to_owned(),
-            n(chat.customer_last_read),
+            number_attr(chat.customer_last_read),
         ),
-        (attr::AGENTS_LAST_READ.to_owned(), n(chat.agents_last_read)),
+        (
+            attr::AGENTS_LAST_READ.to_owned(),
+            number_attr(chat.agents_last_read),
+        ),
         (
             attr::LAST_ACTIVITY_AT.to_owned(),
-            n(chat.last_activity_at.0),
+            number_attr(chat.last_activity_at.0),
         ),
-        (attr::CREATED_AT.to_owned(), n(chat.created_at.0)),
-        (attr::UPDATED_AT.to_owned(), n(chat.updated_at.0)),
+        (attr::CREATED_AT.to_owned(), number_attr(chat.created_at.0)),
+        (attr::UPDATED_AT.to_owned(), number_attr(chat.updated_at.0)),
         (
             attr::GSI1PK.to_owned(),
-            s(table::inbox_pk(
+            string_attr(table::inbox_pk(
                 &chat.app,
                 chat.status,
                 table::inbox_shard(chat.number),
             )),
         ),
-        (attr::GSI1SK.to_owned(), s(activity.clone())),
+        (attr::GSI1SK.to_owned(), string_attr(activity.clone())),
         (
             attr::GSI2PK.to_owned(),
-            s(table::customer_pk(
+            string_attr(table::customer_pk(
                 &chat.app,
                 chat.status,
                 &chat.customer_id,
             )),
         ),
-        (attr::GSI2SK.to_owned(), s(activity)),
+        (attr::GSI2SK.to_owned(), string_attr(activity)),
     ]);
     if let Some(subject) = &chat.subject {
-        item.insert(attr::SUBJECT.to_owned(), s(subject.as_str()));
+        item.insert(attr::SUBJECT.to_owned(), string_attr(subject.as_str()));
     }
     if let Some(at) = chat.last_message_at {
-        item.insert(attr::LAST_MESSAGE_AT.to_owned(), n(at.0));
+        item.insert(attr::LAST_MESSAGE_AT.to_owned(), number_attr(at.0));
     }
     if chat.unread_for(Role::Agent) > 0 {
         let (pk, sk) = unread_index_keys(chat);
-        item.insert(attr::GSI3PK.to_owned(), s(pk));
-        item.insert(attr::GSI3SK.to_owned(), s(sk));
+        item.insert(attr::GSI3PK.to_owned(), string_attr(pk));
+        item.insert(attr::GSI3SK.to_owned(), string_attr(sk));
     }
     Ok(item)
 }
@@ -272,29 +289,38 @@ pub(crate) fn message_item(message: &Message, customer: &UserId, version: u64) -
         table::message_number_sk(message.number),
     );
     item.extend([
-        (attr::TYPE.to_owned(), s(item_type::MESSAGE)),
-        (attr::APP.to_owned(), s(message.app.as_str())),
-        (attr::CHAT_NUMBER.to_owned(), n(message.chat_number)),
-        (attr::NUMBER.to_owned(), n(message.number)),
-        (attr::BODY.to_owned(), s(message.body.as_str())),
-        (attr::SENDER_ID.to_owned(), s(message.sender_id.as_str())),
+        (attr::TYPE.to_owned(), string_attr(item_type::MESSAGE)),
+        (attr::APP.to_owned(), string_attr(message.app.as_str())),
+        (
+            attr::CHAT_NUMBER.to_owned(),
+            number_attr(message.chat_number),
+        ),
+        (attr::NUMBER.to_owned(), number_attr(message.number)),
+        (attr::BODY.to_owned(), string_attr(message.body.as_str())),
+        (
+            attr::SENDER_ID.to_owned(),
+            string_attr(message.sender_id.as_str()),
+        ),
         (
             attr::SENDER_ROLE.to_owned(),
-            s(message.sender_role.as_str()),
+            string_attr(message.sender_role.as_str()),
         ),
-        (attr::CREATED_AT.to_owned(), n(message.created_at.0)),
+        (
+            attr::CREATED_AT.to_owned(),
+            number_attr(message.created_at.0),
+        ),
         (
             attr::DELETED.to_owned(),
             AttributeValue::Bool(message.deleted),
         ),
-        (attr::CUSTOMER_ID.to_owned(), s(customer.as_str())),
-        (attr::VERSION.to_owned(), n(version)),
+        (attr::CUSTOMER_ID.to_owned(), string_attr(customer.as_str())),
+        (attr::VERSION.to_owned(), number_attr(version)),
     ]);
     if let Some(id) = &message.client_message_id {
-        item.insert(attr::CLIENT_MESSAGE_ID.to_owned(), s(id.as_str()));
+        item.insert(attr::CLIENT_MESSAGE_ID.to_owned(), string_attr(id.as_str()));
     }
     if let Some(at) = message.edited_at {
-        item.insert(attr::EDITED_AT.to_owned(), n(at.0));
+        item.insert(attr::EDITED_AT.to_owned(), number_attr(at.0));
     }
     item
 }
@@ -349,9 +375,12 @@ pub(crate) fn client_message_id_item(
 ) -> Item {
     let mut item = key(table::chat_pk(app, chat), table::client_message_id_sk(id));
     item.extend([
-        (attr::TYPE.to_owned(), s(item_type::CLIENT_MESSAGE_ID)),
-        (attr::CLIENT_MESSAGE_ID.to_owned(), s(id.as_str())),
-        (attr::NUMBER.to_owned(), n(message)),
+        (
+            attr::TYPE.to_owned(),
+            string_attr(item_type::CLIENT_MESSAGE_ID),
+        ),
+        (attr::CLIENT_MESSAGE_ID.to_owned(), string_attr(id.as_str())),
+        (attr::NUMBER.to_owned(), number_attr(message)),
     ]);
     item
 }
@@ -376,9 +405,9 @@ pub(crate) fn agent_read_item(
 ) -> Item {
     let mut item = key(table::chat_pk(app, chat), table::agent_read_sk(agent));
     item.extend([
-        (attr::TYPE.to_owned(), s(item_type::READ_MARK)),
-        (attr::READER_ID.to_owned(), s(agent.as_str())),
-        (attr::LAST_READ.to_owned(), n(last_read)),
+        (attr::TYPE.to_owned(), string_attr(item_type::READ_MARK)),
+        (attr::READER_ID.to_owned(), string_attr(agent.as_str())),
+        (attr::LAST_READ.to_owned(), number_attr(last_read)),
     ]);
     item
 }
@@ -425,12 +454,12 @@ mod tests {
         assert_eq!(self::chat(&item).unwrap(), chat);
         assert_eq!(
             item[attr::GSI2PK],
-            s("CUST#app_1#RESOLVED#cust#1"),
+            string_attr("CUST#app_1#RESOLVED#cust#1"),
             "flat, exact-match index keys"
         );
         assert_eq!(
             item[attr::GSI3PK],
-            s("TEAMUNREAD#app_1#3"),
+            string_attr("TEAMUNREAD#app_1#3"),
             "unread for the agents"
         );
         let read = Chat {
@@ -472,16 +501,22 @@ mod tests {
         let app = AppToken::parse("app_1").unwrap();
         let agent = UserId::parse("agent#7").unwrap();
         let item = agent_read_item(&app, ChatNumber::new(3).unwrap(), &agent, 9);
-        assert_eq!(item[attr::SK], s("READ#agent#7"));
+        assert_eq!(item[attr::SK], string_attr("READ#agent#7"));
         assert_eq!(agent_last_read(&item).unwrap(), 9);
         let counter = HashMap::from([
-            (attr::TYPE.to_owned(), s(item_type::UNREAD_COUNTER)),
-            (attr::TOTAL_UNREAD.to_owned(), n(5)),
+            (
+                attr::TYPE.to_owned(),
+                string_attr(item_type::UNREAD_COUNTER),
+            ),
+            (attr::TOTAL_UNREAD.to_owned(), number_attr(5)),
         ]);
         assert_eq!(unread_counts(&counter).unwrap(), (5, 0), "absent = 0");
         let negative = HashMap::from([
-            (attr::TYPE.to_owned(), s(item_type::UNREAD_COUNTER)),
-            (attr::TOTAL_UNREAD.to_owned(), n(-1)),
+            (
+                attr::TYPE.to_owned(),
+                string_attr(item_type::UNREAD_COUNTER),
+            ),
+            (attr::TOTAL_UNREAD.to_owned(), number_attr(-1)),
         ]);
         assert!(unread_counts(&negative).is_err());
         assert!(agent_last_read(&counter).is_err());
@@ -490,9 +525,9 @@ mod tests {
     #[test]
     fn unexpected_shapes_are_errors_not_panics() {
         let mut item = chat_item(&sample_chat()).unwrap();
-        item.insert(attr::MESSAGES_COUNT.into(), s("many"));
+        item.insert(attr::MESSAGES_COUNT.into(), string_attr("many"));
         assert!(chat(&item).is_err());
-        item.insert(attr::MESSAGES_COUNT.into(), n(-1));
+        item.insert(attr::MESSAGES_COUNT.into(), number_attr(-1));
         assert!(chat(&item).is_err());
         item.remove(attr::MESSAGES_COUNT);
         assert!(chat(&item).is_err());
@@ -504,7 +539,7 @@ mod tests {
         assert!(chat(&app).is_err(), "an application is not a chat");
         assert!(message(&Item::new()).is_err());
         let mut bad_number = app.clone();
-        bad_number.insert(attr::CHATS_COUNT.into(), n("1e99"));
+        bad_number.insert(attr::CHATS_COUNT.into(), number_attr("1e99"));
         assert!(application(&bad_number).is_err());
     }
 }

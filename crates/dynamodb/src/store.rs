@@ -15,13 +15,18 @@ use aws_sdk_dynamodb::types::{
     ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use chat_domain::limits::NUMBER_MAX;
-use chat_domain::*;
+use chat_domain::{
+    AppName, AppToken, Application, Chat, ChatNumber, ChatQuery, ChatScope, ChatStatus, ChatStore,
+    ChatUpdate, ClientMessageId, CounterChange, DomainError, MarkRead, Message, MessageBody,
+    MessageChange, MessageNumber, MessageRange, NewApplication, NewChat, NewMessage, ReadMarks,
+    ReadReceipt, Result, Role, Sent, Timestamp, UnreadSummary, UserId, UserIdentity,
+};
 use futures::future::try_join_all;
 
 use crate::backoff::{Backoff, RetryPolicy};
 use crate::error::{Result as StoreResult, StoreError, is_throttling_code};
 use crate::expr::Expr;
-use crate::items::{self, Item, n, s};
+use crate::items::{self, Item, number_attr, string_attr};
 use crate::table::{self, attr, item_type};
 
 /// The most keys one BatchGetItem may ask for.
@@ -109,7 +114,8 @@ fn is_transaction_conflict(code: Option<&str>) -> bool {
     )
 }
 
-fn sees(scope: &ChatScope, customer: &UserId) -> bool {
+/// Whether a chat of `customer` is visible in `scope` (a customer's scope sees its own only).
+fn visible_to(scope: &ChatScope, customer: &UserId) -> bool {
     scope.customer.as_ref().is_none_or(|c| c == customer)
 }
 
@@ -139,7 +145,7 @@ fn watermark_attr(role: Role) -> &'static str {
 /// conditions on `messagesCount`, which fails for a missing chat.
 fn watermarks_unchanged(expr: &mut Expr, marks: ReadMarks) -> String {
     let mut unchanged = |attribute: &str, label: &str, value: u32| {
-        let equals = expr.equals(attribute, label, n(value));
+        let equals = expr.equals(attribute, label, number_attr(value));
         if value == 0 {
             format!(
                 "(attribute_not_exists({}) OR {equals})",
@@ -169,8 +175,8 @@ fn unread_index_clauses(
         (false, true) => {
             let (pk, sk) = items::unread_index_keys(chat);
             let set = vec![
-                expr.equals(attr::GSI3PK, "unreadPk", s(pk)),
-                expr.equals(attr::GSI3SK, "unreadSk", s(sk)),
+                expr.equals(attr::GSI3PK, "unreadPk", string_attr(pk)),
+                expr.equals(attr::GSI3SK, "unreadSk", string_attr(sk)),
             ];
             (set, Vec::new())
         }
@@ -303,7 +309,7 @@ impl DynamoStore {
             return Ok(None);
         };
         let chat = items::chat(&item)?;
-        Ok(sees(scope, &chat.customer_id).then_some(chat))
+        Ok(visible_to(scope, &chat.customer_id).then_some(chat))
     }
 
     /// Message `number` of the chat, whoever looks: 1 GetItem.
@@ -388,11 +394,11 @@ impl DynamoStore {
             // The first change creates the item: it gets its type then.
             let update = format!(
                 "SET {} ADD {} {}, {} {}",
-                expr.equals(attr::TYPE, "type", s(item_type::UNREAD_COUNTER)),
+                expr.equals(attr::TYPE, "type", string_attr(item_type::UNREAD_COUNTER)),
                 expr.name(attr::TOTAL_UNREAD),
-                expr.value("messages", n(delta.messages)),
+                expr.value("messages", number_attr(delta.messages)),
                 expr.name(attr::UNREAD_CHATS),
-                expr.value("chats", n(delta.chats)),
+                expr.value("chats", number_attr(delta.chats)),
             );
             writes.push(self.update(items::key(pk, table::UNREAD_SK), &update, None, &expr)?);
         }
@@ -409,7 +415,7 @@ impl DynamoStore {
         reader: &UserIdentity,
     ) -> StoreResult<Option<(Chat, u32)>> {
         let visible = |chat: &Chat| {
-            sees(scope, &chat.customer_id)
+            visible_to(scope, &chat.customer_id)
                 && (reader.role == Role::Agent || chat.customer_id == reader.user_id)
         };
         match reader.role {
@@ -487,8 +493,8 @@ impl DynamoStore {
         let mut expr = Expr::new();
         let update = format!(
             "SET {}, {}",
-            expr.equals(attr::NAME, "name", s(name.as_str())),
-            expr.equals(attr::UPDATED_AT, "now", n(now.0)),
+            expr.equals(attr::NAME, "name", string_attr(name.as_str())),
+            expr.equals(attr::UPDATED_AT, "now", number_attr(now.0)),
         );
         self.update_application_item(token, expr, update).await
     }
@@ -506,11 +512,11 @@ impl DynamoStore {
             expr.equals(
                 attr::PREVIOUS_SECRET_EXPIRES_AT,
                 "previous",
-                n(previous_expires_at.0)
+                number_attr(previous_expires_at.0)
             ),
-            expr.equals(attr::UPDATED_AT, "now", n(now.0)),
+            expr.equals(attr::UPDATED_AT, "now", number_attr(now.0)),
             expr.name(attr::SECRET_GENERATION),
-            expr.value("one", n(1)),
+            expr.value("one", number_attr(1)),
         );
         self.update_application_item(token, expr, update).await
     }
@@ -581,8 +587,11 @@ impl DynamoStore {
                 .map_err(|_| domain(DomainError::chat_numbers_exhausted()))?;
             let chat = new.opened_as(number);
             let mut expr = Expr::new();
-            let update = format!("SET {}", expr.equals(attr::CHATS_COUNT, "next", n(number)));
-            let condition = expr.equals(attr::CHATS_COUNT, "count", n(count));
+            let update = format!(
+                "SET {}",
+                expr.equals(attr::CHATS_COUNT, "next", number_attr(number))
+            );
+            let condition = expr.equals(attr::CHATS_COUNT, "count", number_attr(count));
             let allocate = self.update(app_key(), &update, Some(&condition), &expr)?;
             let insert = self.put_new(items::chat_item(&chat)?)?;
             match self.transact(vec![allocate, insert]).await? {
@@ -620,22 +629,22 @@ impl DynamoStore {
             return Err(domain(DomainError::chat_not_found(scope.chat)));
         };
         let mut expr = Expr::new();
-        let mut set = vec![expr.equals(attr::UPDATED_AT, "now", n(update.now.0))];
+        let mut set = vec![expr.equals(attr::UPDATED_AT, "now", number_attr(update.now.0))];
         let mut remove = Vec::new();
         match &update.subject {
             None => {}
             Some(Some(subject)) => {
-                set.push(expr.equals(attr::SUBJECT, "subject", s(subject.as_str())))
+                set.push(expr.equals(attr::SUBJECT, "subject", string_attr(subject.as_str())))
             }
             Some(None) => remove.push(expr.name(attr::SUBJECT)),
         }
         if let Some(status) = update.status {
             // The index keys follow the status; the customer and number never change.
-            set.push(expr.equals(attr::STATUS, "status", s(status.as_str())));
+            set.push(expr.equals(attr::STATUS, "status", string_attr(status.as_str())));
             let inbox = table::inbox_pk(&scope.app, status, table::inbox_shard(scope.chat));
-            set.push(expr.equals(attr::GSI1PK, "inbox", s(inbox)));
+            set.push(expr.equals(attr::GSI1PK, "inbox", string_attr(inbox)));
             let customer = table::customer_pk(&scope.app, status, &current.customer_id);
-            set.push(expr.equals(attr::GSI2PK, "customer", s(customer)));
+            set.push(expr.equals(attr::GSI2PK, "customer", string_attr(customer)));
         }
         let mut update_expression = format!("SET {}", set.join(", "));
         if !remove.is_empty() {
@@ -644,7 +653,11 @@ impl DynamoStore {
         let mut condition = format!("attribute_exists({})", expr.name(attr::PK));
         if let Some(customer) = &scope.customer {
             condition.push_str(" AND ");
-            condition.push_str(&expr.equals(attr::CUSTOMER_ID, "scope", s(customer.as_str())));
+            condition.push_str(&expr.equals(
+                attr::CUSTOMER_ID,
+                "scope",
+                string_attr(customer.as_str()),
+            ));
         }
         let key = items::key(table::chat_pk(&scope.app, scope.chat), table::CHAT_SK);
         let mut backoff = Backoff::new(self.retry, "the chat");
@@ -702,10 +715,14 @@ impl DynamoStore {
         let mut expr = Expr::new();
         let condition = format!(
             "{} AND {} BETWEEN {} AND {}",
-            expr.equals(attr::PK, "pk", s(table::chat_pk(&scope.app, scope.chat))),
+            expr.equals(
+                attr::PK,
+                "pk",
+                string_attr(table::chat_pk(&scope.app, scope.chat))
+            ),
             expr.name(attr::SK),
-            expr.value("from", s(table::MESSAGES_FROM)),
-            expr.value("chat", s(table::CHAT_SK)),
+            expr.value("from", string_attr(table::MESSAGES_FROM)),
+            expr.value("chat", string_attr(table::CHAT_SK)),
         );
         let out = self
             .client
@@ -725,7 +742,7 @@ impl DynamoStore {
             return Ok(None);
         };
         let chat = items::chat(&chat_item)?;
-        if !sees(scope, &chat.customer_id) {
+        if !visible_to(scope, &chat.customer_id) {
             return Ok(None);
         }
         let last = match found.next() {
@@ -814,12 +831,12 @@ impl DynamoStore {
         limit: Option<u32>,
     ) -> StoreResult<Vec<(String, Item)>> {
         let mut expr = Expr::new();
-        let mut condition = expr.equals(pk_attr, "pk", s(pk));
+        let mut condition = expr.equals(pk_attr, "pk", string_attr(pk));
         if let Some(after) = after {
             condition.push_str(&format!(
                 " AND {} < {}",
                 expr.name(sk_attr),
-                expr.value("after", s(after))
+                expr.value("after", string_attr(after))
             ));
         }
         let mut found = Vec::new();
@@ -970,13 +987,13 @@ impl DynamoStore {
             let mut expr = Expr::new();
             let activity = items::activity_sk(created_at, scope.chat)?;
             let mut set = vec![
-                expr.equals(attr::MESSAGES_COUNT, "next", n(number)),
-                expr.equals(watermark_attr(new.sender_role), "next", n(number)),
-                expr.equals(attr::LAST_MESSAGE_AT, "at", n(created_at.0)),
-                expr.equals(attr::LAST_ACTIVITY_AT, "at", n(created_at.0)),
-                expr.equals(attr::UPDATED_AT, "updated", n(updated_at.0)),
-                expr.equals(attr::GSI1SK, "activity", s(activity.clone())),
-                expr.equals(attr::GSI2SK, "activity", s(activity)),
+                expr.equals(attr::MESSAGES_COUNT, "next", number_attr(number)),
+                expr.equals(watermark_attr(new.sender_role), "next", number_attr(number)),
+                expr.equals(attr::LAST_MESSAGE_AT, "at", number_attr(created_at.0)),
+                expr.equals(attr::LAST_ACTIVITY_AT, "at", number_attr(created_at.0)),
+                expr.equals(attr::UPDATED_AT, "updated", number_attr(updated_at.0)),
+                expr.equals(attr::GSI1SK, "activity", string_attr(activity.clone())),
+                expr.equals(attr::GSI2SK, "activity", string_attr(activity)),
             ];
             let (set_index, remove_index) = unread_index_clauses(&mut expr, &chat, before, after);
             set.extend(set_index);
@@ -985,13 +1002,17 @@ impl DynamoStore {
             // one of them.
             let mut condition = format!(
                 "{} AND {} AND {}",
-                expr.equals(attr::MESSAGES_COUNT, "count", n(count)),
-                expr.equals(attr::UPDATED_AT, "seen", n(chat.updated_at.0)),
+                expr.equals(attr::MESSAGES_COUNT, "count", number_attr(count)),
+                expr.equals(attr::UPDATED_AT, "seen", number_attr(chat.updated_at.0)),
                 watermarks_unchanged(&mut expr, before),
             );
             if let Some(customer) = &scope.customer {
                 condition.push_str(" AND ");
-                condition.push_str(&expr.equals(attr::CUSTOMER_ID, "scope", s(customer.as_str())));
+                condition.push_str(&expr.equals(
+                    attr::CUSTOMER_ID,
+                    "scope",
+                    string_attr(customer.as_str()),
+                ));
             }
             // Cancellation reasons are read by position: the chat, the message, the key.
             let mut writes = vec![
@@ -1046,7 +1067,7 @@ impl DynamoStore {
                     }
                     known = match reasons[0].item() {
                         Some(item) if condition_failed(reasons.first()) => {
-                            Some(items::chat(item)?).filter(|c| sees(scope, &c.customer_id))
+                            Some(items::chat(item)?).filter(|c| visible_to(scope, &c.customer_id))
                         }
                         _ => None,
                     };
@@ -1070,7 +1091,7 @@ impl DynamoStore {
         Ok(self
             .message_item(&scope.app, scope.chat, number)
             .await?
-            .filter(|(_, customer)| sees(scope, customer))
+            .filter(|(_, customer)| visible_to(scope, customer))
             .map(|(message, _)| message))
     }
 
@@ -1094,12 +1115,16 @@ impl DynamoStore {
         let mut expr = Expr::new();
         let condition = format!(
             "{} AND {} BETWEEN {} AND {}",
-            expr.equals(attr::PK, "pk", s(table::chat_pk(&scope.app, scope.chat))),
+            expr.equals(
+                attr::PK,
+                "pk",
+                string_attr(table::chat_pk(&scope.app, scope.chat))
+            ),
             expr.name(attr::SK),
-            expr.value("low", s(table::message_sk(low))),
+            expr.value("low", string_attr(table::message_sk(low))),
             expr.value(
                 "high",
-                s(high.map_or_else(|| table::CHAT_SK.to_owned(), table::message_sk)),
+                string_attr(high.map_or_else(|| table::CHAT_SK.to_owned(), table::message_sk)),
             ),
         );
         let wanted = range.limit as usize + usize::from(includes_chat);
@@ -1137,8 +1162,8 @@ impl DynamoStore {
         }
         messages.truncate(range.limit as usize);
         let visible = match (&chat, messages.first()) {
-            (Some(chat), _) => sees(scope, &chat.customer_id),
-            (None, Some((_, customer))) => sees(scope, customer),
+            (Some(chat), _) => visible_to(scope, &chat.customer_id),
+            (None, Some((_, customer))) => visible_to(scope, customer),
             (None, None) => self.visible_chat(scope).await?.is_some(),
         };
         if !visible {
@@ -1174,7 +1199,7 @@ impl DynamoStore {
         let mut messages = Vec::new();
         for item in found.into_iter().flatten() {
             if items::is_type(&item, item_type::CHAT) {
-                visible = sees(scope, &items::chat(&item)?.customer_id);
+                visible = visible_to(scope, &items::chat(&item)?.customer_id);
             } else {
                 messages.push(items::message(&item)?.0);
             }
@@ -1201,12 +1226,12 @@ impl DynamoStore {
         let set = match new_body {
             Some(body) => format!(
                 "SET {}, {}",
-                expr.equals(attr::BODY, "body", s(body.as_str())),
-                expr.equals(attr::EDITED_AT, "now", n(change.now.0)),
+                expr.equals(attr::BODY, "body", string_attr(body.as_str())),
+                expr.equals(attr::EDITED_AT, "now", number_attr(change.now.0)),
             ),
             None => format!(
                 "SET {}, {}",
-                expr.equals(attr::BODY, "body", s("")),
+                expr.equals(attr::BODY, "body", string_attr("")),
                 expr.equals(attr::DELETED, "deleted", AttributeValue::Bool(true)),
             ),
         };
@@ -1214,7 +1239,7 @@ impl DynamoStore {
         let update = format!(
             "{set} ADD {} {}",
             expr.name(attr::VERSION),
-            expr.value("one", n(1))
+            expr.value("one", number_attr(1))
         );
         let mut condition = format!(
             "attribute_exists({}) AND {}",
@@ -1223,11 +1248,19 @@ impl DynamoStore {
         );
         if let Some(customer) = &scope.customer {
             condition.push_str(" AND ");
-            condition.push_str(&expr.equals(attr::CUSTOMER_ID, "scope", s(customer.as_str())));
+            condition.push_str(&expr.equals(
+                attr::CUSTOMER_ID,
+                "scope",
+                string_attr(customer.as_str()),
+            ));
         }
         if let Some(sender) = &change.only_sender {
             condition.push_str(" AND ");
-            condition.push_str(&expr.equals(attr::SENDER_ID, "sender", s(sender.as_str())));
+            condition.push_str(&expr.equals(
+                attr::SENDER_ID,
+                "sender",
+                string_attr(sender.as_str()),
+            ));
         }
         let key = items::key(
             table::chat_pk(&scope.app, scope.chat),
@@ -1272,7 +1305,7 @@ impl DynamoStore {
                 return Err(self.missing_message(scope, change.number).await);
             };
             let (message, customer) = items::message(&old)?;
-            if !sees(scope, &customer) {
+            if !visible_to(scope, &customer) {
                 return Err(domain(DomainError::chat_not_found(scope.chat)));
             }
             if change
@@ -1347,15 +1380,18 @@ impl DynamoStore {
             let mut writes = Vec::new();
             if after != before {
                 let mut expr = Expr::new();
-                let mut set =
-                    vec![expr.equals(watermark_attr(role), "read", n(after.watermark(role)))];
+                let mut set = vec![expr.equals(
+                    watermark_attr(role),
+                    "read",
+                    number_attr(after.watermark(role)),
+                )];
                 let (set_index, remove_index) =
                     unread_index_clauses(&mut expr, &chat, before, after);
                 set.extend(set_index);
                 let update = update_expression(&set, &remove_index);
                 let mut condition = format!(
                     "{} AND {}",
-                    expr.equals(attr::MESSAGES_COUNT, "count", n(last)),
+                    expr.equals(attr::MESSAGES_COUNT, "count", number_attr(last)),
                     watermarks_unchanged(&mut expr, before),
                 );
                 if let Some(customer) = &scope.customer {
@@ -1363,7 +1399,7 @@ impl DynamoStore {
                     condition.push_str(&expr.equals(
                         attr::CUSTOMER_ID,
                         "scope",
-                        s(customer.as_str()),
+                        string_attr(customer.as_str()),
                     ));
                 }
                 writes.push(self.update(chat_key(), &update, Some(&condition), &expr)?);
@@ -1376,7 +1412,7 @@ impl DynamoStore {
                     "attribute_not_exists({}) OR {} < {}",
                     expr.name(attr::PK),
                     expr.name(attr::LAST_READ),
-                    expr.value("read", n(own_after)),
+                    expr.value("read", number_attr(own_after)),
                 );
                 let own =
                     items::agent_read_item(&scope.app, scope.chat, &reader.user_id, own_after);
@@ -1499,12 +1535,16 @@ impl DynamoStore {
         limit: u32,
     ) -> StoreResult<Vec<ChatNumber>> {
         let mut expr = Expr::new();
-        let mut condition = expr.equals(attr::GSI3PK, "pk", s(table::team_unread_pk(app, shard)));
+        let mut condition = expr.equals(
+            attr::GSI3PK,
+            "pk",
+            string_attr(table::team_unread_pk(app, shard)),
+        );
         if let Some(after) = after {
             condition.push_str(&format!(
                 " AND {} > {}",
                 expr.name(attr::GSI3SK),
-                expr.value("after", s(table::unread_sk(after)))
+                expr.value("after", string_attr(table::unread_sk(after)))
             ));
         }
         let mut found = Vec::new();

@@ -23,7 +23,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chat_domain::*;
+use chat_domain::{
+    AppName, AppToken, Application, ChangeRecord, Chat, ChatNumber, ChatQuery, ChatScope,
+    ChatStore, ChatUpdate, DomainError, MarkRead, Message, MessageBody, MessageChange,
+    MessageNumber, MessageRange, NewApplication, NewChat, NewMessage, ReadReceipt, Sent, Timestamp,
+    UnreadSummary, UserIdentity,
+};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Notify, mpsc, oneshot};
 

@@ -2,7 +2,12 @@
 //! thread inside a savepoint of the current group-commit transaction; reads on a read
 //! connection. Every statement is prepared once per connection (`prepare_cached`).
 
-use chat_domain::*;
+use chat_domain::{
+    AppName, AppToken, Application, ChangeKind, ChangeRecord, Chat, ChatNumber, ChatQuery,
+    ChatScope, ChatStatus, ChatUpdate, ClientMessageId, DocKey, DomainError, Message, MessageBody,
+    MessageChange, MessageNumber, MessageRange, NewApplication, NewChat, NewMessage, Sent, Subject,
+    Timestamp, UserId,
+};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Result, StoreError};

@@ -1,7 +1,10 @@
 //! Rows to domain values. Every stored value is parsed again, so a damaged file shows up
 //! as an Internal error instead of an invalid value or a panic.
 
-use chat_domain::*;
+use chat_domain::{
+    AppName, AppToken, Chat, ChatNumber, ChatStatus, ClientMessageId, Message, MessageNumber, Role,
+    Subject, Timestamp, UserId,
+};
 use rusqlite::Row;
 
 use crate::error::{Result, StoreError};

@@ -2,7 +2,10 @@
 //! chat's marks runs on the writer, inside the savepoint of the write that moves them, and
 //! moves the counters by exactly `CounterChange::between` the marks before and after.
 
-use chat_domain::*;
+use chat_domain::{
+    ChatNumber, ChatScope, CounterChange, DomainError, MarkRead, ReadMarks, ReadReceipt, Role,
+    UnreadSummary, UserId, UserIdentity,
+};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::Result;

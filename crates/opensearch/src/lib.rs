@@ -19,7 +19,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chat_domain::*;
+use chat_domain::{
+    Applied, DomainError, ErrorCode, IndexOp, Result, SearchHit, SearchIndex, SearchRequest,
+    chat_key,
+};
 use opensearch::OpenSearch;
 use opensearch::auth::Credentials;
 use opensearch::http::headers::{CONTENT_TYPE, HeaderMap, HeaderValue};

@@ -20,7 +20,7 @@
 
 use chat_domain::limits::SEARCH_GRAM_MAX_CHARS;
 use chat_domain::search::{PREFIX_SCORE, SEARCH_GRAM_MIN_CHARS, WHOLE_WORD_SCORE};
-use chat_domain::*;
+use chat_domain::{IndexOp, SearchRequest, chat_key};
 use serde_json::{Value, json};
 
 /// The index settings and mapping, for `PUT /<index>`.

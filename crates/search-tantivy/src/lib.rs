@@ -36,7 +36,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use chat_domain::search::{PREFIX_SCORE, SEARCH_GRAM_MIN_CHARS, WHOLE_WORD_SCORE};
-use chat_domain::*;
+use chat_domain::{
+    Applied, DomainError, IndexOp, MessageNumber, Result, SearchHit, SearchIndex, SearchRequest,
+    chat_key,
+};
 use tantivy::collector::DocSetCollector;
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{BooleanQuery, Occur, PhraseQuery, Query, TermQuery};

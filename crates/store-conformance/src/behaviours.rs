@@ -1,7 +1,10 @@
 //! The behaviours of the [`ChatStore`] contract, each given / when / then, each on a
 //! fresh store. A behaviour panics (assert) when the store breaks the contract.
 
-use chat_domain::*;
+use chat_domain::{
+    AppName, Chat, ChatCursor, ChatQuery, ChatStatus, ChatUpdate, ErrorCode, NewApplication,
+    NewChat, NewMessage, Role,
+};
 use tokio::task::JoinSet;
 
 use crate::fixtures::*;

@@ -3,7 +3,11 @@
 
 use std::sync::Arc;
 
-use chat_domain::*;
+use chat_domain::{
+    AppName, AppToken, Chat, ChatCursor, ChatNumber, ChatQuery, ChatScope, ChatStore,
+    ClientMessageId, ErrorCode, Message, MessageBody, MessageChange, MessageNumber, MessageRange,
+    NewApplication, NewChat, NewMessage, Result, Role, Subject, Timestamp, UserId,
+};
 
 pub type Store = Arc<dyn ChatStore>;
 

@@ -3,7 +3,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chat_domain::*;
+use chat_domain::{
+    AppToken, ChatNumber, ErrorCode, MarkRead, NewMessage, ReadMarks, ReadReceipt, Result, Role,
+    Timestamp, UserIdentity,
+};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
