@@ -43,16 +43,8 @@ impl World {
         let auth = Authenticator::new(ADMIN, service);
         let url = common::serve_in_process(api, auth, Duration::from_millis(50)).await;
         let client = common::http_client();
-        let common::TestApp { token: app, secret } = common::TestApp::from_answer(
-            common::graphql_ok(
-                &client,
-                &url,
-                ADMIN,
-                common::CREATE_APPLICATION,
-                json!({ "n": "A" }),
-            )
-            .await,
-        );
+        let common::TestApp { token: app, secret } =
+            common::TestApp::create_at(&client, &url, ADMIN, "A").await;
         let world = World {
             url,
             clock,

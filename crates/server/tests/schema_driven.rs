@@ -26,16 +26,8 @@ async fn a_subscription_added_to_the_schema_fires_without_new_code() {
     let url = common::serve_in_process(api, auth, AUTHORITY_RECHECK).await;
 
     let client = common::http_client();
-    let common::TestApp { token: app, secret } = common::TestApp::from_answer(
-        common::graphql_ok(
-            &client,
-            &url,
-            ADMIN,
-            common::CREATE_APPLICATION,
-            json!({ "n": "S" }),
-        )
-        .await,
-    );
+    let common::TestApp { token: app, secret } =
+        common::TestApp::create_at(&client, &url, ADMIN, "S").await;
     let exp = common::jsonwebtoken_exp(600);
     let token = |sub: &str, role| {
         chat_appsync::auth::mint_user_token(&secret, &app, sub, role, exp).unwrap()

@@ -292,6 +292,24 @@ impl TestApp {
         )
     }
 
+    /// An application created through `client` on the server at `url` with `admin_key`.
+    pub async fn create_at(
+        client: &reqwest::Client,
+        url: &str,
+        admin_key: &str,
+        name: &str,
+    ) -> TestApp {
+        let data = graphql_ok(
+            client,
+            url,
+            admin_key,
+            CREATE_APPLICATION,
+            json!({ "n": name }),
+        )
+        .await;
+        TestApp::from_answer(data)
+    }
+
     /// The application in a `createApplication` answer.
     pub fn from_answer(data: Value) -> TestApp {
         TestApp {
@@ -314,15 +332,7 @@ impl TestApp {
             .local_address(address.parse::<std::net::IpAddr>().unwrap())
             .build()
             .unwrap();
-        let data = graphql_ok(
-            &client,
-            &server.url,
-            ADMIN_KEY,
-            CREATE_APPLICATION,
-            json!({ "n": name }),
-        )
-        .await;
-        TestApp::from_answer(data)
+        TestApp::create_at(&client, &server.url, ADMIN_KEY, name).await
     }
 
     pub fn user(&self, sub: &str, role: Role) -> String {
