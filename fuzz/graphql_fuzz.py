@@ -732,6 +732,7 @@ class Fuzzer:
         # an operator's would: the fuzzed ones, garbage tokens included, may get their
         # address throttled for failed admin-key attempts (crates/server/src/admin_guard.rs).
         self.support_client = Client(server.url, args.request_timeout, source="127.0.0.2")
+        self.admin_client = Client(server.url, args.request_timeout, source="127.0.0.3")
         self.world = World(admin_key=ADMIN_KEY)
         self.oracle = Oracle(set(documented_error_codes(schema_sdl)), args.request_timeout, ADMIN_KEY)
         self.stats = Stats()
@@ -804,7 +805,10 @@ class Fuzzer:
             headers["Content-Type"] = request.content_type
         if identity.header is not None:
             headers["Authorization"] = identity.header
-        ex = self.client.send(request.method, request.path, request.body, headers,
+        # The admin's fuzzed requests come from an address of their own, as an operator's
+        # would: the garbage tokens' failed admin-key attempts throttle only their address.
+        client = self.admin_client if identity.caller.kind == "admin" else self.client
+        ex = client.send(request.method, request.path, request.body, headers,
                               own_connection=request.kind == "other-http")
         self.stats.requests += 1
         self.stats.kinds[request.kind] += 1
@@ -944,6 +948,7 @@ def main() -> int:
             server.start()
             fuzzer.client = Client(server.url, args.request_timeout)
             fuzzer.support_client = Client(server.url, args.request_timeout, source="127.0.0.2")
+            fuzzer.admin_client = Client(server.url, args.request_timeout, source="127.0.0.3")
             again = check_invariants(fuzzer, "after a restart")
             failures += again.failures
             if again.snapshot != checked.snapshot:
