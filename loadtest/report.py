@@ -31,6 +31,7 @@ import os
 import re
 import sys
 from collections import defaultdict
+from dataclasses import dataclass, field
 
 STEAL_LIMIT = 0.25  # of all cores' time, per sampled (1-s) interval
 # A second is clean when every steal interval overlapping [s - 2, s + 1) is under the limit:
@@ -254,57 +255,14 @@ def steal_share(seconds, ticks):
     return ticks / (os.sysconf("SC_CLK_TCK") * cores() * max(1.0, seconds))
 
 
-def window_steal(rows, steal, window):
-    """The hypervisor's share of the cores over one RSS window (seconds of the run), from the
-    1-s steal samples; None when the run did not record both clocks."""
-    stamped = next((r for r in rows if r[4] is not None), None)
-    if stamped is None or len(steal) < 2:
+def warmup_growth(warmup, end):
+    """The growth from the cold start's reference window (its lowest sample) to the soak's
+    end (`end`, KiB), or None without warm-up samples."""
+    if not warmup:
         return None
-    offset = stamped[4] - stamped[0]  # unix seconds at the run's second 0
-    inside = [x for x in steal if window[0] + offset <= x[0] <= window[1] + offset]
-    return steal_total(inside) if len(inside) >= 2 else None
-
-
-def context_lines(rows, steal, windows=()):
-    """What else the soak saw: the CPU the hypervisor took (from the 1-s steal sampler's
-    (unix seconds, ticks) samples), over the run and in each (label, RSS window), and the
-    connections held. Not checks, but they explain latency stalls and memory steps."""
-    lines = []
-    intervals = steal_intervals(steal)
-    if intervals:
-        _, worst_end, worst = max(intervals, key=lambda i: i[2])
-        at = worst_end - steal[0][0]
-        lines.append(f"CPU taken by the hypervisor (steal): {steal_total(steal):.1%} of {cores()} cores over the run, at most {worst:.0%} in a second (at {at:.0f} s)")
-    shares = [(label, window_steal(rows, steal, window)) for label, window in windows]
-    if shares and all(share is not None for _, share in shares):
-        each = ", ".join(f"{share:.0%} {label}" for label, share in shares)
-        lines.append(f"CPU steal in the RSS windows: {each} (a host taking the CPU leaves requests and index batches queued, holding memory)")
-    conns = [r[3] for r in rows if r[3] is not None]
-    if conns:
-        lines.append(f"connections held by the server: {conns[0]} at the start, {max(conns)} at most, {conns[-1]} at the end")
-    return lines
-
-
-def memory_split(rows, reference, last):
-    """RSS in two parts, each window's: the file-backed pages (the binary's code, the search
-    index's mapped files: they grow with the index and the kernel may reclaim them) and
-    the lowest anonymous sample (the search index's per-commit blocks come and go within a
-    commit, several times a second, so a sample may catch one; the lowest is what stayed)."""
-    def part(window):
-        inside = [r for r in rows if window[0] <= r[0] <= window[1]]
-        return median(r[1] - r[2] for r in inside) / 1024, min(r[2] for r in inside) / 1024
-    def index(window, column):
-        values = [r[column] for r in rows if window[0] <= r[0] <= window[1] and r[column] is not None]
-        return median(values) / 1024 if values else None
-    (file_a, anon_a), (file_b, anon_b) = part(reference), part(last)
-    index_a, index_b = index(reference, 5), index(last, 5)
-    disk_a, disk_b = index(reference, 6), index(last, 6)
-    on_disk = f" of its {disk_a:.1f} -> {disk_b:.1f} MiB on disk" if disk_a is not None and disk_b is not None else ""
-    of_which = f" (of which the search index's mapped files {index_a:.1f} -> {index_b:.1f} MiB{on_disk})" if index_a is not None and index_b is not None else ""
-    return (
-        f"RSS by kind: file-backed (median) {file_a:.1f} -> {file_b:.1f} MiB{of_which}, "
-        f"anonymous (lowest sample) {anon_a:.1f} -> {anon_b:.1f} MiB ({(anon_b - anon_a) / anon_a:+.1%})"
-    )
+    _, window = reference_window(warmup[-1][0])
+    cold = lowest_kib(warmup, window, 1)
+    return (end - cold) / cold
 
 
 def warmup_line(warmup, end):
@@ -334,11 +292,6 @@ def reference_window(duration):
     return at, (at - half, at + half)
 
 
-def median_kib(rows, window, column):
-    """The median of one column of the RSS samples taken in a (start, end) window of seconds."""
-    return median(r[column] for r in rows if window[0] <= r[0] <= window[1])
-
-
 def lowest_kib(rows, window, column):
     """The lowest value of one column of the RSS samples taken in a (start, end) window."""
     return min(r[column] for r in rows if window[0] <= r[0] <= window[1])
@@ -350,23 +303,32 @@ def own_rows(rows):
     return [(r[0], r[1] - (r[5] or 0)) + r[2:] for r in rows]
 
 
-def soak_check(results, slack_mib=0):
-    """The soak's verdict from soak.json and rss.csv; returns (ok, lines).
+@dataclass
+class SoakVerdict:
+    """The soak's verdict: `status` per check ("errors", "rss", "drift": "ok", "FAIL" or
+    "SKIP"), the judged growth and the figures printed beside it, and the lines to print."""
+    ok: bool
+    status: dict
+    rss_growth: float
+    all_rss_growth: float | None
+    warmup_growth: float | None
+    lines: list = field(default_factory=list)
 
-    RSS without the search index's mapped files: the lowest sample in the minute around
-    minute 2 (or around half the run, for a run under 4 minutes) against the lowest in the
-    last minute. All of RSS would include the pages of the index's files that searches have read through tantivy's mmap, which are the kernel's
-    page cache (shared, reclaimable, there whether mapped or not) and grow with the data
-    indexed: in a 30-minute soak after a 5-minute warm-up, about 4 times more messages at
-    the end than at minute 2, the index 1.2 -> 4.1 MiB on disk and its resident pages 0.8 ->
-    3.1 MiB (docs/loadtest.md, "What the soak judges"). So the bound judges what the server holds for
-    itself, and the line for all of RSS is printed beside it (info). The search index's
-    commits allocate some 6 MiB of tables that live for part of a second, several times a
-    second, so a sample catches one now and then; the lowest sample of a minute is what
-    stayed between them, and a leak raises it (the median flips between the two levels when
-    about half the samples catch a commit). The medians are printed beside it. The bound is on growth: memory handed back is not a leak.
-    `slack_mib` (CI's short soak on a debug build: scripts/loadtest --ci) also passes growth
-    up to that many MiB whatever the ratio.
+
+def soak_verdict(results, slack_mib=0):
+    """The soak's verdict from soak.json and rss.csv.
+
+    Memory: RSS without the search index's mapped files, the lowest sample in the minute
+    around minute 2 (or around half the run, for a run under 4 minutes) against the lowest
+    in the last minute, at most +10%. The index's pages are the kernel's page cache, which
+    searches read and which grows with the data indexed (docs/loadtest.md, "What the soak
+    judges"): all of RSS is printed beside the verdict, not judged. The lowest sample,
+    because the index's commits allocate some 6 MiB of tables that live for part of a
+    second and a sample catches one now and then; a leak raises the floor. The bound is on
+    growth: memory handed back is not a leak. `slack_mib` (CI's short soak on a debug build)
+    also passes growth up to that many MiB whatever the ratio.
+    Latency drift: the median per-second p95 of the last minute against the first's.
+    Errors: none, GraphQL/HTTP or WebSocket.
     """
     data = load(os.path.join(results, "soak.json"))
     rss = rss_rows(os.path.join(results, "rss.csv"))
@@ -377,37 +339,49 @@ def soak_check(results, slack_mib=0):
     own = own_rows(rss)
     reference = lowest_kib(own, first_window, 1)
     end = lowest_kib(own, last_window, 1)
-    reference_median, end_median = median_kib(own, first_window, 1), median_kib(own, last_window, 1)
     growth = (end - reference) / reference
     peak = max(r[1] for r in own)
-    all_reference, all_end = lowest_kib(rss, first_window, 1), lowest_kib(rss, last_window, 1)
-    all_growth = (all_end - all_reference) / all_reference
     indexed = any(r[5] is not None for r in rss)
+    all_growth = None
+    if indexed:
+        all_reference, all_end = lowest_kib(rss, first_window, 1), lowest_kib(rss, last_window, 1)
+        all_growth = (all_end - all_reference) / all_reference
     slack = f" or +{slack_mib} MiB" if slack_mib else ""
     rss_ok = growth <= 0.10 or end - reference <= slack_mib * 1024
     (first, n_first), (last, n_last) = minute_p95(data["series"], "mix", True), minute_p95(data["series"], "mix", False)
     errors = allops["errors"] + data.get("ws_errors", 0)
-    checks = [
-        (errors == 0, f"errors: {allops['errors']} GraphQL/HTTP, {data.get('ws_errors', 0)} WebSocket, of {allops['count']} requests"),
-        (rss_ok, f"RSS{' without the search index' if indexed else ''} (lowest sample of a minute: what stays between the search index's commits): {reference / 1024:.1f} MiB around {reference_at:.0f} s, {end / 1024:.1f} MiB in the last minute (to {duration:.0f} s): {growth:+.1%} (bound: at most +10%{slack}); medians {reference_median / 1024:.1f} -> {end_median / 1024:.1f} MiB; highest sample {peak / 1024:.1f} MiB"),
-    ]
+    status, lines = {}, []
+
+    def judge(name, ok, line):
+        status[name] = "ok" if ok else "FAIL"
+        lines.append(("ok  " if ok else "FAIL") + " " + line)
+
+    judge("errors", errors == 0, f"errors: {allops['errors']} GraphQL/HTTP, {data.get('ws_errors', 0)} WebSocket, of {allops['count']} requests")
+    judge("rss", rss_ok, f"RSS{' without the search index' if indexed else ''} (lowest sample of a minute): {reference / 1024:.1f} MiB around {reference_at:.0f} s, {end / 1024:.1f} MiB in the last minute (to {duration:.0f} s): {growth:+.1%} (bound: at most +10%{slack}); highest sample {peak / 1024:.1f} MiB")
     clean = " clean" if data.get("clean") else ""  # whether minute_p95 took clean seconds only
     if min(n_first, n_last) >= MINUTE_QUORUM:
-        checks.append((last <= 1.5 * first + 2.0, f"p95 (median of the per-second p95s{' over the clean seconds' if clean else ''}) first minute {first:.2f} ms ({n_first} s), last minute {last:.2f} ms ({n_last} s) (bound: last <= 1.5 x first + 2 ms)"))
-        skipped = []
+        judge("drift", last <= 1.5 * first + 2.0, f"p95 (median of the per-second p95s{' over the clean seconds' if clean else ''}) first minute {first:.2f} ms ({n_first} s), last minute {last:.2f} ms ({n_last} s) (bound: last <= 1.5 x first + 2 ms)")
     else:
-        skipped = [f"SKIP p95 drift not judged: {n_first} and {n_last}{clean} seconds in the first and last minute (at least {MINUTE_QUORUM} each)"]
-    verdict = [("ok  " if ok else "FAIL") + " " + line for ok, line in checks]
-    info = [memory_split(rss, first_window, last_window)]
-    if indexed:
-        info.append(f"RSS with the search index's mapped files (not judged: they grow with the data): {all_reference / 1024:.1f} -> {all_end / 1024:.1f} MiB ({all_growth:+.1%})")
+        status["drift"] = "SKIP"
+        lines.append(f"SKIP p95 drift not judged: {n_first} and {n_last}{clean} seconds in the first and last minute (at least {MINUTE_QUORUM} each)")
+    if all_growth is not None:
+        lines.append(f"info RSS with the search index's mapped files (not judged: they grow with the data): {all_growth:+.1%}")
     warmup_path = os.path.join(results, "rss-warmup.csv")
+    warmed = None
     if os.path.exists(warmup_path):
-        info.append(warmup_line(own_rows(rss_rows(warmup_path)), end))
-    steal_path = os.path.join(results, "soak.steal.csv")
-    steal = steal_samples(steal_path) if os.path.exists(steal_path) else []
-    windows = [(f"around {reference_at:.0f} s", first_window), ("in the last minute", last_window)]
-    return all(ok for ok, _ in checks), verdict + skipped + ["info " + line for line in info + context_lines(rss, steal, windows)]
+        warmup = own_rows(rss_rows(warmup_path))
+        warmed = warmup_growth(warmup, end)
+        lines.append("info " + warmup_line(warmup, end))
+    return SoakVerdict(
+        ok=all(v != "FAIL" for v in status.values()), status=status, rss_growth=growth,
+        all_rss_growth=all_growth, warmup_growth=warmed, lines=lines,
+    )
+
+
+def soak_check(results, slack_mib=0):
+    """The soak's verdict as (ok, lines to print): see `soak_verdict`."""
+    verdict = soak_verdict(results, slack_mib)
+    return verdict.ok, verdict.lines
 
 
 # Thresholds on these metrics measure latency (dropped iterations: k6 could not start them
