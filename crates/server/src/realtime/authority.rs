@@ -134,6 +134,17 @@ impl Authority {
         }
     }
 
+    /// When it is time (`next_check` has come by `now`), verifies the token again if it is
+    /// due and schedules the next look: `Err` with the reason once it no longer verifies.
+    async fn look(&mut self, now: tokio::time::Instant) -> Result<(), String> {
+        if self.token.is_none() || self.next_check > now {
+            return Ok(());
+        }
+        let checked = self.check().await;
+        self.schedule();
+        checked
+    }
+
     /// Resolves, with the reason, when the credential's authority has ended; pending
     /// forever for the admin key.
     pub async fn ended(&mut self) -> String {
@@ -142,9 +153,7 @@ impl Authority {
         }
         loop {
             tokio::time::sleep_until(self.next_check).await;
-            let checked = self.check().await;
-            self.schedule();
-            if let Err(reason) = checked {
+            if let Err(reason) = self.look(tokio::time::Instant::now()).await {
                 return reason;
             }
         }
@@ -201,27 +210,23 @@ impl Credentials {
             let next = self
                 .own
                 .values()
+                .chain(std::iter::once(&self.connection))
+                .filter(|a| a.token.is_some())
                 .map(|a| a.next_check)
-                .chain((self.connection.token.is_some()).then_some(self.connection.next_check))
-                .min()
-                .expect("at least one credential");
+                .min();
+            // Only credentials that never end (the admin key): nothing to look at.
+            let Some(next) = next else {
+                return std::future::pending().await;
+            };
             tokio::time::sleep_until(next).await;
             let now = tokio::time::Instant::now();
-            if self.connection.token.is_some() && self.connection.next_check <= now {
-                let checked = self.connection.check().await;
-                self.connection.schedule();
-                if let Err(reason) = checked {
-                    return Lost::Connection(reason);
-                }
+            if let Err(reason) = self.connection.look(now).await {
+                return Lost::Connection(reason);
             }
             let mut lost = Vec::new();
             for (operation, authority) in &mut self.own {
-                if authority.next_check <= now {
-                    let checked = authority.check().await;
-                    authority.schedule();
-                    if let Err(reason) = checked {
-                        lost.push((operation.clone(), reason));
-                    }
+                if let Err(reason) = authority.look(now).await {
+                    lost.push((operation.clone(), reason));
                 }
             }
             if !lost.is_empty() {

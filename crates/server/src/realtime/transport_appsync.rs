@@ -616,18 +616,15 @@ impl Connection {
             Ok(own) => own,
             Err(error) => return frames.push(error_frame(Some(&id), error)),
         };
-        let caller = match own {
-            Some((caller, authority)) => {
-                self.credentials.insert(id.clone(), authority);
-                caller
-            }
+        let (caller, own) = match own {
+            Some((caller, authority)) => (caller, Some(authority)),
             None => {
                 // A token that expired starts nothing (its connection closes soon).
                 if let Err(reason) = self.credentials.connection.check().await {
                     let error = AppSyncError::new("UnauthorizedException", reason);
                     return frames.push(error_frame(Some(&id), error));
                 }
-                self.caller.clone()
+                (self.caller.clone(), None)
             }
         };
         let (kind, mut stream) = self
@@ -665,14 +662,28 @@ impl Connection {
                     frames.push(ServerMessage::StartAck { id: &id }.frame());
                     let id_json = Value::String(id.clone()).to_string();
                     frames.push(envelope("data", &id_json, "payload", &first.response));
-                    self.subscriptions.start(id, stream);
+                    self.run(id, stream, own);
                 }
                 None => {
                     frames.push(ServerMessage::StartAck { id: &id }.frame());
-                    self.subscriptions.start(id, stream);
+                    self.run(id, stream, own);
                 }
             },
         }
+    }
+
+    /// A subscription that was admitted runs; a credential of its own is watched with it
+    /// (one that brought a refused or finished operation is not kept).
+    fn run(
+        &mut self,
+        id: String,
+        stream: BoxStream<'static, Arc<Payload>>,
+        own: Option<Authority>,
+    ) {
+        if let Some(authority) = own {
+            self.credentials.insert(id.clone(), authority);
+        }
+        self.subscriptions.start(id, stream);
     }
 }
 
