@@ -9,8 +9,8 @@ use std::sync::Arc;
 use aws_lambda_events::appsync::{AppSyncDirectResolverEvent, AppSyncIdentity};
 use chat_domain::{
     AppName, AppToken, Caller, Chat, ChatNumber, ChatService, ChatStatus, ClientMessageId,
-    DomainError, ErrorCode, Message, MessageBody, MessageNumber, MessagesArgs, PageSize, Result,
-    Role, SearchQuery, Subject, UserId,
+    DomainError, ErrorCode, MessageBody, MessageNumber, MessagesArgs, PageSize, Result, Role,
+    SearchQuery, Subject, UserId,
 };
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -86,6 +86,11 @@ impl Resolved {
             data,
             publications: vec![Publication { mutation, event }],
         }
+    }
+
+    /// `data`, publishing itself whole through `mutation`.
+    fn published(data: Value, mutation: &'static str) -> Resolved {
+        Resolved::publishing(data.clone(), mutation, data)
     }
 }
 
@@ -183,10 +188,9 @@ impl Registry {
         Fut: Future<Output = Result<R>> + Send + 'static,
         R: Into<Resolved> + 'static,
     {
-        let resolver = Arc::new(resolver);
         let boxed: Resolver = Box::new(move |svc, caller, args| {
-            let resolver = resolver.clone();
-            Box::pin(async move { resolver(svc, caller, args).await.map(Into::into) })
+            let answer = resolver(svc, caller, args);
+            Box::pin(async move { answer.await.map(Into::into) })
         });
         self.resolvers.insert(
             field,
@@ -391,12 +395,6 @@ fn chat_event(chat: &Chat, caller: &Caller) -> Resolved {
     )
 }
 
-/// A message, published whole through `mutation`.
-fn message_event(message: &Message, mutation: &'static str) -> Resolved {
-    let data = wire::message(message);
-    Resolved::publishing(data.clone(), mutation, data)
-}
-
 async fn create_chat(
     svc: Arc<ChatService>,
     caller: Caller,
@@ -497,7 +495,10 @@ async fn send_message(
     let sent = svc
         .send_message(&caller, &app, chat, body, client_id)
         .await?;
-    Ok(message_event(&sent.message, publish::MESSAGE_SENT))
+    Ok(Resolved::published(
+        wire::message(&sent.message),
+        publish::MESSAGE_SENT,
+    ))
 }
 
 async fn edit_message(
@@ -510,7 +511,10 @@ async fn edit_message(
     let number = MessageNumber::new(args.int("number")?)?;
     let body = MessageBody::parse(args.str("body")?)?;
     let message = svc.edit_message(&caller, &app, chat, number, body).await?;
-    Ok(message_event(&message, publish::MESSAGE_CHANGED))
+    Ok(Resolved::published(
+        wire::message(&message),
+        publish::MESSAGE_CHANGED,
+    ))
 }
 
 async fn delete_message(
@@ -522,7 +526,10 @@ async fn delete_message(
     let (app, chat) = chat_of(&args)?;
     let number = MessageNumber::new(args.int("number")?)?;
     let message = svc.delete_message(&caller, &app, chat, number).await?;
-    Ok(message_event(&message, publish::MESSAGE_CHANGED))
+    Ok(Resolved::published(
+        wire::message(&message),
+        publish::MESSAGE_CHANGED,
+    ))
 }
 
 async fn on_chat_feed(
@@ -556,11 +563,9 @@ async fn mark_chat_read(
     let (app, chat) = chat_of(&args)?;
     let up_to = args.opt_int("upTo")?.map(MessageNumber::new).transpose()?;
     let receipt = svc.mark_chat_read(&caller, &app, chat, up_to).await?;
-    let data = wire::read_receipt(&receipt);
-    Ok(Resolved::publishing(
-        data.clone(),
+    Ok(Resolved::published(
+        wire::read_receipt(&receipt),
         publish::READ_RECEIPT,
-        data,
     ))
 }
 
