@@ -31,6 +31,18 @@ pub const MUTATIONS: [(&str, &str); 4] = [
     (READ_RECEIPT, "ReadReceiptEventInput"),
 ];
 
+/// Whether a schema field with these directives (their names) is IAM only, as AppSync
+/// reads it with Lambda as the default mode and IAM as an additional one: `@aws_iam`
+/// without `@aws_lambda`. The publish mutations are; clients cannot call such a field.
+pub fn is_iam_only<'a>(directives: impl IntoIterator<Item = &'a str>) -> bool {
+    let (mut iam, mut lambda) = (false, false);
+    for directive in directives {
+        iam |= directive == "aws_iam";
+        lambda |= directive == "aws_lambda";
+    }
+    iam && !lambda
+}
+
 const MESSAGE_FIELDS: &str = "appToken chatNumber number body senderId senderRole \
     clientMessageId createdAt editedAt deleted";
 
@@ -74,5 +86,13 @@ mod tests {
             assert_eq!(document.matches(mutation).count(), 1, "{document}");
         }
         assert_eq!(document("sendMessage"), None);
+    }
+
+    #[test]
+    fn iam_only_means_aws_iam_without_aws_lambda() {
+        assert!(is_iam_only(["aws_iam"]));
+        assert!(!is_iam_only(["aws_iam", "aws_lambda"]));
+        assert!(!is_iam_only(["aws_lambda"]));
+        assert!(!is_iam_only(["aws_subscribe"]));
     }
 }

@@ -72,8 +72,8 @@ pub fn schema_fields(sdl: &str) -> Result<SchemaFields, String> {
         let type_name = ty.name.node.to_string();
         for field in object.fields {
             let name = format!("{type_name}.{}", field.node.name.node);
-            let has = |d: &str| field.node.directives.iter().any(|x| x.node.name.node == d);
-            if has("aws_iam") && !has("aws_lambda") {
+            let directives = field.node.directives.iter();
+            if chat_appsync::publish::is_iam_only(directives.map(|d| d.node.name.node.as_str())) {
                 fields.iam_only.insert(name.clone());
             }
             if ROOT_TYPES.contains(&type_name.as_str()) {

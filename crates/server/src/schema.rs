@@ -181,10 +181,9 @@ fn iam_only_field(parent: String, field: String, ty: TypeRef) -> Field {
     })
 }
 
-/// Whether a field's directives make it IAM only: `@aws_iam` without `@aws_lambda`.
+/// Whether a field's directives make it IAM only (`chat_appsync::publish::is_iam_only`).
 fn is_iam_only(directives: &[async_graphql::Positioned<ConstDirective>]) -> bool {
-    let has = |name: &str| directives.iter().any(|d| d.node.name.node == name);
-    has("aws_iam") && !has("aws_lambda")
+    chat_appsync::publish::is_iam_only(directives.iter().map(|d| d.node.name.node.as_str()))
 }
 
 /// AppSync's subscribe-time check: a caller is needed, and the registry's resolver for the
