@@ -96,6 +96,16 @@ fn required(name: &str) -> Result<String, Error> {
         .ok_or_else(|| format!("environment variable {name} is not set").into())
 }
 
+/// A number from the environment (surrounding whitespace ignored), or None when unset.
+fn optional_number<T: FromStr>(name: &str) -> Result<Option<T>, Error>
+where
+    T::Err: std::fmt::Display,
+{
+    optional(name)
+        .map(|raw| T::from_str(raw.trim()).map_err(|e| format!("{name}: {e}").into()))
+        .transpose()
+}
+
 fn optional(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
@@ -247,16 +257,11 @@ fn dynamodb_service(
 /// The send rate limits from the environment ([`env::SEND_RATE_PER_USER`] ...). They hold
 /// per instance: AppSync spreads a user's requests over the warm instances.
 pub fn throttle_config() -> Result<ThrottleConfig, Error> {
-    let burst = |name: &str| -> Result<Option<u32>, Error> {
-        optional(name)
-            .map(|raw| u32::from_str(raw.trim()).map_err(|e| format!("{name}: {e}").into()))
-            .transpose()
-    };
     ThrottleConfig::from_settings(
         optional(env::SEND_RATE_PER_USER).as_deref(),
-        burst(env::SEND_BURST_PER_USER)?,
+        optional_number::<u32>(env::SEND_BURST_PER_USER)?,
         optional(env::SEND_RATE_PER_APP).as_deref(),
-        burst(env::SEND_BURST_PER_APP)?,
+        optional_number::<u32>(env::SEND_BURST_PER_APP)?,
     )
     .map_err(Error::from)
 }
@@ -347,9 +352,7 @@ pub fn authorizer_main() -> Result<(), Error> {
         let sdk = aws_config().await;
         let (service, client, table) = dynamodb_service(&sdk)?;
         let mut authenticator = Authenticator::new(required(env::ADMIN_KEY)?, Arc::new(service));
-        if let Some(raw) = optional(env::MAX_TOKEN_LIFETIME_SECS) {
-            let secs = u64::from_str(raw.trim())
-                .map_err(|e| format!("{}: {e}", env::MAX_TOKEN_LIFETIME_SECS))?;
+        if let Some(secs) = optional_number::<u64>(env::MAX_TOKEN_LIFETIME_SECS)? {
             authenticator = authenticator.with_max_token_lifetime(secs);
         }
         let ttl = match optional(env::AUTH_TTL_SECS) {
