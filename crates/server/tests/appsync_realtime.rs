@@ -113,8 +113,7 @@ async fn one_mutation_reaches_both_protocols_alike() {
     transport_ws
         .subscribe("t", ON_MESSAGE, json!({ "a": app.token, "c": chat }))
         .await;
-    transport_ws.send(json!({ "type": "ping" })).await;
-    assert!(matches!(transport_ws.next().await, Incoming::Message(m) if m["type"] == "pong"));
+    transport_ws.synced().await;
 
     send(&server, &app, &c1, chat, "to both").await;
     let over_appsync = next_not_ka(&mut appsync).await;

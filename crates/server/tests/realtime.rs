@@ -57,8 +57,7 @@ async fn messages_reach_the_right_subscribers_in_order_exactly_once() {
     // Subscriptions are registered once the server has processed them; a ping round trip
     // after the subscribe messages proves that (messages are handled in order).
     for client in [&mut sub1, &mut sub2, &mut inbox] {
-        client.send(json!({ "type": "ping" })).await;
-        assert!(matches!(client.next().await, Incoming::Message(m) if m["type"] == "pong"));
+        client.synced().await;
     }
 
     for i in 1..=10 {
@@ -308,8 +307,7 @@ async fn a_subscriber_that_stops_reading_is_cut_off_and_blocks_nobody() {
     )
     .await;
     for client in [&mut slow, &mut fast] {
-        client.send(json!({ "type": "ping" })).await;
-        assert!(matches!(client.next().await, Incoming::Message(m) if m["type"] == "pong"));
+        client.synced().await;
     }
     // `slow` never reads while 8 KiB messages pour in: its socket buffers fill, then its
     // queue in the hub. The fast subscriber reads along.
@@ -495,11 +493,8 @@ impl InProcess {
 async fn live(url: &str, token: &str, id: &str, query: &str, variables: Value) -> WsClient {
     let mut client = WsClient::connect(url, token).await;
     client.subscribe(id, query, variables).await;
-    client.send(json!({ "type": "ping" })).await;
-    match client.next().await {
-        Incoming::Message(m) if m["type"] == "pong" => client,
-        other => panic!("expected pong, got {other:?}"),
-    }
+    client.synced().await;
+    client
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -596,8 +591,7 @@ async fn a_refused_caller_cannot_ride_on_an_authorized_group() {
     authorized
         .subscribe("i", ON_INBOX, json!({ "a": app.token }))
         .await;
-    authorized.send(json!({ "type": "ping" })).await;
-    assert!(matches!(authorized.next().await, Incoming::Message(m) if m["type"] == "pong"));
+    authorized.synced().await;
     assert_eq!(server.counts(), (2, 2, 2));
 
     // Another customer, with exactly the agent's query and variables, is refused as if the
@@ -781,8 +775,7 @@ async fn a_named_subscription_without_operation_name_streams() {
             json!({ "a": app.token, "c": chat }),
         )
         .await;
-    client.send(json!({ "type": "ping" })).await;
-    assert!(matches!(client.next().await, Incoming::Message(m) if m["type"] == "pong"));
+    client.synced().await;
     send(&server, &app, &customer, chat, "named and live").await;
     let event = client.next_data("named").await;
     assert_eq!(event["onMessage"]["body"], "named and live", "{event}");
@@ -804,8 +797,7 @@ async fn an_aliased_mutation_reaches_no_other_application_or_chat() {
         .await;
     feed.subscribe("inbox", ON_INBOX, json!({ "a": a.token }))
         .await;
-    feed.send(json!({ "type": "ping" })).await;
-    assert!(matches!(feed.next().await, Incoming::Message(m) if m["type"] == "pong"));
+    feed.synced().await;
 
     // Across applications: B's answer says "A", and nothing of it reaches A.
     let forged = server
@@ -870,8 +862,7 @@ async fn subscribers_get_the_fields_they_select_whatever_the_mutation_selected()
     let mut sub = WsClient::connect(&server.url, &c1).await;
     sub.subscribe("1", ON_MESSAGE, json!({ "a": app.token, "c": chat }))
         .await;
-    sub.send(json!({ "type": "ping" })).await;
-    assert!(matches!(sub.next().await, Incoming::Message(m) if m["type"] == "pong"));
+    sub.synced().await;
     let bare = "mutation($a: ID!, $c: Int!) { sendMessage(appToken: $a, chatNumber: $c, body: \"hi\") { __typename } }";
     server
         .ok(&c1, bare, json!({ "a": app.token, "c": chat }))

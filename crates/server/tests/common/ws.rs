@@ -71,6 +71,16 @@ impl WsClient {
             .expect("send");
     }
 
+    /// A ping round trip: the server has handled every message sent before it (messages
+    /// are handled in order), so subscriptions sent before are live.
+    pub async fn synced(&mut self) {
+        self.send(json!({ "type": "ping" })).await;
+        match self.next().await {
+            Incoming::Message(m) if m["type"] == "pong" => {}
+            other => panic!("expected pong, got {other:?}"),
+        }
+    }
+
     pub async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
         self.send(json!({ "type": "subscribe", "id": id, "payload": { "query": query, "variables": variables } }))
             .await;
