@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::admin_guard::{AdminGuard, is_admin_shaped};
+use crate::realtime::connection::{self, Timing};
 use crate::realtime::{transport_appsync, transport_ws};
 use crate::schema::Api;
 use crate::shutdown::Shutdown;
@@ -140,8 +141,11 @@ async fn graphiql_or_websocket(
             state.api,
             state.auth,
             header_token,
+            Timing {
+                authority_recheck: state.authority_recheck,
+                ..transport_ws::TIMING
+            },
             state.shutdown,
-            state.authority_recheck,
         )
     })
 }
@@ -179,9 +183,9 @@ fn appsync_upgrade(
             state.api,
             state.auth,
             handshake,
-            transport_appsync::Timing {
+            Timing {
                 authority_recheck: state.authority_recheck,
-                ..transport_appsync::Timing::default()
+                ..transport_appsync::TIMING
             },
             state.shutdown,
         )
@@ -194,10 +198,10 @@ fn websocket_limits(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
         .max_message_size(REQUEST_BODY_MAX_BYTES)
         // tungstenite reserves 128 KiB per connection for reads by default; chat frames are
         // small and a connection is mostly idle (docs/realtime.md has the measurement).
-        .read_buffer_size(transport_ws::READ_BUFFER_BYTES)
+        .read_buffer_size(connection::READ_BUFFER_BYTES)
         // Frames ready together go out in one write (the connection feeds, then flushes);
         // the buffer grows only while frames wait, so idle connections do not pay for it.
-        .write_buffer_size(transport_ws::WRITE_BUFFER_BYTES)
+        .write_buffer_size(connection::WRITE_BUFFER_BYTES)
 }
 
 /// Parse and validation errors come from async-graphql without a code: the request itself

@@ -751,7 +751,7 @@ async fn a_member_that_stops_reading_is_cut_off_and_the_rest_of_its_group_goes_o
     assert_eq!(u16::from(frame.code), 4029, "{frame:?}");
     assert_eq!(
         frame.reason.as_str(),
-        chat_server::realtime::transport_ws::FELL_BEHIND_REASON
+        chat_server::realtime::connection::FELL_BEHIND_REASON
     );
     assert!(
         received < total,

@@ -1,7 +1,8 @@
 //! Real time: AppSync's subscription rule ([`hub`]), subscription groups that execute and
-//! render each distinct subscription once for all its subscribers ([`groups`]), and the
-//! WebSocket protocols that carry them ([`transport_ws`]: graphql-transport-ws;
-//! [`transport_appsync`]: AppSync's own real-time protocol, which Amplify speaks). Execution
+//! render each distinct subscription once for all its subscribers ([`groups`]), one
+//! WebSocket connection that runs operations and delivers their events ([`connection`]),
+//! and the two protocols spoken over it, each a codec ([`transport_ws`]:
+//! graphql-transport-ws; [`transport_appsync`]: AppSync's own, which Amplify speaks). Execution
 //! is shared by HTTP and WebSocket through [`Api::execute`] and [`Api::execute_stream`], so
 //! a mutation publishes the same way whichever way it arrived, and both protocols subscribe,
 //! authorize and deliver through the same code: only the envelopes differ.
@@ -10,6 +11,7 @@
 //! rendered to JSON text; each protocol wraps them in its own envelope.
 
 pub mod authority;
+pub mod connection;
 pub mod groups;
 pub mod hub;
 pub mod transport_appsync;

@@ -1,5 +1,6 @@
 //! AppSync's own real-time protocol ("Building a real-time WebSocket client" in the AppSync
-//! developer guide), which Amplify JS and Amplify Flutter speak, over axum WebSockets.
+//! developer guide), which Amplify JS and Amplify Flutter speak: a codec over the shared
+//! [`connection`](super::connection).
 //!
 //! The wire, as Amplify JS 6 and Amplify Flutter send it:
 //! - The client connects to `/graphql/realtime` (Amplify's path for any endpoint that is not
@@ -9,7 +10,7 @@
 //!   `header` query parameter next to `payload=e30=` (Amplify Flutter, the guide), or as
 //!   the upgrade request's `Authorization` header.
 //! - `connection_init` -> `connection_ack` `{"connectionTimeoutMs": 300000}`, then `ka` at
-//!   once and every [`Timing::keep_alive`]; a client that hears no `ka` within
+//!   once and every [`TIMING`]'s `keep_alive`; a client that hears no `ka` within
 //!   `connectionTimeoutMs` reconnects. `connection_init` is optional, as on AppSync: a
 //!   `start` initialises the connection too.
 //! - `start` `{id, payload: {data: "<JSON text of {query, variables}>", extensions:
@@ -27,13 +28,12 @@
 //! [`Api::execute_stream`]'s, exactly as over graphql-transport-ws: one implementation of
 //! the rule, two wire formats.
 //!
-//! Bounds: at most [`MAX_SUBSCRIPTIONS_PER_CONNECTION`] subscriptions, frames up to the
-//! request body limit, every send within [`transport_ws::SEND_TIMEOUT`]; a connection that
+//! Bounds are the connection's: at most [`MAX_SUBSCRIPTIONS_PER_CONNECTION`] subscriptions,
+//! frames up to the request body limit, every write within a deadline; a connection that
 //! never initialises, or stays without subscriptions, is closed after a timeout; a
-//! subscriber that falls behind is cut off as over graphql-transport-ws (close 4029 with
-//! the way back). A frame that cannot be used gets an `error` and the connection goes on.
+//! subscriber that falls behind is cut off (close 4029 with the way back). A frame that
+//! cannot be used gets an `error` and the connection goes on.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,18 +46,18 @@ use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use chat_appsync::Authenticator;
 use chat_domain::Caller;
-use futures::stream::BoxStream;
-use futures::{FutureExt, SinkExt, StreamExt};
+use futures::{FutureExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use tokio::time::Instant;
-use tokio_stream::StreamMap;
 
 use super::authority::{Authority, Credentials, Lost};
-use super::transport_ws::{self, FELL_BEHIND_REASON, close, send_all};
-use super::{ConnectionSignals, Operation, Payload};
+use super::connection::{
+    self, CONNECTION_INIT_TIMEOUT, Connection, Flow, Frame, Identity, Item,
+    MAX_OPERATIONS_PER_CONNECTION, Protocol, Timing, close, envelope,
+};
+use super::{Operation, Payload};
 use crate::schema::Api;
-use crate::shutdown::{GOING_AWAY, GOING_AWAY_REASON, Shutdown};
+use crate::shutdown::Shutdown;
 
 /// The subprotocol AppSync answers with (the name graphql-ws' predecessor used).
 pub const PROTOCOL: &str = "graphql-ws";
@@ -72,41 +72,16 @@ pub const HEADER_SUBPROTOCOL_PREFIX: &str = "header-";
 /// value).
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(300);
 /// AppSync's limit, and the graphql-transport-ws transport's.
-pub const MAX_SUBSCRIPTIONS_PER_CONNECTION: usize = transport_ws::MAX_OPERATIONS_PER_CONNECTION;
+pub const MAX_SUBSCRIPTIONS_PER_CONNECTION: usize = MAX_OPERATIONS_PER_CONNECTION;
 
-/// Close codes (4000-4999 are the application's; the same numbers as graphql-transport-ws).
-pub mod close_code {
-    pub const BAD_REQUEST: u16 = super::transport_ws::close::BAD_REQUEST;
-    pub const UNAUTHORIZED: u16 = super::transport_ws::close::UNAUTHORIZED;
-    pub const INIT_TIMEOUT: u16 = super::transport_ws::close::INIT_TIMEOUT;
-    pub const FELL_BEHIND: u16 = super::transport_ws::close::FELL_BEHIND;
-    /// Normal closure: the connection had no subscription for [`super::Timing::idle`].
-    pub const IDLE: u16 = 1000;
-}
-
-/// The connection's clocks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timing {
-    /// How long a client may take to send `connection_init` (or a first `start`).
-    pub init: Duration,
-    /// How often the server sends `ka`. Amplify JS warns after 65 s without one.
-    pub keep_alive: Duration,
-    /// How long an initialised connection may stay without any subscription.
-    pub idle: Duration,
-    /// How often a credential's token is looked at (see [`super::authority`]).
-    pub authority_recheck: Duration,
-}
-
-impl Default for Timing {
-    fn default() -> Self {
-        Timing {
-            init: transport_ws::CONNECTION_INIT_TIMEOUT,
-            keep_alive: Duration::from_secs(30),
-            idle: CONNECTION_TIMEOUT,
-            authority_recheck: super::authority::AUTHORITY_RECHECK,
-        }
-    }
-}
+/// The protocol's clocks: `ka` every 30 s (Amplify JS warns after 65 s without one); a
+/// connection without subscriptions is closed after [`CONNECTION_TIMEOUT`].
+pub const TIMING: Timing = Timing {
+    init: CONNECTION_INIT_TIMEOUT,
+    keep_alive: Some(Duration::from_secs(30)),
+    idle: Some(CONNECTION_TIMEOUT),
+    authority_recheck: super::authority::AUTHORITY_RECHECK,
+};
 
 /// An error as AppSync sends it in `error` and `connection_error` messages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -164,9 +139,6 @@ enum ServerMessage<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<&'a str>,
         payload: Errors,
-    },
-    Complete {
-        id: &'a str,
     },
 }
 
@@ -403,234 +375,101 @@ pub async fn serve(
     timing: Timing,
     shutdown: Shutdown,
 ) {
-    let _session = shutdown.session();
-    let (mut sink, mut source) = socket.split();
-    let caller = authenticate_handshake(&auth, handshake, timing.authority_recheck).await;
-    let init_deadline = Instant::now() + timing.init;
+    let protocol = AppSync {
+        handshake: Some(handshake),
+        ..AppSync::new()
+    };
+    connection::run(socket, protocol, api, auth, timing, shutdown).await;
+}
 
-    let (caller, authority) = match caller {
-        Ok(established) => established,
-        Err(refusal) => {
-            // AppSync refuses at the handshake; Amplify reads the refusal as the answer to
-            // its connection_init, so it comes after the first message.
-            let first = tokio::time::timeout_at(init_deadline, next_frame(&mut source)).await;
-            if let Ok(Some(_)) = first {
-                let message = ServerMessage::ConnectionError {
-                    payload: Errors {
-                        errors: vec![refusal.clone()],
+struct AppSync {
+    /// Read at the upgrade; authenticated when the connection opens.
+    handshake: Option<Handshake>,
+    /// Why the handshake was refused: the answer to the client's first frame.
+    refusal: Option<AppSyncError>,
+}
+
+impl AppSync {
+    fn new() -> AppSync {
+        AppSync {
+            handshake: None,
+            refusal: None,
+        }
+    }
+
+    fn initialise(&self, connection: &mut Connection, out: &mut Vec<Message>, ack: bool) {
+        if ack {
+            out.push(
+                ServerMessage::ConnectionAck {
+                    payload: ConnectionAckPayload {
+                        connection_timeout_ms: CONNECTION_TIMEOUT.as_millis() as u64,
                     },
-                };
-                send_all(&mut sink, vec![message.frame()]).await;
-            }
-            let code = if refusal.error_code == Some(400) {
-                close_code::BAD_REQUEST
-            } else {
-                close_code::UNAUTHORIZED
-            };
-            return close(&mut sink, code, &refusal.error_type).await;
-        }
-    };
-
-    let mut connection = Connection {
-        api,
-        auth,
-        caller,
-        credentials: Credentials::new(authority),
-        recheck: timing.authority_recheck,
-        signals: ConnectionSignals::default(),
-        subscriptions: Subscriptions::default(),
-    };
-    let mut initialised = false;
-    let mut keep_alive = tokio::time::interval(timing.keep_alive);
-    keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut idle_since = Instant::now();
-
-    loop {
-        // The one deadline that applies now: initialisation, or idleness.
-        let deadline = if !initialised {
-            Some((init_deadline, close_code::INIT_TIMEOUT))
-        } else if connection.subscriptions.is_empty() {
-            Some((idle_since + timing.idle, close_code::IDLE))
-        } else {
-            None
-        };
-        let had_subscriptions = !connection.subscriptions.is_empty();
-        let mut frames = Vec::new();
-        tokio::select! {
-            incoming = next_frame(&mut source) => {
-                let text = match incoming {
-                    None => break,
-                    Some(Frame::Unreadable) => {
-                        return close(&mut sink, close_code::BAD_REQUEST, "unreadable frame").await;
-                    }
-                    Some(Frame::Binary) => {
-                        frames.push(error_frame(None, AppSyncError::bad_input("binary messages are not supported")));
-                        None
-                    }
-                    Some(Frame::Text(text)) => Some(text),
-                };
-                if let Some(text) = text {
-                    match decode(text.as_str()) {
-                        Err(FrameError { id, error }) => frames.push(error_frame(id.as_deref(), error)),
-                        Ok(ClientMessage::ConnectionInit {}) => {
-                            frames.push(ServerMessage::ConnectionAck {
-                                payload: ConnectionAckPayload {
-                                    connection_timeout_ms: CONNECTION_TIMEOUT.as_millis() as u64,
-                                },
-                            }.frame());
-                            if !initialised {
-                                // AppSync's first keep-alive follows the ack at once.
-                                frames.push(ServerMessage::Ka.frame());
-                                keep_alive.reset();
-                                idle_since = Instant::now();
-                            }
-                            initialised = true;
-                        }
-                        Ok(ClientMessage::Start { id, payload }) => {
-                            if !initialised {
-                                keep_alive.reset();
-                                idle_since = Instant::now();
-                            }
-                            initialised = true;
-                            connection.start(id, payload, &mut frames).await;
-                        }
-                        Ok(ClientMessage::Stop { id }) => {
-                            connection.credentials.remove(&id);
-                            if connection.subscriptions.stop(&id) {
-                                frames.push(ServerMessage::Complete { id: &id }.frame());
-                            }
-                        }
-                    }
                 }
-                if !send_all(&mut sink, frames).await { break; }
-            }
-            Some((id, item)) = connection.subscriptions.streams.next(), if !connection.subscriptions.is_empty() => {
-                // This item and whatever else is ready, written together and flushed once.
-                let mut behind = connection.subscriptions.frame(id, item, &connection.signals, &mut frames);
-                while !behind && frames.len() < transport_ws::MAX_FRAMES_PER_WRITE {
-                    let Some(Some((id, item))) = connection.subscriptions.streams.next().now_or_never() else {
-                        break;
-                    };
-                    behind = connection.subscriptions.frame(id, item, &connection.signals, &mut frames);
-                }
-                if !send_all(&mut sink, frames).await || behind { break; }
-            }
-            _ = keep_alive.tick(), if initialised => {
-                if !send_all(&mut sink, vec![ServerMessage::Ka.frame()]).await { break; }
-            }
-            _ = sleep_until_some(deadline.map(|(at, _)| at)), if deadline.is_some() => {
-                let reason = if initialised {
-                    format!("no subscription for {} s", timing.idle.as_secs())
-                } else {
-                    "Connection initialisation timeout".to_owned()
-                };
-                let code = deadline.map_or(close_code::IDLE, |(_, code)| code);
-                return close(&mut sink, code, &reason).await;
-            }
-            _ = connection.signals.wait_fell_behind() => break,
-            lost = connection.credentials.lost() => match lost {
-                // Every subscription on the connection's credential ends, and so does the
-                // connection: Amplify reconnects with a fresh token.
-                Lost::Connection(reason) => {
-                    for id in connection.subscriptions.ids_sorted() {
-                        if !connection.credentials.has_own(&id) {
-                            frames.push(error_frame(Some(&id), AppSyncError::new("UnauthorizedException", reason.clone())));
-                        }
-                    }
-                    send_all(&mut sink, frames).await;
-                    return close(&mut sink, close_code::UNAUTHORIZED, &reason).await;
-                }
-                Lost::Operations(lost) => {
-                    for (id, reason) in lost {
-                        if connection.subscriptions.stop(&id) {
-                            frames.push(error_frame(Some(&id), AppSyncError::new("UnauthorizedException", reason)));
-                        }
-                    }
-                    if !send_all(&mut sink, frames).await { break; }
-                }
-            },
-            _ = shutdown.stopping() => {
-                return close(&mut sink, GOING_AWAY, GOING_AWAY_REASON).await;
+                .frame(),
+            );
+            if !connection.initialised {
+                // AppSync's first keep-alive follows the ack at once.
+                out.push(ServerMessage::Ka.frame());
             }
         }
-        if had_subscriptions && connection.subscriptions.is_empty() {
-            idle_since = Instant::now();
-        }
+        connection.initialised = true;
     }
-    if connection.signals.is_behind() {
-        close(&mut sink, close_code::FELL_BEHIND, FELL_BEHIND_REASON).await;
-    } else {
-        // The peer closed: send the close frame that answers its own (the WebSocket closing
-        // handshake), so it need not wait for a timeout.
-        let _ = tokio::time::timeout(transport_ws::SEND_TIMEOUT, sink.close()).await;
-    }
-}
 
-async fn sleep_until_some(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// One initialised connection's state.
-struct Connection {
-    api: Api,
-    auth: Arc<Authenticator>,
-    /// Who the handshake authenticated.
-    caller: Caller,
-    /// How long the handshake's token, and each start's own, still hold.
-    credentials: Credentials,
-    recheck: Duration,
-    signals: ConnectionSignals,
-    subscriptions: Subscriptions,
-}
-
-impl Connection {
-    /// Starts a subscription; `frames` gets the answer: `start_ack` (and any event already
+    /// Starts a subscription; `out` gets the answer: `start_ack` (and any event already
     /// there), or `error`.
-    async fn start(&mut self, id: String, payload: StartPayload, frames: &mut Vec<Message>) {
+    async fn start(
+        &self,
+        connection: &mut Connection,
+        id: String,
+        payload: StartPayload,
+        out: &mut Vec<Message>,
+    ) {
         if id.is_empty() {
             let error = AppSyncError::bad_input("start needs a non-empty id");
-            return frames.push(error_frame(None, error));
+            return out.push(error_frame(None, error));
         }
-        if self.subscriptions.contains(&id) {
+        if connection.operations.contains(&id) {
             let error = AppSyncError::new(
                 "DuplicatedOperationError",
                 format!("Duplicated operation with id {id}"),
             );
-            return frames.push(error_frame(Some(&id), error));
+            return out.push(error_frame(Some(&id), error));
         }
-        if self.subscriptions.len() >= MAX_SUBSCRIPTIONS_PER_CONNECTION {
+        if connection.operations.len() >= MAX_SUBSCRIPTIONS_PER_CONNECTION {
             let error = AppSyncError::new(
                 "MaxSubscriptionsReachedError",
                 format!("Max number of {MAX_SUBSCRIPTIONS_PER_CONNECTION} subscriptions reached"),
             );
-            return frames.push(error_frame(Some(&id), error));
+            return out.push(error_frame(Some(&id), error));
         }
         let request = match start_request(&payload.data) {
             Ok(request) => request,
-            Err(error) => return frames.push(error_frame(Some(&id), error)),
+            Err(error) => return out.push(error_frame(Some(&id), error)),
         };
-        let own = match start_credential(&self.auth, payload.extensions, self.recheck).await {
+        let own = match start_credential(&connection.auth, payload.extensions, connection.recheck)
+            .await
+        {
             Ok(own) => own,
-            Err(error) => return frames.push(error_frame(Some(&id), error)),
+            Err(error) => return out.push(error_frame(Some(&id), error)),
+        };
+        let Some(identity) = &mut connection.identity else {
+            let error =
+                AppSyncError::new("UnauthorizedException", "the connection is not authorized");
+            return out.push(error_frame(Some(&id), error));
         };
         let (caller, own) = match own {
             Some((caller, authority)) => (caller, Some(authority)),
             None => {
                 // A token that expired starts nothing (its connection closes soon).
-                if let Err(reason) = self.credentials.connection.check().await {
+                if let Err(reason) = identity.credentials.connection.check().await {
                     let error = AppSyncError::new("UnauthorizedException", reason);
-                    return frames.push(error_frame(Some(&id), error));
+                    return out.push(error_frame(Some(&id), error));
                 }
-                (self.caller.clone(), None)
+                (identity.caller.clone(), None)
             }
         };
-        let (kind, mut stream) = self
-            .api
-            .execute_stream(request, caller, self.signals.clone())
-            .await;
+        let (kind, mut stream) = connection.execute(request, caller).await;
+        let id_json = connection::id_json(&id);
         match kind {
             Operation::Single => {
                 // Not run: the stream of a query or mutation executes only when polled.
@@ -639,52 +478,176 @@ impl Connection {
                     "queries and mutations are not supported through the realtime channel: \
                      send them to POST /graphql",
                 );
-                frames.push(error_frame(Some(&id), error));
+                return out.push(error_frame(Some(&id), error));
             }
-            Operation::Invalid => match stream.next().await {
-                Some(payload) => frames.push(refusal_frame(&id, &payload)),
-                None => frames.push(error_frame(
-                    Some(&id),
-                    AppSyncError::bad_input("the operation cannot run"),
-                )),
-            },
-            // A refusal is the stream's one response, ready at once (Groups::subscribe); a
-            // live subscription's stream is pending until an event comes.
-            Operation::Subscription => match stream.next().now_or_never() {
-                Some(Some(first)) if first.refusal.is_some() => {
-                    frames.push(refusal_frame(&id, &first));
-                }
-                Some(None) => {
-                    frames.push(ServerMessage::StartAck { id: &id }.frame());
-                    frames.push(ServerMessage::Complete { id: &id }.frame());
-                }
-                Some(Some(first)) => {
-                    frames.push(ServerMessage::StartAck { id: &id }.frame());
-                    let id_json = Value::String(id.clone()).to_string();
-                    frames.push(envelope("data", &id_json, "payload", &first.response));
-                    self.run(id, stream, own);
-                }
-                None => {
-                    frames.push(ServerMessage::StartAck { id: &id }.frame());
-                    self.run(id, stream, own);
-                }
-            },
+            Operation::Invalid => {
+                return match stream.next().await {
+                    Some(payload) => out.push(self.refusal_frame(&id_json, &payload)),
+                    None => out.push(error_frame(
+                        Some(&id),
+                        AppSyncError::bad_input("the operation cannot run"),
+                    )),
+                };
+            }
+            Operation::Subscription => {}
+        }
+        // A refusal is the stream's one response, ready at once (Groups::subscribe); a live
+        // subscription's stream is pending until an event comes.
+        match stream.next().now_or_never() {
+            Some(Some(first)) if first.refusal.is_some() => {
+                return out.push(self.refusal_frame(&id_json, &first));
+            }
+            Some(None) => {
+                out.push(ServerMessage::StartAck { id: &id }.frame());
+                return out.push(self.frame(&id_json, Item::Complete));
+            }
+            Some(Some(first)) => {
+                out.push(ServerMessage::StartAck { id: &id }.frame());
+                out.push(self.frame(&id_json, Item::Event(&first.response)));
+            }
+            None => out.push(ServerMessage::StartAck { id: &id }.frame()),
+        }
+        // Admitted: it runs, and a credential of its own is watched with it.
+        if let (Some(authority), Some(identity)) = (own, &mut connection.identity) {
+            identity.credentials.insert(id.clone(), authority);
+        }
+        connection
+            .operations
+            .start(id, Operation::Subscription, stream, true);
+    }
+
+    /// `error` for a refused operation: its GraphQL errors, each with `errorType`.
+    fn refusal_frame(&self, id_json: &str, payload: &Payload) -> Message {
+        self.frame(
+            id_json,
+            Item::Refused(payload.refusal.as_deref().unwrap_or("[]")),
+        )
+    }
+}
+
+impl Protocol for AppSync {
+    async fn open(&mut self, connection: &mut Connection) {
+        let Some(handshake) = self.handshake.take() else {
+            return;
+        };
+        match authenticate_handshake(&connection.auth, handshake, connection.recheck).await {
+            Ok((caller, authority)) => {
+                connection.identity = Some(Identity {
+                    caller,
+                    credentials: Credentials::new(authority),
+                });
+            }
+            Err(refusal) => self.refusal = Some(refusal),
         }
     }
 
-    /// A subscription that was admitted runs; a credential of its own is watched with it
-    /// (one that brought a refused or finished operation is not kept).
-    fn run(
+    async fn receive(
         &mut self,
-        id: String,
-        stream: BoxStream<'static, Arc<Payload>>,
-        own: Option<Authority>,
-    ) {
-        if let Some(authority) = own {
-            self.credentials.insert(id.clone(), authority);
+        connection: &mut Connection,
+        frame: Frame,
+        out: &mut Vec<Message>,
+    ) -> Flow {
+        if let Some(refusal) = self.refusal.take() {
+            // AppSync refuses at the handshake; Amplify reads the refusal as the answer to
+            // its connection_init, so it comes after the first message.
+            out.push(
+                ServerMessage::ConnectionError {
+                    payload: Errors {
+                        errors: vec![refusal.clone()],
+                    },
+                }
+                .frame(),
+            );
+            return refusal_close(&refusal);
         }
-        self.subscriptions.start(id, stream);
+        let text = match frame {
+            Frame::Unreadable => return Flow::close(close::BAD_REQUEST, "unreadable frame"),
+            Frame::Binary => {
+                let error = AppSyncError::bad_input("binary messages are not supported");
+                out.push(error_frame(None, error));
+                return Flow::Continue;
+            }
+            Frame::Text(text) => text,
+        };
+        match decode(text.as_str()) {
+            Err(FrameError { id, error }) => out.push(error_frame(id.as_deref(), error)),
+            Ok(ClientMessage::ConnectionInit {}) => self.initialise(connection, out, true),
+            Ok(ClientMessage::Start { id, payload }) => {
+                self.initialise(connection, out, false);
+                self.start(connection, id, payload, out).await;
+            }
+            Ok(ClientMessage::Stop { id }) => {
+                if connection.end(&id) {
+                    out.push(self.frame(&connection::id_json(&id), Item::Complete));
+                }
+            }
+        }
+        Flow::Continue
     }
+
+    fn frame(&self, id_json: &str, item: Item<'_>) -> Message {
+        match item {
+            Item::Event(response) => envelope("data", id_json, response),
+            Item::Refused(errors) => {
+                let mut body = String::with_capacity(12 + errors.len());
+                body.push_str("{\"errors\":");
+                body.push_str(errors);
+                body.push('}');
+                envelope("error", id_json, &body)
+            }
+            Item::Complete => envelope("complete", id_json, ""),
+        }
+    }
+
+    fn keep_alive(&self) -> Option<Message> {
+        Some(ServerMessage::Ka.frame())
+    }
+
+    fn lost(&mut self, connection: &mut Connection, lost: Lost, out: &mut Vec<Message>) -> Flow {
+        match lost {
+            // Every subscription on the connection's credential ends, and so does the
+            // connection: Amplify reconnects with a fresh token.
+            Lost::Connection(reason) => {
+                for id in connection.operations.ids_sorted() {
+                    let own = connection
+                        .identity
+                        .as_ref()
+                        .is_some_and(|identity| identity.credentials.has_own(&id));
+                    if !own {
+                        let error = AppSyncError::new("UnauthorizedException", reason.clone());
+                        out.push(error_frame(Some(&id), error));
+                    }
+                }
+                Flow::close(close::UNAUTHORIZED, reason)
+            }
+            Lost::Operations(lost) => {
+                for (id, reason) in lost {
+                    if connection.end(&id) {
+                        let error = AppSyncError::new("UnauthorizedException", reason);
+                        out.push(error_frame(Some(&id), error));
+                    }
+                }
+                Flow::Continue
+            }
+        }
+    }
+
+    fn init_timeout(&self) -> Flow {
+        match &self.refusal {
+            Some(refusal) => refusal_close(refusal),
+            None => Flow::close(close::INIT_TIMEOUT, "Connection initialisation timeout"),
+        }
+    }
+}
+
+/// How a connection refused at the handshake closes.
+fn refusal_close(refusal: &AppSyncError) -> Flow {
+    let code = if refusal.error_code == Some(400) {
+        close::BAD_REQUEST
+    } else {
+        close::UNAUTHORIZED
+    };
+    Flow::close(code, refusal.error_type.clone())
 }
 
 /// A `start`'s own caller and credential, when it brings a token (else it runs on the
@@ -710,247 +673,15 @@ async fn start_credential(
     }
 }
 
-/// `error` for a refused operation: its GraphQL errors, each with `errorType`, as they are.
-fn refusal_frame(id: &str, payload: &Payload) -> Message {
-    let id_json = Value::String(id.to_owned()).to_string();
-    let errors = payload.refusal.as_deref().unwrap_or("[]");
-    let mut body = String::with_capacity(12 + errors.len());
-    body.push_str("{\"errors\":");
-    body.push_str(errors);
-    body.push('}');
-    envelope("error", &id_json, "payload", &body)
-}
-
-/// `{"type":<kind>,"id":<id>,"<field>":<json>}` by concatenation (the id and the value are
-/// JSON already).
-fn envelope(kind: &str, id_json: &str, field: &str, json: &str) -> Message {
-    let mut frame = String::with_capacity(32 + id_json.len() + json.len());
-    frame.push_str("{\"type\":\"");
-    frame.push_str(kind);
-    frame.push_str("\",\"id\":");
-    frame.push_str(id_json);
-    frame.push_str(",\"");
-    frame.push_str(field);
-    frame.push_str("\":");
-    frame.push_str(json);
-    frame.push('}');
-    Message::Text(Utf8Bytes::from(frame))
-}
-
-/// The subscriptions running on one connection.
-#[derive(Default)]
-struct Subscriptions {
-    /// Each subscription's payloads, then `None` when it ended on the server's side.
-    streams: StreamMap<String, BoxStream<'static, Option<Arc<Payload>>>>,
-    /// Each subscription's id as JSON.
-    ids: HashMap<String, String>,
-}
-
-impl Subscriptions {
-    fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
-
-    fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    fn contains(&self, id: &str) -> bool {
-        self.ids.contains_key(id)
-    }
-
-    /// The running subscriptions' ids, in order.
-    fn ids_sorted(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self.ids.keys().cloned().collect();
-        ids.sort();
-        ids
-    }
-
-    fn start(&mut self, id: String, stream: BoxStream<'static, Arc<Payload>>) {
-        let stream = stream
-            .map(Some)
-            .chain(futures::stream::once(async { None }))
-            .boxed();
-        self.ids
-            .insert(id.clone(), Value::String(id.clone()).to_string());
-        self.streams.insert(id, stream);
-    }
-
-    /// Ends a subscription; whether it was running.
-    fn stop(&mut self, id: &str) -> bool {
-        self.streams.remove(id);
-        self.ids.remove(id).is_some()
-    }
-
-    /// The frame for a subscription's item, if any; `true` when the connection fell behind
-    /// and must close.
-    fn frame(
-        &mut self,
-        id: String,
-        item: Option<Arc<Payload>>,
-        signals: &ConnectionSignals,
-        frames: &mut Vec<Message>,
-    ) -> bool {
-        let Some(id_json) = self.ids.get(&id) else {
-            return false; // stopped by the client meanwhile
-        };
-        match item {
-            Some(payload) => {
-                frames.push(envelope("data", id_json, "payload", &payload.response));
-                false
-            }
-            None if signals.is_behind() => true,
-            None => {
-                frames.push(ServerMessage::Complete { id: &id }.frame());
-                self.ids.remove(&id);
-                false
-            }
-        }
-    }
-}
-
-/// What one read from the socket gave.
-enum Frame {
-    Text(Utf8Bytes),
-    Binary,
-    /// A protocol error, e.g. a frame over the size limit.
-    Unreadable,
-}
-
-/// The next data frame; `None` when the peer closed.
-async fn next_frame(source: &mut futures::stream::SplitStream<WebSocket>) -> Option<Frame> {
-    loop {
-        match source.next().await? {
-            Ok(Message::Text(text)) => return Some(Frame::Text(text)),
-            Ok(Message::Binary(_)) => return Some(Frame::Binary),
-            Ok(Message::Close(_)) => return None,
-            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
-            Err(_) => return Some(Frame::Unreadable),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
     use serde_json::json;
-    use tokio::net::TcpStream;
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
     fn b64(value: &Value, engine: &impl base64::Engine) -> String {
         engine.encode(value.to_string())
     }
-
-    /// A server on a free port whose connections run with `timing`, authenticated as the
-    /// user of a new application; and a client connected to it.
-    async fn connect_with(timing: Timing) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
-        use axum::extract::ws::WebSocketUpgrade;
-        use chat_domain::{ChatService, ServerKey, SystemClock};
-        const ADMIN: &str = "admin-key-0123456789";
-        let store = Arc::new(chat_embedded::SqliteStore::open_in_memory().unwrap());
-        let service = Arc::new(ChatService::new(
-            store,
-            ServerKey::generate(),
-            Arc::new(SystemClock),
-        ));
-        let auth = Arc::new(Authenticator::new(ADMIN, service.clone()));
-        let created = service
-            .create_application(&Caller::Admin, chat_domain::AppName::parse("T").unwrap())
-            .await
-            .unwrap();
-        let exp = u64::try_from(service.now().0 / 1000).unwrap() + 600;
-        let token = chat_appsync::auth::mint_user_token(
-            created.secret.expose(),
-            created.application.token.as_str(),
-            "agent",
-            chat_domain::Role::Agent,
-            exp,
-        )
-        .unwrap();
-        let api = crate::schema::build(Arc::new(chat_appsync::Registry::new(service))).unwrap();
-        let app = axum::Router::new().route(
-            "/rt",
-            axum::routing::get(move |upgrade: WebSocketUpgrade| async move {
-                upgrade.protocols([PROTOCOL]).on_upgrade(move |socket| {
-                    let handshake = Handshake::Token(token);
-                    serve(socket, api, auth, handshake, timing, Shutdown::default())
-                })
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        let mut request = format!("ws://{addr}/rt").into_client_request().unwrap();
-        request
-            .headers_mut()
-            .insert("Sec-WebSocket-Protocol", PROTOCOL.parse().unwrap());
-        tokio_tungstenite::connect_async(request).await.unwrap().0
-    }
-
-    /// The next message's `type`, or the close code.
-    async fn next_event(socket: &mut WebSocketStream<MaybeTlsStream<TcpStream>>) -> String {
-        use tokio_tungstenite::tungstenite::Message as WsMessage;
-        loop {
-            let frame = tokio::time::timeout(Duration::from_secs(5), socket.next())
-                .await
-                .expect("an event within 5 s");
-            match frame {
-                Some(Ok(WsMessage::Text(text))) => {
-                    let message: Value = serde_json::from_str(&text).unwrap();
-                    return message["type"].as_str().unwrap().to_owned();
-                }
-                Some(Ok(WsMessage::Close(frame))) => {
-                    return format!("close {}", frame.map_or(0, |f| u16::from(f.code)));
-                }
-                Some(Ok(_)) => continue,
-                Some(Err(_)) | None => return "gone".into(),
-            }
-        }
-    }
-
-    #[tokio::test]
-    async fn keep_alive_repeats_and_a_connection_without_subscriptions_is_closed() {
-        use futures::SinkExt;
-        let timing = Timing {
-            init: Duration::from_secs(5),
-            keep_alive: Duration::from_millis(40),
-            idle: Duration::from_millis(400),
-            ..Timing::default()
-        };
-        let mut socket = connect_with(timing).await;
-        let started = Instant::now();
-        socket
-            .send(r#"{"type":"connection_init"}"#.into())
-            .await
-            .unwrap();
-        assert_eq!(next_event(&mut socket).await, "connection_ack");
-        let mut events = Vec::new();
-        loop {
-            let event = next_event(&mut socket).await;
-            let closed = event.starts_with("close");
-            events.push(event);
-            if closed {
-                break;
-            }
-        }
-        let kas = events.iter().filter(|e| *e == "ka").count();
-        assert!(kas >= 4, "ka at once and every 40 ms: {events:?}");
-        assert_eq!(events.last().unwrap(), "close 1000", "{events:?}");
-        assert!(started.elapsed() >= timing.idle);
-    }
-
-    #[tokio::test]
-    async fn a_connection_that_never_initialises_is_closed() {
-        let timing = Timing {
-            init: Duration::from_millis(100),
-            ..Timing::default()
-        };
-        let mut socket = connect_with(timing).await;
-        assert_eq!(next_event(&mut socket).await, "close 4408");
-    }
-
     #[test]
     fn decodes_what_amplify_js_sends() {
         let start = json!({
@@ -1160,7 +891,7 @@ mod tests {
             refusal: None,
         };
         assert_eq!(
-            text(envelope("data", "\"a\\\"b\"", "payload", &payload.response)),
+            text(AppSync::new().frame("\"a\\\"b\"", Item::Event(&payload.response))),
             json!({ "type": "data", "id": "a\"b", "payload": { "data": { "onChat": { "number": 1 } } } })
         );
         let refused = Payload {
@@ -1168,7 +899,7 @@ mod tests {
             refusal: Some(r#"[{"message":"m","errorType":"Forbidden"}]"#.into()),
         };
         assert_eq!(
-            text(refusal_frame("9", &refused)),
+            text(AppSync::new().refusal_frame("\"9\"", &refused)),
             json!({ "type": "error", "id": "9", "payload": { "errors": [{ "message": "m", "errorType": "Forbidden" }] } })
         );
     }
