@@ -378,12 +378,6 @@ def soak_verdict(results, slack_mib=0):
     )
 
 
-def soak_check(results, slack_mib=0):
-    """The soak's verdict as (ok, lines to print): see `soak_verdict`."""
-    verdict = soak_verdict(results, slack_mib)
-    return verdict.ok, verdict.lines
-
-
 # Thresholds on these metrics measure latency (dropped iterations: k6 could not start them
 # on time); the rest (errors) hold on every second, whatever the host did.
 LATENCY_METRICS = {"http_req_duration", "ws_delivery", "dropped_iterations"}
@@ -418,47 +412,57 @@ def rejudge(metric, expression, clean, scenario):
     return value < bound, value
 
 
+@dataclass
+class GateVerdict:
+    """One k6 run's verdict: `status` per threshold k6 saw crossed ("<metric> <expression>":
+    "ok" when the clean seconds hold it, "FAIL" or "SKIP"), or per whole run ("k6": "ok" or
+    "FAIL" when k6 failed for a reason other than a threshold); and the lines to print."""
+    ok: bool
+    status: dict
+    lines: list = field(default_factory=list)
+
+
 def gate(results, name, k6_status):
-    """The verdict of one k6 run (NAME.json, NAME-summary.json): (ok, lines).
+    """The verdict of one k6 run (NAME.json, NAME-summary.json).
 
     k6 exits 0 when every threshold held and 99 when some did not (anything else: the run
     itself failed). A crossed error threshold fails. A crossed latency threshold is judged
-    again on the clean seconds: it fails when they break the same bound, and is reported
-    as not judged when too few seconds were clean (CLEAN_QUORUM)."""
+    again on the clean seconds: it fails when they break the same bound, and is not judged
+    ("SKIP") when too few seconds were clean (CLEAN_QUORUM)."""
     data = load(os.path.join(results, f"{name}.json"))
     clean = data.get("clean")
     scenario = "mix"  # the scenario whose requests the thresholds are on (loadtest/mix.js)
-    lines = []
+    status, lines = {}, []
     if clean:
         lines.append("info " + clean_line(clean, scenario))
     if k6_status == 0:
-        return True, ["ok   k6 thresholds held over the whole run"] + lines
+        return GateVerdict(True, {"k6": "ok"}, ["ok   k6 thresholds held over the whole run"] + lines)
     if k6_status != 99:
-        return False, [f"FAIL k6 exited {k6_status} (not a threshold: see {name}.k6.txt)"] + lines
+        line = f"FAIL k6 exited {k6_status} (not a threshold: see {name}.k6.txt)"
+        return GateVerdict(False, {"k6": "FAIL"}, [line] + lines)
     summary = load(os.path.join(results, f"{name}-summary.json"))["metrics"]
-    ok = True
+
+    def judge(threshold, outcome, line):
+        status[threshold] = outcome
+        lines.append(f"{outcome:<4} {line}")
+
     for key, metric in sorted(summary.items()):
         base = key.split("{")[0]
         for expression, crossed in metric.get("thresholds", {}).items():
             if not crossed:
                 continue
-            whole = f"{key} {expression} crossed over the whole run"
+            threshold = f"{key} {expression}"
+            whole = f"{threshold} crossed over the whole run"
             if base not in LATENCY_METRICS or not clean:
-                ok = False
-                lines.append(f"FAIL {whole}")
-                continue
-            if not judged(clean, scenario):
-                lines.append(f"SKIP {whole}; not judged: the clean seconds hold fewer than {CLEAN_QUORUM} requests")
-                continue
-            verdict = rejudge(base, expression, clean, scenario)
-            if verdict is None:
-                ok = False
-                lines.append(f"FAIL {whole} (not recomputable on the clean seconds)")
+                judge(threshold, "FAIL", whole)
+            elif not judged(clean, scenario):
+                judge(threshold, "SKIP", f"{whole}; not judged: the clean seconds hold fewer than {CLEAN_QUORUM} requests")
+            elif (verdict := rejudge(base, expression, clean, scenario)) is None:
+                judge(threshold, "FAIL", f"{whole} (not recomputable on the clean seconds)")
             else:
                 holds, value = verdict
-                ok = ok and holds
-                lines.append(f"{'ok  ' if holds else 'FAIL'} {whole}; on the clean seconds: {value:g} ({expression})")
-    return ok, lines
+                judge(threshold, "ok" if holds else "FAIL", f"{whole}; on the clean seconds: {value:g} ({expression})")
+    return GateVerdict(all(v != "FAIL" for v in status.values()), status, lines)
 
 
 def ms(value):
@@ -620,12 +624,12 @@ def report(results, out):
 
     soak_path = os.path.join(results, "soak.json")
     if os.path.exists(soak_path):
-        ok, verdict = soak_check(results, meta.get("rss_slack_mib", 0))
+        verdict = soak_verdict(results, meta.get("rss_slack_mib", 0))
         judged_lines = gate_lines(results, "soak")
-        ok = ok and not any(line.startswith("- FAIL") for line in judged_lines)
+        ok = verdict.ok and not any(line.startswith("- FAIL") for line in judged_lines)
         soak = load(soak_path)
         lines += [f"## Soak ({meta.get('soak')} at {meta.get('soak_rate')}/s{soak_clients(meta)}): {'passed' if ok else 'FAILED'}", ""]
-        lines += judged_lines + [f"- {line}" for line in verdict] + [""]
+        lines += judged_lines + [f"- {line}" for line in verdict.lines] + [""]
         plot_series(plt, soak, os.path.join(out, "soak.png"), "soak", rss=rss_rows(os.path.join(results, "rss.csv")))
         lines += ["![soak: throughput, latency and RSS over time](soak.png)", ""]
 
@@ -686,13 +690,13 @@ if __name__ == "__main__":
     if command == "aggregate":
         aggregate(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else None)
     elif command == "gate":
-        ok, verdict = gate(sys.argv[2], sys.argv[3], int(sys.argv[4]))
-        print("\n".join(verdict))
-        sys.exit(0 if ok else 1)
+        verdict = gate(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        print("\n".join(verdict.lines))
+        sys.exit(0 if verdict.ok else 1)
     elif command == "soak-check":
-        ok, verdict = soak_check(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 0)
-        print("\n".join(verdict))
-        sys.exit(0 if ok else 1)
+        verdict = soak_verdict(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 0)
+        print("\n".join(verdict.lines))
+        sys.exit(0 if verdict.ok else 1)
     elif command == "report":
         report(sys.argv[2], sys.argv[3])
     else:

@@ -74,9 +74,9 @@ class GateTest(unittest.TestCase):
         run = Run(40)
         for i in range(10, 16):
             run.ms[i], run.steal[i] = 900.0, 0.5
-        ok, lines = self.judge(run, {"p99"})
-        self.assertTrue(ok, lines)
-        self.assertIn("ok   http_req_duration{scenario:mix} p(99)<250", "\n".join(lines))
+        verdict = self.judge(run, {"p99"})
+        self.assertTrue(verdict.ok, verdict.lines)
+        self.assertEqual(verdict.status, {"http_req_duration{scenario:mix} p(99)<250": "ok"})
         # The stolen seconds and the ones within reach of them are left out.
         clean = report.load(os.path.join(self.dir, "steady.json"))["clean"]["scenarios"]["mix"]
         self.assertEqual(clean["clean_seconds"], 40 - 6 - report.CLEAN_BEFORE - report.CLEAN_AFTER)
@@ -86,35 +86,37 @@ class GateTest(unittest.TestCase):
         run = Run(40)
         for i in range(10, 16):
             run.ms[i] = 900.0
-        ok, lines = self.judge(run, {"p99"})
-        self.assertFalse(ok, lines)
-        self.assertIn("FAIL http_req_duration{scenario:mix} p(99)<250", "\n".join(lines))
+        verdict = self.judge(run, {"p99"})
+        self.assertFalse(verdict.ok, verdict.lines)
+        self.assertEqual(verdict.status, {"http_req_duration{scenario:mix} p(99)<250": "FAIL"})
 
     def test_errors_fail_whatever_the_steal(self):
         run = Run(40, steal=0.6)
         run.errors[3] = 5
-        ok, lines = self.judge(run, {"errors"})
-        self.assertFalse(ok, lines)
-        self.assertIn("FAIL gql_errors{scenario:mix} rate<0.001", "\n".join(lines))
+        verdict = self.judge(run, {"errors"})
+        self.assertFalse(verdict.ok, verdict.lines)
+        self.assertEqual(verdict.status, {"gql_errors{scenario:mix} rate<0.001": "FAIL"})
 
     def test_a_run_mostly_under_steal_leaves_latency_unjudged_and_says_so(self):
         run = Run(40, ms=900.0, steal=0.4)
         for i in range(30, 40):
             run.steal[i] = 0.0
-        ok, lines = self.judge(run, {"p95", "p99"})
-        self.assertTrue(ok, lines)
-        text = "\n".join(lines)
-        self.assertIn("SKIP http_req_duration{scenario:mix} p(99)<250", text)
-        self.assertIn("not judged", text)
+        verdict = self.judge(run, {"p95", "p99"})
+        self.assertTrue(verdict.ok, verdict.lines)
+        self.assertEqual(set(verdict.status.values()), {"SKIP"})
+        self.assertEqual(verdict.status["http_req_duration{scenario:mix} p(99)<250"], "SKIP")
 
     def test_k6_failing_for_another_reason_fails(self):
-        ok, lines = self.judge(Run(20), set(), status=107)
-        self.assertFalse(ok, lines)
+        verdict = self.judge(Run(20), set(), status=107)
+        self.assertFalse(verdict.ok, verdict.lines)
+        self.assertEqual(verdict.status, {"k6": "FAIL"})
 
     def test_k6_passing_passes_and_reports_the_clean_share(self):
-        ok, lines = self.judge(Run(20), set(), status=0)
-        self.assertTrue(ok, lines)
-        self.assertIn("20 of 20 seconds", "\n".join(lines))
+        verdict = self.judge(Run(20), set(), status=0)
+        self.assertTrue(verdict.ok, verdict.lines)
+        self.assertEqual(verdict.status, {"k6": "ok"})
+        clean = report.load(os.path.join(self.dir, "steady.json"))["clean"]["scenarios"]["mix"]
+        self.assertEqual((clean["clean_seconds"], clean["seconds"]), (20, 20))
 
     def test_without_a_steal_file_a_crossed_latency_threshold_fails(self):
         run = Run(20, ms=900.0)
@@ -124,8 +126,9 @@ class GateTest(unittest.TestCase):
         data["clean"] = None
         with open(os.path.join(self.dir, "steady.json"), "w") as f:
             json.dump(data, f)
-        ok, lines = report.gate(self.dir, "steady", 99)
-        self.assertFalse(ok, lines)
+        verdict = report.gate(self.dir, "steady", 99)
+        self.assertFalse(verdict.ok, verdict.lines)
+        self.assertEqual(verdict.status, {"http_req_duration{scenario:mix} p(99)<250": "FAIL"})
 
 
 class SoakDriftTest(unittest.TestCase):
