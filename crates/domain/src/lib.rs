@@ -8,6 +8,7 @@ pub mod error;
 pub mod keyring;
 pub mod limits;
 pub mod model;
+pub mod presence;
 pub mod search;
 pub mod secrets;
 pub mod service;
@@ -18,6 +19,10 @@ pub mod unread;
 pub use cursor::PageTokenCodec;
 pub use error::{DomainError, ErrorCode, Result};
 pub use model::*;
+pub use presence::{
+    Availability, ChatViewer, Heartbeat, Presence, PresenceChange, PresenceCursor, PresenceStatus,
+    PresenceStore, Typing,
+};
 pub use search::{
     Applied, ChangeKind, ChangeRecord, DocKey, IndexOp, IndexReport, RecordFailure, SearchCursor,
     SearchDocument, SearchHit, SearchIndex, SearchQuery, SearchRequest, chat_key, index_changes,

@@ -49,6 +49,21 @@ pub const MARK_ALL_READ_PAGE: u32 = 100;
 /// finish well inside it (docs/unread.md has the figures).
 pub const MARK_ALL_READ_BUDGET_MS: i64 = 20_000;
 
+/// Presence: how often a client should call `heartbeat`.
+pub const HEARTBEAT_INTERVAL_SECS: u64 = 30;
+/// Presence: how long a lease runs from the heartbeat that wrote it.
+pub const PRESENCE_LEASE_MS: i64 = 90_000;
+/// Presence: a heartbeat that changes nothing writes only when the lease has less than this
+/// left (so on-time heartbeats write every other time; presence ends 45-90 s after the
+/// last one).
+pub const PRESENCE_RENEW_BELOW_MS: i64 = 45_000;
+/// The sweep of expired leases ends at most this many per run (the next run goes on).
+pub const PRESENCE_SWEEP_BATCH: u32 = 500;
+/// Typing: one event per user and chat per this interval; calls in between are folded.
+pub const TYPING_INTERVAL_MS: i64 = 2_000;
+/// Typing: past this many remembered (user, chat) keys, those older than the interval go.
+pub const TYPING_KEYS_RETAINED: usize = 10_000;
+
 // ---- the shape of a GraphQL operation (checked by the dev server before validation) ----
 //
 // Counted with fragments expanded (a fragment spread twice counts twice), so nested

@@ -17,6 +17,7 @@ use crate::error::{DomainError, Result};
 use crate::keyring::{Generations, Keyring};
 use crate::limits::{SECRET_GRACE_DEFAULT_SECS, SECRET_GRACE_MAX_SECS};
 use crate::model::*;
+use crate::presence::{PresenceStore, TypingGate};
 use crate::search::{SearchCursor, SearchIndex, SearchQuery, SearchRequest};
 use crate::secrets::{AppSecret, ServerKey, generate_app_token};
 use crate::store::*;
@@ -115,6 +116,8 @@ pub struct ChatService {
     pages: PageTokenCodec,
     clock: Arc<dyn Clock>,
     search: Option<Arc<dyn SearchIndex>>,
+    presence: Option<Arc<dyn PresenceStore>>,
+    typing: TypingGate,
     throttle: Throttle,
     keyring: Keyring,
     /// Bumped by every rotation this process performs: what was authorized before may no
@@ -122,7 +125,7 @@ pub struct ChatService {
     secrets_epoch: std::sync::atomic::AtomicU64,
 }
 
-fn user_of<'a>(caller: &'a Caller, app: &AppToken) -> Result<&'a UserIdentity> {
+pub(crate) fn user_of<'a>(caller: &'a Caller, app: &AppToken) -> Result<&'a UserIdentity> {
     match caller {
         Caller::Anonymous => Err(unauthorized()),
         Caller::Admin => Err(DomainError::Forbidden(
@@ -169,6 +172,8 @@ impl ChatService {
             pages,
             clock,
             search: None,
+            presence: None,
+            typing: TypingGate::default(),
             throttle: Throttle::disabled(),
             keyring: Keyring::default(),
             secrets_epoch: std::sync::atomic::AtomicU64::new(0),
@@ -191,6 +196,30 @@ impl ChatService {
     pub fn with_search(mut self, index: Arc<dyn SearchIndex>) -> Self {
         self.search = Some(index);
         self
+    }
+
+    /// The service with a presence store: heartbeats, presence lists and the sweep use it.
+    /// Without one, they are Internal errors.
+    pub fn with_presence(mut self, store: Arc<dyn PresenceStore>) -> Self {
+        self.presence = Some(store);
+        self
+    }
+
+    pub(crate) fn presence_store(&self) -> Result<&dyn PresenceStore> {
+        self.presence.as_deref().ok_or_else(|| {
+            DomainError::internal(
+                "presence is not configured on this server",
+                "ChatService built without with_presence",
+            )
+        })
+    }
+
+    pub(crate) fn typing_gate(&self) -> &TypingGate {
+        &self.typing
+    }
+
+    pub(crate) fn pages(&self) -> &PageTokenCodec {
+        &self.pages
     }
 
     /// The service with rate limits on sendMessage and createChat (see [`crate::throttle`]).

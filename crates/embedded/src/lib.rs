@@ -13,6 +13,7 @@
 mod error;
 pub mod feed;
 mod ops;
+mod presence;
 mod rows;
 mod schema;
 mod unread;
@@ -33,6 +34,7 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 pub use error::{BatchFailed, StoreError};
+pub use presence::MemoryPresence;
 pub use schema::SCHEMA_VERSION;
 
 use error::Result as StoreResult;

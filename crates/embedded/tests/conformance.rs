@@ -1,4 +1,5 @@
-//! The store conformance suite against both ways of opening the SQLite store.
+//! The store conformance suite against both ways of opening the SQLite store, and the
+//! presence suite against the in-memory leases.
 
 use std::sync::Arc;
 
@@ -23,4 +24,16 @@ mod memory {
 
 mod file {
     chat_store_conformance::conformance_tests!(super::file_backed());
+}
+
+async fn presence_in_memory() -> chat_store_conformance::presence::PresenceUnderTest {
+    chat_store_conformance::presence::PresenceUnderTest {
+        presence: Arc::new(chat_embedded::MemoryPresence::new()),
+        chats: Arc::new(SqliteStore::open_in_memory().expect("open in memory")),
+        guard: None,
+    }
+}
+
+mod presence {
+    chat_store_conformance::presence_conformance_tests!(super::presence_in_memory());
 }

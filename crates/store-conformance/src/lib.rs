@@ -21,6 +21,7 @@ use chat_domain::ChatStore;
 
 pub mod behaviours;
 pub mod fixtures;
+pub mod presence;
 pub mod unread;
 
 /// A store for one test, with whatever must outlive it (a temporary directory ...).
