@@ -8,7 +8,10 @@
 //!   absent, the clientMessageId key likewise; a lost race is retried with jittered
 //!   backoff ([`RetryPolicy`]). Dense, unique, and a failed write changes nothing.
 //!   Within one process, writers of one counter take turns (writer lanes), so only writers
-//!   in different processes ever race.
+//!   in different processes ever race. Every conditional write, numbering or not, is
+//!   retried by one loop: `store/conditional_write.rs`.
+//! - The operations are in `store/`, one module per aggregate (applications, chats,
+//!   messages, unread), as in the embedded store and the conformance suite.
 //! - Reads of the base table are strongly consistent (read-your-writes, as the store
 //!   contract's tests expect); lists come from GSIs, which DynamoDB keeps eventually
 //!   consistent (typically well under a second behind).

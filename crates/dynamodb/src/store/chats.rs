@@ -1,0 +1,276 @@
+//! Chats: each chat is a partition holding the chat item, its messages and its
+//! idempotency keys; chats are numbered by the application's count and listed from the
+//! `inbox` and `customer` indexes.
+
+use std::collections::HashMap;
+
+use chat_domain::{
+    Chat, ChatNumber, ChatQuery, ChatScope, ChatStatus, ChatUpdate, DomainError, Message,
+    MessageNumber, NewChat,
+};
+use futures::future::try_join_all;
+
+use super::conditional_write::Step;
+use super::{
+    BATCH_GET_MAX_KEYS, DynamoStore, app_not_found, chat_not_found, domain, require_scope,
+    update_expression, visible_to,
+};
+use crate::error::{Result as StoreResult, StoreError};
+use crate::expr::Expr;
+use crate::items::{self, Item, number_attr, string_attr};
+use crate::table::{self, attr};
+
+impl DynamoStore {
+    /// GetItem (the application's count) + TransactWriteItems { count n -> n + 1 if still
+    /// n; put the chat if absent }: 2 requests, more only after a lost race.
+    pub(super) async fn open_chat(&self, new: &NewChat) -> StoreResult<Chat> {
+        let app_key = || items::key(table::application_pk(&new.app), table::APPLICATION_SK);
+        self.conditional_write("the application's chat count")
+            .taking_turns_on(table::application_pk(&new.app))
+            .run(
+                move |known| async move {
+                    // The application as a lost race returned it, or as it is now.
+                    let app = match known {
+                        Some(item) => items::application(&item)?,
+                        None => match self.get(app_key()).await? {
+                            Some(item) => items::application(&item)?,
+                            None => return Err(app_not_found(&new.app)),
+                        },
+                    };
+                    let count = app.chats_count;
+                    let number = ChatNumber::new(i64::from(count) + 1)
+                        .map_err(|_| domain(DomainError::chat_numbers_exhausted()))?;
+                    let chat = new.opened_as(number);
+                    let mut expr = Expr::new();
+                    let update = format!(
+                        "SET {}",
+                        expr.equals(attr::CHATS_COUNT, "next", number_attr(number))
+                    );
+                    let condition = expr.equals(attr::CHATS_COUNT, "count", number_attr(count));
+                    // Cancellation reasons are read by position: the count, the chat.
+                    let allocate = self.update(app_key(), &update, Some(&condition), &expr)?;
+                    let insert = self.put_new(items::chat_item(&chat)?)?;
+                    Ok(Step::Transact(vec![allocate, insert], chat, number))
+                },
+                move |cancelled, number| async move {
+                    cancelled.numbering_verdict(|| {
+                        format!(
+                            "chat {number} of {} exists beyond the application's count",
+                            new.app
+                        )
+                    })
+                },
+            )
+            .await
+    }
+
+    /// Query (chat item + last message) + UpdateItem: 2 requests.
+    pub(super) async fn change_chat(
+        &self,
+        scope: &ChatScope,
+        update: &ChatUpdate,
+    ) -> StoreResult<Chat> {
+        let Some(current) = self.chat_with_last_message(scope).await? else {
+            return Err(chat_not_found(scope));
+        };
+        let mut expr = Expr::new();
+        let mut set = vec![expr.equals(attr::UPDATED_AT, "now", number_attr(update.now.0))];
+        let mut remove = Vec::new();
+        match &update.subject {
+            None => {}
+            Some(Some(subject)) => {
+                set.push(expr.equals(attr::SUBJECT, "subject", string_attr(subject.as_str())))
+            }
+            Some(None) => remove.push(expr.name(attr::SUBJECT)),
+        }
+        if let Some(status) = update.status {
+            // The index keys follow the status; the customer and number never change.
+            set.push(expr.equals(attr::STATUS, "status", string_attr(status.as_str())));
+            let inbox = table::inbox_pk(&scope.app, status, table::inbox_shard(scope.chat));
+            set.push(expr.equals(attr::GSI1PK, "inbox", string_attr(inbox)));
+            let customer = table::customer_pk(&scope.app, status, &current.customer_id);
+            set.push(expr.equals(attr::GSI2PK, "customer", string_attr(customer)));
+        }
+        let mut condition = format!("attribute_exists({})", expr.name(attr::PK));
+        require_scope(&mut condition, &mut expr, scope);
+        let key = items::key(table::chat_pk(&scope.app, scope.chat), table::CHAT_SK);
+        let update_expression = update_expression(&set, &remove);
+        let update = self.update_request(key, &update_expression, Some(&condition), &expr)?;
+        let updated = self
+            .conditional_write("the chat")
+            .update(update, items::chat, move |_| async move {
+                Err(chat_not_found(scope))
+            })
+            .await?;
+        // A message sent in between moved the count: read the new last message.
+        let last = if updated.messages_count == current.messages_count {
+            current.last_message
+        } else {
+            self.last_message(&updated).await?
+        };
+        items::with_last_message(updated, last)
+    }
+
+    /// One Query: the chat item sorts right after its messages, so reading down from it
+    /// with `Limit 2` yields the chat and its last message.
+    pub(super) async fn chat_with_last_message(
+        &self,
+        scope: &ChatScope,
+    ) -> StoreResult<Option<Chat>> {
+        let mut expr = Expr::new();
+        let condition = format!(
+            "{} AND {} BETWEEN {} AND {}",
+            expr.equals(
+                attr::PK,
+                "pk",
+                string_attr(table::chat_pk(&scope.app, scope.chat))
+            ),
+            expr.name(attr::SK),
+            expr.value("from", string_attr(table::MESSAGES_FROM)),
+            expr.value("chat", string_attr(table::CHAT_SK)),
+        );
+        let out = self
+            .client
+            .query()
+            .table_name(&*self.table)
+            .key_condition_expression(condition)
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
+            .scan_index_forward(false)
+            .limit(2)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::request("Query", e))?;
+        let mut found = out.items.unwrap_or_default().into_iter();
+        let Some(chat_item) = found.next() else {
+            return Ok(None);
+        };
+        let chat = items::chat(&chat_item)?;
+        if !visible_to(scope, &chat.customer_id) {
+            return Ok(None);
+        }
+        let last = match found.next() {
+            Some(item) if chat.messages_count > 0 => Some(items::message(&item)?.0),
+            _ => None,
+        };
+        items::with_last_message(chat, last).map(Some)
+    }
+
+    /// The chat item as `scope` sees it (no last message): 1 GetItem.
+    pub(super) async fn visible_chat(&self, scope: &ChatScope) -> StoreResult<Option<Chat>> {
+        let key = items::key(table::chat_pk(&scope.app, scope.chat), table::CHAT_SK);
+        let Some(item) = self.get(key).await? else {
+            return Ok(None);
+        };
+        let chat = items::chat(&item)?;
+        Ok(visible_to(scope, &chat.customer_id).then_some(chat))
+    }
+
+    /// One Query per index partition the filters select (in parallel), then one
+    /// BatchGetItem per 100 chats for their last messages.
+    pub(super) async fn chats_page(&self, query: &ChatQuery) -> StoreResult<Vec<Chat>> {
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let after = match query.after {
+            None => None,
+            // Nothing sorts below a time before 1970.
+            Some(cursor) => match table::activity_sk(cursor.last_activity_at, cursor.number) {
+                Some(sk) => Some(sk),
+                None => return Ok(Vec::new()),
+            },
+        };
+        let statuses = match query.status {
+            Some(status) => vec![status],
+            None => vec![ChatStatus::Open, ChatStatus::Resolved],
+        };
+        let partitions: Vec<(&str, &str, &str, String)> = match &query.customer {
+            Some(customer) => statuses
+                .iter()
+                .map(|status| {
+                    (
+                        table::CUSTOMER_INDEX,
+                        attr::GSI2PK,
+                        attr::GSI2SK,
+                        table::customer_pk(&query.app, *status, customer),
+                    )
+                })
+                .collect(),
+            None => statuses
+                .iter()
+                .flat_map(|status| {
+                    (0..table::INBOX_SHARDS).map(|shard| {
+                        (
+                            table::INBOX_INDEX,
+                            attr::GSI1PK,
+                            attr::GSI1SK,
+                            table::inbox_pk(&query.app, *status, shard),
+                        )
+                    })
+                })
+                .collect(),
+        };
+        let pages = try_join_all(partitions.into_iter().map(|(index, pk, sk, value)| {
+            self.query_index(index, pk, sk, value, after.clone(), Some(query.limit))
+        }))
+        .await?;
+        // Each partition is in index order; the first `limit` of their union is the page.
+        let mut found: Vec<(String, Item)> = pages.into_iter().flatten().collect();
+        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.truncate(query.limit as usize);
+        let chats = found
+            .iter()
+            .map(|(_, item)| items::chat(item))
+            .collect::<StoreResult<Vec<_>>>()?;
+        for chat in &chats {
+            if chat.app != query.app {
+                return Err(StoreError::corrupt(format!(
+                    "the inbox of {} lists a chat of {}",
+                    query.app, chat.app
+                )));
+            }
+        }
+        self.attach_last_messages(chats).await
+    }
+
+    async fn last_message(&self, chat: &Chat) -> StoreResult<Option<Message>> {
+        let Ok(number) = MessageNumber::new(i64::from(chat.messages_count)) else {
+            return Ok(None);
+        };
+        Ok(self
+            .message_item(&chat.app, chat.number, number)
+            .await?
+            .map(|(message, _)| message))
+    }
+
+    async fn attach_last_messages(&self, chats: Vec<Chat>) -> StoreResult<Vec<Chat>> {
+        let keys: Vec<Item> = chats
+            .iter()
+            .filter(|c| c.messages_count > 0)
+            .map(|c| {
+                items::key(
+                    table::chat_pk(&c.app, c.number),
+                    table::message_sk(u64::from(c.messages_count)),
+                )
+            })
+            .collect();
+        let batches = try_join_all(
+            keys.chunks(BATCH_GET_MAX_KEYS)
+                .map(|chunk| self.batch_get(chunk.to_vec())),
+        )
+        .await?;
+        let mut last_messages = HashMap::new();
+        for item in batches.into_iter().flatten() {
+            let (message, _) = items::message(&item)?;
+            last_messages.insert(message.chat_number, message);
+        }
+        chats
+            .into_iter()
+            .map(|chat| {
+                let last = last_messages.remove(&chat.number);
+                items::with_last_message(chat, last)
+            })
+            .collect()
+    }
+}
