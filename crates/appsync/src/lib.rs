@@ -14,6 +14,7 @@ pub mod args;
 pub mod auth;
 pub mod authorizer;
 pub mod lambda;
+pub mod presence;
 pub mod publish;
 pub mod registry;
 pub mod wire;

@@ -23,12 +23,25 @@ pub const CHAT: &str = "publishChat";
 /// A moved read watermark: `onReadReceipt`.
 pub const READ_RECEIPT: &str = "publishReadReceipt";
 
+/// A presence that changed status or chat, started or ended: `onPresence`.
+pub const PRESENCE: &str = "publishPresence";
+/// A change in how many agents are online or away: `onAvailability`.
+pub const AVAILABILITY: &str = "publishAvailability";
+/// Someone started or stopped looking at a chat: `onChatViewer`.
+pub const CHAT_VIEWER: &str = "publishChatViewer";
+/// Someone is typing: `onTyping`.
+pub const TYPING: &str = "publishTyping";
+
 /// Every publish mutation, with its argument's input type.
-pub const MUTATIONS: [(&str, &str); 4] = [
+pub const MUTATIONS: [(&str, &str); 8] = [
     (MESSAGE_SENT, "MessageEventInput"),
     (MESSAGE_CHANGED, "MessageEventInput"),
     (CHAT, "ChatEventInput"),
     (READ_RECEIPT, "ReadReceiptEventInput"),
+    (PRESENCE, "PresenceEventInput"),
+    (AVAILABILITY, "AvailabilityEventInput"),
+    (CHAT_VIEWER, "ChatViewerEventInput"),
+    (TYPING, "TypingEventInput"),
 ];
 
 /// Whether a schema field with these directives (their names) is IAM only, as AppSync
@@ -67,6 +80,10 @@ pub fn document(mutation: &str) -> Option<String> {
         READ_RECEIPT => {
             "appToken chatNumber readerId readerRole lastReadNumber unreadCount".to_owned()
         }
+        PRESENCE => "appToken userId role status chatNumber lastSeenAt expiresAt".to_owned(),
+        AVAILABILITY => "appToken agentsOnline agentsAway".to_owned(),
+        CHAT_VIEWER => "appToken chatNumber userId role viewing at".to_owned(),
+        TYPING => "appToken chatNumber userId role at".to_owned(),
         _ => return None,
     };
     Some(format!(

@@ -81,7 +81,7 @@ pub struct Resolved {
 
 impl Resolved {
     /// `data`, publishing `event` through the publish mutation `mutation`.
-    fn publishing(data: Value, mutation: &'static str, event: Value) -> Resolved {
+    pub(crate) fn publishing(data: Value, mutation: &'static str, event: Value) -> Resolved {
         Resolved {
             data,
             publications: vec![Publication { mutation, event }],
@@ -89,7 +89,7 @@ impl Resolved {
     }
 
     /// `data`, publishing itself whole through `mutation`.
-    fn published(data: Value, mutation: &'static str) -> Resolved {
+    pub(crate) fn published(data: Value, mutation: &'static str) -> Resolved {
         Resolved::publishing(data.clone(), mutation, data)
     }
 }
@@ -166,10 +166,11 @@ impl Registry {
         registry.add("Subscription.onReadReceipt", on_chat_feed);
         registry.add("Subscription.onInboxMessage", on_app_feed);
         registry.add("Subscription.onChat", on_app_feed);
+        crate::presence::register(&mut registry);
         registry
     }
 
-    fn add<F, Fut, R>(&mut self, field: &'static str, resolver: F)
+    pub(crate) fn add<F, Fut, R>(&mut self, field: &'static str, resolver: F)
     where
         F: Fn(Arc<ChatService>, Caller, Map<String, Value>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R>> + Send + 'static,
@@ -178,7 +179,7 @@ impl Registry {
         self.add_publishing(field, &[], resolver);
     }
 
-    fn add_publishing<F, Fut, R>(
+    pub(crate) fn add_publishing<F, Fut, R>(
         &mut self,
         field: &'static str,
         publishes: &'static [&'static str],
@@ -299,12 +300,12 @@ fn viewer(caller: &Caller) -> Role {
     }
 }
 
-fn app_token(args: &Args<'_>, name: &str) -> Result<AppToken> {
+pub(crate) fn app_token(args: &Args<'_>, name: &str) -> Result<AppToken> {
     AppToken::parse(args.str(name)?)
 }
 
 /// The `appToken` and `chatNumber` arguments that name a chat.
-fn chat_of(args: &Args<'_>) -> Result<(AppToken, ChatNumber)> {
+pub(crate) fn chat_of(args: &Args<'_>) -> Result<(AppToken, ChatNumber)> {
     Ok((
         app_token(args, "appToken")?,
         ChatNumber::new(args.int("chatNumber")?)?,

@@ -2,7 +2,8 @@
 //! schema's; internal ids never appear.
 
 use chat_domain::{
-    AppCredentials, Application, Chat, Message, Page, ReadReceipt, Role, UnreadSummary,
+    AppCredentials, Application, Availability, Chat, ChatViewer, Message, Page, Presence,
+    ReadReceipt, Role, Typing, UnreadSummary,
 };
 use serde_json::{Value, json};
 
@@ -74,6 +75,47 @@ pub fn read_receipt(receipt: &ReadReceipt) -> Value {
         "readerRole": receipt.reader_role.as_str(),
         "lastReadNumber": receipt.last_read_number,
         "unreadCount": receipt.unread_count,
+    })
+}
+
+pub fn presence(presence: &Presence) -> Value {
+    json!({
+        "appToken": presence.app.as_str(),
+        "userId": presence.user_id.as_str(),
+        "role": presence.role.as_str(),
+        "status": presence.status.as_str(),
+        "chatNumber": presence.chat.map(|c| c.get()),
+        "lastSeenAt": presence.last_seen_at.to_rfc3339(),
+        "expiresAt": presence.expires_at.to_rfc3339(),
+    })
+}
+
+pub fn availability(availability: &Availability) -> Value {
+    json!({
+        "appToken": availability.app.as_str(),
+        "agentsOnline": availability.agents_online,
+        "agentsAway": availability.agents_away,
+    })
+}
+
+pub fn chat_viewer(viewer: &ChatViewer) -> Value {
+    json!({
+        "appToken": viewer.app.as_str(),
+        "chatNumber": viewer.chat.get(),
+        "userId": viewer.user_id.as_str(),
+        "role": viewer.role.as_str(),
+        "viewing": viewer.viewing,
+        "at": viewer.at.to_rfc3339(),
+    })
+}
+
+pub fn typing(typing: &Typing) -> Value {
+    json!({
+        "appToken": typing.app.as_str(),
+        "chatNumber": typing.chat.get(),
+        "userId": typing.user_id.as_str(),
+        "role": typing.role.as_str(),
+        "at": typing.at.to_rfc3339(),
     })
 }
 

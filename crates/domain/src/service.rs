@@ -493,6 +493,11 @@ impl ChatService {
         }
     }
 
+    /// A feed open to anyone of the application (availability).
+    pub fn authorize_app_member(&self, caller: &Caller, app: &AppToken) -> Result<()> {
+        user_of(caller, app).map(|_| ())
+    }
+
     /// An application-wide feed (every new message, every chat change): AGENT only.
     pub fn authorize_app_feed(&self, caller: &Caller, app: &AppToken) -> Result<()> {
         let user = user_of(caller, app)?;

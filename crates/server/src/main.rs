@@ -336,6 +336,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     if admin_key.len() < 16 {
         return Err("the admin key needs at least 16 characters".into());
     }
+    // Presence leases: in memory on the embedded store (see chat_embedded::MemoryPresence).
+    let presence: Arc<dyn chat_domain::PresenceStore> =
+        Arc::new(chat_embedded::MemoryPresence::new());
     let (store, search): (Arc<dyn ChatStore>, _) = match store {
         OpenedStore::Embedded(store) => {
             let store = Arc::new(store);
@@ -355,6 +358,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     }
     tracing::info!(%limits, "send rate limits");
     service = service.with_throttle(Throttle::new(limits));
+    service = service.with_presence(presence);
     let service = Arc::new(service);
     let auth = Arc::new(
         Authenticator::new(admin_key.clone(), service.clone())
@@ -362,13 +366,14 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     );
     let registry = Arc::new(Registry::new(service));
     let api = schema::build_with(
-        registry,
+        registry.clone(),
         schema::SchemaOptions {
             introspection: args.introspection && !args.no_introspection,
         },
     )
     .map_err(|e| e.to_string())?;
     let shutdown = Shutdown::default();
+    chat_server::presence_sweep::spawn(registry, api.clone(), shutdown.clone());
     let graphiql = args.graphiql.unwrap_or(args.listen.ip().is_loopback());
     let app = http::router(http::AppState {
         api,

@@ -121,7 +121,7 @@ struct Subscriber {
     stream: BoxStream<'static, Arc<Payload>>,
 }
 
-const SUBSCRIPTIONS: [(&str, &str); 4] = [
+const SUBSCRIPTIONS: [(&str, &str); 8] = [
     (
         "onMessage",
         "subscription($a: ID!, $c: Int!) { onMessage(appToken: $a, chatNumber: $c) { appToken chatNumber number body senderId } }",
@@ -138,11 +138,28 @@ const SUBSCRIPTIONS: [(&str, &str); 4] = [
         "onReadReceipt",
         "subscription($a: ID!, $c: Int!) { onReadReceipt(appToken: $a, chatNumber: $c) { appToken chatNumber readerId lastReadNumber } }",
     ),
+    (
+        "onPresence",
+        "subscription($a: ID!) { onPresence(appToken: $a) { appToken userId status chatNumber } }",
+    ),
+    (
+        "onAvailability",
+        "subscription($a: ID!) { onAvailability(appToken: $a) { appToken agentsOnline } }",
+    ),
+    (
+        "onChatViewer",
+        "subscription($a: ID!, $c: Int!) { onChatViewer(appToken: $a, chatNumber: $c) { appToken chatNumber userId viewing } }",
+    ),
+    (
+        "onTyping",
+        "subscription($a: ID!, $c: Int!) { onTyping(appToken: $a, chatNumber: $c) { appToken chatNumber userId } }",
+    ),
 ];
 
 async fn world() -> World {
     let store = Arc::new(SqliteStore::open_in_memory().unwrap());
-    let service = ChatService::new(store, ServerKey::generate(), Arc::new(SystemClock));
+    let service = ChatService::new(store, ServerKey::generate(), Arc::new(SystemClock))
+        .with_presence(Arc::new(chat_embedded::MemoryPresence::new()));
     let api = chat_server::schema::build(Arc::new(Registry::new(Arc::new(service)))).unwrap();
     let mut apps = Vec::new();
     for name in ["A", "B"] {
@@ -345,6 +362,26 @@ fn case(rng: &mut StdRng, world: &World, mutation: &str, inside: bool) -> Case {
                     ("readerId", json!("c1")),
                 ],
             ),
+            // A new agent each time, so that every heartbeat is a transition (its first) and
+            // no typing call is folded into an earlier one.
+            "heartbeat" => (
+                "heartbeat(appToken: $app, chatNumber: 1)".into(),
+                json!({ "app": app }),
+                user(app, &format!("agent-{}", rng.random::<u64>()), Role::Agent),
+                vec![
+                    format!("onPresence({label})"),
+                    format!("onChatViewer({label},1)"),
+                    format!("onAvailability({label})"),
+                ],
+                vec![("appToken", json!(app)), ("chatNumber", json!(1))],
+            ),
+            "typing" => (
+                "typing(appToken: $app, chatNumber: 1)".into(),
+                json!({ "app": app }),
+                user(app, &format!("agent-{}", rng.random::<u64>()), Role::Agent),
+                vec![format!("onTyping({label},1)")],
+                vec![("appToken", json!(app)), ("chatNumber", json!(1))],
+            ),
             other => panic!("a publishing mutation this test does not know: {other}"),
         };
     let declared: String = [("$app", "ID!"), ("$text", "String")]
@@ -517,6 +554,10 @@ async fn with_iam_authority_a_publish_document_round_trips_and_is_delivered() {
         ("publishMessageChanged", vec!["onMessage(A,1)"]),
         ("publishChat", vec!["onChat(A)"]),
         ("publishReadReceipt", vec!["onReadReceipt(A,1)"]),
+        ("publishPresence", vec!["onPresence(A)"]),
+        ("publishAvailability", vec!["onAvailability(A)"]),
+        ("publishChatViewer", vec!["onChatViewer(A,1)"]),
+        ("publishTyping", vec!["onTyping(A,1)"]),
     ];
     for (mutation, input) in chat_appsync::publish::MUTATIONS {
         let document = chat_appsync::publish::document(mutation).unwrap();

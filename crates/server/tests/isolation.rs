@@ -98,6 +98,31 @@ fn operations(a: &str) -> Vec<(&'static str, &'static str, Value)> {
             "mutation($a: ID!) { rotateApplicationSecret(token: $a) { secret } }",
             json!({ "a": a }),
         ),
+        (
+            "presences",
+            "query($a: ID!) { presences(appToken: $a) { items { userId chatNumber } } }",
+            json!({ "a": a }),
+        ),
+        (
+            "availability",
+            "query($a: ID!) { availability(appToken: $a) { agentsOnline agentsAway } }",
+            json!({ "a": a }),
+        ),
+        (
+            "chatViewers",
+            "query($a: ID!) { chatViewers(appToken: $a, chatNumber: 1) { userId } }",
+            json!({ "a": a }),
+        ),
+        (
+            "heartbeat",
+            "mutation($a: ID!) { heartbeat(appToken: $a, chatNumber: 1) { status } }",
+            json!({ "a": a }),
+        ),
+        (
+            "typing",
+            "mutation($a: ID!) { typing(appToken: $a, chatNumber: 1) { userId } }",
+            json!({ "a": a }),
+        ),
     ]
 }
 
@@ -124,15 +149,39 @@ fn subscriptions(a: &str) -> Vec<(&'static str, &'static str, Value)> {
             "subscription($a: ID!) { onChat(appToken: $a) { number } }",
             json!({ "a": a }),
         ),
+        (
+            "onPresence",
+            "subscription($a: ID!) { onPresence(appToken: $a) { userId status } }",
+            json!({ "a": a }),
+        ),
+        (
+            "onAvailability",
+            "subscription($a: ID!) { onAvailability(appToken: $a) { agentsOnline } }",
+            json!({ "a": a }),
+        ),
+        (
+            "onChatViewer",
+            "subscription($a: ID!) { onChatViewer(appToken: $a, chatNumber: 1) { userId } }",
+            json!({ "a": a }),
+        ),
+        (
+            "onTyping",
+            "subscription($a: ID!) { onTyping(appToken: $a, chatNumber: 1) { userId } }",
+            json!({ "a": a }),
+        ),
     ]
 }
 
 /// Subscribes to every subscription as `token` over graphql-transport-ws: each must be
-/// refused with `expected(op)`, and nothing of application `a` may arrive afterwards.
+/// refused with `expected(op)` ("allowed": what the caller may see, not refused), and
+/// nothing of application `a` may arrive afterwards.
 async fn refuse_all_subscriptions(w: &World, token: &str, expected: impl Fn(&str) -> &'static str) {
     let mut client = WsClient::connect(&w.server.url, token).await;
     for (op, query, vars) in subscriptions(&w.a.token) {
         client.subscribe(op, query, vars).await;
+        if expected(op) == "allowed" {
+            continue;
+        }
         match client.next().await {
             Incoming::Message(m) if m["type"] == "error" && m["id"] == op => {
                 let code = m["payload"][0]["extensions"]["code"].as_str();
@@ -208,7 +257,8 @@ async fn app_name(w: &World) -> Value {
 /// Runs every operation as `token` and checks each answer: an error with code
 /// `expected(op)` and no data; or "null" (a nullable query that must not reveal whether a
 /// chat exists); or "empty" (a list with nothing in it); or "zero" (the caller's own
-/// summary, with nothing unread).
+/// summary, with nothing unread); or "allowed" (what any user of the application may see:
+/// an answer without errors).
 async fn refuse_all(w: &World, token: Option<&str>, expected: impl Fn(&str) -> &'static str) {
     let before = (snapshot(w).await, app_name(w).await);
     for (op, query, vars) in operations(&w.a.token) {
@@ -217,6 +267,10 @@ async fn refuse_all(w: &World, token: Option<&str>, expected: impl Fn(&str) -> &
         if want == "null" {
             assert!(body.get("errors").is_none(), "{op}: {body}");
             assert_eq!(body["data"][op], Value::Null, "{op} leaked data: {body}");
+            continue;
+        }
+        if want == "allowed" {
+            assert!(body.get("errors").is_none(), "{op}: {body}");
             continue;
         }
         if want == "zero" {
@@ -366,13 +420,18 @@ async fn another_customer_sees_no_chat_and_changes_nothing() {
         "chats" => "empty",
         "unreadSummary" | "markAllRead" => "zero",
         "rotateApplicationSecret" => "Forbidden",
+        // The application's presence is for agents; whether an agent is online is the
+        // widget's to show to every customer.
+        "presences" => "Forbidden",
+        "availability" => "allowed",
         _ => "NotFound",
     })
     .await;
     // Its subscriptions: another customer's chat does not exist for it; the application's
-    // feeds are for agents.
+    // feeds are for agents, but for availability.
     refuse_all_subscriptions(&w, &stranger, |op| match op {
-        "onMessage" | "onReadReceipt" => "NotFound",
+        "onMessage" | "onReadReceipt" | "onChatViewer" | "onTyping" => "NotFound",
+        "onAvailability" => "allowed",
         _ => "Forbidden",
     })
     .await;

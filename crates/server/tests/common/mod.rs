@@ -273,7 +273,8 @@ pub fn memory_registry() -> std::sync::Arc<chat_appsync::Registry> {
             store,
             ServerKey::generate(),
             std::sync::Arc::new(SystemClock),
-        ),
+        )
+        .with_presence(std::sync::Arc::new(chat_embedded::MemoryPresence::new())),
     )))
 }
 
@@ -413,6 +414,20 @@ pub fn publish_event(input: &str, app: &str) -> Value {
         "ReadReceiptEventInput" => json!({
             "appToken": app, "chatNumber": 1, "readerId": "c1", "readerRole": "CUSTOMER",
             "lastReadNumber": 9, "unreadCount": 0
+        }),
+        "PresenceEventInput" => json!({
+            "appToken": app, "userId": "agent", "role": "AGENT", "status": "ONLINE",
+            "chatNumber": 1, "lastSeenAt": "2026-01-01T00:00:00Z",
+            "expiresAt": "2026-01-01T00:01:30Z"
+        }),
+        "AvailabilityEventInput" => json!({ "appToken": app, "agentsOnline": 9, "agentsAway": 0 }),
+        "ChatViewerEventInput" => json!({
+            "appToken": app, "chatNumber": 1, "userId": "agent", "role": "AGENT",
+            "viewing": true, "at": "2026-01-01T00:00:00Z"
+        }),
+        "TypingEventInput" => json!({
+            "appToken": app, "chatNumber": 1, "userId": "agent", "role": "AGENT",
+            "at": "2026-01-01T00:00:00Z"
         }),
         other => panic!("no sample for {other}"),
     }
