@@ -223,23 +223,25 @@ impl World {
         })
     }
 
+    async fn try_beat(
+        &self,
+        who: &Caller,
+        status: PresenceStatus,
+        chat: Option<u32>,
+    ) -> chat_domain::Result<chat_domain::PresenceChange> {
+        let chat = chat.map(chat_no);
+        self.service
+            .heartbeat(who, &self.app, Heartbeat { status, chat })
+            .await
+    }
+
     async fn beat(
         &self,
         who: &Caller,
         status: PresenceStatus,
         chat: Option<u32>,
     ) -> chat_domain::PresenceChange {
-        self.service
-            .heartbeat(
-                who,
-                &self.app,
-                Heartbeat {
-                    status,
-                    chat: chat.map(chat_no),
-                },
-            )
-            .await
-            .expect("heartbeat")
+        self.try_beat(who, status, chat).await.expect("heartbeat")
     }
 
     fn advance_ms(&self, ms: i64) {
@@ -357,28 +359,12 @@ pub async fn presence_follows_the_access_rules(t: PresenceUnderTest) {
 
     // A customer may not name a chat that is not its own (it does not exist for it).
     let refused = world
-        .service
-        .heartbeat(
-            &stranger,
-            &world.app,
-            Heartbeat {
-                status: PresenceStatus::Online,
-                chat: Some(chat_no(1)),
-            },
-        )
+        .try_beat(&stranger, PresenceStatus::Online, Some(1))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), ErrorCode::NotFound);
     let absent = world
-        .service
-        .heartbeat(
-            &agent,
-            &world.app,
-            Heartbeat {
-                status: PresenceStatus::Online,
-                chat: Some(chat_no(99)),
-            },
-        )
+        .try_beat(&agent, PresenceStatus::Online, Some(99))
         .await
         .unwrap_err();
     assert_eq!(absent.code(), ErrorCode::NotFound);
