@@ -250,7 +250,12 @@ fn dynamodb_service(
     let client = chat_dynamodb::Client::new(sdk);
     let table = required(env::TABLE)?;
     let store = chat_dynamodb::DynamoStore::new(client.clone(), table.clone());
-    let service = ChatService::new(Arc::new(store), server_key()?, Arc::new(SystemClock));
+    let service = ChatService::new(
+        Arc::new(store.clone()),
+        server_key()?,
+        Arc::new(SystemClock),
+    )
+    .with_presence(Arc::new(store));
     Ok((service, client, table))
 }
 

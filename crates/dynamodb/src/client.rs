@@ -94,7 +94,28 @@ pub async fn create_table_if_missing(client: &Client, table: &str) -> Result<boo
         Err(e) => return Err(StoreError::request("CreateTable", e)),
     };
     wait_until_active(client, table).await?;
+    if created {
+        enable_time_to_live(client, table).await?;
+    }
     Ok(created)
+}
+
+/// CreateTable cannot turn on time to live: one UpdateTimeToLive on the definition's
+/// attribute, once the table is ACTIVE.
+async fn enable_time_to_live(client: &Client, table: &str) -> Result<(), StoreError> {
+    let specification = aws_sdk_dynamodb::types::TimeToLiveSpecification::builder()
+        .attribute_name(TableDefinition::current().time_to_live_attribute)
+        .enabled(true)
+        .build()
+        .map_err(|e| StoreError::Setup(format!("invalid time to live: {e}")))?;
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(specification)
+        .send()
+        .await
+        .map_err(|e| StoreError::request("UpdateTimeToLive", e))?;
+    Ok(())
 }
 
 async fn table_status(client: &Client, table: &str) -> Result<Option<TableStatus>, StoreError> {

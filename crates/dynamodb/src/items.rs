@@ -7,7 +7,7 @@ use std::str::FromStr;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chat_domain::{
     AppName, AppToken, Application, Chat, ChatNumber, ChatStatus, ClientMessageId, Message,
-    MessageNumber, NewApplication, Role, Subject, Timestamp, UserId,
+    MessageNumber, NewApplication, Presence, PresenceStatus, Role, Subject, Timestamp, UserId,
 };
 
 use crate::error::{Result, StoreError};
@@ -425,9 +425,97 @@ pub(crate) fn unread_counts(item: &Item) -> Result<(u64, u64)> {
     Ok((value(attr::TOTAL_UNREAD)?, value(attr::UNREAD_CHATS)?))
 }
 
+// ---- presence leases ----------------------------------------------------------------------
+
+/// The `ttl` of a lease: epoch seconds, a day past its expiry (DynamoDB deletes it then,
+/// if the sweep has not).
+fn presence_ttl(expires_at: Timestamp) -> i64 {
+    expires_at.0.div_euclid(1000) + 86_400
+}
+
+pub(crate) fn presence_key(app: &AppToken, role: Role, user: &UserId) -> Item {
+    let (pk, sk) = table::presence_key(app, role, user);
+    key(pk, sk)
+}
+
+pub(crate) fn presence_item(lease: &Presence) -> Item {
+    let mut item = presence_key(&lease.app, lease.role, &lease.user_id);
+    item.extend([
+        (attr::TYPE.to_owned(), string_attr(item_type::PRESENCE)),
+        (attr::TOKEN.to_owned(), string_attr(lease.app.as_str())),
+        (
+            attr::USER_ID.to_owned(),
+            string_attr(lease.user_id.as_str()),
+        ),
+        (attr::ROLE.to_owned(), string_attr(lease.role.as_str())),
+        (attr::STATUS.to_owned(), string_attr(lease.status.as_str())),
+        (
+            attr::LAST_SEEN_AT.to_owned(),
+            number_attr(lease.last_seen_at.0),
+        ),
+        (attr::EXPIRES_AT.to_owned(), number_attr(lease.expires_at.0)),
+        (attr::VERSION.to_owned(), number_attr(lease.version)),
+        (
+            attr::TTL.to_owned(),
+            number_attr(presence_ttl(lease.expires_at)),
+        ),
+    ]);
+    if let Some(chat) = lease.chat {
+        item.insert(attr::CHAT_NUMBER.to_owned(), number_attr(chat.get()));
+    }
+    item
+}
+
+pub(crate) fn presence(item: &Item) -> Result<Presence> {
+    expect_type(item, item_type::PRESENCE)?;
+    Ok(Presence {
+        app: parsed(
+            "presence application",
+            AppToken::parse(string(item, attr::TOKEN)?),
+        )?,
+        user_id: parsed(
+            "presence user id",
+            UserId::parse(string(item, attr::USER_ID)?),
+        )?,
+        role: parsed("presence role", Role::parse(string(item, attr::ROLE)?))?,
+        status: parsed(
+            "presence status",
+            PresenceStatus::parse(string(item, attr::STATUS)?),
+        )?,
+        chat: optional_number::<i64>(item, attr::CHAT_NUMBER)?
+            .map(|n| parsed("presence chat", ChatNumber::new(n)))
+            .transpose()?,
+        last_seen_at: timestamp(item, attr::LAST_SEEN_AT)?,
+        expires_at: timestamp(item, attr::EXPIRES_AT)?,
+        version: number(item, attr::VERSION)?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn presence_leases_round_trip() {
+        let mut lease = Presence {
+            app: AppToken::parse("app_1").unwrap(),
+            user_id: UserId::parse("cust#1").unwrap(),
+            role: Role::Customer,
+            status: PresenceStatus::Away,
+            chat: Some(ChatNumber::new(3).unwrap()),
+            last_seen_at: Timestamp(1_700_000_000_000),
+            expires_at: Timestamp(1_700_000_090_000),
+            version: 7,
+        };
+        let item = presence_item(&lease);
+        assert_eq!(presence(&item).unwrap(), lease);
+        assert_eq!(item[attr::SK], string_attr("app_1#C#cust#1"));
+        assert_eq!(item[attr::TTL], number_attr(1_700_000_090 + 86_400));
+        lease.chat = None;
+        let item = presence_item(&lease);
+        assert!(!item.contains_key(attr::CHAT_NUMBER));
+        assert_eq!(presence(&item).unwrap(), lease);
+    }
 
     fn sample_chat() -> Chat {
         Chat {

@@ -21,6 +21,8 @@
 //!   index lists the chats the agents have not fully read.
 //! - Request budget (asserted by `tests/requests.rs`): sendMessage and createChat 2
 //!   requests, markChatRead at most 2, reads of one item and unreadSummary 1.
+//! - Presence leases ([`PresenceStore`](chat_domain::PresenceStore)): one item per user in
+//!   16 fixed partitions, no index; a heartbeat is 1 read and at most 1 conditional write.
 //! - The table's stream feeds search: [`stream::change_records`] turns its records (as
 //!   Lambda delivers them) into the indexer's change records.
 

@@ -292,6 +292,15 @@ mod tests {
             "totalUnread": {"N": "3"}, "unreadChats": {"N": "1"}
         });
         let key_only = json!({"PK": {"S": "CUSTUNREAD#app_x#c"}, "SK": {"S": "UNREAD"}});
+        let presence = || {
+            json!({
+                "PK": {"S": "PRESENCE#3"}, "SK": {"S": "MSG#C#0123456789"}, "type": {"S": "PRESENCE"},
+                "token": {"S": "MSG"}, "userId": {"S": "0123456789"}, "role": {"S": "CUSTOMER"},
+                "status": {"S": "ONLINE"}, "lastSeenAt": {"N": "1700000000000"},
+                "expiresAt": {"N": "1700000090000"}, "version": {"N": "1"},
+                "ttl": {"N": "1700086490"}
+            })
+        };
         for (name, image) in [
             ("MODIFY", chat),
             ("INSERT", cmid),
@@ -299,6 +308,9 @@ mod tests {
             ("INSERT", read_mark),
             ("MODIFY", counter),
             ("INSERT", key_only),
+            // A lease written, and deleted by the sweep or by time to live.
+            ("INSERT", presence()),
+            ("REMOVE", presence()),
         ] {
             let (new, old) = if name == "REMOVE" {
                 (None, Some(image))

@@ -12,6 +12,8 @@
 //! | an agent's read watermark | `CHAT#<token>#<chat>` | `READ#<agentId>` | | | |
 //! | the agents' unread counter (one per shard) | `TEAMUNREAD#<token>#<shard>` | `UNREAD` | | | |
 //! | a customer's unread counter | `CUSTUNREAD#<token>#<customer>` | `UNREAD` | | | |
+//! | an agent's presence lease | `PRESENCE#<shard of hash(token)>` | `<token>#A#<agentId>` | | | |
+//! | a customer's presence lease | `PRESENCE#<shard of hash(token, customer)>` | `<token>#C#<customer>` | | | |
 //!
 //! - Each chat is its own partition (its item, messages, idempotency keys and the agents'
 //!   own read watermarks): a busy application spreads over as many partitions as it has
@@ -24,6 +26,13 @@
 //!   message moves a counter inside its transaction, and one item takes one transaction
 //!   at a time. The `unread` index lists,
 //!   under the same key as a team counter shard, exactly the chats that shard counts.
+//! - Presence leases live in [`PRESENCE_SHARDS`] fixed partitions and in no index: a lease
+//!   is rewritten about once a minute per client, and an index entry would double each of
+//!   those writes. All agents of an application share one shard (listing or counting them
+//!   is one Query of `SK BETWEEN <token>#A# ...`); customers spread over every shard by
+//!   [`presence_hash`] of application and user (listing them queries each shard). The sweep
+//!   finds expired leases by querying every shard; the `ttl` attribute (epoch seconds, a
+//!   day past expiry) lets DynamoDB delete what it missed.
 //! - Numbers in sort keys are zero-padded (10 digits hold `i32::MAX`); times are
 //!   milliseconds, zero-padded to 15 digits. String order is then number order.
 //! - Tokens are `[A-Za-z0-9_-]`, statuses fixed words, so `#` separates unambiguously; a
@@ -31,7 +40,7 @@
 
 use std::collections::BTreeMap;
 
-use chat_domain::{AppToken, ChatNumber, ChatStatus, MessageNumber, Timestamp, UserId};
+use chat_domain::{AppToken, ChatNumber, ChatStatus, MessageNumber, Role, Timestamp, UserId};
 use serde_json::{Value, json};
 
 /// How many partitions an application's inbox (per status) is spread over in GSI1. Every
@@ -48,6 +57,12 @@ pub const INBOX_SHARDS: u32 = 4;
 /// all shards in one BatchGetItem; listing unread chats queries each. Changing it re-keys
 /// the counters: a migration.
 pub const UNREAD_SHARDS: u32 = 16;
+
+/// How many partitions (`PRESENCE#<shard>`) hold the presence leases. The sweep queries
+/// each one; an application's agents are all in one of them, its customers in all.
+/// Changing it re-keys every lease (harmless: leases live 90 s, so a deployment that
+/// changes it loses at most one heartbeat's worth of presence).
+pub const PRESENCE_SHARDS: u32 = 16;
 
 /// The agents' inbox: an application's chats of one status, by last activity.
 pub const INBOX_INDEX: &str = "inbox";
@@ -112,6 +127,15 @@ pub mod attr {
     /// A message's version: 1 when sent, +1 on every edit and delete (the search index
     /// applies a change only over a lower version; see `chat_domain::search`).
     pub const VERSION: &str = "version";
+
+    /// Presence leases: the user, its role, and the lease's times (ms since the epoch).
+    pub const USER_ID: &str = "userId";
+    pub const ROLE: &str = "role";
+    pub const LAST_SEEN_AT: &str = "lastSeenAt";
+    pub const EXPIRES_AT: &str = "expiresAt";
+    /// DynamoDB's time to live (epoch SECONDS): set on presence leases only, a day past
+    /// their expiry, so a lease the sweep never ended is deleted anyway.
+    pub const TTL: &str = "ttl";
 }
 
 /// Values of [`attr::TYPE`].
@@ -122,6 +146,7 @@ pub mod item_type {
     pub const CLIENT_MESSAGE_ID: &str = "CMID";
     pub const READ_MARK: &str = "READ";
     pub const UNREAD_COUNTER: &str = "UNREAD";
+    pub const PRESENCE: &str = "PRESENCE";
 }
 
 // ---- keys ---------------------------------------------------------------------------------
@@ -209,6 +234,70 @@ pub fn activity_sk(last_activity_at: Timestamp, chat: ChatNumber) -> Option<Stri
     (last_activity_at.0 >= 0).then(|| format!("{:015}#{:010}", last_activity_at.0, chat.get()))
 }
 
+/// A stable hash (32-bit FNV-1a) of the parts, `#`-separated: every process computes the
+/// same presence shard (std's hasher is seeded per process).
+pub fn presence_hash(parts: &[&str]) -> u32 {
+    const OFFSET: u32 = 0x811c_9dc5;
+    const PRIME: u32 = 0x0100_0193;
+    let mut hash = OFFSET;
+    for (i, part) in parts.iter().enumerate() {
+        let separator: &[u8] = if i == 0 { b"" } else { b"#" };
+        for byte in separator.iter().chain(part.as_bytes()) {
+            hash ^= u32::from(*byte);
+            hash = hash.wrapping_mul(PRIME);
+        }
+    }
+    hash
+}
+
+/// The partition of presence shard `shard`.
+pub fn presence_pk(shard: u32) -> String {
+    format!("PRESENCE#{shard}")
+}
+
+/// Which shard holds a lease: an agent's by application alone (one Query lists them all),
+/// a customer's by application and user.
+pub fn presence_shard(app: &AppToken, role: Role, user: &UserId) -> u32 {
+    match role {
+        Role::Agent => agents_presence_shard(app),
+        Role::Customer => presence_hash(&[app.as_str(), user.as_str()]) % PRESENCE_SHARDS,
+    }
+}
+
+/// The shard holding every agent lease of an application.
+pub fn agents_presence_shard(app: &AppToken) -> u32 {
+    presence_hash(&[app.as_str()]) % PRESENCE_SHARDS
+}
+
+fn presence_role_prefix(app: &AppToken, role: Role) -> String {
+    let letter = match role {
+        Role::Agent => 'A',
+        Role::Customer => 'C',
+    };
+    format!("{app}#{letter}#")
+}
+
+/// A lease's key: `PRESENCE#<shard>` / `<token>#A|C#<userId>`.
+pub fn presence_key(app: &AppToken, role: Role, user: &UserId) -> (String, String) {
+    (
+        presence_pk(presence_shard(app, role, user)),
+        format!("{}{}", presence_role_prefix(app, role), user.as_str()),
+    )
+}
+
+/// The sort-key range of an application's leases of one role, `(from, to)` for
+/// `SK BETWEEN`: from the lease of `after` (inclusive: the caller skips it) or the first,
+/// to below anything else (`$` follows `#`; no sort key is the bound itself).
+pub fn presence_sk_range(app: &AppToken, role: Role, after: Option<&UserId>) -> (String, String) {
+    let prefix = presence_role_prefix(app, role);
+    let to = format!("{}$", &prefix[..prefix.len() - 1]);
+    let from = match after {
+        Some(user) => format!("{prefix}{}", user.as_str()),
+        None => prefix,
+    };
+    (from, to)
+}
+
 // ---- the table definition -----------------------------------------------------------------
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,6 +358,8 @@ pub struct TableDefinition {
     pub global_secondary_indexes: Vec<IndexDefinition>,
     pub billing_mode: &'static str,
     pub stream_view_type: &'static str,
+    /// The attribute DynamoDB deletes items by once its time (epoch seconds) has passed.
+    pub time_to_live_attribute: &'static str,
 }
 
 fn key(attribute: &'static str, key_type: KeyType) -> KeyElement {
@@ -310,6 +401,7 @@ impl TableDefinition {
             ],
             billing_mode: "PAY_PER_REQUEST",
             stream_view_type: "NEW_AND_OLD_IMAGES",
+            time_to_live_attribute: attr::TTL,
         }
     }
 
@@ -355,6 +447,10 @@ impl TableDefinition {
                 }))
                 .collect::<Value>(),
             "StreamSpecification": { "StreamViewType": self.stream_view_type },
+            "TimeToLiveSpecification": {
+                "AttributeName": self.time_to_live_attribute,
+                "Enabled": true,
+            },
         })
     }
 }
@@ -494,6 +590,60 @@ mod tests {
         );
         assert_eq!(customer_unread_pk(&app, &customer), "CUSTUNREAD#app_x#a#b");
         assert_eq!(unread_sk(chat(42)), "0000000042");
+        let agent = presence_key(&app, Role::Agent, &customer);
+        assert_eq!(agent.1, "app_x#A#a#b");
+        assert!(agent.0.starts_with("PRESENCE#"));
+        assert_eq!(
+            presence_key(&app, Role::Customer, &customer).1,
+            "app_x#C#a#b"
+        );
+    }
+
+    #[test]
+    fn presence_shards_are_stable_and_keep_an_application_s_agents_together() {
+        // FNV-1a's published test vectors: the same shard in every process and build.
+        assert_eq!(presence_hash(&[""]), 0x811c_9dc5);
+        assert_eq!(presence_hash(&["a"]), 0xe40c_292c);
+        assert_eq!(presence_hash(&["foobar"]), 0xbf9c_f968);
+        assert_eq!(presence_hash(&["foo", "bar"]), presence_hash(&["foo#bar"]));
+        let app = app();
+        let user = |id: &str| UserId::parse(id).unwrap();
+        let agents: std::collections::BTreeSet<_> = (0..50)
+            .map(|i| presence_key(&app, Role::Agent, &user(&format!("agent-{i}"))).0)
+            .collect();
+        assert_eq!(
+            agents.len(),
+            1,
+            "one shard for all agents of an application"
+        );
+        let customers: std::collections::BTreeSet<_> = (0..200)
+            .map(|i| presence_key(&app, Role::Customer, &user(&format!("c-{i}"))).0)
+            .collect();
+        assert_eq!(customers.len(), PRESENCE_SHARDS as usize);
+    }
+
+    #[test]
+    fn a_presence_range_holds_exactly_one_application_s_role() {
+        let app = app();
+        let (from, to) = presence_sk_range(&app, Role::Agent, None);
+        let sk = |a: &str, role, id: &str| {
+            presence_key(
+                &AppToken::parse(a).unwrap(),
+                role,
+                &UserId::parse(id).unwrap(),
+            )
+            .1
+        };
+        let inside = |k: &str| from.as_str() <= k && k <= to.as_str();
+        assert!(inside(&sk("app_x", Role::Agent, "!")));
+        assert!(inside(&sk("app_x", Role::Agent, "~~~")));
+        assert!(inside(&sk("app_x", Role::Agent, "a#b")));
+        assert!(!inside(&sk("app_x", Role::Customer, "a")));
+        assert!(!inside(&sk("app_x2", Role::Agent, "a")));
+        assert!(!inside(&sk("app", Role::Agent, "a")));
+        let (from, _) =
+            presence_sk_range(&app, Role::Customer, Some(&UserId::parse("c2").unwrap()));
+        assert_eq!(from, sk("app_x", Role::Customer, "c2"));
     }
 
     #[test]
@@ -532,6 +682,10 @@ mod tests {
         assert_eq!(
             cfn["GlobalSecondaryIndexes"][1]["Projection"]["ProjectionType"],
             "ALL"
+        );
+        assert_eq!(
+            cfn["TimeToLiveSpecification"],
+            json!({"AttributeName": "ttl", "Enabled": true})
         );
         assert_eq!(cfn["GlobalSecondaryIndexes"][2]["IndexName"], UNREAD_INDEX);
         assert_eq!(

@@ -1,5 +1,5 @@
-//! The store conformance suite against DynamoDB (moto's server mode), each test on a
-//! table of its own.
+//! The store conformance suite and the presence suite against DynamoDB (moto's server
+//! mode), each test on a table of its own.
 
 use std::sync::Arc;
 
@@ -12,4 +12,18 @@ async fn on_emulator() -> StoreUnderTest {
 
 mod dynamodb {
     chat_store_conformance::conformance_tests!(super::on_emulator());
+}
+
+/// The presence suite: leases in a fresh table, chats in the same table.
+async fn presence_on_emulator() -> chat_store_conformance::presence::PresenceUnderTest {
+    let (store, _requests) = chat_dynamodb::moto::fresh_store().await;
+    chat_store_conformance::presence::PresenceUnderTest {
+        presence: Arc::new(store.clone()),
+        chats: Arc::new(store),
+        guard: None,
+    }
+}
+
+mod presence {
+    chat_store_conformance::presence_conformance_tests!(super::presence_on_emulator());
 }

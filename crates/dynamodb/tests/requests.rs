@@ -488,3 +488,123 @@ async fn contended_sends_cost_one_transaction_per_lost_race() {
         64
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_heartbeats_and_listings_stay_within_their_request_budget() {
+    use std::time::Duration;
+    let (dynamo, counter) = chat_dynamodb::moto::fresh_store().await;
+    let store: Store = std::sync::Arc::new(dynamo.clone());
+    let clock = ManualClock::starting_now();
+    let service = ChatService::new(
+        store.clone(),
+        ServerKey::generate(),
+        std::sync::Arc::new(clock.clone()),
+    )
+    .with_presence(std::sync::Arc::new(dynamo.clone()));
+    let app = create_app(&store, "app_presence_budget").await;
+    create_chat(&store, &app, "cust-1", service.now()).await;
+    let caller = |id: &str, role| {
+        Caller::User(UserIdentity {
+            app: app.clone(),
+            user_id: user(id),
+            role,
+        })
+    };
+    let (agent, customer) = (
+        caller("agent-1", Role::Agent),
+        caller("cust-1", Role::Customer),
+    );
+    let beat = |who: &Caller, status, chat: Option<u32>| {
+        let (who, app, service) = (who.clone(), app.clone(), &service);
+        async move {
+            service
+                .heartbeat(
+                    &who,
+                    &app,
+                    Heartbeat {
+                        status,
+                        chat: chat.map(chat_no),
+                    },
+                )
+                .await
+                .unwrap()
+        }
+    };
+    for id in ["agent-2", "agent-3"] {
+        beat(&caller(id, Role::Agent), PresenceStatus::Online, None).await;
+    }
+
+    assert_requests!(
+        counter,
+        "heartbeat (first: the lease is written)",
+        beat(&agent, PresenceStatus::Online, None).await,
+        &[("BatchGetItem", 1), ("PutItem", 1)]
+    );
+    clock.advance(Duration::from_secs(30));
+    assert_requests!(
+        counter,
+        "heartbeat (on time, nothing changed)",
+        beat(&agent, PresenceStatus::Online, None).await,
+        &[("BatchGetItem", 1)]
+    );
+    clock.advance(Duration::from_secs(30));
+    assert_requests!(
+        counter,
+        "heartbeat (on time, lease in its second half)",
+        beat(&agent, PresenceStatus::Online, None).await,
+        &[("BatchGetItem", 1), ("PutItem", 1)]
+    );
+    assert_requests!(
+        counter,
+        "heartbeat (status changed)",
+        beat(&agent, PresenceStatus::Away, None).await,
+        &[("BatchGetItem", 1), ("PutItem", 1)]
+    );
+    assert_requests!(
+        counter,
+        "heartbeat (a new chat on screen: the chat is checked)",
+        beat(&customer, PresenceStatus::Online, Some(1)).await,
+        &[("BatchGetItem", 1), ("PutItem", 1), ("Query", 1)]
+    );
+    assert_requests!(
+        counter,
+        "stored presence",
+        dynamo.stored_presence(&app, &user("cust-1")).await.unwrap(),
+        &[("BatchGetItem", 1)]
+    );
+    let availability = assert_requests!(
+        counter,
+        "availability (3 agents)",
+        service.availability(&customer, &app).await.unwrap(),
+        &[("Query", 1)]
+    );
+    assert_eq!(
+        (availability.agents_online, availability.agents_away),
+        (2, 1)
+    );
+    let shards = u64::from(chat_dynamodb::table::PRESENCE_SHARDS);
+    let page = assert_requests!(
+        counter,
+        "presences (agents and customers)",
+        service
+            .presences(&agent, &app, None, PageSize::parse(None).unwrap(), None)
+            .await
+            .unwrap(),
+        &[("Query", 1 + shards)]
+    );
+    assert_eq!(page.items.len(), 4);
+    assert_requests!(
+        counter,
+        "heartbeat OFFLINE",
+        beat(&customer, PresenceStatus::Offline, None).await,
+        &[("BatchGetItem", 1), ("DeleteItem", 1)]
+    );
+    clock.advance(Duration::from_secs(600));
+    // The three agents' leases expired (the customer gave its up): one DeleteItem each.
+    assert_requests!(
+        counter,
+        "sweep (3 expired leases)",
+        service.sweep_presence().await.unwrap(),
+        &[("DeleteItem", 3), ("Query", shards)]
+    );
+}

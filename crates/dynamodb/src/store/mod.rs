@@ -1,5 +1,6 @@
 //! The [`ChatStore`] on DynamoDB, by aggregate: [`applications`], [`chats`], [`messages`],
-//! [`unread`] (as the embedded store and the conformance suite divide it). Each operation
+//! [`unread`] (as the embedded store and the conformance suite divide it); and the
+//! [`PresenceStore`](chat_domain::PresenceStore), [`presence`]. Each operation
 //! says in its comment how many requests it sends when nothing races; `tests/requests.rs`
 //! holds them to it. Every conditional write is retried in one place,
 //! [`conditional_write`]. This module holds the store, the request building blocks the
@@ -10,6 +11,7 @@ mod applications;
 mod chats;
 mod conditional_write;
 mod messages;
+mod presence;
 mod unread;
 
 use std::sync::Arc;
@@ -125,13 +127,19 @@ impl DynamoStore {
     /// Strongly consistent: the message a chat's count names was written in the same
     /// transaction as the count, so it is there.
     async fn batch_get(&self, keys: Vec<Item>) -> StoreResult<Vec<Item>> {
+        self.batch_get_reading(keys, true).await
+    }
+
+    /// BatchGetItem until every key is answered; `consistent` or eventually consistent
+    /// (half the read units).
+    async fn batch_get_reading(&self, keys: Vec<Item>, consistent: bool) -> StoreResult<Vec<Item>> {
         let mut found = Vec::new();
         let mut pending = keys;
         let mut backoff = Backoff::new(self.retry, "a batch read");
         while !pending.is_empty() {
             let request = KeysAndAttributes::builder()
                 .set_keys(Some(pending))
-                .consistent_read(true)
+                .consistent_read(consistent)
                 .build()
                 .map_err(build_error)?;
             let out = self
