@@ -1,14 +1,21 @@
 // The agent console: the inbox (most recent activity first, unread badges, the team's total
-// in the title), one open chat, live updates.
+// in the title, which chats their customer is viewing), the agents online and away, the
+// agent's own status, one open chat, live updates.
 
 import config from './config.js';
 import { formatTime } from './conversation.js';
 import * as q from './queries.js';
 import { TokenStore } from './session.js';
-import { announce, chatLink, followChatAddress, openChatWithList, resolveEndpointsOrReport, runSessions, unreadBadge } from './shell.js';
+import {
+  announce, chatLink, createRefresher, followChatAddress, holdPresence, openChatWithList, resolveEndpointsOrReport,
+  runSessions, unreadBadge,
+} from './shell.js';
 
 const $ = (id) => document.getElementById(id);
 const INBOX_PAGE = 50;
+const PRESENCE_PAGE = 100;
+// Presences read at most (per role): the inbox shows 50 chats, the team list is a glance.
+const PRESENCE_PAGES = 10;
 const TITLE = 'Inbox — Chat console';
 
 const endpoints = resolveEndpointsOrReport(config, location);
@@ -28,6 +35,8 @@ function begin({ me, api, transport, signal }) {
   $('whoami').textContent = `${me.sub} · agent · ${me.app}`;
 
   const { conversation, list: inbox } = openChatWithList({ root: $('chat-main'), api, transport, me, loadList: loadInbox, signal });
+  const presence = holdPresence({ api, me, signal });
+  $('my-status').value = 'ONLINE';
 
   function applySummary(summary) {
     const total = summary.totalUnread;
@@ -77,7 +86,87 @@ function begin({ me, api, transport, signal }) {
     list.replaceChildren(...state.chats.map(renderChatItem));
     $('inbox-empty').hidden = state.chats.length > 0;
     $('more-chats').hidden = !state.nextToken;
+    markViewedChats();
     if (focused) list.querySelector(`a[data-chat="${focused}"]`)?.focus();
+  }
+
+  // Who is here, by role:userId: the agents (the team list) and the customers (the chat
+  // each has on screen). A presence ends with OFFLINE.
+  const here = new Map();
+
+  async function readPresences(role) {
+    const items = [];
+    let next = null;
+    for (let page = 0; page < PRESENCE_PAGES; page++) {
+      const { presences } = await api.request(q.PRESENCES, { a: me.app, role, limit: PRESENCE_PAGE, next });
+      items.push(...presences.items);
+      next = presences.nextToken;
+      if (!next) break;
+    }
+    return items;
+  }
+
+  async function loadPresences() {
+    try {
+      const [agents, customers] = await Promise.all([readPresences('AGENT'), readPresences('CUSTOMER')]);
+      if (signal.aborted) return;
+      here.clear();
+      for (const p of [...agents, ...customers]) here.set(`${p.role}:${p.userId}`, p);
+      renderPresences();
+    } catch (error) {
+      $('team-summary').textContent = `Could not load who is online: ${error.message}`;
+    }
+  }
+
+  function applyPresence(p) {
+    const key = `${p.role}:${p.userId}`;
+    if (p.status === 'OFFLINE') here.delete(key);
+    else here.set(key, p);
+    renderPresences();
+  }
+
+  function renderPresences() {
+    const agents = [...here.values()]
+      .filter((p) => p.role === 'AGENT')
+      .sort((x, y) => (x.status === y.status ? 0 : x.status === 'ONLINE' ? -1 : 1) || (x.userId < y.userId ? -1 : 1));
+    const online = agents.filter((p) => p.status === 'ONLINE').length;
+    const summary = `${online} online, ${agents.length - online} away`;
+    // Only a change is written: the summary is a live region.
+    if ($('team-summary').textContent !== summary) $('team-summary').textContent = summary;
+    $('agent-list').replaceChildren(...agents.map(renderAgent));
+    markViewedChats();
+  }
+
+  function renderAgent(p) {
+    const item = document.createElement('li');
+    item.className = `agent presence-${p.status.toLowerCase()}`;
+    const name = document.createElement('span');
+    name.className = 'agent-name';
+    name.textContent = p.userId === me.sub ? `${p.userId} (you)` : p.userId;
+    const status = document.createElement('span');
+    status.className = 'agent-status';
+    status.textContent = p.status === 'ONLINE' ? 'online' : 'away';
+    item.append(name, ' ', status);
+    return item;
+  }
+
+  /** Marks the inbox's chats whose customer has them on screen now. */
+  function markViewedChats() {
+    const viewed = new Set();
+    for (const p of here.values()) {
+      if (p.role === 'CUSTOMER' && p.chatNumber != null) viewed.add(p.chatNumber);
+    }
+    for (const link of $('chat-list').querySelectorAll('a[data-chat]')) {
+      const marker = link.querySelector('.viewing');
+      if (!viewed.has(Number(link.dataset.chat))) {
+        marker?.remove();
+      } else if (!marker) {
+        const added = document.createElement('span');
+        added.className = 'viewing';
+        added.textContent = 'Customer viewing';
+        link.querySelector('.chat-name').after(added);
+      }
+    }
   }
 
   function renderChatItem(chat) {
@@ -116,6 +205,12 @@ function begin({ me, api, transport, signal }) {
   function route() {
     const number = followChatAddress(conversation);
     document.body.classList.toggle('chat-open', number !== null);
+    presence.setChat(number);
+  }
+
+  function changeMyStatus(event) {
+    presence.setStatus(event.target.value);
+    announce(event.target.value === 'ONLINE' ? 'You are online' : 'You are away');
   }
 
   async function markAllRead() {
@@ -153,6 +248,7 @@ function begin({ me, api, transport, signal }) {
   on($('more-chats'), 'click', loadMoreChats);
   on($('status-filter'), 'change', inbox.refresh);
   on($('chat-status'), 'change', changeStatus);
+  on($('my-status'), 'change', changeMyStatus);
 
   const filter = { a: me.app };
   const notLive = (e) => announce(`Inbox not live: ${e.message}`);
@@ -165,12 +261,27 @@ function begin({ me, api, transport, signal }) {
       },
       error: notLive,
     }),
+    transport.subscribe(q.ON_PRESENCE, filter, {
+      next: (payload) => {
+        const p = payload.data?.onPresence;
+        if (p) applyPresence(p);
+      },
+      error: (e) => announce(`Presence not live: ${e.message}`),
+    }),
   ];
+  const team = createRefresher(loadPresences);
+  const stopResync = transport.on('resync', team.schedule);
   signal.addEventListener('abort', () => {
     for (const { unsubscribe } of subscriptions) unsubscribe();
+    stopResync();
+    team.cancel();
+    here.clear();
+    $('agent-list').replaceChildren();
+    $('team-summary').textContent = '';
     document.title = TITLE;
   });
 
   inbox.refresh();
+  team.refresh();
   route();
 }

@@ -1,5 +1,6 @@
 // One open chat, for both views: its history (scrolling up loads older pages), live
-// messages, sending, marking read, and (agent view) search.
+// messages, sending, marking read, who else is viewing it and who is typing, and (agent
+// view) search.
 //
 // Live updates follow the README's recipe: every message has a number and numbers have no
 // gaps, so `lastSeen` is the highest number held without a gap; after a (re)connection, or
@@ -14,6 +15,10 @@ const PAGE = 30;
 const CATCH_UP_PAGE = 100;
 const SEND_ATTEMPTS = 3;
 const NEAR_EDGE_PX = 80;
+// The server folds typing calls of one user within 2 s: calling more often is wasted.
+const TYPING_CALL_MS = 1_500;
+// "… is typing" stays this long after the last event (they come every 2 s while typing).
+const TYPING_SHOWN_MS = 3_500;
 
 export class Conversation {
   /**
@@ -45,6 +50,8 @@ export class Conversation {
       input: part('composer-input'),
       send: part('composer-send'),
       sendError: part('send-error'),
+      viewers: part('chat-viewers'),
+      typing: part('typing'),
       searchForm: part('search-form'),
       searchInput: part('search-input'),
       results: part('search-results'),
@@ -54,7 +61,10 @@ export class Conversation {
       closeSearch: part('search-close'),
     };
     this.chat = null;
-    this.subscription = null;
+    this.subscriptions = [];
+    this.viewers = new Map(); // who else has the chat on screen, by role:userId
+    this.typers = new Map(); // role:userId -> { name, timer }
+    this.typingSentAt = 0;
     this.bindEvents();
   }
 
@@ -71,6 +81,7 @@ export class Conversation {
       event.preventDefault();
       this.send();
     });
+    on(el.input, 'input', () => this.noteTyping());
     on(el.input, 'keydown', (event) => {
       // Enter sends, Shift+Enter is a new line (and nothing happens while an IME composes).
       if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
@@ -127,19 +138,39 @@ export class Conversation {
 
     // Subscribe first, then read: once the subscription is registered, a catch-up fetch
     // leaves no gap between the history and the live events.
-    this.subscription = this.transport.subscribe(q.ON_MESSAGE, { a: this.session.app, c: number }, {
+    const filter = { a: this.session.app, c: number };
+    const notLive = (error) => {
+      if (current()) this.setLive(`not live: ${error.message}`);
+    };
+    const messages = this.transport.subscribe(q.ON_MESSAGE, filter, {
       next: (payload) => {
         const message = payload.data?.onMessage;
         if (current() && message) this.receive(message, { live: true });
       },
-      error: (error) => {
-        if (current()) this.setLive(`not live: ${error.message}`);
-      },
+      error: notLive,
     });
-    this.subscription.ready.then(() => {
+    const viewers = this.transport.subscribe(q.ON_CHAT_VIEWER, filter, {
+      next: (payload) => {
+        const viewer = payload.data?.onChatViewer;
+        if (current() && viewer) this.noteViewer(viewer);
+      },
+      error: notLive,
+    });
+    const typing = this.transport.subscribe(q.ON_TYPING, filter, {
+      next: (payload) => {
+        const event = payload.data?.onTyping;
+        if (current() && event) this.showTyping(event);
+      },
+      error: notLive,
+    });
+    this.subscriptions = [messages, viewers, typing];
+    messages.ready.then(() => {
       if (!current()) return;
       this.setLive(this.transport.status === 'polling' ? 'polling' : 'live');
       this.catchUp();
+    });
+    viewers.ready.then(() => {
+      if (current()) this.refreshViewers();
     });
 
     try {
@@ -175,8 +206,14 @@ export class Conversation {
   }
 
   close() {
-    this.subscription?.unsubscribe();
-    this.subscription = null;
+    for (const { unsubscribe } of this.subscriptions) unsubscribe();
+    this.subscriptions = [];
+    this.viewers.clear();
+    this.renderViewers();
+    for (const { timer } of this.typers.values()) clearTimeout(timer);
+    this.typers.clear();
+    this.renderTyping();
+    this.typingSentAt = 0;
     this.generation = (this.generation ?? 0) + 1;
     this.number = null;
     this.chat = null;
@@ -231,6 +268,7 @@ export class Conversation {
     if (!live) return;
     if (stick) this.scrollToBottom();
     if (!this.isMine(message)) {
+      this.stopTyping(`${message.senderRole}:${message.senderId}`);
       this.announce(`New message from ${message.senderId}: ${message.body}`);
       this.markRead();
     }
@@ -240,7 +278,90 @@ export class Conversation {
   }
 
   isMine(message) {
-    return message.senderId === this.session.sub && message.senderRole === this.session.role;
+    return this.isMe(message.senderId, message.senderRole);
+  }
+
+  isMe(userId, role) {
+    return userId === this.session.sub && role === this.session.role;
+  }
+
+  /** Re-reads who is viewing the chat (at open, after a reconnection or a poll). */
+  async refreshViewers() {
+    if (this.number == null || !this.el.viewers) return;
+    const number = this.number;
+    try {
+      const { chatViewers } = await this.api.request(q.CHAT_VIEWERS, { a: this.session.app, c: number });
+      if (number !== this.number) return;
+      this.viewers = new Map(chatViewers
+        .filter((p) => !this.isMe(p.userId, p.role))
+        .map((p) => [`${p.role}:${p.userId}`, p]));
+      this.renderViewers();
+    } catch {
+      // Not shown then: the viewers line is a hint, and the next resync reads it again.
+    }
+  }
+
+  /** One onChatViewer event: someone started or stopped looking at the chat. */
+  noteViewer(viewer) {
+    if (viewer.chatNumber !== this.number || this.isMe(viewer.userId, viewer.role)) return;
+    const key = `${viewer.role}:${viewer.userId}`;
+    if (viewer.viewing) this.viewers.set(key, viewer);
+    else this.viewers.delete(key);
+    this.renderViewers();
+  }
+
+  /** A customer learns that an agent is there; an agent sees who else is, by name. */
+  renderViewers() {
+    if (!this.el.viewers) return;
+    const viewers = [...this.viewers.values()];
+    let text = '';
+    if (this.session.role === 'CUSTOMER') {
+      const agents = viewers.filter((v) => v.role === 'AGENT').length;
+      if (agents === 1) text = 'An agent is viewing this chat';
+      else if (agents > 1) text = `${agents} agents are viewing this chat`;
+    } else if (viewers.length) {
+      const names = viewers.map((v) => `${v.userId} (${v.role === 'AGENT' ? 'agent' : 'customer'})`);
+      text = `Viewing now: ${names.join(', ')}`;
+    }
+    // Only a change is written: the line is a live region.
+    if (this.el.viewers.textContent !== text) this.el.viewers.textContent = text;
+  }
+
+  /** The user typed in the composer: tell the chat, at most once per TYPING_CALL_MS. */
+  noteTyping() {
+    if (this.number == null || !this.chat || !this.el.input.value.trim()) return;
+    const now = Date.now();
+    if (now - this.typingSentAt < TYPING_CALL_MS) return;
+    this.typingSentAt = now;
+    // Best effort: a lost typing call only means no "typing…" on the other side.
+    this.api.request(q.TYPING, { a: this.session.app, c: this.number }).catch(() => {});
+  }
+
+  /** One onTyping event: "… is typing" until TYPING_SHOWN_MS pass or their message arrives. */
+  showTyping(event) {
+    if (event.chatNumber !== this.number || this.isMe(event.userId, event.role)) return;
+    const key = `${event.role}:${event.userId}`;
+    clearTimeout(this.typers.get(key)?.timer);
+    this.typers.set(key, { name: event.userId, timer: setTimeout(() => this.stopTyping(key), TYPING_SHOWN_MS) });
+    this.renderTyping();
+  }
+
+  stopTyping(key) {
+    const typer = this.typers.get(key);
+    if (!typer) return;
+    clearTimeout(typer.timer);
+    this.typers.delete(key);
+    this.renderTyping();
+  }
+
+  renderTyping() {
+    if (!this.el.typing) return;
+    const names = [...this.typers.values()].map((t) => t.name);
+    let text = '';
+    if (names.length === 1) text = `${names[0]} is typing…`;
+    else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
+    else if (names.length > 2) text = 'Several people are typing…';
+    if (this.el.typing.textContent !== text) this.el.typing.textContent = text;
   }
 
   /** Fetches everything after lastSeen (after a reconnection, a gap, or a poll). */

@@ -1,10 +1,14 @@
-// The customer widget: one customer's chats, a new conversation, the open chat live.
+// The customer widget: one customer's chats, a new conversation, the open chat live,
+// whether an agent is online.
 
 import config from './config.js';
 import { formatTime } from './conversation.js';
 import * as q from './queries.js';
 import { randomId, TokenStore } from './session.js';
-import { chatLink, followChatAddress, openChatWithList, resolveEndpointsOrReport, runSessions, unreadBadge } from './shell.js';
+import {
+  chatLink, createRefresher, followChatAddress, holdPresence, openChatWithList, resolveEndpointsOrReport, runSessions,
+  unreadBadge,
+} from './shell.js';
 
 const $ = (id) => document.getElementById(id);
 const TITLE = 'Support chat';
@@ -24,6 +28,7 @@ function begin({ me, api, transport, signal }) {
   $('whoami').textContent = me.sub;
 
   const { conversation, list: chatList } = openChatWithList({ root: $('widget-view'), api, transport, me, loadList: loadChats, signal });
+  const presence = holdPresence({ api, me, signal });
   const state = { chats: [], first: true };
 
   async function loadChats() {
@@ -66,7 +71,25 @@ function begin({ me, api, transport, signal }) {
     $('chats-section').hidden = state.chats.length === 0;
   }
 
-  const route = () => followChatAddress(conversation);
+  const route = () => presence.setChat(followChatAddress(conversation));
+
+  function showAvailability({ agentsOnline }) {
+    const line = $('availability');
+    const online = agentsOnline > 0;
+    const text = online ? 'An agent is online' : "We're away — we'll reply by email";
+    line.dataset.state = online ? 'online' : 'away';
+    // Only a change is written: the line is a live region.
+    if (line.textContent !== text) line.textContent = text;
+  }
+
+  async function loadAvailability() {
+    try {
+      const { availability } = await api.request(q.AVAILABILITY, { a: me.app });
+      if (!signal.aborted) showAvailability(availability);
+    } catch {
+      // Nothing to show: the line is a hint, and the next resync reads it again.
+    }
+  }
 
   async function startChat(event) {
     event.preventDefault();
@@ -95,8 +118,25 @@ function begin({ me, api, transport, signal }) {
   const on = (target, type, listener) => target.addEventListener(type, listener, { signal });
   on(window, 'hashchange', route);
   on($('new-chat-form'), 'submit', startChat);
-  signal.addEventListener('abort', () => { document.title = TITLE; });
+
+  const availability = createRefresher(loadAvailability);
+  const subscription = transport.subscribe(q.ON_AVAILABILITY, { a: me.app }, {
+    next: (payload) => {
+      const event = payload.data?.onAvailability;
+      if (event) showAvailability(event);
+    },
+  });
+  const stopResync = transport.on('resync', availability.schedule);
+  signal.addEventListener('abort', () => {
+    subscription.unsubscribe();
+    stopResync();
+    availability.cancel();
+    $('availability').textContent = '';
+    delete $('availability').dataset.state;
+    document.title = TITLE;
+  });
 
   chatList.refresh();
+  availability.refresh();
   route();
 }

@@ -48,8 +48,11 @@ export class GraphQLClient {
     this.onUnauthorized = () => {};
   }
 
-  /** Runs one operation; resolves to `data`, rejects with a GraphQLError. */
-  async request(query, variables = {}) {
+  /**
+   * Runs one operation; resolves to `data`, rejects with a GraphQLError. `keepalive`: the
+   * request outlives the page (a last word sent while the page is being hidden or unloaded).
+   */
+  async request(query, variables = {}, { keepalive = false } = {}) {
     let response;
     try {
       response = await fetch(this.endpoint, {
@@ -57,6 +60,7 @@ export class GraphQLClient {
         headers: { 'Content-Type': 'application/json', Authorization: this.token },
         body: JSON.stringify({ query, variables, operationName: operationName(query) }),
         signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+        keepalive,
       });
     } catch (error) {
       throw new GraphQLError(`cannot reach the server: ${error.message}`, 'Network');

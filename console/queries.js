@@ -46,3 +46,28 @@ export const ON_MESSAGE = `subscription OnMessage($a: ID!, $c: Int!) { onMessage
 export const ON_INBOX_MESSAGE = 'subscription OnInbox($a: ID!) { onInboxMessage(appToken: $a) { appToken chatNumber number } }';
 
 export const ON_CHAT = 'subscription OnChat($a: ID!) { onChat(appToken: $a) { appToken number status } }';
+
+// Presence and typing (docs/presence.md).
+const PRESENCE = 'appToken userId role status chatNumber lastSeenAt expiresAt';
+
+export const HEARTBEAT = `mutation Heartbeat($a: ID!, $status: PresenceStatus, $c: Int) {
+  heartbeat(appToken: $a, status: $status, chatNumber: $c) { appToken status chatNumber } }`;
+
+export const TYPING = 'mutation Typing($a: ID!, $c: Int!) { typing(appToken: $a, chatNumber: $c) { appToken chatNumber } }';
+
+export const PRESENCES = `query Presences($a: ID!, $role: Role, $limit: Int, $next: String) {
+  presences(appToken: $a, role: $role, limit: $limit, nextToken: $next) { items { ${PRESENCE} } nextToken } }`;
+
+export const AVAILABILITY = 'query Availability($a: ID!) { availability(appToken: $a) { appToken agentsOnline agentsAway } }';
+
+export const CHAT_VIEWERS = `query Viewers($a: ID!, $c: Int!) { chatViewers(appToken: $a, chatNumber: $c) { ${PRESENCE} } }`;
+
+export const ON_PRESENCE = `subscription OnPresence($a: ID!) { onPresence(appToken: $a) { ${PRESENCE} } }`;
+
+export const ON_AVAILABILITY = 'subscription OnAvailability($a: ID!) { onAvailability(appToken: $a) { appToken agentsOnline agentsAway } }';
+
+export const ON_CHAT_VIEWER = `subscription OnChatViewer($a: ID!, $c: Int!) {
+  onChatViewer(appToken: $a, chatNumber: $c) { appToken chatNumber userId role viewing at } }`;
+
+export const ON_TYPING = `subscription OnTyping($a: ID!, $c: Int!) {
+  onTyping(appToken: $a, chatNumber: $c) { appToken chatNumber userId role at } }`;

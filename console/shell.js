@@ -1,12 +1,13 @@
 // What the agent console (app.js) and the customer widget (customer.js) share around their
 // own views: the screen-reader announcer, the endpoints, sign-in and the life of a session
-// with its connection label, the open chat kept in step with the chat list, the #chat/N
-// address and the parts of a chat's link.
+// with its connection label, the user's presence, the open chat kept in step with the chat
+// list, the #chat/N address and the parts of a chat's link.
 // Both pages' markup has the ids used here (announcer, signin-error, session-bar, whoami,
 // connection, sign-out, chat-list).
 
 import { Conversation } from './conversation.js';
 import { createTransport, resolveEndpoints } from './graphql.js';
+import * as q from './queries.js';
 import { setupSignIn } from './signin.js';
 
 const $ = (id) => document.getElementById(id);
@@ -115,6 +116,7 @@ export function openChatWithList({ root, api, transport, me, loadList, signal })
   const stopResync = transport.on('resync', () => {
     list.schedule();
     conversation.catchUp();
+    conversation.refreshViewers();
   });
   signal.addEventListener('abort', () => {
     list.cancel();
@@ -125,12 +127,90 @@ export function openChatWithList({ root, api, transport, me, loadList, signal })
   return { conversation, list };
 }
 
+// The server's HEARTBEAT_INTERVAL_SECS: a lease runs 90 s, so two beats may be lost.
+const HEARTBEAT_MS = 30_000;
+
+/**
+ * Holds the signed-in user's presence (docs/presence.md): a heartbeat now, every 30 s, and
+ * at once when the status or the chat on screen changes; OFFLINE when the session ends or
+ * the page is hidden for good (best effort: a lost one ends with the lease), and a beat
+ * again when the page comes back from the back/forward cache. Beats never overlap, so the
+ * server sees the changes in order. Returns { setChat(number | null), setStatus(status) }.
+ */
+export function holdPresence({ api, me, signal }) {
+  const wanted = { status: 'ONLINE', chat: null };
+  let timer = null;
+  let running = null;
+  let again = false;
+
+  function schedule(ms) {
+    clearTimeout(timer);
+    if (!signal.aborted) timer = setTimeout(beat, ms);
+  }
+
+  async function beat() {
+    if (signal.aborted) return;
+    if (running) {
+      again = true;
+      return;
+    }
+    clearTimeout(timer);
+    const { status, chat } = wanted;
+    running = api.request(q.HEARTBEAT, { a: me.app, status, c: chat }).catch((error) => {
+      // A chat the user may not see (a stale #chat/N address): be present without it.
+      if (error.code === 'NotFound' && chat !== null && wanted.chat === chat) {
+        wanted.chat = null;
+        again = true;
+      }
+      // Anything else: the next beat tries again, well within the lease.
+    });
+    await running;
+    running = null;
+    if (again) {
+      again = false;
+      beat();
+    } else {
+      schedule(HEARTBEAT_MS);
+    }
+  }
+
+  const offline = (options) => api.request(q.HEARTBEAT, { a: me.app, status: 'OFFLINE' }, options).catch(() => {});
+  const on = (type, listener) => window.addEventListener(type, listener, { signal });
+  on('pagehide', () => {
+    clearTimeout(timer);
+    offline({ keepalive: true });
+  });
+  on('pageshow', (event) => {
+    if (event.persisted) beat();
+  });
+  signal.addEventListener('abort', () => {
+    clearTimeout(timer);
+    // After the beat in flight, so that it cannot bring the presence back.
+    Promise.resolve(running).then(() => offline());
+  });
+  // The first beat waits for the view to say which chat is open, in this same task.
+  schedule(0);
+
+  return {
+    setChat(number) {
+      if (number === wanted.chat) return;
+      wanted.chat = number;
+      beat();
+    },
+    setStatus(status) {
+      if (status === wanted.status) return;
+      wanted.status = status;
+      beat();
+    },
+  };
+}
+
 /**
  * Reloads with `load`, never two at once: a refresh asked for during one runs again after
  * it, so the last data shown is never older than the last request. schedule() waits for
  * a burst of events (a busy application) to end and refreshes once for all of it.
  */
-function createRefresher(load) {
+export function createRefresher(load) {
   let running = false;
   let again = false;
   let timer = null;

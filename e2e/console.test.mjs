@@ -2,6 +2,8 @@
 // chromium driven by playwright-core. An agent and a customer, in two browser contexts,
 // exchange messages live; the agent's badges and the page title follow; "Mark all read"
 // clears them; search highlights a partial word; scrolling up loads the whole history.
+// Presence: the widget says whether an agent is online and viewing the chat, the inbox
+// marks the chats their customer is viewing, each side sees the other typing.
 // Screenshots of the agent view go to e2e/artifacts/ (git-ignored).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -306,5 +308,105 @@ test('the customer widget without WebSockets (?realtime=poll), signed in with th
   assert.deepEqual(chat, { customerLastRead: 2, unreadCount: 0 });
 
   assert.deepEqual(customer.errors, []);
+  await customer.context.close();
+});
+
+const HEARTBEAT = 'mutation($a: ID!, $s: PresenceStatus, $c: Int) { heartbeat(appToken: $a, status: $s, chatNumber: $c) { status } }';
+const TYPING = 'mutation($a: ID!, $c: Int!) { typing(appToken: $a, chatNumber: $c) { userId } }';
+const PRESENCES = 'query($a: ID!, $r: Role) { presences(appToken: $a, role: $r) { items { userId status chatNumber } } }';
+
+async function signIn(page, label, token) {
+  await page.getByLabel(label).fill(token);
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+}
+
+const isEmpty = (page, selector) => page.waitForFunction((s) => document.querySelector(s).textContent === '', selector);
+
+test('presence: the widget sees an agent online, viewing and typing; the inbox sees the customer', { timeout: TEST_MS }, async () => {
+  const app = await createApplication('Console presence test');
+  const observer = mintToken(app.secret, app.token, 'observer', 'AGENT'); // reads, never heartbeats
+
+  // Given a customer in the widget with a conversation open, and no agent signed in.
+  const customer = await openPage('/customer.html', { width: 480, height: 760 });
+  const c = customer.page;
+  await signIn(c, 'Customer token', mintToken(app.secret, app.token, 'carol', 'CUSTOMER'));
+  await waitForText(c, '#availability', "We're away — we'll reply by email");
+  await c.getByLabel('Subject (optional)').fill('Parcel');
+  await c.getByLabel('Your message').fill('Where is my parcel?');
+  await c.getByRole('button', { name: 'Start the conversation' }).click();
+  await waitForText(c, '#chat-title', '#1 Parcel');
+  await waitLive(c);
+
+  // When an agent signs in, the widget says an agent is online, and the agent's inbox marks
+  // the chat its customer is viewing.
+  const agent = await openPage('/');
+  const a = agent.page;
+  await signIn(a, 'Agent token', mintToken(app.secret, app.token, 'alice', 'AGENT'));
+  await waitForText(c, '#availability', 'An agent is online');
+  await chatLink(a, 1).locator('.viewing').waitFor();
+  await waitForText(a, '#agent-list .presence-online', 'alice (you)');
+  await waitForText(a, '#team-summary', '1 online, 0 away');
+
+  // The agent opens the chat: each side sees the other there.
+  await chatLink(a, 1).click();
+  await waitLive(a);
+  await waitForText(c, '#chat-viewers', 'An agent is viewing this chat');
+  await waitForText(a, '#chat-viewers', 'Viewing now: carol (customer)');
+
+  // The customer types: the agent sees it (the customer does not see itself), until the
+  // message arrives.
+  await c.getByLabel('Message', { exact: true }).fill('It was due Monday');
+  await waitForText(a, '#typing', 'carol is typing…');
+  await a.screenshot({ path: `${ARTIFACTS}agent-presence.png` });
+  assert.equal(await text(c, '#typing'), '');
+  await c.getByLabel('Message', { exact: true }).press('Enter');
+  await waitForText(a, '#message-list .message-body', 'It was due Monday');
+  await isEmpty(a, '#typing');
+
+  // The agent types: the customer sees it, and it goes away by itself when the typing stops.
+  await a.getByLabel('Reply').fill('Let me check');
+  await waitForText(c, '#typing', 'alice is typing…');
+  await c.screenshot({ path: `${ARTIFACTS}customer-presence.png` });
+  await isEmpty(c, '#typing');
+
+  // The agent steps away: the widget turns to "away"; back online, it turns back.
+  await a.getByLabel('Your status').selectOption('AWAY');
+  await waitForText(c, '#availability', "We're away — we'll reply by email");
+  await waitForText(a, '#agent-list .presence-away', 'alice (you)');
+  await waitForText(a, '#team-summary', '0 online, 1 away');
+  await a.getByLabel('Your status').selectOption('ONLINE');
+  await waitForText(c, '#availability', 'An agent is online');
+
+  // An agent id that is markup shows as text: in the team list, among the viewers, typing.
+  const markup = '<img/src/onerror=window.hacked=1>';
+  const intruder = mintToken(app.secret, app.token, markup, 'AGENT');
+  await gql(server.url, intruder, HEARTBEAT, { a: app.token, c: 1 });
+  await waitForText(a, '#agent-list .agent-name', markup);
+  await waitForText(a, '#chat-viewers', `${markup} (agent)`);
+  await waitForText(c, '#chat-viewers', '2 agents are viewing this chat');
+  await gql(server.url, intruder, TYPING, { a: app.token, c: 1 });
+  await waitForText(c, '#typing', `${markup} is typing…`);
+  for (const page of [a, c]) {
+    assert.equal(await page.locator('#agent-list img, #chat-viewers img, #typing img').count(), 0);
+    assert.equal(await page.evaluate(() => window.hacked), undefined);
+  }
+  await gql(server.url, intruder, HEARTBEAT, { a: app.token, s: 'OFFLINE' });
+  await waitForText(c, '#chat-viewers', 'An agent is viewing this chat');
+  await a.locator('#agent-list .agent').filter({ hasText: markup }).waitFor({ state: 'detached' });
+
+  // Signing out gives the presence up at once: the widget sees no agent there any more.
+  await a.getByRole('button', { name: 'Sign out' }).click();
+  await waitForText(c, '#availability', "We're away — we'll reply by email");
+  await isEmpty(c, '#chat-viewers');
+  // So does leaving the page (OFFLINE sent as it goes), long before the lease would end.
+  await c.goto('about:blank');
+  await until(async () => {
+    const { presences } = await gql(server.url, observer, PRESENCES, { a: app.token });
+    return presences.items.length === 0;
+  }, () => 'every presence to end');
+
+  assert.deepEqual(agent.errors, []);
+  assert.deepEqual(customer.errors, []);
+  await agent.context.close();
   await customer.context.close();
 });
