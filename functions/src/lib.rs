@@ -24,6 +24,7 @@ use aws_lambda_events::dynamodb::Event as StreamEvent;
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use chat_appsync::lambda::{Invocation, batch_response, field_of};
 use chat_appsync::{Authenticator, Registry, ResolverError, ResolverEvent, authorizer};
+use chat_domain::limits::PRESENCE_SWEEP_BATCH;
 use chat_domain::{
     ChatService, ErrorCode, SearchIndex, ServerKey, SystemClock, Throttle, ThrottleConfig,
     index_changes,
@@ -31,7 +32,7 @@ use chat_domain::{
 use chat_opensearch::{Auth, ClientTransport, OpenSearchIndex};
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use publish::AppSyncPublisher;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub use lambda_runtime::Error;
 
@@ -88,6 +89,7 @@ pub fn binary_name(field: &str) -> String {
 /// The binaries that are not resolvers.
 pub const AUTHORIZER_BINARY: &str = "authorizer";
 pub const STREAM_INDEXER_BINARY: &str = "stream-indexer";
+pub const PRESENCE_SWEEPER_BINARY: &str = "presence-sweeper";
 
 fn required(name: &str) -> Result<String, Error> {
     std::env::var(name)
@@ -225,6 +227,11 @@ fn publisher(
     if registry.publishes(field).is_empty() {
         return Ok(None);
     }
+    appsync_publisher(sdk)
+}
+
+/// The publisher to AppSync at [`env::APPSYNC_URL`] (none, with a warning, when unset).
+fn appsync_publisher(sdk: &aws_config::SdkConfig) -> Result<Option<AppSyncPublisher>, Error> {
     let Some(url) = optional(env::APPSYNC_URL) else {
         tracing::warn!(
             "{} is not set: this function's real-time events are not published",
@@ -384,6 +391,56 @@ fn now_unix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+// ---- the presence sweeper -----------------------------------------------------------------
+
+/// How long one scheduled sweep goes on ending full batches (its timeout is 60 s).
+pub const SWEEP_BUDGET: Duration = Duration::from_secs(30);
+
+/// The main of the presence sweeper: AppSync has no disconnect hook, so a lease's end is
+/// what AWS can see; a schedule runs this every minute.
+pub fn presence_sweeper_main() -> Result<(), Error> {
+    let started = Instant::now();
+    run_main(async move {
+        init_tracing();
+        let sdk = aws_config().await;
+        let (service, client, table) = dynamodb_service(&sdk)?;
+        let publisher = appsync_publisher(&sdk)?;
+        warm_up_dynamodb(&client, &table).await;
+        log_ready(PRESENCE_SWEEPER_BINARY, started);
+        let (service, publisher) = (&service, publisher.as_ref());
+        lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
+            sweep_presence(service, publisher, SWEEP_BUDGET).await
+        }))
+        .await
+    })
+}
+
+/// Ends expired leases batch after batch (while batches come full, within `budget`) and
+/// publishes their ends; answers how many leases it found and events it published.
+pub async fn sweep_presence(
+    service: &ChatService,
+    publisher: Option<&AppSyncPublisher>,
+    budget: Duration,
+) -> Result<Value, Error> {
+    let started = Instant::now();
+    let (mut found, mut published) = (0, 0);
+    loop {
+        let swept = chat_appsync::presence::sweep(service)
+            .await
+            .map_err(|e| format!("presence sweep: {e}"))?;
+        found += swept.found;
+        published += swept.events.len();
+        if let Some(publisher) = publisher {
+            publisher.publish_all(&swept.events).await;
+        }
+        let full = swept.found >= PRESENCE_SWEEP_BATCH as usize;
+        if !full || started.elapsed() >= budget {
+            tracing::info!(found, published, "presence swept");
+            return Ok(json!({ "found": found, "published": published }));
+        }
+    }
 }
 
 // ---- the stream indexer -------------------------------------------------------------------

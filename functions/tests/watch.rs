@@ -319,8 +319,8 @@ impl EndpointStub {
 }
 
 /// cargo lambda watch with every function configured for a fresh table on the emulator
-/// and for the stub search endpoint.
-fn start_watch(stub: &EndpointStub, log_filter: &str, release: bool) -> Watch {
+/// and for the stub search endpoint; and the table's name.
+fn start_watch(stub: &EndpointStub, log_filter: &str, release: bool) -> (Watch, String) {
     let endpoint = chat_dynamodb::moto::endpoint();
     let table = chat_dynamodb::moto::unique_table_name("chat-watch");
     tokio::runtime::Runtime::new()
@@ -331,9 +331,9 @@ fn start_watch(stub: &EndpointStub, log_filter: &str, release: bool) -> Watch {
         ))
         .unwrap();
     let stub_port = stub.start();
-    Watch::start(
+    let watch = Watch::start(
         &[
-            ("CHAT_TABLE", table),
+            ("CHAT_TABLE", table.clone()),
             ("CHAT_SERVER_KEY", ServerKey::generate().encode()),
             ("CHAT_ADMIN_KEY", ADMIN_KEY.to_owned()),
             ("AWS_ENDPOINT_URL_DYNAMODB", endpoint),
@@ -349,7 +349,8 @@ fn start_watch(stub: &EndpointStub, log_filter: &str, release: bool) -> Watch {
             ("RUST_LOG", log_filter.to_owned()),
         ],
         release,
-    )
+    );
+    (watch, table)
 }
 
 #[test]
@@ -357,7 +358,7 @@ fn the_function_binaries_answer_appsync_and_stream_events_under_cargo_lambda_wat
     // Given a fresh table on the emulator, a stub search endpoint and every function
     // binary served by cargo lambda watch.
     let stub = EndpointStub::default();
-    let watch = start_watch(&stub, "info", false);
+    let (watch, table) = start_watch(&stub, "info", false);
     let invoke = |function: &str, payload: Value| watch.answer(function, &payload);
 
     // The admin creates an application; its secret signs a customer's token.
@@ -462,6 +463,80 @@ fn the_function_binaries_answer_appsync_and_stream_events_under_cargo_lambda_wat
     assert_eq!(indexed.len(), 1);
     assert_eq!(indexed[0]["body"], "Where is order 1234?");
 
+    // The customer's heartbeat holds its presence and publishes the transition: its
+    // presence, and that it looks at chat 1.
+    stub.published.lock().unwrap().clear();
+    let presence = invoke(
+        "mutation-heartbeat",
+        fixture("appsync-heartbeat.json", &values),
+    );
+    assert_eq!(
+        (&presence["status"], &presence["chatNumber"]),
+        (&json!("ONLINE"), &json!(1))
+    );
+    // (A function publishes its events concurrently: in no particular order.)
+    let mut published: Vec<String> = stub
+        .published
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, request)| request["query"].as_str().unwrap().to_owned())
+        .collect();
+    published.sort();
+    let mut expected = [
+        chat_appsync::publish::document("publishPresence").unwrap(),
+        chat_appsync::publish::document("publishChatViewer").unwrap(),
+    ];
+    expected.sort();
+    assert_eq!(published, expected);
+
+    // The scheduled sweeper ends a lease that expired (an agent who vanished) and
+    // announces it: OFFLINE, and the availability it moved; the live lease stays.
+    stub.published.lock().unwrap().clear();
+    let store = chat_dynamodb::DynamoStore::new(chat_dynamodb::moto::client(None), table);
+    let expired = chat_domain::Presence {
+        app: chat_domain::AppToken::parse(&app).unwrap(),
+        user_id: chat_domain::UserId::parse("agent-gone").unwrap(),
+        role: Role::Agent,
+        status: chat_domain::PresenceStatus::Online,
+        chat: None,
+        last_seen_at: chat_domain::Timestamp(1_000),
+        expires_at: chat_domain::Timestamp(91_000),
+        version: 1,
+    };
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(chat_domain::PresenceStore::put_presence(
+            &store, &expired, None,
+        ))
+        .unwrap();
+    let swept = invoke("presence-sweeper", json!({}));
+    assert_eq!(swept, json!({"found": 1, "published": 2}));
+    let published = stub.published.lock().unwrap().clone();
+    assert_eq!(published.len(), 2, "{published:?}");
+    let event_of = |mutation: &str| {
+        published
+            .iter()
+            .find(|(_, request)| {
+                request["query"].as_str() == chat_appsync::publish::document(mutation).as_deref()
+            })
+            .map(|(_, request)| request["variables"]["event"].clone())
+            .unwrap_or_else(|| panic!("no {mutation}: {published:?}"))
+    };
+    let offline = event_of("publishPresence");
+    assert_eq!(
+        (&offline["userId"], &offline["status"]),
+        (&json!("agent-gone"), &json!("OFFLINE"))
+    );
+    assert_eq!(
+        event_of("publishAvailability"),
+        json!({"appToken": app, "agentsOnline": 0, "agentsAway": 0})
+    );
+    assert_eq!(
+        invoke("presence-sweeper", json!({})),
+        json!({"found": 0, "published": 0})
+    );
+
     // Every function logged its init time (docs/deploy.md reads them with scripts/bench-lambda).
     let log = watch.log();
     for function in ["authorizer", "mutation-send-message", "stream-indexer"] {
@@ -488,7 +563,7 @@ fn now() -> u64 {
 #[ignore = "a benchmark: scripts/bench-lambda"]
 fn bench_init_and_warm_send_message() {
     let stub = EndpointStub::default();
-    let watch = start_watch(&stub, "info,chat_functions=debug", true);
+    let (watch, _) = start_watch(&stub, "info,chat_functions=debug", true);
     let invoke = |function: &str, payload: Value| watch.answer(function, &payload);
     let created = invoke(
         "mutation-create-application",

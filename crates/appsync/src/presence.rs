@@ -74,14 +74,24 @@ pub async fn publications(svc: &ChatService, change: &PresenceChange) -> Result<
     Ok(events)
 }
 
-/// Ends the leases that expired and answers the events that announce it. Runs as the
-/// system: the dev server's timer, the scheduled function on AWS.
-pub async fn sweep(svc: &ChatService) -> Result<Vec<Publication>> {
+/// What one sweep did.
+#[derive(Debug, Default)]
+pub struct Swept {
+    /// Expired leases found (at most `PRESENCE_SWEEP_BATCH`: as many means more may wait).
+    pub found: usize,
+    /// The events announcing the leases it ended.
+    pub events: Vec<Publication>,
+}
+
+/// Ends the leases that expired (one batch) and answers the events that announce it. Runs
+/// as the system: the dev server's timer, the scheduled function on AWS.
+pub async fn sweep(svc: &ChatService) -> Result<Swept> {
+    let (found, ended) = svc.sweep_presence().await?;
     let mut events = Vec::new();
-    for change in svc.sweep_presence().await? {
-        events.extend(publications(svc, &change).await?);
+    for change in &ended {
+        events.extend(publications(svc, change).await?);
     }
-    Ok(events)
+    Ok(Swept { found, events })
 }
 
 fn status_of(args: &Args<'_>) -> Result<PresenceStatus> {

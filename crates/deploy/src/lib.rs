@@ -37,6 +37,11 @@ pub const ROOT_TYPES: [&str; 3] = ["Query", "Mutation", "Subscription"];
 /// Fields that query the search index (their function gets the OpenSearch endpoint and
 /// read access to the domain; no other resolver can reach it).
 pub const SEARCH_FIELDS: [&str; 1] = ["Query.searchMessages"];
+/// Mutations that delete items as well (giving presence up deletes its lease): their
+/// function gets `dynamodb:DeleteItem`, no other resolver does.
+pub const DELETE_FIELDS: [&str; 1] = ["Mutation.heartbeat"];
+/// How often it runs (an EventBridge schedule expression).
+pub const PRESENCE_SWEEP_SCHEDULE: &str = "rate(1 minute)";
 /// Nested (non-root) fields are batched: AppSync sends up to this many parents at once.
 pub const NESTED_MAX_BATCH_SIZE: u32 = 20;
 
@@ -168,6 +173,10 @@ impl Resolver {
     fn searches(&self) -> bool {
         SEARCH_FIELDS.contains(&self.field.as_str())
     }
+
+    fn deletes(&self) -> bool {
+        DELETE_FIELDS.contains(&self.field.as_str())
+    }
 }
 
 /// The deployed resolvers: one per registry field, in field order, with the publish
@@ -210,6 +219,68 @@ fn table_resources() -> Value {
         {"Fn::GetAtt": ["Table", "Arn"]},
         {"Fn::Sub": "${Table.Arn}/index/*"}
     ])
+}
+
+/// Permission to call exactly these publish mutations, with IAM.
+fn publish_policy(mutations: &[impl AsRef<str>]) -> Value {
+    let fields: Vec<Value> = mutations
+        .iter()
+        .map(|m| {
+            json!({"Fn::Sub": format!(
+                "arn:${{AWS::Partition}}:appsync:${{AWS::Region}}:${{AWS::AccountId}}:apis/${{Api.ApiId}}/types/Mutation/fields/{}",
+                m.as_ref()
+            )})
+        })
+        .collect();
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "appsync:GraphQL", "Resource": fields}]
+    })
+}
+
+/// The presence sweeper: every [`PRESENCE_SWEEP_SCHEDULE`] it ends the expired leases and
+/// publishes their ends (AppSync has no disconnect hook, so expiry is what AWS can see).
+fn presence_sweeper() -> Value {
+    let mut actions: Vec<&str> = READ_ACTIONS.to_vec();
+    actions.push("dynamodb:DeleteItem");
+    json!({
+        "Type": "AWS::Serverless::Function",
+        "Metadata": {
+            "BuildMethod": "rust-cargolambda",
+            "BuildProperties": {"Binary": chat_functions::PRESENCE_SWEEPER_BINARY}
+        },
+        "Properties": {
+            "CodeUri": ".",
+            "Handler": "bootstrap",
+            "Description": "chat sweep of expired presence leases (announces their ends)",
+            "Timeout": 60,
+            "Environment": {"Variables": {
+                "CHAT_TABLE": {"Ref": "Table"},
+                "CHAT_SERVER_KEY": {"Fn::Sub": "{{resolve:secretsmanager:${ServerKeySecret}:SecretString}}"},
+                "CHAT_APPSYNC_URL": {"Fn::GetAtt": ["Api", "GraphQLUrl"]}
+            }},
+            "Policies": [
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Action": actions, "Resource": table_resources()}]
+                },
+                publish_policy(chat_appsync::presence::PRESENCE_EVENTS)
+            ],
+            "Events": {
+                // EventBridge Scheduler (SAM's ScheduleV2): a missed run is not retried,
+                // the next one a minute later sweeps what it left.
+                "Sweep": {
+                    "Type": "ScheduleV2",
+                    "Properties": {
+                        "ScheduleExpression": PRESENCE_SWEEP_SCHEDULE,
+                        "Description": "End expired presence leases and announce them",
+                        "FlexibleTimeWindow": {"Mode": "OFF"},
+                        "RetryPolicy": {"MaximumRetryAttempts": 0}
+                    }
+                }
+            }
+        }
+    })
 }
 
 fn alarm(function_id: &str, metric: &str, threshold: Value, description: String) -> Value {
@@ -264,6 +335,9 @@ pub fn generated_resources(
         if resolver.writes() {
             actions.extend(WRITE_ACTIONS);
         }
+        if resolver.deletes() {
+            actions.push("dynamodb:DeleteItem");
+        }
         let mut variables = json!({
             "CHAT_TABLE": {"Ref": "Table"},
             "CHAT_SERVER_KEY": {"Fn::Sub": "{{resolve:secretsmanager:${ServerKeySecret}:SecretString}}"},
@@ -274,19 +348,7 @@ pub fn generated_resources(
         })];
         if !resolver.publishes.is_empty() {
             variables["CHAT_APPSYNC_URL"] = json!({"Fn::GetAtt": ["Api", "GraphQLUrl"]});
-            let fields: Vec<Value> = resolver
-                .publishes
-                .iter()
-                .map(|m| {
-                    json!({"Fn::Sub": format!(
-                        "arn:${{AWS::Partition}}:appsync:${{AWS::Region}}:${{AWS::AccountId}}:apis/${{Api.ApiId}}/types/Mutation/fields/{m}"
-                    )})
-                })
-                .collect();
-            policies.push(json!({
-                "Version": "2012-10-17",
-                "Statement": [{"Effect": "Allow", "Action": "appsync:GraphQL", "Resource": fields}]
-            }));
+            policies.push(publish_policy(&resolver.publishes));
         }
         if resolver.searches() {
             variables["OPENSEARCH_URL"] =
@@ -372,6 +434,17 @@ pub fn generated_resources(
         );
         invocable.push(json!({"Fn::GetAtt": [function_id, "Arn"]}));
     }
+
+    resources.insert("PresenceSweeperFunction".into(), presence_sweeper());
+    resources.insert(
+        "PresenceSweeperErrorsAlarm".into(),
+        alarm(
+            "PresenceSweeperFunction",
+            "Errors",
+            json!(1),
+            "The presence sweeper failed: expired leases are not being announced".into(),
+        ),
+    );
 
     if !publish_fields.is_empty() {
         resources.insert(

@@ -283,12 +283,24 @@ fn only_publishing_functions_may_call_appsync_and_each_only_its_own_publish_muta
         let binary = function["Metadata"]["BuildProperties"]["Binary"]
             .as_str()
             .unwrap();
-        let field = publishes
-            .keys()
-            .find(|f| chat_functions::binary_name(f) == binary);
-        match field {
-            Some(field) => {
-                assert_eq!(granted, publishes[field], "{id}");
+        // A resolver publishes what the registry says; the presence sweeper, the events
+        // of a presence's end.
+        let expected: Option<Vec<String>> = if binary == chat_functions::PRESENCE_SWEEPER_BINARY {
+            Some(
+                chat_appsync::presence::PRESENCE_EVENTS
+                    .iter()
+                    .map(|m| (*m).to_owned())
+                    .collect(),
+            )
+        } else {
+            publishes
+                .keys()
+                .find(|f| chat_functions::binary_name(f) == binary)
+                .map(|f| publishes[f].clone())
+        };
+        match expected {
+            Some(expected) => {
+                assert_eq!(granted, expected, "{id}");
                 assert!(
                     !function["Properties"]["Environment"]["Variables"]["CHAT_APPSYNC_URL"]
                         .is_null(),
@@ -301,4 +313,48 @@ fn only_publishing_functions_may_call_appsync_and_each_only_its_own_publish_muta
             ),
         }
     }
+}
+
+#[test]
+fn the_stream_indexer_receives_message_records_only() {
+    let template = template();
+    let mapping = &template["Resources"]["StreamIndexerMapping"]["Properties"];
+    let filters = mapping["FilterCriteria"]["Filters"]
+        .as_sequence()
+        .expect("FilterCriteria.Filters");
+    assert_eq!(filters.len(), 1);
+    let pattern: serde_json::Value =
+        serde_json::from_str(filters[0]["Pattern"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        pattern,
+        serde_json::json!({ "dynamodb": { "Keys": { "SK": { "S": [
+            { "prefix": chat_dynamodb::table::MESSAGES_FROM }
+        ] } } } }),
+        "the filter's prefix is the messages' sort-key prefix"
+    );
+    // Every message key passes; presence leases and counters do not.
+    let message_sk = chat_dynamodb::table::message_sk(7);
+    assert!(message_sk.starts_with(chat_dynamodb::table::MESSAGES_FROM));
+    assert!(!"UNREAD".starts_with(chat_dynamodb::table::MESSAGES_FROM));
+}
+
+#[test]
+fn the_presence_sweeper_runs_every_minute_and_publishes_only_presence_events() {
+    let template = template();
+    let sweeper = &template["Resources"]["PresenceSweeperFunction"]["Properties"];
+    let schedule = &sweeper["Events"]["Sweep"];
+    assert_eq!(schedule["Type"].as_str(), Some("ScheduleV2"));
+    assert_eq!(
+        schedule["Properties"]["ScheduleExpression"].as_str(),
+        Some("rate(1 minute)")
+    );
+    let text = serde_json::to_string(&serde_json::to_value(&sweeper["Policies"]).unwrap()).unwrap();
+    for mutation in chat_appsync::presence::PRESENCE_EVENTS {
+        assert!(text.contains(&format!("fields/{mutation}\"")), "{mutation}");
+    }
+    assert_eq!(
+        text.matches("/types/Mutation/fields/").count(),
+        chat_appsync::presence::PRESENCE_EVENTS.len(),
+        "no other publish mutation"
+    );
 }

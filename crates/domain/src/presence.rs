@@ -518,15 +518,16 @@ impl ChatService {
         }))
     }
 
-    /// Ends the leases that expired (at most [`PRESENCE_SWEEP_BATCH`]): what each ending
-    /// changed. Runs as the system (the dev server's timer, AWS's schedule), never for a
-    /// caller. A lease renewed meanwhile is left alone.
-    pub async fn sweep_presence(&self) -> Result<Vec<PresenceChange>> {
+    /// Ends the leases that expired (at most [`PRESENCE_SWEEP_BATCH`]): how many expired
+    /// leases it found, and what each ending changed. Runs as the system (the dev server's
+    /// timer, AWS's schedule), never for a caller. A lease renewed meanwhile is left alone.
+    pub async fn sweep_presence(&self) -> Result<(usize, Vec<PresenceChange>)> {
         let store = self.presence_store()?;
         let expired = store
             .expired_presences(self.now(), PRESENCE_SWEEP_BATCH)
             .await?;
-        let mut ended = Vec::with_capacity(expired.len());
+        let found = expired.len();
+        let mut ended = Vec::with_capacity(found);
         for lease in expired {
             if store.remove_presence(&lease).await? {
                 ended.push(PresenceChange {
@@ -535,7 +536,7 @@ impl ChatService {
                 });
             }
         }
-        Ok(ended)
+        Ok((found, ended))
     }
 }
 

@@ -336,9 +336,12 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     if admin_key.len() < 16 {
         return Err("the admin key needs at least 16 characters".into());
     }
-    // Presence leases: in memory on the embedded store (see chat_embedded::MemoryPresence).
-    let presence: Arc<dyn chat_domain::PresenceStore> =
-        Arc::new(chat_embedded::MemoryPresence::new());
+    // Presence leases: in memory beside the embedded store (chat_embedded::MemoryPresence
+    // says why), in the table with DynamoDB.
+    let presence: Arc<dyn chat_domain::PresenceStore> = match &store {
+        OpenedStore::Embedded(_) => Arc::new(chat_embedded::MemoryPresence::new()),
+        OpenedStore::Dynamodb(store) => Arc::new(store.clone()),
+    };
     let (store, search): (Arc<dyn ChatStore>, _) = match store {
         OpenedStore::Embedded(store) => {
             let store = Arc::new(store);

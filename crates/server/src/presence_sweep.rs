@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chat_appsync::Registry;
 use chat_domain::DomainError;
+use chat_domain::limits::PRESENCE_SWEEP_BATCH;
 
 use crate::schema::Api;
 use crate::shutdown::Shutdown;
@@ -15,13 +16,24 @@ use crate::shutdown::Shutdown;
 /// How often the dev server sweeps.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
-/// One sweep: ends the expired leases and publishes their events; how many events.
+/// Batches one sweep ends at most; the next sweep goes on.
+const MAX_BATCHES: usize = 20;
+
+/// One sweep: ends the expired leases (batch after batch while batches come full, at most
+/// [`MAX_BATCHES`]) and publishes their events; how many events.
 pub async fn sweep_once(registry: &Registry, api: &Api) -> Result<usize, DomainError> {
-    let events = chat_appsync::presence::sweep(registry.service()).await?;
-    for event in &events {
-        api.hub.publish(event.mutation, event.event.clone());
+    let mut published = 0;
+    for _ in 0..MAX_BATCHES {
+        let swept = chat_appsync::presence::sweep(registry.service()).await?;
+        for event in &swept.events {
+            api.hub.publish(event.mutation, event.event.clone());
+        }
+        published += swept.events.len();
+        if swept.found < PRESENCE_SWEEP_BATCH as usize {
+            break;
+        }
     }
-    Ok(events.len())
+    Ok(published)
 }
 
 /// Sweeps every [`SWEEP_EVERY`] until the server stops.

@@ -1,5 +1,6 @@
 //! The dev server on DynamoDB (moto's server mode): `--store dynamodb --create-table`
-//! creates the table from the one definition, and the API works over HTTP as on SQLite.
+//! creates the table from the one definition, and the API works over HTTP as on SQLite,
+//! presence included.
 
 mod common;
 
@@ -79,4 +80,39 @@ async fn the_dev_server_runs_on_dynamodb() {
         .await;
     assert_eq!(next["chats"]["items"][0]["number"], 2);
     assert!(next["chats"]["nextToken"].is_null());
+
+    // Presence leases live in the table too: a heartbeat shows in the agents' list and
+    // counts in the customers' availability.
+    let beat = "mutation($a: ID!, $c: Int) { heartbeat(appToken: $a, chatNumber: $c) { status } }";
+    server
+        .ok(&agent, beat, json!({ "a": app.token, "c": 1 }))
+        .await;
+    server
+        .ok(&customer, beat, json!({ "a": app.token, "c": 2 }))
+        .await;
+    let listed = server
+        .ok(
+            &agent,
+            "query($a: ID!) { presences(appToken: $a) { items { userId role chatNumber } } }",
+            json!({ "a": app.token }),
+        )
+        .await;
+    assert_eq!(
+        listed["presences"]["items"],
+        json!([
+            { "userId": "agent-1", "role": "AGENT", "chatNumber": 1 },
+            { "userId": "cust-1", "role": "CUSTOMER", "chatNumber": 2 }
+        ])
+    );
+    let availability = server
+        .ok(
+            &customer,
+            "query($a: ID!) { availability(appToken: $a) { agentsOnline agentsAway } }",
+            json!({ "a": app.token }),
+        )
+        .await;
+    assert_eq!(
+        availability["availability"],
+        json!({ "agentsOnline": 1, "agentsAway": 0 })
+    );
 }

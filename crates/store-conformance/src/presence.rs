@@ -334,19 +334,20 @@ pub async fn leases_expire_by_themselves_and_the_sweep_announces_each_once(t: Pr
             .is_empty()
     );
     // ...and the sweep announces its end once, with the chat it was viewing.
-    let ended = world.service.sweep_presence().await.unwrap();
+    let (found, ended) = world.service.sweep_presence().await.unwrap();
+    assert_eq!(found, 1);
     assert_eq!(ended.len(), 1);
     assert_eq!(ended[0].after.user_id, user("c1"));
     assert_eq!(ended[0].after.status, PresenceStatus::Offline);
     assert_eq!(ended[0].left_chat(), Some(chat_no(1)));
-    assert!(world.service.sweep_presence().await.unwrap().is_empty());
+    assert!(world.service.sweep_presence().await.unwrap().1.is_empty());
 
     // A lease renewed after expiring but before the sweep is a new presence, not swept.
     world.advance_ms(PRESENCE_LEASE_MS);
     let back = world.beat(&agent, PresenceStatus::Online, None).await;
     assert_eq!(back.before, None, "an expired lease is not live");
     assert!(back.is_transition());
-    assert!(world.service.sweep_presence().await.unwrap().is_empty());
+    assert!(world.service.sweep_presence().await.unwrap().1.is_empty());
 }
 
 pub async fn presence_follows_the_access_rules(t: PresenceUnderTest) {
