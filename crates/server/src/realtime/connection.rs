@@ -204,7 +204,7 @@ pub(super) async fn run<P: Protocol>(
         identity: None,
         initialised: false,
     };
-    protocol.open(&mut connection).await;
+    Box::pin(protocol.open(&mut connection)).await;
     let init_deadline = Instant::now() + timing.init;
     let mut keep_alive = timing.keep_alive.map(|period| {
         let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
@@ -228,7 +228,9 @@ pub(super) async fn run<P: Protocol>(
         let flow = tokio::select! {
             incoming = next_frame(&mut source) => match incoming {
                 None => Flow::Leave,
-                Some(frame) => protocol.receive(&mut connection, frame, &mut frames).await,
+                // Boxed: a client's frames are few, and an idle connection then does not
+                // carry the largest of the protocol's futures in its own state.
+                Some(frame) => Box::pin(protocol.receive(&mut connection, frame, &mut frames)).await,
             },
             Some((id, item)) = connection.operations.streams.next(), if !connection.operations.is_empty() => {
                 // This item and whatever else is ready, written together and flushed once.
