@@ -1,8 +1,13 @@
-//! What both load generators share: a GraphQL call over HTTP and a fresh application with
-//! tokens for its users.
+//! What the load generators share: a GraphQL call over HTTP, a fresh application with
+//! tokens for its users, a graphql-transport-ws subscription, and the server process's
+//! memory and CPU time.
 
 use chat_domain::Role;
+use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// A client for the benchmarks. In a workspace-wide build reqwest has rustls without a
 /// crypto provider (chat-opensearch asks for that), so the ring provider goes in first.
@@ -80,4 +85,71 @@ impl BenchApp {
         chat_appsync::auth::mint_user_token(&self.secret, &self.token, sub, role, self.expires_at)
             .expect("HS256 signing does not fail")
     }
+}
+
+/// A graphql-transport-ws connection of a benchmark.
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connects to `ws_url`, initializes with `token` and subscribes (operation id `s`); returns
+/// once the subscription is live (a query sent after it on the same socket has answered).
+pub async fn subscribe(
+    ws_url: &str,
+    token: &str,
+    query: &str,
+    variables: Value,
+) -> Result<Socket, String> {
+    let mut request = ws_url.into_client_request().map_err(|e| e.to_string())?;
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().expect("header"),
+    );
+    // A small read buffer, as browsers and mobile clients have: tungstenite's default
+    // (128 KiB, zeroed on every read) made this client, not the server, the bottleneck.
+    let config = WebSocketConfig::default().read_buffer_size(4096);
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async_with_config(request, Some(config), false)
+            .await
+            .map_err(|e| e.to_string())?;
+    let frames = [
+        json!({ "type": "connection_init", "payload": { "Authorization": token } }),
+        json!({ "type": "subscribe", "id": "s", "payload": { "query": query, "variables": variables } }),
+        json!({ "type": "subscribe", "id": "fence", "payload": { "query": "{ __typename }" } }),
+    ];
+    for frame in frames {
+        socket
+            .send(Message::Text(frame.to_string().into()))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    while let Some(frame) = socket.next().await {
+        if let Message::Text(text) = frame.map_err(|e| e.to_string())? {
+            let m: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+            match (m["type"].as_str(), m["id"].as_str()) {
+                (Some("complete"), Some("fence")) => return Ok(socket),
+                (Some("error"), _) => return Err(m.to_string()),
+                _ => {}
+            }
+        }
+    }
+    Err("closed before the subscription was live".into())
+}
+
+/// A process's resident memory (KiB), from `/proc/<pid>/status`.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A process's CPU time so far, user + system, in clock ticks (all its threads), from
+/// `/proc/<pid>/stat` (`"self"` for this process). Ticks per second: `getconf CLK_TCK`.
+pub fn cpu_ticks(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+    let mut fields = stat.get(stat.rfind(')')? + 2..)?.split_whitespace();
+    // Fields 14 and 15 (utime, stime) are the 12th and 13th after the name.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
 }

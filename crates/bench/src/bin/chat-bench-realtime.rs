@@ -11,16 +11,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chat_bench::{BenchApp, gql};
+use chat_bench::{BenchApp, gql, rss_kib};
 use chat_domain::Role;
 use clap::Parser;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -45,55 +43,14 @@ struct Args {
 const SUBSCRIBE: &str =
     "subscription($a: ID!, $c: Int!) { onMessage(appToken: $a, chatNumber: $c) { number } }";
 
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Connects, initializes and subscribes; returns once the subscription is live (a query
-/// sent after it on the same socket has answered).
-async fn subscriber(ws_url: &str, token: &str, app: &str, chat: u32) -> Result<Socket, String> {
-    let mut request = ws_url.into_client_request().map_err(|e| e.to_string())?;
-    request.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        "graphql-transport-ws".parse().expect("header"),
-    );
-    // A small read buffer, as browsers and mobile clients have: tungstenite's default
-    // (128 KiB, zeroed on every read) made this client, not the server, the bottleneck.
-    let config = WebSocketConfig::default().read_buffer_size(4096);
-    let (mut socket, _) =
-        tokio_tungstenite::connect_async_with_config(request, Some(config), false)
-            .await
-            .map_err(|e| e.to_string())?;
-    let send = |v: Value| Message::Text(v.to_string().into());
-    socket
-        .send(send(
-            json!({ "type": "connection_init", "payload": { "Authorization": token } }),
-        ))
-        .await
-        .map_err(|e| e.to_string())?;
-    socket.send(send(json!({ "type": "subscribe", "id": "s", "payload": { "query": SUBSCRIBE, "variables": { "a": app, "c": chat } } }))).await.map_err(|e| e.to_string())?;
-    socket
-        .send(send(
-            json!({ "type": "subscribe", "id": "fence", "payload": { "query": "{ __typename }" } }),
-        ))
-        .await
-        .map_err(|e| e.to_string())?;
-    while let Some(frame) = socket.next().await {
-        if let Message::Text(text) = frame.map_err(|e| e.to_string())? {
-            let m: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-            match (m["type"].as_str(), m["id"].as_str()) {
-                (Some("complete"), Some("fence")) => return Ok(socket),
-                (Some("error"), _) => return Err(m.to_string()),
-                _ => {}
-            }
-        }
-    }
-    Err("closed before the subscription was live".into())
+/// A connection subscribed to `chat`'s messages, once live.
+async fn subscriber(
+    ws_url: &str,
+    token: &str,
+    app: &str,
+    chat: u32,
+) -> Result<chat_bench::Socket, String> {
+    chat_bench::subscribe(ws_url, token, SUBSCRIBE, json!({ "a": app, "c": chat })).await
 }
 
 #[tokio::main]
