@@ -12,8 +12,8 @@ use futures::future::try_join_all;
 
 use super::conditional_write::Step;
 use super::{
-    BATCH_GET_MAX_KEYS, DynamoStore, app_not_found, chat_not_found, domain, require_scope,
-    update_expression, visible_to,
+    BATCH_GET_MAX_KEYS, DynamoStore, app_not_found, chat_not_found, chat_partition_between, domain,
+    require_scope, update_expression, visible_to,
 };
 use crate::error::{Result as StoreResult, StoreError};
 use crate::expr::Expr;
@@ -118,16 +118,11 @@ impl DynamoStore {
         scope: &ChatScope,
     ) -> StoreResult<Option<Chat>> {
         let mut expr = Expr::new();
-        let condition = format!(
-            "{} AND {} BETWEEN {} AND {}",
-            expr.equals(
-                attr::PK,
-                "pk",
-                string_attr(table::chat_pk(&scope.app, scope.chat))
-            ),
-            expr.name(attr::SK),
-            expr.value("from", string_attr(table::MESSAGES_FROM)),
-            expr.value("chat", string_attr(table::CHAT_SK)),
+        let condition = chat_partition_between(
+            &mut expr,
+            scope,
+            table::MESSAGES_FROM.to_owned(),
+            table::CHAT_SK.to_owned(),
         );
         let out = self
             .client

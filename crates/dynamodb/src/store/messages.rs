@@ -12,8 +12,8 @@ use futures::future::try_join_all;
 use super::conditional_write::{Step, Verdict};
 use super::unread::{unread_index_clauses, watermark_attr, watermarks_unchanged};
 use super::{
-    BATCH_GET_MAX_KEYS, DynamoStore, chat_not_found, domain, require_scope, update_expression,
-    visible_to,
+    BATCH_GET_MAX_KEYS, DynamoStore, chat_not_found, chat_partition_between, domain, require_scope,
+    update_expression, visible_to,
 };
 use crate::error::{Result as StoreResult, StoreError};
 use crate::expr::Expr;
@@ -187,19 +187,11 @@ impl DynamoStore {
         }
         let includes_chat = high.is_none();
         let mut expr = Expr::new();
-        let condition = format!(
-            "{} AND {} BETWEEN {} AND {}",
-            expr.equals(
-                attr::PK,
-                "pk",
-                string_attr(table::chat_pk(&scope.app, scope.chat))
-            ),
-            expr.name(attr::SK),
-            expr.value("low", string_attr(table::message_sk(low))),
-            expr.value(
-                "high",
-                string_attr(high.map_or_else(|| table::CHAT_SK.to_owned(), table::message_sk)),
-            ),
+        let condition = chat_partition_between(
+            &mut expr,
+            scope,
+            table::message_sk(low),
+            high.map_or_else(|| table::CHAT_SK.to_owned(), table::message_sk),
         );
         let wanted = range.limit as usize + usize::from(includes_chat);
         let mut chat = None;

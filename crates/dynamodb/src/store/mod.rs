@@ -65,6 +65,22 @@ fn require_scope(condition: &mut String, expr: &mut Expr, scope: &ChatScope) {
     }
 }
 
+/// The key condition of a Query over one chat's partition, sort keys from `low` to `high`
+/// (messages are `MSG#<number>`, the chat item `MSG#META` right after them).
+fn chat_partition_between(expr: &mut Expr, scope: &ChatScope, low: String, high: String) -> String {
+    format!(
+        "{} AND {} BETWEEN {} AND {}",
+        expr.equals(
+            attr::PK,
+            "pk",
+            string_attr(crate::table::chat_pk(&scope.app, scope.chat))
+        ),
+        expr.name(attr::SK),
+        expr.value("low", string_attr(low)),
+        expr.value("high", string_attr(high)),
+    )
+}
+
 fn domain(e: DomainError) -> StoreError {
     StoreError::Domain(e)
 }
