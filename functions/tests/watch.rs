@@ -490,6 +490,21 @@ fn the_function_binaries_answer_appsync_and_stream_events_under_cargo_lambda_wat
     expected.sort();
     assert_eq!(published, expected);
 
+    // Typing is published and never stored; a second call within 2 s is folded (null).
+    stub.published.lock().unwrap().clear();
+    let typing = invoke("mutation-typing", fixture("appsync-typing.json", &values));
+    assert_eq!(
+        (&typing["userId"], &typing["chatNumber"], &typing["role"]),
+        (&json!("cust-1"), &json!(1), &json!("CUSTOMER"))
+    );
+    assert_eq!(
+        invoke("mutation-typing", fixture("appsync-typing.json", &values)),
+        Value::Null
+    );
+    let published = stub.published.lock().unwrap().clone();
+    assert_eq!(published.len(), 1, "{published:?}");
+    assert_eq!(published[0].1["variables"]["event"], typing);
+
     // The scheduled sweeper ends a lease that expired (an agent who vanished) and
     // announces it: OFFLINE, and the availability it moved; the live lease stays.
     stub.published.lock().unwrap().clear();
