@@ -378,9 +378,11 @@ pub fn authorizer_main() -> Result<(), Error> {
         let authenticator = &authenticator;
         lambda_runtime::run(service_fn(
             move |event: LambdaEvent<AppSyncLambdaAuthorizerRequest>| async move {
-                Ok::<_, Error>(
-                    authorizer::authorize(authenticator, &event.payload, ttl, now_unix()).await,
-                )
+                // A fault fails the invocation (not cached, counted by the error alarm);
+                // only a bad token is denied.
+                authorizer::authorize(authenticator, &event.payload, ttl, now_unix())
+                    .await
+                    .map_err(Error::from)
             },
         ))
         .await

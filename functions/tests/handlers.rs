@@ -238,3 +238,56 @@ impl SearchIndex for FakeIndex {
         Ok(Vec::new())
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_authorizer_fails_rather_than_denies_when_it_cannot_read_the_table() {
+    use chat_appsync::authorizer::{DEFAULT_TTL_SECS, authorize};
+    use chat_appsync::{Authenticator, auth::mint_user_token};
+    // Given an authorizer whose table cannot be read (here: it does not exist).
+    let store = chat_dynamodb::DynamoStore::new(
+        chat_dynamodb::moto::client(None),
+        chat_dynamodb::moto::unique_table_name("missing"),
+    );
+    let service = ChatService::new(
+        Arc::new(store),
+        ServerKey::generate(),
+        Arc::new(SystemClock),
+    );
+    let auth = Authenticator::new("adm_key_for_this_test", Arc::new(service));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let request = |token: &str| -> AppSyncLambdaAuthorizerRequest {
+        serde_json::from_str(&fixture_text(
+            "authorizer-request.json",
+            &[("TOKEN", token)],
+        ))
+        .unwrap()
+    };
+
+    // A well-formed user token needs the table: the invocation fails, nobody is denied.
+    let token =
+        mint_user_token("sk_any", "app_x", "u1", chat_domain::Role::Agent, now + 60).unwrap();
+    let fault = authorize(&auth, &request(&token), DEFAULT_TTL_SECS, now)
+        .await
+        .unwrap_err();
+    assert!(
+        !fault.to_string().contains(&token),
+        "the token reached the error"
+    );
+    // What needs no table is answered as ever: a bad token is denied, the admin key passes.
+    let denied = authorize(&auth, &request("not-a-jwt"), DEFAULT_TTL_SECS, now)
+        .await
+        .unwrap();
+    assert!(!denied.is_authorized);
+    let admin = authorize(
+        &auth,
+        &request("adm_key_for_this_test"),
+        DEFAULT_TTL_SECS,
+        now,
+    )
+    .await
+    .unwrap();
+    assert!(admin.is_authorized);
+}

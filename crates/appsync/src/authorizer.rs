@@ -3,11 +3,16 @@
 //! [`caller_from_resolver_context`](crate::auth::caller_from_resolver_context)) and a TTL
 //! out. AppSync caches the answer per token for the TTL, so a user token's answer never
 //! outlives the token.
+//!
+//! Only a bad token is denied. When the authorizer cannot decide (the table could not be
+//! read: a throttle, a timeout), [`authorize`] fails instead: a denial would sign a valid
+//! user out (clients treat 401 as "your token is bad"), while a failed invocation is an
+//! error AppSync does not cache and that the authorizer's error alarm counts.
 
 use std::collections::HashMap;
 
 use aws_lambda_events::appsync::{AppSyncLambdaAuthorizerRequest, AppSyncLambdaAuthorizerResponse};
-use chat_domain::Caller;
+use chat_domain::{Caller, DomainError};
 use serde_json::Value;
 
 use crate::auth::{Authenticator, resolver_context_map};
@@ -15,15 +20,22 @@ use crate::auth::{Authenticator, resolver_context_map};
 /// How long AppSync may cache an answer, in seconds, at most (AppSync allows 0 to 3600).
 pub const DEFAULT_TTL_SECS: i64 = 300;
 
+/// The authorizer could not decide whether the token is good (an internal error, with its
+/// context for the log; never the token).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot authorize now: {0}")]
+pub struct AuthorizerFault(pub DomainError);
+
 /// Answers one authorization request. `now_unix` bounds a user's TTL by the token's `exp`.
 /// A missing, invalid or expired token is `isAuthorized: false` with TTL 0 (denials are
 /// not cached, so a fixed clock or a freshly minted token is not refused for minutes).
+/// An internal error is an [`AuthorizerFault`], not a denial.
 pub async fn authorize(
     authenticator: &Authenticator,
     request: &AppSyncLambdaAuthorizerRequest,
     max_ttl_secs: i64,
     now_unix: u64,
-) -> AppSyncLambdaAuthorizerResponse {
+) -> Result<AppSyncLambdaAuthorizerResponse, AuthorizerFault> {
     let token = request.authorization_token.as_deref();
     let mut response = AppSyncLambdaAuthorizerResponse::default();
     let caller = match authenticator.authenticate_until(token).await {
@@ -32,6 +44,10 @@ pub async fn authorize(
             None
         }
         Ok(verified) => Some(verified),
+        Err(error @ DomainError::Internal { .. }) => {
+            tracing::error!(%error, "cannot authorize: failing, not denying");
+            return Err(AuthorizerFault(error));
+        }
         Err(error) => {
             tracing::info!(%error, "denied");
             None
@@ -40,7 +56,7 @@ pub async fn authorize(
     let Some((caller, expires_at)) = caller else {
         response.is_authorized = false;
         response.ttl_override = Some(0);
-        return response;
+        return Ok(response);
     };
     let ttl = match expires_at {
         Some(exp) => exp.saturating_sub(now_unix).min(max_ttl_secs.max(0) as u64) as i64,
@@ -51,7 +67,7 @@ pub async fn authorize(
         .into_iter()
         .collect::<HashMap<String, Value>>();
     response.ttl_override = Some(ttl);
-    response
+    Ok(response)
 }
 
 /// The `exp` of a token that has already been verified.
@@ -84,7 +100,9 @@ mod tests {
         let (auth, app, secret) = setup().await;
         let now = jsonwebtoken::get_current_timestamp();
         let token = mint_user_token(&secret, app.as_str(), "u1", Role::Customer, now + 90).unwrap();
-        let answer = authorize(&auth, &request(Some(&token)), DEFAULT_TTL_SECS, now).await;
+        let answer = authorize(&auth, &request(Some(&token)), DEFAULT_TTL_SECS, now)
+            .await
+            .unwrap();
         assert!(answer.is_authorized);
         assert_eq!(answer.ttl_override, Some(90));
         let context = serde_json::to_value(&answer.resolver_context).unwrap();
@@ -101,7 +119,9 @@ mod tests {
     #[tokio::test]
     async fn the_admin_key_is_authorized_for_the_default_ttl() {
         let (auth, ..) = setup().await;
-        let answer = authorize(&auth, &request(Some("adm_key")), DEFAULT_TTL_SECS, 0).await;
+        let answer = authorize(&auth, &request(Some("adm_key")), DEFAULT_TTL_SECS, 0)
+            .await
+            .unwrap();
         assert!(answer.is_authorized);
         assert_eq!(answer.ttl_override, Some(DEFAULT_TTL_SECS));
         assert_eq!(
@@ -124,7 +144,9 @@ mod tests {
             Some(&expired),
             Some(&forged),
         ] {
-            let answer = authorize(&auth, &request(token), DEFAULT_TTL_SECS, now).await;
+            let answer = authorize(&auth, &request(token), DEFAULT_TTL_SECS, now)
+                .await
+                .unwrap();
             assert!(!answer.is_authorized, "{token:?}");
             assert_eq!(answer.ttl_override, Some(0));
             assert!(answer.resolver_context.is_empty());
