@@ -56,6 +56,9 @@ pub mod env {
     pub const OPENSEARCH_INDEX: &str = "OPENSEARCH_INDEX";
     /// `sigv4` (default: Amazon OpenSearch Service) or `none` (a local cluster or stub).
     pub const OPENSEARCH_AUTH: &str = "OPENSEARCH_AUTH";
+    /// Replicas of each shard when the indexer creates the index (default 1): 0 on a
+    /// one-node domain, where a replica could never be allocated.
+    pub const OPENSEARCH_REPLICAS: &str = "OPENSEARCH_REPLICAS";
     /// Rate limits on sendMessage and createChat, per warm instance (docs/limits.md): a
     /// rate `N/s`, `N/min` or `N/h` (`0`: off) and a burst, per user and per application.
     /// Unset: the dev server's defaults (`chat_domain::limits`).
@@ -169,6 +172,9 @@ async fn search_index(sdk: &aws_config::SdkConfig) -> Result<Option<Arc<OpenSear
     let mut config = chat_opensearch::Config::default();
     if let Some(index) = optional(env::OPENSEARCH_INDEX) {
         config.index = index;
+    }
+    if let Some(replicas) = optional_number::<u32>(env::OPENSEARCH_REPLICAS)? {
+        config.replicas = replicas;
     }
     Ok(Some(Arc::new(OpenSearchIndex::new(
         Arc::new(transport),

@@ -358,3 +358,31 @@ fn the_presence_sweeper_runs_every_minute_and_publishes_only_presence_events() {
         "no other publish mutation"
     );
 }
+
+#[test]
+fn search_replicas_follow_the_node_count() {
+    let template = template();
+    // One node, or an even number over two zones (zone awareness needs it).
+    let allowed = template["Parameters"]["OpenSearchInstanceCount"]["AllowedValues"]
+        .as_sequence()
+        .expect("OpenSearchInstanceCount.AllowedValues");
+    for count in allowed {
+        let count = count.as_u64().unwrap();
+        assert!(count == 1 || count % 2 == 0, "{count} nodes");
+    }
+    // The indexer creates the index with a replica only when there is a second node.
+    let replicas = serde_json::to_value(
+        &template["Resources"]["StreamIndexerFunction"]["Properties"]["Environment"]["Variables"]
+            ["OPENSEARCH_REPLICAS"],
+    )
+    .unwrap();
+    assert_eq!(
+        replicas,
+        serde_json::json!({ "!If": ["SearchMultiAz", "1", "0"] })
+    );
+    let multi_az = serde_json::to_value(&template["Conditions"]["SearchMultiAz"]).unwrap();
+    assert_eq!(
+        multi_az,
+        serde_json::json!({ "!Not": [{ "!Equals": [{ "!Ref": "OpenSearchInstanceCount" }, 1] }] })
+    );
+}
