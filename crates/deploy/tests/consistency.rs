@@ -386,3 +386,20 @@ fn search_replicas_follow_the_node_count() {
         serde_json::json!({ "!Not": [{ "!Equals": [{ "!Ref": "OpenSearchInstanceCount" }, 1] }] })
     );
 }
+
+#[test]
+fn the_api_logs_no_request_headers_and_its_logs_expire() {
+    let template = template();
+    let log_config = &template["Resources"]["Api"]["Properties"]["LogConfig"];
+    // The verbose sections hold the request headers: the Authorization token among them.
+    assert_eq!(log_config["ExcludeVerboseContent"].as_bool(), Some(true));
+    assert_eq!(log_config["FieldLogLevel"].as_str(), Some("ERROR"));
+    let group = &template["Resources"]["ApiLogGroup"];
+    assert_eq!(group["Type"].as_str(), Some("AWS::Logs::LogGroup"));
+    let name = serde_json::to_value(&group["Properties"]["LogGroupName"]).unwrap();
+    assert_eq!(
+        name,
+        serde_json::json!({ "!Sub": "/aws/appsync/apis/${Api.ApiId}" })
+    );
+    assert!(!group["Properties"]["RetentionInDays"].is_null());
+}
