@@ -213,7 +213,9 @@ pub fn resolver_main(field: &'static str) -> Result<(), Error> {
         let (registry, publisher) = (&registry, publisher.as_ref());
         lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
             let started = Instant::now();
-            let answer = handle_resolver(registry, publisher, field, event.payload).await;
+            let deadline = invocation_deadline(event.context.deadline);
+            let resolution = handle_resolver(registry, publisher, field, event.payload);
+            let answer = chat_appsync::registry::with_deadline(deadline, resolution).await;
             tracing::debug!(
                 handler_ms = format_args!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
                 "handled"
@@ -222,6 +224,15 @@ pub fn resolver_main(field: &'static str) -> Result<(), Error> {
         }))
         .await
     })
+}
+
+/// The moment an invocation must have answered by, from its context's deadline (ms since
+/// the epoch), on this process's monotonic clock.
+pub fn invocation_deadline(deadline_epoch_ms: u64) -> tokio::time::Instant {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    tokio::time::Instant::now() + Duration::from_millis(deadline_epoch_ms.saturating_sub(now_ms))
 }
 
 /// The publisher of a field whose resolver publishes events, from [`env::APPSYNC_URL`].

@@ -291,3 +291,60 @@ async fn the_authorizer_fails_rather_than_denies_when_it_cannot_read_the_table()
     .unwrap();
     assert!(admin.is_authorized);
 }
+
+#[tokio::test]
+async fn mark_all_read_answers_within_the_invocation_s_deadline_with_what_it_did() {
+    use chat_domain::limits::MARK_ALL_READ_PAGE;
+    use chat_domain::{AppToken, Caller, MessageBody, Role, UserId, UserIdentity};
+    // Given an application with a page and a half of unread chats: 150 chats, each with a
+    // customer's message no agent has read.
+    let registry = registry();
+    let app = app_with_a_message(&registry).await;
+    let token = AppToken::parse(&app).unwrap();
+    let customer = Caller::User(UserIdentity {
+        app: token.clone(),
+        user_id: UserId::parse("cust-1").unwrap(),
+        role: Role::Customer,
+    });
+    let service = registry.service();
+    let chats = MARK_ALL_READ_PAGE + MARK_ALL_READ_PAGE / 2;
+    for _ in 1..chats {
+        service
+            .create_chat(&customer, &token, None, None)
+            .await
+            .unwrap();
+    }
+    for chat in 1..=chats {
+        let chat = chat_domain::ChatNumber::new(i64::from(chat)).unwrap();
+        let body = MessageBody::parse("hello").unwrap();
+        service
+            .send_message(&customer, &token, chat, body, None)
+            .await
+            .unwrap();
+    }
+    let mut event = fixture("appsync-send-message.json", &[("APP", &app)]);
+    event["info"]["fieldName"] = json!("markAllRead");
+    event["arguments"] = json!({ "appToken": app });
+    event["identity"]["resolverContext"] =
+        json!({ "kind": "user", "app": app, "sub": "agent-1", "role": "AGENT" });
+
+    // When the invocation's deadline leaves no time: the first page is marked and the
+    // answer says what is left, instead of a timeout.
+    let deadline = tokio::time::Instant::now();
+    let partial = chat_appsync::registry::with_deadline(
+        deadline,
+        handle_resolver(&registry, None, "Mutation.markAllRead", event.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        partial["unreadChats"],
+        json!(chats - MARK_ALL_READ_PAGE),
+        "{partial}"
+    );
+    // Calling again (with time) finishes.
+    let done = handle_resolver(&registry, None, "Mutation.markAllRead", event)
+        .await
+        .unwrap();
+    assert_eq!(done["unreadChats"], json!(0), "{done}");
+}

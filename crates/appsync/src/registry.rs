@@ -570,6 +570,32 @@ async fn mark_chat_read(
     ))
 }
 
+tokio::task_local! {
+    /// When the invocation that runs the current resolution must have answered by.
+    static DEADLINE: tokio::time::Instant;
+}
+
+/// What a resolver that works in pages keeps in hand for its answer and the way back.
+pub const DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Runs `resolution` knowing that its invocation must answer by `deadline` (a Lambda's, from
+/// its context): resolvers that work in pages (markAllRead) stop in time and answer with
+/// what they did, instead of being cut off by the function's timeout.
+pub async fn with_deadline<F: Future>(deadline: tokio::time::Instant, resolution: F) -> F::Output {
+    DEADLINE.scope(deadline, resolution).await
+}
+
+/// How long the current resolution may still work, in ms, if its invocation has a deadline.
+fn time_left_ms() -> Option<i64> {
+    DEADLINE
+        .try_with(|deadline| {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let usable = left.saturating_sub(DEADLINE_MARGIN);
+            i64::try_from(usable.as_millis()).unwrap_or(i64::MAX)
+        })
+        .ok()
+}
+
 async fn mark_all_read(
     svc: Arc<ChatService>,
     caller: Caller,
@@ -577,7 +603,11 @@ async fn mark_all_read(
 ) -> Result<Value> {
     let args = Args(&args);
     let app = app_token(&args, "appToken")?;
-    let summary = svc.mark_all_read(&caller, &app).await?;
+    let budget = match time_left_ms() {
+        Some(left) => left.min(chat_domain::limits::MARK_ALL_READ_BUDGET_MS),
+        None => chat_domain::limits::MARK_ALL_READ_BUDGET_MS,
+    };
+    let summary = svc.mark_all_read_within(&caller, &app, budget).await?;
     Ok(wire::unread_summary(&summary))
 }
 

@@ -44,9 +44,10 @@ pub const SECRET_CACHE_MAX_APPS: usize = 10_000;
 /// markAllRead marks the caller's unread chats this many at a time (one store write each
 /// page where the store can, e.g. one SQLite transaction).
 pub const MARK_ALL_READ_PAGE: u32 = 100;
-/// markAllRead stops starting new pages after this long (AppSync gives a resolver 30 s) and
-/// answers with the summary as it then is; calling it again continues. 10,000 unread chats
-/// finish well inside it (docs/unread.md has the figures).
+/// markAllRead stops starting new pages after this long (AppSync gives a resolver 30 s), or
+/// sooner when its invocation has less time left (a Lambda's deadline), and answers with the
+/// summary as it then is; calling it again continues. 10,000 unread chats finish well
+/// inside it on SQLite (docs/unread.md has the figures).
 pub const MARK_ALL_READ_BUDGET_MS: i64 = 20_000;
 
 /// Presence: how often a client should call `heartbeat`.

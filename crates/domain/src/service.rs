@@ -745,9 +745,22 @@ impl ChatService {
     /// [`MARK_ALL_READ_BUDGET_MS`](crate::limits::MARK_ALL_READ_BUDGET_MS); the summary then
     /// shows what is left and another call continues.
     pub async fn mark_all_read(&self, caller: &Caller, app: &AppToken) -> Result<UnreadSummary> {
-        use crate::limits::{MARK_ALL_READ_BUDGET_MS, MARK_ALL_READ_PAGE};
+        let budget = crate::limits::MARK_ALL_READ_BUDGET_MS;
+        self.mark_all_read_within(caller, app, budget).await
+    }
+
+    /// [`ChatService::mark_all_read`] that starts no new page after `budget_ms` (a request
+    /// with less time left than the default budget: a Lambda's remaining time). The first
+    /// page is always marked.
+    pub async fn mark_all_read_within(
+        &self,
+        caller: &Caller,
+        app: &AppToken,
+        budget_ms: i64,
+    ) -> Result<UnreadSummary> {
+        use crate::limits::MARK_ALL_READ_PAGE;
         let user = user_of(caller, app)?;
-        let deadline = self.clock.now().0.saturating_add(MARK_ALL_READ_BUDGET_MS);
+        let deadline = self.clock.now().0.saturating_add(budget_ms.max(0));
         let mut after = None;
         loop {
             let page = self
