@@ -40,7 +40,11 @@ pub use lambda_runtime::Error;
 pub mod env {
     /// The DynamoDB table (resolvers).
     pub const TABLE: &str = "CHAT_TABLE";
-    /// The server key, base64url (resolvers and the authorizer).
+    /// The Secrets Manager secret (name or ARN) whose string is the server key, read once
+    /// at init (resolvers, the authorizer, the presence sweeper): how the functions get it
+    /// on AWS.
+    pub const SERVER_KEY_SECRET: &str = "CHAT_SERVER_KEY_SECRET";
+    /// The server key itself, base64url, when no secret is named (local runs and tests).
     pub const SERVER_KEY: &str = "CHAT_SERVER_KEY";
     /// The admin key (the authorizer).
     pub const ADMIN_KEY: &str = "CHAT_ADMIN_KEY";
@@ -115,9 +119,37 @@ fn optional(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-fn server_key() -> Result<ServerKey, Error> {
-    ServerKey::decode(&required(env::SERVER_KEY)?)
-        .map_err(|e| format!("{}: {e}", env::SERVER_KEY).into())
+/// The server key: the root every application secret derives from. On AWS it is read once,
+/// at init, from the Secrets Manager secret [`env::SERVER_KEY_SECRET`] names (the function
+/// may read only that secret), so it is in no function's configuration; a new key reaches
+/// each instance at its next cold start. Without a secret named, [`env::SERVER_KEY`].
+async fn server_key(sdk: &aws_config::SdkConfig) -> Result<ServerKey, Error> {
+    let (source, encoded) = match optional(env::SERVER_KEY_SECRET) {
+        Some(secret) => {
+            let client = aws_sdk_secretsmanager::Client::new(sdk);
+            let value = client
+                .get_secret_value()
+                .secret_id(&secret)
+                .send()
+                .await
+                .map_err(|e| {
+                    format!(
+                        "{}: cannot read the secret: {}",
+                        env::SERVER_KEY_SECRET,
+                        aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+                    )
+                })?;
+            let encoded = value
+                .secret_string()
+                .ok_or_else(|| format!("{}: the secret has no string", env::SERVER_KEY_SECRET))?
+                .trim()
+                .to_owned();
+            (env::SERVER_KEY_SECRET, encoded)
+        }
+        None => (env::SERVER_KEY, required(env::SERVER_KEY)?),
+    };
+    // The key's own error never carries the key.
+    ServerKey::decode(&encoded).map_err(|e| format!("{source}: {e}").into())
 }
 
 /// Logs to stdout (CloudWatch adds the time), `RUST_LOG` or `info`.
@@ -198,7 +230,7 @@ pub fn resolver_main(field: &'static str) -> Result<(), Error> {
     run_main(async move {
         init_tracing();
         let sdk = aws_config().await;
-        let (mut service, client, table) = dynamodb_service(&sdk)?;
+        let (mut service, client, table) = dynamodb_service(&sdk).await?;
         if let Some(index) = search_index(&sdk).await? {
             service = service.with_search(index);
         }
@@ -268,7 +300,7 @@ fn appsync_publisher(sdk: &aws_config::SdkConfig) -> Result<Option<AppSyncPublis
 
 /// The service over the DynamoDB table named by `TABLE_NAME`, with the client and table
 /// for the warm-up.
-fn dynamodb_service(
+async fn dynamodb_service(
     sdk: &aws_config::SdkConfig,
 ) -> Result<(ChatService, chat_dynamodb::Client, String), Error> {
     let client = chat_dynamodb::Client::new(sdk);
@@ -276,7 +308,7 @@ fn dynamodb_service(
     let store = chat_dynamodb::DynamoStore::new(client.clone(), table.clone());
     let service = ChatService::new(
         Arc::new(store.clone()),
-        server_key()?,
+        server_key(sdk).await?,
         Arc::new(SystemClock),
     )
     .with_presence(Arc::new(store));
@@ -379,7 +411,7 @@ pub fn authorizer_main() -> Result<(), Error> {
         // Verifying a user token needs its application's secret generation (rotation), so
         // the authorizer reads the table too (cached per instance, see chat_domain::keyring).
         let sdk = aws_config().await;
-        let (service, client, table) = dynamodb_service(&sdk)?;
+        let (service, client, table) = dynamodb_service(&sdk).await?;
         let mut authenticator = Authenticator::new(required(env::ADMIN_KEY)?, Arc::new(service));
         if let Some(secs) = optional_number::<u64>(env::MAX_TOKEN_LIFETIME_SECS)? {
             authenticator = authenticator.with_max_token_lifetime(secs);
@@ -424,7 +456,7 @@ pub fn presence_sweeper_main() -> Result<(), Error> {
     run_main(async move {
         init_tracing();
         let sdk = aws_config().await;
-        let (service, client, table) = dynamodb_service(&sdk)?;
+        let (service, client, table) = dynamodb_service(&sdk).await?;
         let publisher = appsync_publisher(&sdk)?;
         warm_up_dynamodb(&client, &table).await;
         log_ready(PRESENCE_SWEEPER_BINARY, started);

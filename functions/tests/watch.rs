@@ -318,6 +318,19 @@ impl EndpointStub {
     }
 }
 
+/// A Secrets Manager client for the emulator at `endpoint`.
+fn secrets_client(endpoint: &str) -> aws_sdk_secretsmanager::Client {
+    use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+    let config = aws_sdk_secretsmanager::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("emulator", "emulator", None, None, "test"))
+        .http_client(chat_dynamodb::http_client())
+        .build();
+    aws_sdk_secretsmanager::Client::from_conf(config)
+}
+
 /// cargo lambda watch with every function configured for a fresh table on the emulator
 /// and for the stub search endpoint; and the table's name.
 fn start_watch(stub: &EndpointStub, log_filter: &str, release: bool) -> (Watch, String) {
@@ -330,12 +343,25 @@ fn start_watch(stub: &EndpointStub, log_filter: &str, release: bool) -> (Watch, 
             &table,
         ))
         .unwrap();
+    // The server key is in Secrets Manager, as on AWS: the functions read it at init.
+    let key_secret = format!("{table}/server-key");
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(
+            secrets_client(&endpoint)
+                .create_secret()
+                .name(&key_secret)
+                .secret_string(ServerKey::generate().encode())
+                .send(),
+        )
+        .unwrap();
     let stub_port = stub.start();
     let watch = Watch::start(
         &[
             ("CHAT_TABLE", table.clone()),
-            ("CHAT_SERVER_KEY", ServerKey::generate().encode()),
+            ("CHAT_SERVER_KEY_SECRET", key_secret),
             ("CHAT_ADMIN_KEY", ADMIN_KEY.to_owned()),
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", endpoint.clone()),
             ("AWS_ENDPOINT_URL_DYNAMODB", endpoint),
             ("AWS_REGION", "us-east-1".to_owned()),
             ("AWS_ACCESS_KEY_ID", "emulator".to_owned()),

@@ -221,6 +221,23 @@ fn table_resources() -> Value {
     ])
 }
 
+/// Permission to read the server key's secret, and no other: the function reads it once at
+/// init (`CHAT_SERVER_KEY_SECRET`). Secrets Manager appends six random characters to a
+/// secret's name in its ARN.
+pub fn server_key_policy() -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": {"Fn::Sub": SERVER_KEY_SECRET_ARN}
+        }]
+    })
+}
+
+/// The server key secret's ARN pattern, from the `ServerKeySecret` parameter (a name).
+pub const SERVER_KEY_SECRET_ARN: &str = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${ServerKeySecret}-??????";
+
 /// Permission to call exactly these publish mutations, with IAM.
 fn publish_policy(mutations: &[impl AsRef<str>]) -> Value {
     let fields: Vec<Value> = mutations
@@ -256,7 +273,7 @@ fn presence_sweeper() -> Value {
             "Timeout": 60,
             "Environment": {"Variables": {
                 "CHAT_TABLE": {"Ref": "Table"},
-                "CHAT_SERVER_KEY": {"Fn::Sub": "{{resolve:secretsmanager:${ServerKeySecret}:SecretString}}"},
+                "CHAT_SERVER_KEY_SECRET": {"Ref": "ServerKeySecret"},
                 "CHAT_APPSYNC_URL": {"Fn::GetAtt": ["Api", "GraphQLUrl"]}
             }},
             "Policies": [
@@ -264,6 +281,7 @@ fn presence_sweeper() -> Value {
                     "Version": "2012-10-17",
                     "Statement": [{"Effect": "Allow", "Action": actions, "Resource": table_resources()}]
                 },
+                server_key_policy(),
                 publish_policy(chat_appsync::presence::PRESENCE_EVENTS)
             ],
             "Events": {
@@ -340,12 +358,15 @@ pub fn generated_resources(
         }
         let mut variables = json!({
             "CHAT_TABLE": {"Ref": "Table"},
-            "CHAT_SERVER_KEY": {"Fn::Sub": "{{resolve:secretsmanager:${ServerKeySecret}:SecretString}}"},
+            "CHAT_SERVER_KEY_SECRET": {"Ref": "ServerKeySecret"},
         });
-        let mut policies = vec![json!({
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": actions, "Resource": table_resources()}]
-        })];
+        let mut policies = vec![
+            json!({
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": actions, "Resource": table_resources()}]
+            }),
+            server_key_policy(),
+        ];
         if !resolver.publishes.is_empty() {
             variables["CHAT_APPSYNC_URL"] = json!({"Fn::GetAtt": ["Api", "GraphQLUrl"]});
             policies.push(publish_policy(&resolver.publishes));

@@ -403,3 +403,40 @@ fn the_api_logs_no_request_headers_and_its_logs_expire() {
     );
     assert!(!group["Properties"]["RetentionInDays"].is_null());
 }
+
+#[test]
+fn the_server_key_is_in_no_function_s_configuration_and_each_reads_only_its_secret() {
+    let template = template();
+    let text = std::fs::read_to_string(workspace_root().join(TEMPLATE)).unwrap();
+    assert!(
+        !text.contains("CHAT_SERVER_KEY:"),
+        "the server key itself in a function's environment"
+    );
+    for (id, function) in resources(&template, "AWS::Serverless::Function") {
+        let variables = &function["Properties"]["Environment"]["Variables"];
+        if variables["CHAT_SERVER_KEY_SECRET"].is_null() {
+            continue;
+        }
+        // The secret is named by the parameter, and the function may read that one only.
+        let named = serde_json::to_value(&variables["CHAT_SERVER_KEY_SECRET"]).unwrap();
+        assert!(
+            named == serde_json::json!({ "Ref": "ServerKeySecret" })
+                || named == serde_json::json!({ "!Ref": "ServerKeySecret" }),
+            "{id}: {named}"
+        );
+        let policies = serde_json::to_string(
+            &serde_json::to_value(&function["Properties"]["Policies"]).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            policies.matches("secretsmanager:GetSecretValue").count(),
+            1,
+            "{id}: {policies}"
+        );
+        assert!(
+            policies.contains(":secret:${ServerKeySecret}-??????"),
+            "{id}: {policies}"
+        );
+        assert!(!policies.contains("secretsmanager:*"), "{id}");
+    }
+}
