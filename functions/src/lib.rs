@@ -46,7 +46,10 @@ pub mod env {
     pub const SERVER_KEY_SECRET: &str = "CHAT_SERVER_KEY_SECRET";
     /// The server key itself, base64url, when no secret is named (local runs and tests).
     pub const SERVER_KEY: &str = "CHAT_SERVER_KEY";
-    /// The admin key (the authorizer).
+    /// The Secrets Manager secret (name or ARN) whose string is the admin key, read once at
+    /// init (the authorizer).
+    pub const ADMIN_KEY_SECRET: &str = "CHAT_ADMIN_KEY_SECRET";
+    /// The admin key itself, when no secret is named (local runs and tests).
     pub const ADMIN_KEY: &str = "CHAT_ADMIN_KEY";
     /// The longest time AppSync may cache an authorization, seconds (default 300).
     pub const AUTH_TTL_SECS: &str = "CHAT_AUTH_TTL_SECS";
@@ -119,35 +122,39 @@ fn optional(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-/// The server key: the root every application secret derives from. On AWS it is read once,
-/// at init, from the Secrets Manager secret [`env::SERVER_KEY_SECRET`] names (the function
-/// may read only that secret), so it is in no function's configuration; a new key reaches
-/// each instance at its next cold start. Without a secret named, [`env::SERVER_KEY`].
-async fn server_key(sdk: &aws_config::SdkConfig) -> Result<ServerKey, Error> {
-    let (source, encoded) = match optional(env::SERVER_KEY_SECRET) {
-        Some(secret) => {
-            let client = aws_sdk_secretsmanager::Client::new(sdk);
-            let value = client
-                .get_secret_value()
-                .secret_id(&secret)
-                .send()
-                .await
-                .map_err(|e| {
-                    format!(
-                        "{}: cannot read the secret: {}",
-                        env::SERVER_KEY_SECRET,
-                        aws_sdk_secretsmanager::error::DisplayErrorContext(e)
-                    )
-                })?;
-            let encoded = value
-                .secret_string()
-                .ok_or_else(|| format!("{}: the secret has no string", env::SERVER_KEY_SECRET))?
-                .trim()
-                .to_owned();
-            (env::SERVER_KEY_SECRET, encoded)
-        }
-        None => (env::SERVER_KEY, required(env::SERVER_KEY)?),
+/// A secret the function holds for its life: read once, at init, from the Secrets Manager
+/// secret the variable `secret_var` names (the function may read only that secret), so the
+/// value is in no function's configuration and a new one reaches each instance at its next
+/// cold start; without a secret named, the variable `value_var` itself (local runs, tests).
+/// Answers where it came from and the value.
+async fn secret_at_init(
+    sdk: &aws_config::SdkConfig,
+    secret_var: &'static str,
+    value_var: &'static str,
+) -> Result<(&'static str, String), Error> {
+    let Some(secret) = optional(secret_var) else {
+        return Ok((value_var, required(value_var)?));
     };
+    let value = aws_sdk_secretsmanager::Client::new(sdk)
+        .get_secret_value()
+        .secret_id(&secret)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "{secret_var}: cannot read the secret: {}",
+                aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+            )
+        })?;
+    let text = value
+        .secret_string()
+        .ok_or_else(|| format!("{secret_var}: the secret has no string"))?;
+    Ok((secret_var, text.trim().to_owned()))
+}
+
+/// The server key: the root every application secret derives from ([`secret_at_init`]).
+async fn server_key(sdk: &aws_config::SdkConfig) -> Result<ServerKey, Error> {
+    let (source, encoded) = secret_at_init(sdk, env::SERVER_KEY_SECRET, env::SERVER_KEY).await?;
     // The key's own error never carries the key.
     ServerKey::decode(&encoded).map_err(|e| format!("{source}: {e}").into())
 }
@@ -412,7 +419,8 @@ pub fn authorizer_main() -> Result<(), Error> {
         // the authorizer reads the table too (cached per instance, see chat_domain::keyring).
         let sdk = aws_config().await;
         let (service, client, table) = dynamodb_service(&sdk).await?;
-        let mut authenticator = Authenticator::new(required(env::ADMIN_KEY)?, Arc::new(service));
+        let (_, admin_key) = secret_at_init(&sdk, env::ADMIN_KEY_SECRET, env::ADMIN_KEY).await?;
+        let mut authenticator = Authenticator::new(admin_key, Arc::new(service));
         if let Some(secs) = optional_number::<u64>(env::MAX_TOKEN_LIFETIME_SECS)? {
             authenticator = authenticator.with_max_token_lifetime(secs);
         }

@@ -343,24 +343,31 @@ fn start_watch(stub: &EndpointStub, log_filter: &str, release: bool) -> (Watch, 
             &table,
         ))
         .unwrap();
-    // The server key is in Secrets Manager, as on AWS: the functions read it at init.
-    let key_secret = format!("{table}/server-key");
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(
-            secrets_client(&endpoint)
-                .create_secret()
-                .name(&key_secret)
-                .secret_string(ServerKey::generate().encode())
-                .send(),
-        )
-        .unwrap();
+    // The server key and the admin key are in Secrets Manager, as on AWS: the functions
+    // read them at init.
+    let (key_secret, admin_secret) = (format!("{table}/server-key"), format!("{table}/admin-key"));
+    let secrets = secrets_client(&endpoint);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for (name, value) in [
+        (&key_secret, ServerKey::generate().encode()),
+        (&admin_secret, ADMIN_KEY.to_owned()),
+    ] {
+        runtime
+            .block_on(
+                secrets
+                    .create_secret()
+                    .name(name)
+                    .secret_string(value)
+                    .send(),
+            )
+            .unwrap();
+    }
     let stub_port = stub.start();
     let watch = Watch::start(
         &[
             ("CHAT_TABLE", table.clone()),
             ("CHAT_SERVER_KEY_SECRET", key_secret),
-            ("CHAT_ADMIN_KEY", ADMIN_KEY.to_owned()),
+            ("CHAT_ADMIN_KEY_SECRET", admin_secret),
             ("AWS_ENDPOINT_URL_SECRETS_MANAGER", endpoint.clone()),
             ("AWS_ENDPOINT_URL_DYNAMODB", endpoint),
             ("AWS_REGION", "us-east-1".to_owned()),

@@ -405,12 +405,12 @@ fn the_api_logs_no_request_headers_and_its_logs_expire() {
 }
 
 #[test]
-fn the_server_key_is_in_no_function_s_configuration_and_each_reads_only_its_secret() {
+fn the_keys_are_in_no_function_s_configuration_and_each_reads_only_its_secrets() {
     let template = template();
     let text = std::fs::read_to_string(workspace_root().join(TEMPLATE)).unwrap();
     assert!(
-        !text.contains("CHAT_SERVER_KEY:"),
-        "the server key itself in a function's environment"
+        !text.contains("CHAT_SERVER_KEY:") && !text.contains("CHAT_ADMIN_KEY:"),
+        "a key itself in a function's environment"
     );
     for (id, function) in resources(&template, "AWS::Serverless::Function") {
         let variables = &function["Properties"]["Environment"]["Variables"];
@@ -435,6 +435,12 @@ fn the_server_key_is_in_no_function_s_configuration_and_each_reads_only_its_secr
         );
         assert!(
             policies.contains(":secret:${ServerKeySecret}-??????"),
+            "{id}: {policies}"
+        );
+        // Only the authorizer may read the admin key.
+        assert_eq!(
+            policies.contains("${AdminKeySecret}"),
+            id == "AuthorizerFunction",
             "{id}: {policies}"
         );
         assert!(!policies.contains("secretsmanager:*"), "{id}");
