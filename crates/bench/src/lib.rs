@@ -135,6 +135,31 @@ pub async fn subscribe(
     Err("closed before the subscription was live".into())
 }
 
+/// Reads `socket`'s events until it closes, sending each one's key (what `key_of` finds in
+/// the event's `data`) with the moment it arrived: how a benchmark times delivery.
+pub fn record_arrivals<K, F>(
+    mut socket: Socket,
+    arrivals: tokio::sync::mpsc::UnboundedSender<(K, std::time::Instant)>,
+    key_of: F,
+) -> tokio::task::JoinHandle<()>
+where
+    K: Send + 'static,
+    F: Fn(&Value) -> Option<K> + Send + 'static,
+{
+    tokio::spawn(async move {
+        while let Some(Ok(frame)) = socket.next().await {
+            if let Message::Text(text) = frame {
+                let now = std::time::Instant::now();
+                if let Ok(m) = serde_json::from_str::<Value>(&text)
+                    && let Some(key) = key_of(&m["payload"]["data"])
+                {
+                    let _ = arrivals.send((key, now));
+                }
+            }
+        }
+    })
+}
+
 /// A process's resident memory (KiB), from `/proc/<pid>/status`.
 pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

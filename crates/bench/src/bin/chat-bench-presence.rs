@@ -21,11 +21,9 @@ use std::time::{Duration, Instant};
 use chat_bench::{BenchApp, cpu_ticks, gql, rss_kib};
 use chat_domain::Role;
 use clap::{Parser, ValueEnum};
-use futures::StreamExt;
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc};
-use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -343,21 +341,14 @@ async fn typing(args: &Args, url: &str) -> Result<(), String> {
         }))
         .await;
         for socket in opened {
-            let mut socket = socket?;
-            let tx = arrivals_tx.clone();
-            tasks.push(tokio::spawn(async move {
-                while let Some(Ok(frame)) = socket.next().await {
-                    if let Message::Text(text) = frame {
-                        let now = Instant::now();
-                        if let Ok(m) = serde_json::from_str::<Value>(&text)
-                            && let Some(user) = m["payload"]["data"]["onTyping"]["userId"].as_str()
-                            && let Some(Ok(i)) = user.strip_prefix("typist-").map(str::parse)
-                        {
-                            let _ = tx.send((i, now));
-                        }
-                    }
-                }
-            }));
+            tasks.push(chat_bench::record_arrivals(
+                socket?,
+                arrivals_tx.clone(),
+                |data: &Value| {
+                    let user = data["onTyping"]["userId"].as_str()?;
+                    user.strip_prefix("typist-")?.parse::<usize>().ok()
+                },
+            ));
         }
     }
     drop(arrivals_tx);

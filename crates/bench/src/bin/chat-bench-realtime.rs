@@ -14,11 +14,9 @@ use std::time::{Duration, Instant};
 use chat_bench::{BenchApp, gql, rss_kib};
 use chat_domain::Role;
 use clap::Parser;
-use futures::StreamExt;
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -100,20 +98,11 @@ async fn main() -> Result<(), String> {
             futures::future::join_all(batch.iter().map(|_| subscriber(&ws_url, &agent, &app, 1)))
                 .await;
         for socket in opened {
-            let mut socket = socket?;
-            let tx = arrivals_tx.clone();
-            tasks.push(tokio::spawn(async move {
-                while let Some(Ok(frame)) = socket.next().await {
-                    if let Message::Text(text) = frame {
-                        let now = Instant::now();
-                        if let Ok(m) = serde_json::from_str::<Value>(&text)
-                            && let Some(n) = m["payload"]["data"]["onMessage"]["number"].as_u64()
-                        {
-                            let _ = tx.send((n, now));
-                        }
-                    }
-                }
-            }));
+            tasks.push(chat_bench::record_arrivals(
+                socket?,
+                arrivals_tx.clone(),
+                |data: &Value| data["onMessage"]["number"].as_u64(),
+            ));
         }
     }
     drop(arrivals_tx);
