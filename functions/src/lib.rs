@@ -24,7 +24,6 @@ use aws_lambda_events::dynamodb::Event as StreamEvent;
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use chat_appsync::lambda::{Invocation, batch_response, field_of};
 use chat_appsync::{Authenticator, Registry, ResolverError, ResolverEvent, authorizer};
-use chat_domain::limits::PRESENCE_SWEEP_BATCH;
 use chat_domain::{
     ChatService, ErrorCode, SearchIndex, ServerKey, SystemClock, Throttle, ThrottleConfig,
     index_changes,
@@ -483,23 +482,17 @@ pub async fn sweep_presence(
     publisher: Option<&AppSyncPublisher>,
     budget: Duration,
 ) -> Result<Value, Error> {
-    let started = Instant::now();
-    let (mut found, mut published) = (0, 0);
-    loop {
-        let swept = chat_appsync::presence::sweep(service)
-            .await
-            .map_err(|e| format!("presence sweep: {e}"))?;
-        found += swept.found;
-        published += swept.events.len();
+    let publish = |events: Vec<chat_appsync::Publication>| async move {
         if let Some(publisher) = publisher {
-            publisher.publish_all(&swept.events).await;
+            publisher.publish_all(&events).await;
         }
-        let full = swept.found >= PRESENCE_SWEEP_BATCH as usize;
-        if !full || started.elapsed() >= budget {
-            tracing::info!(found, published, "presence swept");
-            return Ok(json!({ "found": found, "published": published }));
-        }
-    }
+    };
+    let report = chat_appsync::presence::sweep(service, usize::MAX, budget, publish)
+        .await
+        .map_err(|e| format!("presence sweep: {e}"))?;
+    let (found, published) = (report.found, report.published);
+    tracing::info!(found, published, "presence swept");
+    Ok(json!({ "found": found, "published": published }))
 }
 
 // ---- the stream indexer -------------------------------------------------------------------

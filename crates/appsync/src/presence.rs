@@ -2,8 +2,11 @@
 //! `heartbeat` and the sweep of expired leases, which runs on a timer on the dev server and
 //! on a schedule on AWS).
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use chat_domain::limits::PRESENCE_SWEEP_BATCH;
 use chat_domain::{
     AppToken, Caller, ChatService, ChatViewer, Heartbeat, PageSize, PresenceChange, PresenceStatus,
     Result, Role,
@@ -34,38 +37,45 @@ pub(crate) fn register(registry: &mut Registry) {
     registry.add("Subscription.onTyping", on_chat_participants);
 }
 
-/// The events one presence change publishes: the presence itself when a subscriber sees a
-/// difference, the chats it left and entered, and the availability when the number of
-/// agents online moved (counted again, so the event carries the current figures).
-pub async fn publications(svc: &ChatService, change: &PresenceChange) -> Result<Vec<Publication>> {
+/// The events of presence changes: for each, the presence itself when a subscriber sees a
+/// difference and the chats it left and entered; then, once per application whose number of
+/// agents online moved, its availability, counted again after all the changes (one count
+/// and one event however many of its agents changed at once).
+pub async fn publications(
+    svc: &ChatService,
+    changes: &[PresenceChange],
+) -> Result<Vec<Publication>> {
     let mut events = Vec::new();
-    if !change.is_transition() {
-        return Ok(events);
-    }
-    let after = &change.after;
-    events.push(Publication {
-        mutation: publish::PRESENCE,
-        event: wire::presence(after),
-    });
+    let mut recount: Vec<&AppToken> = Vec::new();
     let now = svc.now();
-    for (chat, viewing) in [(change.left_chat(), false), (change.entered_chat(), true)] {
-        if let Some(chat) = chat {
-            let viewer = ChatViewer {
-                app: after.app.clone(),
-                chat,
-                user_id: after.user_id.clone(),
-                role: after.role,
-                viewing,
-                at: now,
-            };
-            events.push(Publication {
-                mutation: publish::CHAT_VIEWER,
-                event: wire::chat_viewer(&viewer),
-            });
+    for change in changes.iter().filter(|c| c.is_transition()) {
+        let after = &change.after;
+        events.push(Publication {
+            mutation: publish::PRESENCE,
+            event: wire::presence(after),
+        });
+        for (chat, viewing) in [(change.left_chat(), false), (change.entered_chat(), true)] {
+            if let Some(chat) = chat {
+                let viewer = ChatViewer {
+                    app: after.app.clone(),
+                    chat,
+                    user_id: after.user_id.clone(),
+                    role: after.role,
+                    viewing,
+                    at: now,
+                };
+                events.push(Publication {
+                    mutation: publish::CHAT_VIEWER,
+                    event: wire::chat_viewer(&viewer),
+                });
+            }
+        }
+        if change.moves_availability() && !recount.contains(&&after.app) {
+            recount.push(&after.app);
         }
     }
-    if change.moves_availability() {
-        let availability = svc.availability_now(&after.app).await?;
+    for app in recount {
+        let availability = svc.availability_now(app).await?;
         events.push(Publication {
             mutation: publish::AVAILABILITY,
             event: wire::availability(&availability),
@@ -74,24 +84,42 @@ pub async fn publications(svc: &ChatService, change: &PresenceChange) -> Result<
     Ok(events)
 }
 
-/// What one sweep did.
-#[derive(Debug, Default)]
-pub struct Swept {
-    /// Expired leases found (at most `PRESENCE_SWEEP_BATCH`: as many means more may wait).
+/// What a sweep did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Expired leases found.
     pub found: usize,
-    /// The events announcing the leases it ended.
-    pub events: Vec<Publication>,
+    /// Events published to announce the ones it ended.
+    pub published: usize,
 }
 
-/// Ends the leases that expired (one batch) and answers the events that announce it. Runs
-/// as the system: the dev server's timer, the scheduled function on AWS.
-pub async fn sweep(svc: &ChatService) -> Result<Swept> {
-    let (found, ended) = svc.sweep_presence().await?;
-    let mut events = Vec::new();
-    for change in &ended {
-        events.extend(publications(svc, change).await?);
+/// Ends the leases that expired and publishes the events that announce it, batch after batch
+/// while batches come full (a full batch means more may wait), at most `max_batches` and
+/// starting none after `budget`; each batch's events go to `publish` as soon as they are
+/// built. Runs as the system: the dev server's timer, the scheduled function on AWS.
+pub async fn sweep<F, Fut>(
+    svc: &ChatService,
+    max_batches: usize,
+    budget: Duration,
+    mut publish: F,
+) -> Result<SweepReport>
+where
+    F: FnMut(Vec<Publication>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let started = Instant::now();
+    let mut report = SweepReport::default();
+    for _ in 0..max_batches {
+        let (found, ended) = svc.sweep_presence().await?;
+        let events = publications(svc, &ended).await?;
+        report.found += found;
+        report.published += events.len();
+        publish(events).await;
+        if found < PRESENCE_SWEEP_BATCH as usize || started.elapsed() >= budget {
+            break;
+        }
     }
-    Ok(Swept { found, events })
+    Ok(report)
 }
 
 fn status_of(args: &Args<'_>) -> Result<PresenceStatus> {
@@ -114,7 +142,7 @@ async fn heartbeat(
     let change = svc
         .heartbeat(&caller, &app, Heartbeat { status, chat })
         .await?;
-    let publications = publications(&svc, &change).await?;
+    let publications = publications(&svc, std::slice::from_ref(&change)).await?;
     Ok(Resolved {
         data: wire::presence(&change.after),
         publications,

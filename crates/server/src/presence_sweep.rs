@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use chat_appsync::Registry;
 use chat_domain::DomainError;
-use chat_domain::limits::PRESENCE_SWEEP_BATCH;
 
 use crate::schema::Api;
 use crate::shutdown::Shutdown;
@@ -20,20 +19,18 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
 const MAX_BATCHES: usize = 20;
 
 /// One sweep: ends the expired leases (batch after batch while batches come full, at most
-/// [`MAX_BATCHES`]) and publishes their events; how many events.
+/// [`MAX_BATCHES`]) and publishes their events to the hub; how many events.
 pub async fn sweep_once(registry: &Registry, api: &Api) -> Result<usize, DomainError> {
-    let mut published = 0;
-    for _ in 0..MAX_BATCHES {
-        let swept = chat_appsync::presence::sweep(registry.service()).await?;
-        for event in &swept.events {
-            api.hub.publish(event.mutation, event.event.clone());
+    let publish = |events: Vec<chat_appsync::Publication>| {
+        for event in events {
+            api.hub.publish(event.mutation, event.event);
         }
-        published += swept.events.len();
-        if swept.found < PRESENCE_SWEEP_BATCH as usize {
-            break;
-        }
-    }
-    Ok(published)
+        std::future::ready(())
+    };
+    let report =
+        chat_appsync::presence::sweep(registry.service(), MAX_BATCHES, Duration::MAX, publish)
+            .await?;
+    Ok(report.published)
 }
 
 /// Sweeps every [`SWEEP_EVERY`] until the server stops.

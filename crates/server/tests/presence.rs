@@ -355,3 +355,29 @@ async fn presence_is_refused_to_whoever_may_not_see_it() {
     .await;
     assert_eq!(code(&bad), "BadInput");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_ending_together_are_counted_once() {
+    let server = Server::start().await;
+    let app = server.app("Acme").await;
+    let mut customer = live(
+        &server.url,
+        &app.customer("c1"),
+        &[("av", ON_AVAILABILITY, json!({ "a": app.token }))],
+    )
+    .await;
+    for (agent, online) in [("a1", 1), ("a2", 2)] {
+        server.beat(&app, &app.agent(agent), "ONLINE", None).await;
+        assert_eq!(
+            event(&mut customer, "av", "onAvailability").await["agentsOnline"],
+            online
+        );
+    }
+    // Both leases end in one sweep: one availability event, with the count after both.
+    assert!(server.expire_all().await > 0);
+    assert_eq!(
+        event(&mut customer, "av", "onAvailability").await,
+        json!({ "agentsOnline": 0, "agentsAway": 0 })
+    );
+    nothing_arrives(&mut customer).await;
+}
