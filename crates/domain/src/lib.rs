@@ -15,6 +15,7 @@ pub mod service;
 pub mod store;
 pub mod throttle;
 pub mod unread;
+pub mod webhooks;
 
 pub use cursor::PageTokenCodec;
 pub use error::{DomainError, ErrorCode, Result};

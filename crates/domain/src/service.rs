@@ -23,6 +23,7 @@ use crate::secrets::{AppSecret, ServerKey, generate_app_token};
 use crate::store::*;
 use crate::throttle::Throttle;
 use crate::unread::{ReadReceipt, UnreadSummary};
+use crate::webhooks::{TargetPolicy, WebhookStore};
 
 /// Who is calling, as established by the edge (authorizer or dev server) from the token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +118,8 @@ pub struct ChatService {
     clock: Arc<dyn Clock>,
     search: Option<Arc<dyn SearchIndex>>,
     presence: Option<Arc<dyn PresenceStore>>,
+    webhooks: Option<Arc<dyn WebhookStore>>,
+    webhook_policy: TargetPolicy,
     typing: TypingGate,
     throttle: Throttle,
     keyring: Keyring,
@@ -173,6 +176,8 @@ impl ChatService {
             clock,
             search: None,
             presence: None,
+            webhooks: None,
+            webhook_policy: TargetPolicy::default(),
             typing: TypingGate::default(),
             throttle: Throttle::disabled(),
             keyring: Keyring::default(),
@@ -212,6 +217,22 @@ impl ChatService {
                 "ChatService built without with_presence",
             )
         })
+    }
+
+    /// The service with webhook endpoints (see [`crate::webhooks`]); `policy` says where
+    /// they may point. Without one, the webhook operations are Internal errors.
+    pub fn with_webhooks(mut self, store: Arc<dyn WebhookStore>, policy: TargetPolicy) -> Self {
+        self.webhooks = Some(store);
+        self.webhook_policy = policy;
+        self
+    }
+
+    pub(crate) fn webhooks(&self) -> Option<&Arc<dyn WebhookStore>> {
+        self.webhooks.as_ref()
+    }
+
+    pub fn webhook_policy(&self) -> TargetPolicy {
+        self.webhook_policy
     }
 
     pub(crate) fn typing_gate(&self) -> &TypingGate {
