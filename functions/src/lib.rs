@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::appsync::AppSyncLambdaAuthorizerRequest;
 use aws_lambda_events::dynamodb::Event as StreamEvent;
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use chat_appsync::lambda::{Invocation, batch_response, field_of};
+use chat_appsync::lambda::{Invocation, answer, batch_response, field_of};
 use chat_appsync::{Authenticator, Registry, ResolverError, ResolverEvent, authorizer};
 use chat_domain::{
     ChatService, ErrorCode, SearchIndex, ServerKey, SystemClock, Throttle, ThrottleConfig,
@@ -352,9 +352,10 @@ async fn warm_up_dynamodb(client: &chat_dynamodb::Client, table: &str) {
     }
 }
 
-/// Answers one invocation of the function of `field`: one event (an error fails the
-/// invocation with the error's type, as AppSync expects of a direct resolver) or a batch
-/// (every item answered, in order, failures per item). The events a write publishes go out
+/// Answers one invocation of the function of `field`: one event (the envelope that the
+/// response template turns into the value or the GraphQL error; only an internal error
+/// fails the invocation, see [`chat_appsync::lambda`]) or a batch (every item's envelope,
+/// in order). The events a write publishes go out
 /// through `publisher` before the answer (a Lambda cannot work after it answered).
 pub async fn handle_resolver(
     registry: &Registry,
@@ -363,9 +364,9 @@ pub async fn handle_resolver(
     payload: Value,
 ) -> Result<Value, Diagnostic> {
     match Invocation::parse(payload).map_err(diagnostic)? {
-        Invocation::Single(event) => resolve_one(registry, publisher, field, *event)
-            .await
-            .map_err(diagnostic),
+        Invocation::Single(event) => {
+            answer(resolve_one(registry, publisher, field, *event).await).map_err(diagnostic)
+        }
         Invocation::Batch(events) => {
             let results = futures::future::join_all(
                 events

@@ -71,7 +71,8 @@ async fn app_with_a_message(registry: &Registry) -> String {
         fixture("appsync-create-application.json", &[]),
     )
     .await
-    .unwrap();
+    .unwrap()["data"]
+        .take();
     let app = created["application"]["token"].as_str().unwrap().to_owned();
     assert!(created["secret"].as_str().unwrap().starts_with("sk_"));
     let values = [("APP", app.as_str())];
@@ -82,7 +83,8 @@ async fn app_with_a_message(registry: &Registry) -> String {
         fixture("appsync-create-chat.json", &values),
     )
     .await
-    .unwrap();
+    .unwrap()["data"]
+        .take();
     assert_eq!(chat["number"], 1);
     app
 }
@@ -94,12 +96,14 @@ async fn send_message_answers_the_message_and_a_retry_the_same_one() {
     let event = fixture("appsync-send-message.json", &[("APP", &app)]);
     let first = handle_resolver(&registry, None, "Mutation.sendMessage", event.clone())
         .await
-        .unwrap();
+        .unwrap()["data"]
+        .take();
     assert_eq!(first["number"], 1);
     assert_eq!(first["body"], "Where is order 1234?");
     let retried = handle_resolver(&registry, None, "Mutation.sendMessage", event)
         .await
-        .unwrap();
+        .unwrap()["data"]
+        .take();
     assert_eq!(retried, first, "same clientMessageId, same message");
 }
 
@@ -121,16 +125,17 @@ async fn a_publish_that_fails_does_not_fail_the_committed_write() {
     let event = fixture("appsync-send-message.json", &[("APP", &app)]);
     let sent = handle_resolver(&registry, Some(&publisher), "Mutation.sendMessage", event)
         .await
-        .unwrap();
+        .unwrap()["data"]
+        .take();
     assert_eq!(sent["number"], 1);
     assert_eq!(sent["body"], "Where is order 1234?");
 }
 
 #[tokio::test]
-async fn a_failed_single_event_fails_the_invocation_with_its_error_type() {
+async fn a_client_error_is_a_successful_invocation_that_carries_the_error() {
     let registry = registry();
     let app = app_with_a_message(&registry).await;
-    let error = handle_resolver(
+    let answer = handle_resolver(
         &registry,
         None,
         "Mutation.createApplication",
@@ -140,8 +145,10 @@ async fn a_failed_single_event_fails_the_invocation_with_its_error_type() {
         ),
     )
     .await
-    .unwrap_err();
-    assert_eq!(error.error_type, "Forbidden");
+    .expect("a client error does not fail the invocation");
+    assert_eq!(answer["errorType"], "Forbidden");
+    assert_eq!(answer["data"], Value::Null);
+    assert!(!answer["errorMessage"].as_str().unwrap().is_empty());
 }
 
 #[tokio::test]

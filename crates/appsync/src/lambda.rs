@@ -2,9 +2,16 @@
 //!
 //! A direct Lambda resolver gets one [`ResolverEvent`]; with `MaxBatchSize > 1` AppSync may
 //! send an array of them (one per parent object, for nested fields) and expects an array
-//! back, in the same order. A failed single event is a failed invocation (AppSync turns the
-//! Lambda error's `errorType`/`errorMessage` into the GraphQL error); a batch answers each
-//! item with `{data, errorType, errorMessage}`, so one failed item does not fail the others.
+//! back, in the same order.
+//!
+//! Every answer is an envelope, `{data}` or `{data: null, errorType, errorMessage,
+//! errorInfo}`, and every resolver has the response mapping template [`RESPONSE_TEMPLATE`],
+//! which raises the envelope's error with `$util.error` — AppSync's documented way to give a
+//! GraphQL error its `errorType`. A client error (Forbidden, NotFound, ...) is therefore a
+//! successful invocation, and Lambda's `Errors` metric counts only faults: an `Internal` error
+//! of a single event fails the invocation (the template answers it as `Internal`, "internal
+//! error", like the dev server), as do timeouts and crashes. In a batch every item is an
+//! envelope, so one failed item does not fail the others.
 
 use chat_domain::ErrorCode;
 use serde_json::{Value, json};
@@ -49,14 +56,45 @@ pub fn field_of(event: &ResolverEvent) -> String {
     format!("{}.{}", event.info.parent_type_name, event.info.field_name)
 }
 
-/// One answer of a batch: `data`, or `errorType` and `errorMessage` (and `data: null`).
+/// The response mapping template (VTL) of every resolver function, with no request template:
+/// AppSync still sends the direct Lambda event, and turns the answer's envelope into the
+/// field's value or its GraphQL error. A failed invocation (`$ctx.error`: an internal error,
+/// a timeout, a crash) answers what the dev server answers for an internal error, without
+/// the Lambda's own message. `errorInfo` carries `retryAfterMs` of a `Throttled` error.
+pub const RESPONSE_TEMPLATE: &str = "\
+#if($ctx.error)
+  $util.error(\"internal error\", \"Internal\")
+#end
+#if($ctx.result.errorType)
+  $util.error($ctx.result.errorMessage, $ctx.result.errorType, $null, $ctx.result.errorInfo)
+#end
+$util.toJson($ctx.result.data)
+";
+
+/// The answer of a single event: the envelope (see the module's docs), or, for an
+/// `Internal` error, the error that fails the invocation.
+pub fn answer(result: Result<Value, ResolverError>) -> Result<Value, ResolverError> {
+    match result {
+        Err(error) if error.error_type == ErrorCode::Internal.as_str() => Err(error),
+        other => Ok(envelope(other)),
+    }
+}
+
+/// One answer of a batch: the envelope, for every error.
 pub fn batch_item(result: Result<Value, ResolverError>) -> Value {
+    envelope(result)
+}
+
+/// `{data}`, or `{data: null, errorType, errorMessage, errorInfo}` with `errorInfo`
+/// `{retryAfterMs}` for a throttled request and null otherwise.
+fn envelope(result: Result<Value, ResolverError>) -> Value {
     match result {
         Ok(data) => json!({ "data": data }),
         Err(error) => json!({
             "data": null,
             "errorType": error.error_type,
             "errorMessage": error.error_message,
+            "errorInfo": error.retry_after_ms.map(|ms| json!({ "retryAfterMs": ms })),
         }),
     }
 }
@@ -120,8 +158,38 @@ mod tests {
             answer,
             json!([
                 {"data": {"number": 1}},
-                {"data": null, "errorType": "NotFound", "errorMessage": "no such chat"}
+                {"data": null, "errorType": "NotFound", "errorMessage": "no such chat", "errorInfo": null}
             ])
+        );
+    }
+
+    #[test]
+    fn a_client_error_is_a_successful_answer_and_an_internal_error_fails() {
+        let throttled = ResolverError {
+            retry_after_ms: Some(95),
+            ..ResolverError::new(ErrorCode::Throttled, "too many requests; retry after 95 ms")
+        };
+        assert_eq!(
+            answer(Err(throttled)).unwrap(),
+            json!({
+                "data": null,
+                "errorType": "Throttled",
+                "errorMessage": "too many requests; retry after 95 ms",
+                "errorInfo": {"retryAfterMs": 95}
+            })
+        );
+        for code in ErrorCode::ALL {
+            let result = answer(Err(ResolverError::new(code, "m")));
+            assert_eq!(result.is_err(), code == ErrorCode::Internal, "{code:?}");
+        }
+        assert_eq!(answer(Ok(json!(7))).unwrap(), json!({"data": 7}));
+        assert_eq!(
+            batch_item(Err(ResolverError::new(
+                ErrorCode::Internal,
+                "internal error"
+            )))["errorType"],
+            "Internal",
+            "a batch item never fails the invocation"
         );
     }
 }

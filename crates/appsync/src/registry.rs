@@ -30,9 +30,9 @@ pub type ResolverEvent = AppSyncDirectResolverEvent<Value, Value, Value>;
 pub struct ResolverError {
     pub error_type: String,
     pub error_message: String,
-    /// For `Throttled`: when a retry would be admitted. The dev server shows it as
-    /// `extensions.retryAfterMs`; AppSync has no place for it in a Lambda's error, so there
-    /// the message carries it ("retry after N ms").
+    /// For `Throttled`: when a retry would be admitted. Both runtimes show it as the
+    /// GraphQL error's `errorInfo.retryAfterMs` (on AppSync through the response template,
+    /// see [`crate::lambda`]); the dev server also as `extensions.retryAfterMs`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
 }

@@ -419,7 +419,8 @@ pub fn generated_resources(
             "TypeName": resolver.type_name,
             "FieldName": resolver.field_name,
             "Kind": "UNIT",
-            "DataSourceName": {"Fn::GetAtt": [data_source, "Name"]}
+            "DataSourceName": {"Fn::GetAtt": [data_source, "Name"]},
+            "ResponseMappingTemplate": chat_appsync::lambda::RESPONSE_TEMPLATE
         });
         if !resolver.is_root() {
             resolver_properties["MaxBatchSize"] = json!(NESTED_MAX_BATCH_SIZE);
@@ -439,7 +440,8 @@ pub fn generated_resources(
                 "Errors",
                 json!({"Ref": "ErrorAlarmThreshold"}),
                 format!(
-                    "{}: failed invocations (client errors such as Forbidden count too)",
+                    "{}: faults (internal errors, timeouts, crashes); client errors such as \
+                     Forbidden are answers, not failed invocations",
                     resolver.field
                 ),
             ),

@@ -446,3 +446,40 @@ fn the_keys_are_in_no_function_s_configuration_and_each_reads_only_its_secrets()
         assert!(!policies.contains("secretsmanager:*"), "{id}");
     }
 }
+
+#[test]
+fn every_lambda_resolver_raises_its_answer_s_error_and_only_faults_alarm() {
+    let template = template();
+    let data_sources: BTreeSet<String> = resources(&template, "AWS::AppSync::DataSource")
+        .into_iter()
+        .filter(|(_, ds)| ds["Properties"]["Type"].as_str() == Some("AWS_LAMBDA"))
+        .map(|(id, _)| id)
+        .collect();
+    let mut lambda_resolvers = 0;
+    for (id, resolver) in resources(&template, "AWS::AppSync::Resolver") {
+        let p = &resolver["Properties"];
+        let source = p["DataSourceName"]["Fn::GetAtt"][0].as_str().unwrap_or("");
+        if !data_sources.contains(source) {
+            continue;
+        }
+        lambda_resolvers += 1;
+        // No request template: AppSync sends the direct Lambda event the functions parse.
+        assert!(p["RequestMappingTemplate"].is_null(), "{id}");
+        assert!(
+            p["Runtime"].is_null() && p["Code"].is_null(),
+            "{id}: VTL, not JS"
+        );
+        assert_eq!(
+            p["ResponseMappingTemplate"].as_str(),
+            Some(chat_appsync::lambda::RESPONSE_TEMPLATE),
+            "{id}"
+        );
+    }
+    assert_eq!(lambda_resolvers, registry_fields().len());
+    let threshold = &template["Parameters"]["ErrorAlarmThreshold"];
+    assert_eq!(
+        threshold["Default"].as_u64(),
+        Some(1),
+        "the first fault alarms"
+    );
+}

@@ -235,18 +235,25 @@ pub fn to_appsync_json(response: async_graphql::Response) -> Value {
     json
 }
 
-/// Copies each error's code to a top-level `errorType`.
+/// Copies each error's code to a top-level `errorType`, and a throttled error's
+/// `retryAfterMs` to `errorInfo`, where AppSync puts it (see `chat_appsync::lambda`).
 fn add_error_types(errors: &mut [Value]) {
     for error in errors {
         let Value::Object(error) = error else {
             continue;
         };
-        let code = error
-            .get("extensions")
+        let extensions = error.get("extensions");
+        let code = extensions
             .and_then(|e| e.get("errorType").or_else(|| e.get("code")))
             .cloned();
+        let retry_after_ms = extensions.and_then(|e| e.get("retryAfterMs")).cloned();
         if let Some(code) = code {
             error.entry("errorType").or_insert(code);
+        }
+        if let Some(ms) = retry_after_ms {
+            error
+                .entry("errorInfo")
+                .or_insert_with(|| json!({ "retryAfterMs": ms }));
         }
     }
 }

@@ -2,6 +2,8 @@
 //! HTTP, with data in embedded storage.
 
 pub mod admin_guard;
+#[cfg(test)]
+mod appsync_errors;
 pub mod console;
 pub mod graphiql;
 pub mod http;

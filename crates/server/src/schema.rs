@@ -97,7 +97,7 @@ fn args_json(ctx: &ResolverContext<'_>) -> serde_json::Map<String, serde_json::V
         .collect()
 }
 
-fn graphql_error(error: ResolverError) -> async_graphql::Error {
+pub(crate) fn graphql_error(error: ResolverError) -> async_graphql::Error {
     async_graphql::Error::new(error.error_message).extend_with(|_, ext| {
         ext.set("code", error.error_type.clone());
         ext.set("errorType", error.error_type.clone());

@@ -37,6 +37,10 @@ fn assert_throttled(status: u16, retry_after: Option<String>, body: &Value, max_
     assert_eq!(error["extensions"]["code"], "Throttled", "{body}");
     assert_eq!(error["errorType"], "Throttled", "{body}");
     let hint = error["extensions"]["retryAfterMs"].as_u64().unwrap();
+    assert_eq!(
+        error["errorInfo"]["retryAfterMs"], hint,
+        "where AppSync has it: {body}"
+    );
     assert!((1..=max_ms).contains(&hint), "{hint} ms");
     let message = error["message"].as_str().unwrap();
     assert_eq!(message, format!("too many requests; retry after {hint} ms"));
