@@ -8,12 +8,14 @@
 //! - [`wire`]: domain values as the JSON of `schema.graphql`;
 //! - [`publish`]: the real-time events a committed write publishes, built by the server;
 //! - [`lambda`]: a resolver Lambda's invocation (one event or a batch) and its answer;
-//! - [`authorizer`]: the AppSync Lambda authorizer's answer.
+//! - [`authorizer`]: the AppSync Lambda authorizer's answer;
+//! - [`outcome`]: how a resolver call ended (ok, client error, fault), for metrics.
 
 pub mod args;
 pub mod auth;
 pub mod authorizer;
 pub mod lambda;
+pub mod outcome;
 pub mod presence;
 pub mod publish;
 pub mod registry;

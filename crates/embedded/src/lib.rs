@@ -317,6 +317,14 @@ impl SqliteStore {
         self.read("outbox_len", ops::outbox_len).await
     }
 
+    /// Write commands queued for the writer and not yet taken into a transaction (the one
+    /// being committed is not counted); senders wait once it reaches the queue's capacity.
+    pub fn writer_queue_depth(&self) -> usize {
+        self.queue
+            .as_ref()
+            .map_or(0, |queue| queue.max_capacity() - queue.capacity())
+    }
+
     /// Queues every message of the scope (the whole store, an application, or one chat)
     /// for indexing at its current version, in transactions of a few thousand so that
     /// writes go on meanwhile. The indexer then rebuilds the index from them; versions make

@@ -1,7 +1,8 @@
 //! HTTP: `POST /graphql` (header `Authorization`), `GET /graphql` (GraphiQL, or a WebSocket:
 //! graphql-transport-ws, or AppSync's real-time protocol when the client asks for
 //! `graphql-ws`), `GET /graphql/realtime` (AppSync's real-time protocol, where Amplify
-//! connects), `GET /health`, and the web console at `GET /` (`console.rs`).
+//! connects), `GET /health`, `GET /metrics` (Prometheus, `crate::metrics`), and the web
+//! console at `GET /` (`console.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,10 +20,12 @@ use axum::routing::get;
 use chat_appsync::Authenticator;
 use chat_domain::limits::REQUEST_BODY_MAX_BYTES;
 use chat_domain::{DomainError, ErrorCode};
+use futures::FutureExt;
 use serde_json::{Value, json};
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::admin_guard::{AdminGuard, is_admin_shaped};
+use crate::metrics::{MetricsAccess, Protocol};
 use crate::realtime::connection::{self, Timing};
 use crate::realtime::{transport_appsync, transport_ws};
 use crate::schema::Api;
@@ -41,6 +44,8 @@ pub struct AppState {
     pub graphiql: bool,
     /// Failed admin-key attempts per client address (`crate::admin_guard`).
     pub admin_guard: Arc<AdminGuard>,
+    /// Who may read `GET /metrics`.
+    pub metrics_access: MetricsAccess,
 }
 
 /// The client's address, as the listener accepted it (`into_make_service_with_connect_info`).
@@ -74,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route(transport_appsync::PATH, get(appsync_realtime).layer(cors()))
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
         .route(
             "/graphiql/page.js",
             get(|| async { crate::graphiql::script() }),
@@ -89,6 +95,86 @@ pub fn router(state: AppState) -> Router {
 
 async fn health() -> impl IntoResponse {
     axum::Json(json!({ "status": "ok" }))
+}
+
+/// `GET /metrics`: from a loopback address, or with the admin key as a bearer token, as
+/// `--metrics` says. A wrong key counts as a failed admin-key attempt.
+async fn metrics(
+    State(state): State<AppState>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<Peer>>>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(metrics) = state.api.metrics.as_ref() else {
+        return (
+            StatusCode::NOT_FOUND,
+            "metrics are off (chat-server --metrics)\n",
+        )
+            .into_response();
+    };
+    let peer = peer.map(|axum::Extension(axum::extract::ConnectInfo(Peer(addr)))| addr.ip());
+    match state.metrics_access {
+        MetricsAccess::Off => {
+            return (
+                StatusCode::NOT_FOUND,
+                "metrics are off (chat-server --metrics)\n",
+            )
+                .into_response();
+        }
+        MetricsAccess::Loopback => {
+            if !peer.is_some_and(|ip| ip.is_loopback()) {
+                return (
+                    StatusCode::FORBIDDEN,
+                    "metrics are served to loopback clients only (chat-server --metrics admin-key serves them to the admin key)\n",
+                )
+                    .into_response();
+            }
+        }
+        MetricsAccess::AdminKey => {
+            let bearer = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().strip_prefix("Bearer "))
+                .filter(|token| is_admin_shaped(token));
+            let refused = |status, message: &str| {
+                let mut answer = (status, format!("{message}\n")).into_response();
+                answer
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                answer
+            };
+            let Some(bearer) = bearer else {
+                return refused(
+                    StatusCode::UNAUTHORIZED,
+                    "metrics need Authorization: Bearer <admin key>",
+                );
+            };
+            if let Some(ip) = peer
+                && state.admin_guard.check(ip).is_err()
+            {
+                return refused(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many failed admin key attempts from this address",
+                );
+            }
+            if !matches!(
+                state.auth.authenticate(Some(bearer)).await,
+                Ok(chat_domain::Caller::Admin)
+            ) {
+                if let Some(ip) = peer {
+                    state.admin_guard.failed(ip);
+                }
+                return refused(StatusCode::UNAUTHORIZED, "not the admin key");
+            }
+        }
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        metrics.render(&state.api.groups).await,
+    )
+        .into_response()
 }
 
 /// Web apps call the API from their own origin (AppSync answers CORS the same way). Tokens
@@ -136,6 +222,8 @@ async fn graphiql_or_websocket(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     websocket_limits(upgrade.protocols([transport_ws::PROTOCOL])).on_upgrade(move |socket| {
+        let open =
+            (state.api.metrics.as_ref()).map(|m| m.connection_opened(Protocol::GraphqlTransportWs));
         transport_ws::serve(
             socket,
             state.api,
@@ -147,6 +235,7 @@ async fn graphiql_or_websocket(
             },
             state.shutdown,
         )
+        .map(move |()| drop(open))
     })
 }
 
@@ -178,6 +267,7 @@ fn appsync_upgrade(
             .map(String::as_str),
     );
     websocket_limits(upgrade.protocols([transport_appsync::PROTOCOL])).on_upgrade(move |socket| {
+        let open = (state.api.metrics.as_ref()).map(|m| m.connection_opened(Protocol::AppSync));
         transport_appsync::serve(
             socket,
             state.api,
@@ -189,6 +279,7 @@ fn appsync_upgrade(
             },
             state.shutdown,
         )
+        .map(move |()| drop(open))
     })
 }
 
@@ -258,6 +349,14 @@ fn add_error_types(errors: &mut [Value]) {
     }
 }
 
+/// [`error_response`] for a GraphQL request refused before execution, counted as such.
+fn refused(state: &AppState, status: StatusCode, code: ErrorCode, message: &str) -> Response {
+    if let Some(metrics) = &state.api.metrics {
+        metrics.refused(code.as_str());
+    }
+    error_response(status, code, message)
+}
+
 /// A response in GraphQL's shape for requests that never reach execution.
 fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> Response {
     let body = json!({
@@ -282,14 +381,16 @@ async fn graphql(
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error_response(
+            return refused(
+                &state,
                 StatusCode::PAYLOAD_TOO_LARGE,
                 ErrorCode::BadInput,
                 &format!("the request body is over {REQUEST_BODY_MAX_BYTES} bytes"),
             );
         }
         Err(rejection) => {
-            return error_response(
+            return refused(
+                &state,
                 StatusCode::BAD_REQUEST,
                 ErrorCode::BadInput,
                 &format!(
@@ -303,7 +404,8 @@ async fn graphql(
         None => None,
         Some(Ok(value)) => Some(value),
         Some(Err(_)) => {
-            return error_response(
+            return refused(
+                &state,
                 StatusCode::UNAUTHORIZED,
                 ErrorCode::Unauthorized,
                 "the Authorization header is not valid text",
@@ -317,7 +419,8 @@ async fn graphql(
     if let Some(ip) = admin_attempt
         && let Err(wait) = state.admin_guard.check(ip)
     {
-        let mut answer = error_response(
+        let mut answer = refused(
+            &state,
             StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Throttled,
             &format!(
@@ -337,14 +440,20 @@ async fn graphql(
             if let Some(ip) = admin_attempt {
                 state.admin_guard.failed(ip);
             }
-            return error_response(
+            return refused(
+                &state,
                 StatusCode::UNAUTHORIZED,
                 ErrorCode::Unauthorized,
                 &error.to_string(),
             );
         }
         Err(error) => {
-            return error_response(StatusCode::BAD_REQUEST, error.code(), &error.to_string());
+            return refused(
+                &state,
+                StatusCode::BAD_REQUEST,
+                error.code(),
+                &error.to_string(),
+            );
         }
     };
     let request: async_graphql::Request = match serde_json::from_slice(&body) {
@@ -355,7 +464,12 @@ async fn graphql(
             } else {
                 format!("the body must be a JSON GraphQL request: {error}")
             };
-            return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadInput, &message);
+            return refused(
+                &state,
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadInput,
+                &message,
+            );
         }
     };
     let response = state.api.execute(request, caller).await;

@@ -8,6 +8,7 @@ pub mod console;
 pub mod graphiql;
 pub mod http;
 pub mod keys;
+pub mod metrics;
 pub mod presence_sweep;
 pub mod query_limits;
 pub mod query_nesting;

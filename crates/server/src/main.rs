@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chat_appsync::{Authenticator, Registry};
 use chat_domain::{ChatService, ChatStore, Role, ServerKey, SystemClock, Throttle, ThrottleConfig};
 use chat_embedded::SqliteStore;
+use chat_server::metrics::MetricsAccess;
 use chat_server::shutdown::Shutdown;
 use chat_server::{console, http, keys, schema, search, tls};
 use clap::{Parser, Subcommand};
@@ -105,6 +106,12 @@ struct ServeArgs {
     #[arg(long, env = "CHAT_GRAPHIQL", value_name = "BOOL",
           action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     graphiql: Option<bool>,
+    /// Prometheus metrics at GET /metrics: for clients on a loopback address (`loopback`),
+    /// for `Authorization: Bearer <admin key>` from anywhere (`admin-key`), or not at all,
+    /// nothing recorded (`off`). docs/metrics.md lists them.
+    #[arg(long, env = "CHAT_METRICS", value_enum, value_name = "ACCESS",
+          default_value_t = MetricsAccess::Loopback)]
+    metrics: MetricsAccess,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -342,17 +349,17 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         OpenedStore::Embedded(_) => Arc::new(chat_embedded::MemoryPresence::new()),
         OpenedStore::Dynamodb(store) => Arc::new(store.clone()),
     };
-    let (store, search): (Arc<dyn ChatStore>, _) = match store {
+    let (store, search, embedded): (Arc<dyn ChatStore>, _, _) = match store {
         OpenedStore::Embedded(store) => {
             let store = Arc::new(store);
             let search_dir = (!args.memory).then(|| args.data_dir.join("search"));
             let search = search::Search::start(store.clone(), search_dir.as_deref()).await?;
-            (store, Some(search))
+            (store.clone(), Some(search), Some(store))
         }
         OpenedStore::Dynamodb(store) => {
             // Indexing DynamoDB's stream is the stream indexer's job (a Lambda on AWS).
             tracing::warn!("search is off with --store dynamodb");
-            (Arc::new(store), None)
+            (Arc::new(store), None, None)
         }
     };
     let mut service = ChatService::new(store, server_key.clone(), Arc::new(SystemClock));
@@ -372,9 +379,13 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         registry.clone(),
         schema::SchemaOptions {
             introspection: args.introspection && !args.no_introspection,
+            metrics: args.metrics != MetricsAccess::Off,
         },
     )
     .map_err(|e| e.to_string())?;
+    if let (Some(metrics), Some(store)) = (&api.metrics, embedded) {
+        metrics.watch_store(store);
+    }
     let shutdown = Shutdown::default();
     chat_server::presence_sweep::spawn(registry, api.clone(), shutdown.clone());
     let graphiql = args.graphiql.unwrap_or(args.listen.ip().is_loopback());
@@ -385,6 +396,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         authority_recheck: chat_server::realtime::authority::AUTHORITY_RECHECK,
         graphiql,
         admin_guard: Default::default(),
+        metrics_access: args.metrics,
     })
     .layer(axum::Extension(console_policy));
 

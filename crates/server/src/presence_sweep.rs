@@ -29,8 +29,16 @@ pub async fn sweep_once(registry: &Registry, api: &Api) -> Result<usize, DomainE
     };
     let report =
         chat_appsync::presence::sweep(registry.service(), MAX_BATCHES, Duration::MAX, publish)
-            .await?;
-    Ok(report.published)
+            .await;
+    if let Some(metrics) = &api.metrics {
+        metrics.presence_swept(
+            report
+                .as_ref()
+                .map(|r| (r.found, r.published))
+                .map_err(|_| ()),
+        );
+    }
+    Ok(report?.published)
 }
 
 /// Sweeps every [`SWEEP_EVERY`] until the server stops.

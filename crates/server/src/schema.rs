@@ -6,6 +6,7 @@
 //! resolver. No field is wired by hand here.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_graphql::dynamic::{
     Enum, Field, FieldFuture, FieldValue, InputObject, InputValue, Object, ResolverContext, Scalar,
@@ -16,6 +17,7 @@ use async_graphql_parser::types::{BaseType, ConstDirective, Type, TypeKind, Type
 use chat_appsync::Registry;
 use chat_appsync::ResolverError;
 use chat_appsync::auth::resolver_context;
+use chat_appsync::outcome::Outcome;
 use chat_appsync::registry::event_for;
 use chat_domain::Caller;
 use chat_domain::limits::{
@@ -23,6 +25,7 @@ use chat_domain::limits::{
 };
 use futures::StreamExt;
 
+use crate::metrics::{Metrics, OperationMetrics};
 use crate::query_limits::QueryLimits;
 use crate::realtime::groups::{Admission, GroupFeed};
 use crate::realtime::hub::{Event, Registration};
@@ -109,13 +112,21 @@ pub(crate) fn graphql_error(error: ResolverError) -> async_graphql::Error {
 
 /// Resolves a field through the registry, with the parent object as `source`. The events
 /// the resolver's write publishes (built by the server, whole) are logged and published
-/// once the request completes: what the caller selected plays no part in them.
-fn registry_field(registry: Arc<Registry>, parent: String, field: String, ty: TypeRef) -> Field {
+/// once the request completes: what the caller selected plays no part in them. A root
+/// field counts its calls in `metrics`.
+fn registry_field(
+    registry: Arc<Registry>,
+    parent: String,
+    field: String,
+    ty: TypeRef,
+    metrics: Option<Arc<OperationMetrics>>,
+) -> Field {
     let name = field.clone();
     Field::new(name, ty, move |ctx: ResolverContext<'_>| {
         let registry = registry.clone();
         let parent = parent.clone();
         let field = field.clone();
+        let metrics = metrics.clone();
         FieldFuture::new(async move {
             let caller = ctx
                 .data_opt::<Caller>()
@@ -124,7 +135,12 @@ fn registry_field(registry: Arc<Registry>, parent: String, field: String, ty: Ty
             let args = serde_json::Value::Object(args_json(&ctx));
             let mut event = event_for(&parent, &field, args, resolver_context(&caller));
             event.source = ctx.parent_value.as_value().map(to_json);
-            let resolved = registry.resolve(event).await.map_err(graphql_error)?;
+            let started = metrics.as_ref().map(|_| Instant::now());
+            let resolved = registry.resolve(event).await;
+            if let (Some(metrics), Some(started)) = (&metrics, started) {
+                metrics.record(Outcome::of(&resolved), started.elapsed());
+            }
+            let resolved = resolved.map_err(graphql_error)?;
             if !resolved.publications.is_empty()
                 && let Some(log) = ctx.data_opt::<PublicationLog>()
             {
@@ -250,16 +266,19 @@ fn hub_events<'a>(
 /// ([`Admission`]: authorize this caller, record the arguments, stream nothing) and a
 /// group's shared execution ([`GroupFeed`]: every member was admitted; take the hub
 /// registration the group made and stream it). Without either, the field authorizes and
-/// registers itself.
+/// registers itself. Each admission counts in `metrics` (a group's shared execution does
+/// not: its members were counted when admitted).
 fn subscription_field(
     registry: Arc<Registry>,
     hub: Arc<Hub>,
     field: String,
     ty: TypeRef,
+    metrics: Option<Arc<OperationMetrics>>,
 ) -> SubscriptionField {
     let name = field.clone();
     SubscriptionField::new(name, ty, move |ctx: ResolverContext<'_>| {
         let (registry, hub, field) = (registry.clone(), hub.clone(), field.clone());
+        let metrics = metrics.clone();
         SubscriptionFieldFuture::new(async move {
             let args = args_json(&ctx);
             let signals = ctx.data_opt::<ConnectionSignals>().cloned();
@@ -273,7 +292,16 @@ fn subscription_field(
                 .data_opt::<Caller>()
                 .cloned()
                 .unwrap_or(Caller::Anonymous);
-            authorize_subscription(&registry, &caller, &field, &args).await?;
+            let started = metrics.as_ref().map(|_| Instant::now());
+            let authorized = authorize_subscription(&registry, &caller, &field, &args).await;
+            if let (Some(metrics), Some(started)) = (&metrics, started) {
+                let outcome = match &authorized {
+                    Ok(()) => Outcome::Ok,
+                    Err(error) => Outcome::of_error_type(&error_type(error)),
+                };
+                metrics.record(outcome, started.elapsed());
+            }
+            authorized?;
             if let Some(admission) = ctx.data_opt::<Arc<Admission>>() {
                 admission.record(field, args);
                 let nothing: FieldStream<'_> = futures::stream::empty().boxed();
@@ -283,6 +311,14 @@ fn subscription_field(
             Ok(hub_events(registration, queue, signals))
         })
     })
+}
+
+/// The `errorType` an error was given by [`graphql_error`].
+fn error_type(error: &async_graphql::Error) -> String {
+    match error.extensions.as_ref().and_then(|e| e.get("errorType")) {
+        Some(Value::String(error_type)) => error_type.clone(),
+        _ => chat_domain::ErrorCode::Internal.as_str().to_owned(),
+    }
 }
 
 /// The mutations listed by `@aws_subscribe(mutations: [...])`, if the directive is there.
@@ -324,6 +360,8 @@ pub struct Api {
     pub schema: Schema,
     pub hub: Arc<Hub>,
     pub groups: Arc<Groups>,
+    /// What `GET /metrics` shows; `None` when metrics are off.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl std::fmt::Debug for Api {
@@ -345,12 +383,15 @@ pub struct SchemaOptions {
     /// Answer `__schema` / `__type` (GraphiQL and code generators need it; production can
     /// turn it off, as AppSync's `IntrospectionConfig: DISABLED` does).
     pub introspection: bool,
+    /// Count requests per operation ([`crate::metrics`]).
+    pub metrics: bool,
 }
 
 impl Default for SchemaOptions {
     fn default() -> Self {
         SchemaOptions {
             introspection: true,
+            metrics: true,
         }
     }
 }
@@ -431,6 +472,7 @@ fn build_from_with(
     let document = async_graphql_parser::parse_schema(format!("{APPSYNC_PRELUDE}\n{sdl}"))?;
     let specs = subscription_specs(&document)?;
     let hub = Hub::new(&specs);
+    let mut metrics = options.metrics.then(|| Metrics::new([]));
     let mut has_mutation = false;
     let mut has_subscription = false;
     let mut schema_fields = Vec::new();
@@ -472,6 +514,7 @@ fn build_from_with(
                             let f = &f.node;
                             let field_name = f.name.node.to_string();
                             let key = format!("Subscription.{field_name}");
+                            let operation = metrics.as_mut().map(|m| m.add_operation(&key));
                             if registry.has(&key) {
                                 schema_fields.push(key);
                             }
@@ -480,6 +523,7 @@ fn build_from_with(
                                 hub.clone(),
                                 field_name,
                                 type_ref(&f.ty.node),
+                                operation,
                             );
                             for arg in &f.arguments {
                                 let arg = &arg.node;
@@ -503,8 +547,18 @@ fn build_from_with(
                     let key = format!("{type_name}.{field_name}");
                     let ty = type_ref(&f.ty.node);
                     let mut field = if registry.has(&key) {
+                        let operation = metrics
+                            .as_mut()
+                            .filter(|_| root)
+                            .map(|m| m.add_operation(&key));
                         schema_fields.push(key);
-                        registry_field(registry.clone(), type_name.clone(), field_name, ty)
+                        registry_field(
+                            registry.clone(),
+                            type_name.clone(),
+                            field_name,
+                            ty,
+                            operation,
+                        )
                     } else if is_iam_only(&f.directives) {
                         iam_only_field(type_name.clone(), field_name, ty)
                     } else if root {
@@ -570,6 +624,7 @@ fn build_from_with(
         schema: builder.finish()?,
         groups: Groups::new(hub.clone(), per_caller),
         hub,
+        metrics: metrics.map(Arc::new),
     })
 }
 

@@ -151,7 +151,7 @@ impl Api {
     pub async fn execute(&self, request: Request, caller: Caller) -> Response {
         // Before anything parses the document (see `query_nesting`).
         if let Err(error) = crate::query_nesting::check(&request.query) {
-            return Response::from_errors(vec![error]);
+            return self.counted(Response::from_errors(vec![error]));
         }
         let log = PublicationLog::default();
         let response = self
@@ -160,6 +160,22 @@ impl Api {
             .await;
         for publication in log.take() {
             self.hub.publish(publication.mutation, publication.event);
+        }
+        self.counted(response)
+    }
+
+    /// Counts the errors of a response that came from no field (a document that does not
+    /// parse, validate or pass the limits): the fields count their own.
+    fn counted(&self, response: Response) -> Response {
+        if let Some(metrics) = &self.metrics {
+            for error in response.errors.iter().filter(|e| e.path.is_empty()) {
+                let code = error.extensions.as_ref().and_then(|e| e.get("code"));
+                match code {
+                    Some(async_graphql::Value::String(code)) => metrics.refused(code),
+                    // async-graphql's own parse and validation errors (`http::with_codes`).
+                    _ => metrics.refused(chat_domain::ErrorCode::BadInput.as_str()),
+                }
+            }
         }
         response
     }

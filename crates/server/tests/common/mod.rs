@@ -257,6 +257,7 @@ pub async fn serve_in_process(
         authority_recheck,
         graphiql: false,
         admin_guard: Default::default(),
+        metrics_access: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
