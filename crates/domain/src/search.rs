@@ -1,15 +1,28 @@
 //! Search: the [`SearchIndex`] port, the query and its matching rules, and the change
 //! records the indexer turns into index operations.
 //!
-//! # Matching (the same on every index)
-//! A body and a query are split into words at every character that is not alphanumeric;
-//! words are lowercased and folded to ASCII where a folding exists (Lucene's
-//! `ASCIIFoldingFilter`: "Café" -> "cafe", "Straße" -> "strasse"). A message matches when
-//! **every** query word matches one of its words:
-//! - a query word of 3 or more characters matches any word that contains it ("fund" finds
-//!   "Refunded");
-//! - a query word of 1 or 2 characters matches only an equal word ("no" finds "no", not
-//!   "know").
+//! # Normalization (the same on every index)
+//! A body and a query are first put in Unicode NFKC ([`normalize`]): half-width katakana
+//! become full width ("ｶﾀｶﾅ" -> "カタカナ"), full-width Latin and digits become ASCII
+//! ("ＡＢＣ１２３" -> "ABC123"), compatibility characters their plain form ("ﬁ" -> "fi",
+//! "①" -> "1"). Hiragana and katakana stay distinct (NFKC keeps them apart, and so do the
+//! indexes: see docs/search.md for why).
+//!
+//! # Words
+//! The normalized text is split into words ([`words`]): a run of CJK characters (Han,
+//! kana, Hangul, see [`is_cjk`]) is one [`WordKind::Cjk`] word; a run of other letters and
+//! digits (`char::is_alphanumeric`) is one [`WordKind::Latin`] word; everything else
+//! separates. So "注文番号4471の返金" is "注文番号", "4471", "の返金". Latin words are
+//! lowercased and folded to ASCII where a folding exists (Lucene's `ASCIIFoldingFilter`:
+//! "Café" -> "cafe", "Straße" -> "strasse"). A message matches when **every** query word
+//! matches one of its words:
+//! - a Latin query word of 3 or more characters matches any Latin word that contains it
+//!   ("fund" finds "Refunded");
+//! - a Latin query word of 1 or 2 characters matches only an equal word ("no" finds "no",
+//!   not "know");
+//! - a CJK query word of any length matches any CJK word that contains it ("注文" finds
+//!   "ご注文番号"; "金" finds "返金"): these scripts have no spaces between words, and their
+//!   most common words are one or two characters long.
 //!
 //! (OpenSearch indexes n-grams of at most [`crate::limits::SEARCH_GRAM_MAX_CHARS`]
 //! characters, so there a query word longer than that matches when all its windows of that
@@ -20,8 +33,12 @@
 //! never from corpus statistics, so it is the same on both indexes and stays put while the
 //! index grows (which keeps cursor paging exact). Per query word: [`WHOLE_WORD_SCORE`] if
 //! it is a whole word of the message, plus [`PREFIX_SCORE`] if a word of the message starts
-//! with it (a whole word of 3..=20 characters does too). So for "fund": "fund" scores 3,
-//! "funds" 1, "refund" 0. Ties: higher message number first (numbers grow with time).
+//! with it and it has at most [`crate::limits::SEARCH_GRAM_MAX_CHARS`] characters (a whole
+//! word does too; a Latin word needs 3). So for "fund": "fund" scores 3, "funds" 1,
+//! "refund" 0; for "注文": "注文" 3, "注文番号" 1, "ご注文" 0. A CJK word is a run between
+//! punctuation, spaces, digits or Latin letters: a Korean word (with its particle), often
+//! a short Japanese or Chinese phrase. Ties: higher message number first (numbers grow
+//! with time).
 //!
 //! # Versions
 //! Every change of a message carries a version that grows with each change (the store keeps
@@ -30,8 +47,11 @@
 //! newer one and a re-delivered change is a no-op (reported as [`Applied::Stale`]). Deleting indexes a tombstone (no searchable
 //! text) with its version, so a late INSERT cannot bring a deleted message back.
 
+use std::borrow::Cow;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
 
 use crate::error::{DomainError, Result};
 use crate::limits::{SEARCH_QUERY_MAX_CHARS, SEARCH_QUERY_MAX_WORDS};
@@ -49,6 +69,8 @@ pub const SEARCH_GRAM_MIN_CHARS: usize = 3;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchQuery {
     text: String,
+    /// `text` in NFKC, which the words are cut from.
+    normalized: String,
 }
 
 impl SearchQuery {
@@ -67,8 +89,9 @@ impl SearchQuery {
         }
         let query = SearchQuery {
             text: text.to_owned(),
+            normalized: normalize(text).into_owned(),
         };
-        let words = query.raw_words();
+        let words = query.words();
         if words.is_empty() {
             return Err(DomainError::bad_input(
                 "query must contain at least one letter or digit",
@@ -87,24 +110,132 @@ impl SearchQuery {
         &self.text
     }
 
-    /// The distinct words before case and accent folding (the index folds them with the
-    /// same filter as the bodies), in order of first appearance.
-    pub fn raw_words(&self) -> Vec<&str> {
-        let mut words: Vec<&str> = Vec::new();
-        for word in split_words(&self.text) {
-            if !words.contains(&word) {
-                words.push(word);
+    /// The distinct words of the normalized query, before case and accent folding (each
+    /// index folds them with the same filter as the bodies), in order of first appearance.
+    pub fn words(&self) -> Vec<Word<'_>> {
+        let mut found: Vec<Word<'_>> = Vec::new();
+        for word in words(&self.normalized) {
+            if !found
+                .iter()
+                .any(|w| w.text == word.text && w.kind == word.kind)
+            {
+                found.push(word);
             }
         }
-        words
+        found
     }
 }
 
-/// Splits text into words at every character that is not alphanumeric. Both indexes use
-/// this rule (OpenSearch: the pattern tokenizer `[^\p{L}\p{N}]+`).
-pub fn split_words(text: &str) -> impl Iterator<Item = &str> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
+/// Unicode NFKC: what every index sees of a body or a query (borrowed when the text is
+/// already normalized, as most text is).
+pub fn normalize(text: &str) -> Cow<'_, str> {
+    match is_nfkc_quick(text.chars()) {
+        IsNormalized::Yes => Cow::Borrowed(text),
+        _ => Cow::Owned(text.nfkc().collect()),
+    }
+}
+
+/// The code points that make CJK words, inclusive ranges in order: Hangul jamo, CJK
+/// radicals, ideographic iteration and number marks (々〆〇), Hiragana, Katakana (not the
+/// middle dot ・, which separates), Bopomofo, Hangul compatibility jamo, CJK ideographs
+/// (unified, extensions A to H, compatibility), Hangul syllables, kana supplements. Both
+/// indexes use this one table (OpenSearch: a regex class built from it).
+pub const CJK_RANGES: &[(char, char)] = &[
+    ('\u{1100}', '\u{11FF}'),
+    ('\u{2E80}', '\u{2FDF}'),
+    ('\u{3005}', '\u{3007}'),
+    ('\u{3021}', '\u{3029}'),
+    ('\u{3031}', '\u{3035}'),
+    ('\u{3038}', '\u{303C}'),
+    ('\u{3041}', '\u{3096}'),
+    ('\u{3099}', '\u{309F}'),
+    ('\u{30A1}', '\u{30FA}'),
+    ('\u{30FC}', '\u{30FF}'),
+    ('\u{3105}', '\u{312F}'),
+    ('\u{3131}', '\u{318E}'),
+    ('\u{31A0}', '\u{31BF}'),
+    ('\u{31F0}', '\u{31FF}'),
+    ('\u{3400}', '\u{4DBF}'),
+    ('\u{4E00}', '\u{9FFF}'),
+    ('\u{A960}', '\u{A97F}'),
+    ('\u{AC00}', '\u{D7A3}'),
+    ('\u{D7B0}', '\u{D7FF}'),
+    ('\u{F900}', '\u{FAFF}'),
+    ('\u{1B000}', '\u{1B16F}'),
+    ('\u{20000}', '\u{2FFFD}'),
+    ('\u{30000}', '\u{323AF}'),
+];
+
+/// Whether `c` belongs to CJK words ([`CJK_RANGES`]).
+pub fn is_cjk(c: char) -> bool {
+    CJK_RANGES
+        .binary_search_by(|&(low, high)| {
+            if high < c {
+                std::cmp::Ordering::Less
+            } else if low > c {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+        .is_ok()
+}
+
+/// The two kinds of words, matched by different rules (module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WordKind {
+    /// A run of [`is_cjk`] characters.
+    Cjk,
+    /// A run of other letters and digits.
+    Latin,
+}
+
+/// A word of a text and its kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Word<'a> {
+    pub text: &'a str,
+    pub kind: WordKind,
+    /// Where the word starts in the text, in bytes.
+    pub offset: usize,
+}
+
+fn kind_of(c: char) -> Option<WordKind> {
+    if is_cjk(c) {
+        Some(WordKind::Cjk)
+    } else if c.is_alphanumeric() {
+        Some(WordKind::Latin)
+    } else {
+        None
+    }
+}
+
+/// Splits (normalized) text into words: runs of CJK characters, and runs of other letters
+/// and digits; everything else separates. Both indexes use this rule (OpenSearch: pattern
+/// tokenizers built from [`CJK_RANGES`] and `[\p{IsAlphabetic}\p{N}]`, the properties
+/// behind `char::is_alphanumeric`).
+pub fn words(text: &str) -> impl Iterator<Item = Word<'_>> {
+    let mut rest = text.char_indices().peekable();
+    std::iter::from_fn(move || {
+        let (start, kind) = loop {
+            let (i, c) = rest.next()?;
+            if let Some(kind) = kind_of(c) {
+                break (i, kind);
+            }
+        };
+        let mut end = text.len();
+        while let Some(&(i, c)) = rest.peek() {
+            if kind_of(c) != Some(kind) {
+                end = i;
+                break;
+            }
+            rest.next();
+        }
+        Some(Word {
+            text: &text[start..end],
+            kind,
+            offset: start,
+        })
+    })
 }
 
 /// A message's document id in every index: `app/chat/number`. App tokens are
@@ -420,10 +551,77 @@ mod tests {
             .collect::<Vec<_>>()
             .join(" ");
         assert!(SearchQuery::parse(&many).is_err());
+        let texts = |q: &str| -> Vec<String> {
+            SearchQuery::parse(q)
+                .unwrap()
+                .words()
+                .iter()
+                .map(|w| w.text.to_owned())
+                .collect()
+        };
+        assert_eq!(texts("Café, café! no-no"), ["Café", "café", "no"]);
+    }
+
+    #[test]
+    fn text_is_normalized_nfkc() {
+        assert_eq!(normalize("ｶﾀｶﾅ ｶﾞｲﾄﾞ"), "カタカナ ガイド");
+        assert_eq!(normalize("ＡＢＣ１２３"), "ABC123");
+        assert_eq!(normalize("ﬁle ①"), "file 1");
+        assert!(matches!(normalize("plain café 注文"), Cow::Borrowed(_)));
+        // Hiragana and katakana stay apart.
+        assert_eq!(normalize("りんご リンゴ"), "りんご リンゴ");
+    }
+
+    #[test]
+    fn words_are_runs_of_one_script_kind() {
+        let split = |t: &str| -> Vec<(String, WordKind)> {
+            words(t).map(|w| (w.text.to_owned(), w.kind)).collect()
+        };
+        use WordKind::{Cjk, Latin};
         assert_eq!(
-            SearchQuery::parse("Café, café! no-no").unwrap().raw_words(),
-            vec!["Café", "café", "no"]
+            split("注文番号4471の返金をお願いします。"),
+            [
+                ("注文番号".into(), Cjk),
+                ("4471".into(), Latin),
+                ("の返金をお願いします".into(), Cjk)
+            ]
         );
+        assert_eq!(
+            split("환불을 요청합니다 ok?"),
+            [
+                ("환불을".into(), Cjk),
+                ("요청합니다".into(), Cjk),
+                ("ok".into(), Latin)
+            ]
+        );
+        assert_eq!(
+            split("コーヒー・ミルク 々"),
+            [
+                ("コーヒー".into(), Cjk),
+                ("ミルク".into(), Cjk),
+                ("々".into(), Cjk)
+            ]
+        );
+        assert_eq!(
+            split("Straße 🎉🎉 ok"),
+            [("Straße".into(), Latin), ("ok".into(), Latin)]
+        );
+        let q = SearchQuery::parse("ｶｰﾄﾞ 注文4471").unwrap();
+        let found: Vec<(&str, WordKind)> = q.words().iter().map(|w| (w.text, w.kind)).collect();
+        assert_eq!(found, [("カード", Cjk), ("注文", Cjk), ("4471", Latin)]);
+    }
+
+    #[test]
+    fn the_cjk_table_is_sorted_and_disjoint() {
+        for pair in CJK_RANGES.windows(2) {
+            assert!(pair[0].0 <= pair[0].1 && pair[0].1 < pair[1].0, "{pair:?}");
+        }
+        for c in ['注', '文', 'の', 'カ', 'ー', '환', '々', '\u{20B9F}'] {
+            assert!(is_cjk(c), "{c}");
+        }
+        for c in ['a', '4', '・', '。', 'ก', '🎉', '　'] {
+            assert!(!is_cjk(c), "{c}");
+        }
     }
 
     fn message(deleted: bool) -> Message {

@@ -1,120 +1,190 @@
 //! Every request body this crate sends, built in one place and held against golden JSON
-//! (`tests/golden/*.json`): the index settings and mapping, bulk lines, the search query.
+//! (`tests/golden/*.json`): the index settings and mapping (and the index template that
+//! carries them), alias changes, reindexing, bulk lines, the search query.
 //!
 //! The mapping carries `chat_domain::search`'s rules:
 //! - identifiers (`app`, `chat` = `app/chat`, `sender`) are `keyword`, and every filter is
 //!   a `term` on a keyword: a `match` on an analyzed token would split it and match
 //!   strangers' documents;
-//! - `body` is analyzed by `chat_words` (split at every non-letter/digit, `lowercase`,
-//!   `asciifolding`: the same folding table as tantivy's `AsciiFoldingFilter`) for whole
-//!   words, with two subfields: `body.grams` (n-grams of 3..=20 characters, and the word
-//!   itself, so a 1–2-character word is its own term) and `body.prefixes` (edge n-grams of
-//!   3..=20);
-//! - query words are analyzed with `chat_query_grams`: a folded word of up to 20 characters
-//!   is one term; a longer one becomes its windows of 20 (the `condition` filter), all of
-//!   which must match, as `chat_domain::search::query_terms` says;
+//! - the indexer sends the body in NFKC (`chat_domain::search::normalize`, the same code
+//!   that tantivy's analyzer runs), so no normalization plugin is needed;
+//! - words are cut as `chat_domain::search::words` does, by two `pattern` tokenizers that
+//!   emit their matches (`group: 0`): `chat_latin_words` = runs of
+//!   `[\p{IsAlphabetic}\p{N}]` (the properties of Rust's `char::is_alphanumeric`) minus
+//!   the CJK class, `chat_cjk_words` = runs of the CJK class, both built from
+//!   `chat_domain::search::CJK_RANGES`; then `lowercase` and `asciifolding` (the same
+//!   folding table as tantivy's `AsciiFoldingFilter`);
+//! - Latin words: `body` (whole words), `body.grams` (n-grams of 3..=20 characters, and the
+//!   word itself, so a 1–2-character word is its own term) and `body.prefixes` (edge
+//!   n-grams of 3..=20);
+//! - CJK words: `body.cjk_words` (whole words), `body.cjk` (n-grams of 1..=20: any
+//!   substring of up to 20 characters is a term) and `body.cjk_prefixes` (edge n-grams of
+//!   1..=20);
+//! - query words are analyzed with `chat_query_grams` / `chat_cjk_query_grams`: a folded
+//!   word of up to 20 characters is one term; a longer one becomes its windows of 20 (the
+//!   `condition` filter), all of which must match;
 //! - scores are `constant_score` boosts (2 whole word, 1 word start), never BM25, so they
 //!   equal tantivy's and stay put for `search_after` paging;
 //! - documents are routed by chat (`routing` = `app/chat`): a chat lives in one shard and a
 //!   search asks only that shard.
 
 use chat_domain::limits::SEARCH_GRAM_MAX_CHARS;
-use chat_domain::search::{PREFIX_SCORE, SEARCH_GRAM_MIN_CHARS, WHOLE_WORD_SCORE};
+use chat_domain::search::{
+    CJK_RANGES, PREFIX_SCORE, SEARCH_GRAM_MIN_CHARS, WHOLE_WORD_SCORE, WordKind, normalize,
+};
 use chat_domain::{IndexOp, SearchRequest, chat_key};
 use serde_json::{Value, json};
 
-/// The index settings and mapping, for `PUT /<index>`.
-pub fn create_index(shards: u32, replicas: u32, refresh_interval: &str) -> Value {
-    let words = json!(["lowercase", "asciifolding"]);
+/// The CJK characters as a Java regex class body (`\x{3041}-\x{3096}...`).
+fn cjk_class() -> String {
+    CJK_RANGES
+        .iter()
+        .map(|&(low, high)| format!("\\x{{{:X}}}-\\x{{{:X}}}", low as u32, high as u32))
+        .collect()
+}
+
+/// The index settings (shards, replicas, refresh) and the analysis settings.
+fn settings(shards: u32, replicas: u32, refresh_interval: &str) -> Value {
+    let cjk = cjk_class();
+    let fold = |extra: &str| -> Value {
+        let mut filters = vec![json!("lowercase"), json!("asciifolding")];
+        if !extra.is_empty() {
+            filters.push(json!(extra));
+        }
+        Value::Array(filters)
+    };
     json!({
-        "settings": {
-            "index": {
-                "number_of_shards": shards,
-                "number_of_replicas": replicas,
-                "refresh_interval": refresh_interval,
-                "max_ngram_diff": SEARCH_GRAM_MAX_CHARS - SEARCH_GRAM_MIN_CHARS,
+        "index": {
+            "number_of_shards": shards,
+            "number_of_replicas": replicas,
+            "refresh_interval": refresh_interval,
+            "max_ngram_diff": SEARCH_GRAM_MAX_CHARS - 1,
+        },
+        "analysis": {
+            "tokenizer": {
+                "chat_latin_words": {
+                    "type": "pattern",
+                    "pattern": format!("[\\p{{IsAlphabetic}}\\p{{N}}&&[^{cjk}]]+"),
+                    "group": 0
+                },
+                "chat_cjk_words": {
+                    "type": "pattern",
+                    "pattern": format!("[{cjk}]+"),
+                    "group": 0
+                }
             },
-            "analysis": {
-                "tokenizer": {
-                    "chat_words": { "type": "pattern", "pattern": "[^\\p{L}\\p{N}]+" }
+            "filter": {
+                "chat_grams": {
+                    "type": "ngram",
+                    "min_gram": SEARCH_GRAM_MIN_CHARS,
+                    "max_gram": SEARCH_GRAM_MAX_CHARS,
+                    "preserve_original": true
                 },
-                "filter": {
-                    "chat_grams": {
-                        "type": "ngram",
-                        "min_gram": SEARCH_GRAM_MIN_CHARS,
-                        "max_gram": SEARCH_GRAM_MAX_CHARS,
-                        "preserve_original": true
-                    },
-                    "chat_prefixes": {
-                        "type": "edge_ngram",
-                        "min_gram": SEARCH_GRAM_MIN_CHARS,
-                        "max_gram": SEARCH_GRAM_MAX_CHARS
-                    },
-                    "chat_windows": {
-                        "type": "ngram",
-                        "min_gram": SEARCH_GRAM_MAX_CHARS,
-                        "max_gram": SEARCH_GRAM_MAX_CHARS
-                    },
-                    "chat_long_words_to_windows": {
-                        "type": "condition",
-                        "filter": ["chat_windows"],
-                        "script": {
-                            "source": format!("token.getTerm().length() > {SEARCH_GRAM_MAX_CHARS}")
-                        }
-                    }
+                "chat_prefixes": {
+                    "type": "edge_ngram",
+                    "min_gram": SEARCH_GRAM_MIN_CHARS,
+                    "max_gram": SEARCH_GRAM_MAX_CHARS
                 },
-                "analyzer": {
-                    "chat_words": {
-                        "type": "custom", "tokenizer": "chat_words", "filter": words
-                    },
-                    "chat_grams": {
-                        "type": "custom", "tokenizer": "chat_words",
-                        "filter": ["lowercase", "asciifolding", "chat_grams"]
-                    },
-                    "chat_prefixes": {
-                        "type": "custom", "tokenizer": "chat_words",
-                        "filter": ["lowercase", "asciifolding", "chat_prefixes"]
-                    },
-                    "chat_query_grams": {
-                        "type": "custom", "tokenizer": "chat_words",
-                        "filter": ["lowercase", "asciifolding", "chat_long_words_to_windows"]
+                "chat_cjk_grams": {
+                    "type": "ngram",
+                    "min_gram": 1,
+                    "max_gram": SEARCH_GRAM_MAX_CHARS
+                },
+                "chat_cjk_prefixes": {
+                    "type": "edge_ngram",
+                    "min_gram": 1,
+                    "max_gram": SEARCH_GRAM_MAX_CHARS
+                },
+                "chat_windows": {
+                    "type": "ngram",
+                    "min_gram": SEARCH_GRAM_MAX_CHARS,
+                    "max_gram": SEARCH_GRAM_MAX_CHARS
+                },
+                "chat_long_words_to_windows": {
+                    "type": "condition",
+                    "filter": ["chat_windows"],
+                    "script": {
+                        "source": format!("token.getTerm().length() > {SEARCH_GRAM_MAX_CHARS}")
                     }
                 }
-            }
-        },
-        "mappings": {
-            "dynamic": "strict",
-            "properties": {
-                "app": { "type": "keyword" },
-                "chat": { "type": "keyword" },
-                "sender": { "type": "keyword" },
-                "number": { "type": "long" },
-                "created_at": { "type": "date", "format": "epoch_millis" },
-                "live": { "type": "boolean" },
-                "body": {
-                    "type": "text",
-                    "analyzer": "chat_words",
-                    "index_options": "docs",
-                    "norms": false,
-                    "fields": {
-                        "grams": {
-                            "type": "text",
-                            "analyzer": "chat_grams",
-                            "search_analyzer": "chat_query_grams",
-                            "index_options": "docs",
-                            "norms": false
-                        },
-                        "prefixes": {
-                            "type": "text",
-                            "analyzer": "chat_prefixes",
-                            "search_analyzer": "chat_words",
-                            "index_options": "docs",
-                            "norms": false
-                        }
-                    }
+            },
+            "analyzer": {
+                "chat_words": {
+                    "type": "custom", "tokenizer": "chat_latin_words", "filter": fold("")
+                },
+                "chat_grams": {
+                    "type": "custom", "tokenizer": "chat_latin_words", "filter": fold("chat_grams")
+                },
+                "chat_prefixes": {
+                    "type": "custom", "tokenizer": "chat_latin_words",
+                    "filter": fold("chat_prefixes")
+                },
+                "chat_query_grams": {
+                    "type": "custom", "tokenizer": "chat_latin_words",
+                    "filter": fold("chat_long_words_to_windows")
+                },
+                "chat_cjk_words": {
+                    "type": "custom", "tokenizer": "chat_cjk_words", "filter": fold("")
+                },
+                "chat_cjk_grams": {
+                    "type": "custom", "tokenizer": "chat_cjk_words",
+                    "filter": fold("chat_cjk_grams")
+                },
+                "chat_cjk_prefixes": {
+                    "type": "custom", "tokenizer": "chat_cjk_words",
+                    "filter": fold("chat_cjk_prefixes")
+                },
+                "chat_cjk_query_grams": {
+                    "type": "custom", "tokenizer": "chat_cjk_words",
+                    "filter": fold("chat_long_words_to_windows")
                 }
             }
         }
+    })
+}
+
+/// The mapping.
+fn mappings() -> Value {
+    let subfield = |analyzer: &str, search_analyzer: &str| {
+        json!({
+            "type": "text",
+            "analyzer": analyzer,
+            "search_analyzer": search_analyzer,
+            "index_options": "docs",
+            "norms": false
+        })
+    };
+    json!({
+        "dynamic": "strict",
+        "properties": {
+            "app": { "type": "keyword" },
+            "chat": { "type": "keyword" },
+            "sender": { "type": "keyword" },
+            "number": { "type": "long" },
+            "created_at": { "type": "date", "format": "epoch_millis" },
+            "live": { "type": "boolean" },
+            "body": {
+                "type": "text",
+                "analyzer": "chat_words",
+                "index_options": "docs",
+                "norms": false,
+                "fields": {
+                    "grams": subfield("chat_grams", "chat_query_grams"),
+                    "prefixes": subfield("chat_prefixes", "chat_words"),
+                    "cjk_words": subfield("chat_cjk_words", "chat_cjk_words"),
+                    "cjk": subfield("chat_cjk_grams", "chat_cjk_query_grams"),
+                    "cjk_prefixes": subfield("chat_cjk_prefixes", "chat_cjk_words")
+                }
+            }
+        }
+    })
+}
+
+/// The index settings and mapping, for `PUT /<index>`.
+pub fn create_index(shards: u32, replicas: u32, refresh_interval: &str) -> Value {
+    json!({
+        "settings": settings(shards, replicas, refresh_interval),
+        "mappings": mappings(),
     })
 }
 
@@ -142,7 +212,7 @@ pub fn bulk_lines(index: &str, op: &IndexOp) -> String {
             "sender": doc.sender_id.as_str(),
             "created_at": doc.created_at.0,
             "live": true,
-            "body": doc.body,
+            "body": normalize(&doc.body),
         }),
         IndexOp::Delete { .. } => json!({
             "app": key.app.as_str(),
@@ -163,21 +233,24 @@ pub fn search(request: &SearchRequest) -> Value {
         json!({ "term": { "live": true } }),
     ];
     let mut should = Vec::new();
-    for word in request.query.raw_words() {
+    for word in request.query.words() {
+        let (grams, whole, prefixes) = match word.kind {
+            WordKind::Latin => ("body.grams", "body", "body.prefixes"),
+            WordKind::Cjk => ("body.cjk", "body.cjk_words", "body.cjk_prefixes"),
+        };
+        let text = word.text;
         filter.push(json!({
-            "match": {
-                "body.grams": { "query": word, "operator": "and" }
-            }
+            "match": { grams: { "query": text, "operator": "and" } }
         }));
         should.push(json!({
             "constant_score": {
-                "filter": { "match": { "body": { "query": word, "operator": "and" } } },
+                "filter": { "match": { whole: { "query": text, "operator": "and" } } },
                 "boost": WHOLE_WORD_SCORE
             }
         }));
         should.push(json!({
             "constant_score": {
-                "filter": { "match": { "body.prefixes": { "query": word, "operator": "and" } } },
+                "filter": { "match": { prefixes: { "query": text, "operator": "and" } } },
                 "boost": PREFIX_SCORE
             }
         }));

@@ -92,6 +92,21 @@ fn search_first_page() {
 }
 
 #[test]
+fn search_cjk_and_mixed_words() {
+    check(
+        "search_cjk",
+        &requests::search(&request("app_abc-1", 7, "ｶｰﾄﾞ 注文4471 환불", None, 21)),
+    );
+}
+
+#[test]
+fn bulk_bodies_are_sent_in_nfkc() {
+    let line = requests::bulk_lines("chat-messages", &upsert("app_abc-1", 7, 1, "ｶｰﾄﾞ ＡＢＣ", 1));
+    let source: Value = serde_json::from_str(line.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(source["body"], "カード ABC");
+}
+
+#[test]
 fn search_next_page_and_long_word() {
     let after = Some(SearchCursor {
         score: 3,

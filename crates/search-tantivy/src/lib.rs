@@ -6,16 +6,28 @@
 //! terms: `chat` (`app/chat`), `live` (1; tombstones have 0 and no text). The body is not
 //! stored: a hit is a message number, and the service reads the message from the store.
 //!
-//! The body is indexed in one positional field by the `chat_trigrams` analyzer: words split
-//! at every non-alphanumeric character (`SimpleTokenizer`), folded with `LowerCaser` +
-//! `AsciiFoldingFilter` (a port of Lucene's, which OpenSearch's `asciifolding` filter uses
-//! too), then each word `w` becomes the trigrams of `^w$` at consecutive positions
-//! ("fund" -> `^fu fun und nd$`). A word of n characters costs n tokens (an index of every
-//! substring would cost n²/2). Then, for a folded query word `q`:
+//! The body is indexed in one positional field by the `chat_grams` analyzer: the text in
+//! NFKC, split into words by `chat_domain::search::words` (runs of CJK characters, runs of
+//! other letters and digits), folded with `LowerCaser` + `AsciiFoldingFilter` (a port of
+//! Lucene's, which OpenSearch's `asciifolding` filter uses too), then:
+//! - a Latin word `w` becomes the trigrams of `^w$` at consecutive positions ("fund" ->
+//!   `^fu fun und nd$`): a word of n characters costs n tokens (an index of every
+//!   substring would cost n²/2);
+//! - a CJK word `w` becomes the bigrams of `^w$` at consecutive positions, and each of its
+//!   characters a unigram at the position of the bigram it starts ("注文" -> `^注`,
+//!   `注文` + `注`, `文$` + `文`): 2n+1 tokens. (CJK unigrams + bigrams, as Lucene's
+//!   `CJKBigramFilter` with `outputUnigrams`, plus the markers.)
+//!
+//! Trigrams, bigrams and unigrams never collide: their lengths differ. Then, for a folded
+//! Latin query word `q`:
 //! - substring (3+ characters): the phrase of the trigrams of `q`; the markers keep a
 //!   phrase inside one word (a query trigram never contains `$` followed by more text);
 //! - whole word (and every 1–2-character query word): the phrase of `^q$`;
 //! - word start: the phrase of `^q`.
+//!
+//! and for a CJK query word `q`: substring: the unigram `q` (one character) or the phrase of
+//! the bigrams of `q`; whole word: the phrase of the bigrams of `^q$`; word start: the
+//! phrase of the bigrams of `^q`.
 //!
 //! Scores (+2 whole word, +1 word start) are small integers that do not depend on corpus
 //! statistics. A search collects the documents of the chat matching every required
@@ -35,7 +47,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use chat_domain::search::{PREFIX_SCORE, SEARCH_GRAM_MIN_CHARS, WHOLE_WORD_SCORE};
+use chat_domain::limits::SEARCH_GRAM_MAX_CHARS;
+use chat_domain::search::{
+    PREFIX_SCORE, SEARCH_GRAM_MIN_CHARS, WHOLE_WORD_SCORE, WordKind, is_cjk, normalize, words,
+};
 use chat_domain::{
     Applied, DomainError, IndexOp, MessageNumber, Result, SearchHit, SearchIndex, SearchRequest,
     chat_key,
@@ -47,8 +62,7 @@ use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STRING, Schema, TextFieldIndexing, TextOptions,
 };
 use tantivy::tokenizer::{
-    AsciiFoldingFilter, LowerCaser, SimpleTokenizer, TextAnalyzer, Token, TokenFilter, TokenStream,
-    Tokenizer,
+    AsciiFoldingFilter, LowerCaser, TextAnalyzer, Token, TokenFilter, TokenStream, Tokenizer,
 };
 use tantivy::{
     DocAddress, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, TERMINATED, TantivyDocument,
@@ -82,7 +96,7 @@ fn schema() -> (Schema, Fields) {
     let mut builder = Schema::builder();
     let trigrams = TextOptions::default().set_indexing_options(
         TextFieldIndexing::default()
-            .set_tokenizer(TRIGRAMS)
+            .set_tokenizer(GRAMS)
             .set_index_option(IndexRecordOption::WithFreqsAndPositions)
             .set_fieldnorms(false),
     );
@@ -204,11 +218,11 @@ impl TantivyIndex {
 
     fn start(index: Index, fields: Fields, files: Option<MmapDirectory>) -> Result<Self> {
         index.tokenizers().register(
-            TRIGRAMS,
-            TextAnalyzer::builder(SimpleTokenizer::default())
+            GRAMS,
+            TextAnalyzer::builder(Words::default())
                 .filter(LowerCaser)
                 .filter(AsciiFoldingFilter)
-                .filter(MarkedTrigrams)
+                .filter(MarkedGrams)
                 .build(),
         );
         let writer = index
@@ -219,7 +233,7 @@ impl TantivyIndex {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
             .map_err(internal("open a reader"))?;
-        let analyzer = TextAnalyzer::builder(SimpleTokenizer::default())
+        let analyzer = TextAnalyzer::builder(Words::default())
             .filter(LowerCaser)
             .filter(AsciiFoldingFilter)
             .build();
@@ -371,19 +385,40 @@ impl TantivyIndex {
             )),
         ];
         let mut scoring: Vec<Scoring> = Vec::new();
-        // One set of clauses per distinct query word as written (OpenSearch analyzes each
-        // the same way), so scores are equal on both indexes.
-        for raw in request.query.raw_words() {
-            for word in self.folded_words(raw) {
-                let whole = format!("^{word}$");
-                if word.chars().count() >= SEARCH_GRAM_MIN_CHARS {
-                    required.push(phrase(f.body, &word));
-                    scoring.push((phrase(f.body, &whole), WHOLE_WORD_SCORE));
-                    scoring.push((phrase(f.body, &format!("^{word}")), PREFIX_SCORE));
-                } else {
-                    // Matched as a whole word only: every result scores it.
-                    required.push(phrase(f.body, &whole));
-                    scoring.push((Box::new(tantivy::query::AllQuery), WHOLE_WORD_SCORE));
+        // One set of clauses per distinct query word (OpenSearch analyzes each the same
+        // way), so scores are equal on both indexes.
+        for word in request.query.words() {
+            for folded in self.folded_words(word.text) {
+                let chars = folded.chars().count();
+                let whole = format!("^{folded}$");
+                let start = format!("^{folded}");
+                match word.kind {
+                    WordKind::Cjk => {
+                        required.push(if chars == 1 {
+                            Box::new(TermQuery::new(
+                                Term::from_field_text(f.body, &folded),
+                                IndexRecordOption::Basic,
+                            ))
+                        } else {
+                            phrase(f.body, &folded, 2)
+                        });
+                        scoring.push((phrase(f.body, &whole, 2), WHOLE_WORD_SCORE));
+                        if chars <= SEARCH_GRAM_MAX_CHARS {
+                            scoring.push((phrase(f.body, &start, 2), PREFIX_SCORE));
+                        }
+                    }
+                    WordKind::Latin if chars >= SEARCH_GRAM_MIN_CHARS => {
+                        required.push(phrase(f.body, &folded, 3));
+                        scoring.push((phrase(f.body, &whole, 3), WHOLE_WORD_SCORE));
+                        if chars <= SEARCH_GRAM_MAX_CHARS {
+                            scoring.push((phrase(f.body, &start, 3), PREFIX_SCORE));
+                        }
+                    }
+                    WordKind::Latin => {
+                        // Matched as a whole word only: every result scores it.
+                        required.push(phrase(f.body, &whole, 3));
+                        scoring.push((Box::new(tantivy::query::AllQuery), WHOLE_WORD_SCORE));
+                    }
                 }
             }
         }
@@ -470,18 +505,19 @@ impl TantivyIndex {
 /// A scoring clause and the points it adds.
 type Scoring = (Box<dyn Query>, u32);
 
-/// The name of the body's analyzer.
-const TRIGRAMS: &str = "chat_trigrams";
+/// The name of the body's analyzer (a new name is a new schema: an index of an older
+/// layout is rebuilt at start).
+const GRAMS: &str = "chat_grams_v2";
 
-/// The trigrams of a marked word, in order.
-fn trigrams(text: &str) -> Vec<String> {
+/// The `n`-grams of a (marked) word, in order.
+fn grams(text: &str, n: usize) -> Vec<String> {
     let chars: Vec<char> = text.chars().collect();
-    chars.windows(3).map(|w| w.iter().collect()).collect()
+    chars.windows(n).map(|w| w.iter().collect()).collect()
 }
 
-/// Documents whose body has `text`'s trigrams at consecutive positions.
-fn phrase(field: Field, text: &str) -> Box<dyn Query> {
-    let terms: Vec<Term> = trigrams(text)
+/// Documents whose body has `text`'s `n`-grams at consecutive positions.
+fn phrase(field: Field, text: &str, n: usize) -> Box<dyn Query> {
+    let terms: Vec<Term> = grams(text, n)
         .iter()
         .map(|t| Term::from_field_text(field, t))
         .collect();
@@ -491,52 +527,121 @@ fn phrase(field: Field, text: &str) -> Box<dyn Query> {
     }
 }
 
-/// A token filter: each word `w` becomes the trigrams of `^w$` at consecutive positions.
-#[derive(Clone)]
-struct MarkedTrigrams;
-
-impl TokenFilter for MarkedTrigrams {
-    type Tokenizer<T: Tokenizer> = MarkedTrigramsTokenizer<T>;
-
-    fn transform<T: Tokenizer>(self, tokenizer: T) -> MarkedTrigramsTokenizer<T> {
-        MarkedTrigramsTokenizer(tokenizer)
-    }
+/// The tokenizer: the text in NFKC, cut into `chat_domain::search::words`, one token per
+/// word at consecutive positions.
+#[derive(Clone, Default)]
+struct Words {
+    /// The normalized text of the current stream.
+    text: String,
 }
 
-#[derive(Clone)]
-struct MarkedTrigramsTokenizer<T>(T);
+impl Tokenizer for Words {
+    type TokenStream<'a> = WordsStream<'a>;
 
-impl<T: Tokenizer> Tokenizer for MarkedTrigramsTokenizer<T> {
-    type TokenStream<'a> = MarkedTrigramsStream<T::TokenStream<'a>>;
-
-    fn token_stream<'a>(&'a mut self, text: &'a str) -> Self::TokenStream<'a> {
-        MarkedTrigramsStream {
-            tail: self.0.token_stream(text),
-            word: Vec::new(),
-            next: 0,
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> WordsStream<'a> {
+        self.text.clear();
+        self.text.push_str(&normalize(text));
+        let text: &'a str = &self.text;
+        WordsStream {
+            words: Box::new(words(text)),
             token: Token::default(),
             position: 0,
         }
     }
 }
 
-struct MarkedTrigramsStream<T> {
-    tail: T,
-    /// `^word$` of the current word.
-    word: Vec<char>,
-    /// Where the next trigram starts in `word`.
-    next: usize,
+struct WordsStream<'a> {
+    words: Box<dyn Iterator<Item = chat_domain::search::Word<'a>> + 'a>,
     token: Token,
     position: usize,
 }
 
-impl<T: TokenStream> TokenStream for MarkedTrigramsStream<T> {
+impl TokenStream for WordsStream<'_> {
+    fn advance(&mut self) -> bool {
+        let Some(word) = self.words.next() else {
+            return false;
+        };
+        self.token.text.clear();
+        self.token.text.push_str(word.text);
+        self.token.offset_from = word.offset;
+        self.token.offset_to = word.offset + word.text.len();
+        self.token.position = self.position;
+        self.position += 1;
+        true
+    }
+
+    fn token(&self) -> &Token {
+        &self.token
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        &mut self.token
+    }
+}
+
+/// A token filter: a Latin word `w` becomes the trigrams of `^w$`, a CJK word the bigrams
+/// of `^w$` and the unigrams of `w` (module documentation).
+#[derive(Clone)]
+struct MarkedGrams;
+
+impl TokenFilter for MarkedGrams {
+    type Tokenizer<T: Tokenizer> = MarkedGramsTokenizer<T>;
+
+    fn transform<T: Tokenizer>(self, tokenizer: T) -> MarkedGramsTokenizer<T> {
+        MarkedGramsTokenizer(tokenizer)
+    }
+}
+
+#[derive(Clone)]
+struct MarkedGramsTokenizer<T>(T);
+
+impl<T: Tokenizer> Tokenizer for MarkedGramsTokenizer<T> {
+    type TokenStream<'a> = MarkedGramsStream<T::TokenStream<'a>>;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> Self::TokenStream<'a> {
+        MarkedGramsStream {
+            tail: self.0.token_stream(text),
+            word: Vec::new(),
+            gram: 3,
+            next: 0,
+            unigram_due: false,
+            token: Token::default(),
+            position: 0,
+        }
+    }
+}
+
+struct MarkedGramsStream<T> {
+    tail: T,
+    /// `^word$` of the current word.
+    word: Vec<char>,
+    /// 3 for a Latin word, 2 for a CJK word.
+    gram: usize,
+    /// Where the next gram starts in `word`.
+    next: usize,
+    /// A CJK word: the unigram of the character that the last bigram started with is next.
+    unigram_due: bool,
+    token: Token,
+    position: usize,
+}
+
+impl<T: TokenStream> TokenStream for MarkedGramsStream<T> {
     fn advance(&mut self) -> bool {
         loop {
-            if self.next + 3 <= self.word.len() {
+            if self.unigram_due {
+                // At the position of the bigram just emitted, which starts with it.
+                self.unigram_due = false;
                 self.token.text.clear();
-                self.token.text.extend(&self.word[self.next..self.next + 3]);
+                self.token.text.push(self.word[self.next - 1]);
+                return true;
+            }
+            if self.next + self.gram <= self.word.len() {
+                self.token.text.clear();
+                self.token
+                    .text
+                    .extend(&self.word[self.next..self.next + self.gram]);
                 self.token.position = self.position;
+                self.unigram_due = self.gram == 2 && self.next > 0;
                 self.position += 1;
                 self.next += 1;
                 return true;
@@ -551,6 +656,11 @@ impl<T: TokenStream> TokenStream for MarkedTrigramsStream<T> {
             self.word.push('^');
             self.word.extend(word.text.chars());
             self.word.push('$');
+            self.gram = if self.word.get(1).copied().is_some_and(is_cjk) {
+                2
+            } else {
+                3
+            };
             self.next = 0;
         }
     }

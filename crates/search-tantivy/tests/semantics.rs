@@ -316,3 +316,67 @@ async fn the_index_persists_in_its_directory() {
         vec![Applied::Stale]
     );
 }
+
+/// The numbers and scores of chat 1's hits for `query`, in ranking order.
+async fn scored(index: &TantivyIndex, query: &str) -> Vec<(u32, u32)> {
+    index
+        .search(&request("app_a", 1, query, None, 100))
+        .await
+        .unwrap()
+        .iter()
+        .map(|h| (h.number.get(), h.score))
+        .collect()
+}
+
+#[tokio::test]
+async fn cjk_queries_of_any_length_match_wherever_the_sequence_occurs() {
+    let index = index_with(&[
+        "注文番号4471の返金をお願いします",
+        "我要退款",
+        "환불을 요청합니다",
+        "返金",
+        "ご注文ありがとうございます",
+        "refund please",
+    ])
+    .await;
+    assert_eq!(sorted(find(&index, "app_a", 1, "注文").await), vec![1, 5]);
+    assert_eq!(sorted(find(&index, "app_a", 1, "返金").await), vec![1, 4]);
+    assert_eq!(find(&index, "app_a", 1, "退款").await, vec![2]);
+    assert_eq!(find(&index, "app_a", 1, "환불").await, vec![3]);
+    assert_eq!(sorted(find(&index, "app_a", 1, "金").await), vec![1, 4]);
+    assert_eq!(find(&index, "app_a", 1, "款").await, vec![2]);
+    assert_eq!(find(&index, "app_a", 1, "번호").await, Vec::<u32>::new());
+    assert_eq!(find(&index, "app_a", 1, "をお願い").await, vec![1]);
+    assert_eq!(find(&index, "app_a", 1, "문번").await, Vec::<u32>::new());
+    // Not across a digit, a space or punctuation.
+    assert!(find(&index, "app_a", 1, "号の").await.is_empty());
+    assert!(find(&index, "app_a", 1, "을요").await.is_empty());
+    // Mixed queries: every word must match.
+    assert_eq!(find(&index, "app_a", 1, "注文 4471").await, vec![1]);
+    assert_eq!(find(&index, "app_a", 1, "注文4471").await, vec![1]);
+    assert!(find(&index, "app_a", 1, "注文 4472").await.is_empty());
+    // Latin behaviour is unchanged beside CJK.
+    assert_eq!(find(&index, "app_a", 1, "447").await, vec![1]);
+    assert_eq!(find(&index, "app_a", 1, "fund").await, vec![6]);
+}
+
+#[tokio::test]
+async fn cjk_ranking_whole_word_then_word_start_then_inside() {
+    let index = index_with(&["ご注文", "注文番号", "注文", "환불을", "환불", "전액환불"]).await;
+    assert_eq!(scored(&index, "注文").await, vec![(3, 3), (2, 1), (1, 0)]);
+    assert_eq!(scored(&index, "환불").await, vec![(5, 3), (4, 1), (6, 0)]);
+    assert_eq!(scored(&index, "注").await, vec![(3, 1), (2, 1), (1, 0)]);
+}
+
+#[tokio::test]
+async fn bodies_and_queries_are_normalized_nfkc() {
+    let index = index_with(&["ｶｰﾄﾞの支払い", "ＡＢＣ１２３ order", "ﬁle ①"]).await;
+    assert_eq!(find(&index, "app_a", 1, "カード").await, vec![1]);
+    assert_eq!(find(&index, "app_a", 1, "ｶｰﾄﾞ").await, vec![1]);
+    assert_eq!(find(&index, "app_a", 1, "abc123").await, vec![2]);
+    assert_eq!(find(&index, "app_a", 1, "ＡＢＣ").await, vec![2]);
+    assert_eq!(find(&index, "app_a", 1, "file").await, vec![3]);
+    assert_eq!(find(&index, "app_a", 1, "1").await, vec![3]);
+    // Hiragana and katakana do not match each other.
+    assert!(find(&index, "app_a", 1, "かーど").await.is_empty());
+}
