@@ -17,6 +17,7 @@ mod presence;
 mod rows;
 mod schema;
 mod unread;
+mod webhooks;
 mod writer;
 
 use std::path::Path;

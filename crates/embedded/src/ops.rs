@@ -2,6 +2,7 @@
 //! thread inside a savepoint of the current group-commit transaction; reads on a read
 //! connection. Every statement is prepared once per connection (`prepare_cached`).
 
+use chat_domain::webhooks::EventType;
 use chat_domain::{
     AppName, AppToken, Application, ChangeKind, ChangeRecord, Chat, ChatNumber, ChatQuery,
     ChatScope, ChatStatus, ChatUpdate, ClientMessageId, DocKey, DomainError, Message, MessageBody,
@@ -151,7 +152,9 @@ pub(crate) fn create_chat(conn: &Connection, new: &NewChat) -> Result<Chat> {
         new.subject.as_ref().map(Subject::as_str),
         new.now.0,
     ])?;
-    Ok(new.opened_as(number))
+    let chat = new.opened_as(number);
+    crate::webhooks::chat_created(conn, &chat)?;
+    Ok(chat)
 }
 
 pub(crate) fn update_chat(
@@ -186,7 +189,10 @@ pub(crate) fn update_chat(
     if changed.is_none() {
         return Err(DomainError::chat_not_found(scope.chat).into());
     }
-    chat(conn, scope)?.ok_or_else(|| DomainError::chat_not_found(scope.chat).into())
+    let updated = chat(conn, scope)?
+        .ok_or_else(|| StoreError::from(DomainError::chat_not_found(scope.chat)))?;
+    crate::webhooks::chat_updated(conn, &updated)?;
+    Ok(updated)
 }
 
 pub(crate) fn chat(conn: &Connection, scope: &ChatScope) -> Result<Option<Chat>> {
@@ -347,8 +353,10 @@ pub(crate) fn send_message(conn: &Connection, new: &NewMessage) -> Result<Sent> 
     ])?;
     outbox(conn, app_id, scope.chat, number, ChangeKind::Insert, 1)?;
     crate::unread::sent(conn, &marks, scope.chat, &new.sender_id, new.sender_role)?;
+    let message = new.sent_as(number, created_at);
+    crate::webhooks::message_created(conn, &message, created_at)?;
     Ok(Sent {
-        message: new.sent_as(number, created_at),
+        message,
         created: true,
     })
 }
@@ -484,6 +492,7 @@ pub(crate) fn edit_message(
     )?;
     message.body = body.as_str().to_owned();
     message.edited_at = Some(change.now);
+    crate::webhooks::message_changed(conn, EventType::MessageEdited, &message, change.now)?;
     Ok(message)
 }
 
@@ -511,6 +520,7 @@ pub(crate) fn delete_message(conn: &Connection, change: &MessageChange) -> Resul
     )?;
     message.body = String::new();
     message.deleted = true;
+    crate::webhooks::message_changed(conn, EventType::MessageDeleted, &message, change.now)?;
     Ok(message)
 }
 

@@ -118,6 +118,62 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE applications ADD COLUMN previous_secret_expires_at INTEGER;
     "#,
+    // 5: webhooks. Endpoints per application (the signing secret is derived, only its
+    // generation is kept); events with their JSON body, queued in the transaction of the
+    // change; one delivery per (event, endpoint) with its attempts; messages waiting for
+    // their message.unseen check.
+    r#"
+    CREATE TABLE webhook_endpoints (
+        id                         TEXT    PRIMARY KEY,
+        app_id                     INTEGER NOT NULL REFERENCES applications (id),
+        url                        TEXT    NOT NULL,
+        events                     INTEGER NOT NULL,
+        enabled                    INTEGER NOT NULL CHECK (enabled IN (0, 1)),
+        disabled_reason            TEXT,
+        secret_generation          INTEGER NOT NULL,
+        previous_secret_expires_at INTEGER,
+        consecutive_failures       INTEGER NOT NULL DEFAULT 0,
+        failing_since              INTEGER,
+        created_at                 INTEGER NOT NULL,
+        updated_at                 INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX webhook_endpoints_app ON webhook_endpoints (app_id, enabled);
+
+    CREATE TABLE webhook_events (
+        id         TEXT    PRIMARY KEY,
+        app_id     INTEGER NOT NULL REFERENCES applications (id),
+        type       TEXT    NOT NULL,
+        body       TEXT    NOT NULL,
+        created_at INTEGER NOT NULL
+    ) STRICT;
+
+    CREATE TABLE webhook_deliveries (
+        id                 TEXT    PRIMARY KEY,
+        endpoint_id        TEXT    NOT NULL REFERENCES webhook_endpoints (id),
+        event_id           TEXT    NOT NULL REFERENCES webhook_events (id),
+        status             TEXT    NOT NULL CHECK (status IN ('PENDING', 'SUCCEEDED', 'FAILED')),
+        attempts           INTEGER NOT NULL,
+        last_response_code INTEGER,
+        last_error         TEXT,
+        last_attempt_at    INTEGER,
+        next_attempt_at    INTEGER,
+        created_at         INTEGER NOT NULL,
+        updated_at         INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
+        WHERE status = 'PENDING';
+    CREATE INDEX webhook_deliveries_endpoint
+        ON webhook_deliveries (endpoint_id, created_at DESC, id DESC);
+
+    CREATE TABLE webhook_unseen (
+        app_id      INTEGER NOT NULL,
+        chat_number INTEGER NOT NULL,
+        number      INTEGER NOT NULL,
+        queued_at   INTEGER NOT NULL,
+        PRIMARY KEY (app_id, chat_number, number)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX webhook_unseen_due ON webhook_unseen (queued_at);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -23,6 +23,7 @@ pub mod behaviours;
 pub mod fixtures;
 pub mod presence;
 pub mod unread;
+pub mod webhooks;
 
 /// A store for one test, with whatever must outlive it (a temporary directory ...).
 pub struct StoreUnderTest {
