@@ -292,7 +292,13 @@ impl EndpointStub {
                     .push((authorization.to_owned(), request));
                 (200, json!({"data": {"published": event}}))
             }
-            ("PUT", "/chat-messages") => (200, json!({"acknowledged": true})),
+            // The indexer's ensure: the index template, then the alias (found here, as
+            // after a first start).
+            ("PUT", "/_index_template/chat-messages") => (200, json!({"acknowledged": true})),
+            ("GET", "/_alias/chat-messages") => (
+                200,
+                json!({"chat-messages-v2": {"aliases": {"chat-messages": {"is_write_index": true}}}}),
+            ),
             ("POST", "/_bulk") => {
                 let lines: Vec<Value> = String::from_utf8_lossy(body)
                     .lines()

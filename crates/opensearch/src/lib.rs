@@ -4,10 +4,14 @@
 //! - [`requests`]: the mapping, bulk lines and the query: the one module that knows their
 //!   JSON, held against golden files;
 //! - [`responses`]: bulk items (written / stale / retry / failed), hits, errors;
-//! - [`OpenSearchIndex`]: creates the index idempotently, applies operations in `_bulk`
-//!   requests of at most [`Config::bulk_max_bytes`], with `version_type=external` (a stale
-//!   change is a 409, reported as [`Applied::Stale`]), retries 429/5xx (whole requests and
-//!   single items) with exponential back-off and jitter, and reports per operation.
+//! - [`OpenSearchIndex`]: ensures the index (an index template for `<alias>-v*`, then the
+//!   alias, creating `<alias>-v<LAYOUT>` behind it if there is none) and refuses to write
+//!   before that succeeded; applies operations through the alias in `_bulk` requests of at
+//!   most [`Config::bulk_max_bytes`] (`require_alias`: a bulk never creates an index), with
+//!   `version_type=external` (a stale change is a 409, reported as [`Applied::Stale`]),
+//!   retries 429/5xx (whole requests and single items) with exponential back-off and
+//!   jitter, and reports per operation; [`OpenSearchIndex::reindex`] rebuilds into a new
+//!   index and swaps the alias.
 //!
 //! HTTP goes through the [`Transport`] trait: [`ClientTransport`] is the `opensearch`
 //! client; tests script answers with their own implementation.
@@ -16,6 +20,7 @@ pub mod requests;
 pub mod responses;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -131,7 +136,9 @@ impl Transport for ClientTransport {
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The index name.
+    /// The alias that searches and writes go through. The indexes behind it are named
+    /// `<alias>-v<LAYOUT>` (the first of a layout) and `<alias>-v<LAYOUT>-<time>` (rebuilt
+    /// by [`OpenSearchIndex::reindex`]).
     pub index: String,
     pub shards: u32,
     pub replicas: u32,
@@ -166,6 +173,35 @@ impl Default for Config {
 pub struct OpenSearchIndex {
     transport: Arc<dyn Transport>,
     config: Config,
+    /// Whether [`OpenSearchIndex::ensure_index`] succeeded: until then nothing is written.
+    ensured: AtomicBool,
+    /// One ensure at a time per process.
+    ensuring: tokio::sync::Mutex<()>,
+}
+
+/// What the alias name stands for in the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AliasState {
+    /// Neither an alias nor an index: nothing was indexed yet.
+    Missing,
+    /// The alias, and the indexes it points to.
+    Alias(Vec<String>),
+    /// A plain index has the alias's name (the layout from before versioned indexes): it
+    /// is in the way of the alias and must be deleted (then indexing starts afresh).
+    Index,
+}
+
+/// What [`OpenSearchIndex::reindex`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reindexed {
+    /// The indexes the alias pointed to (left in place: delete them once satisfied).
+    pub from: Vec<String>,
+    /// The index the alias points to now.
+    pub to: String,
+    /// Documents copied by the first pass, and by the pass after the swap (the writes that
+    /// reached the old index meanwhile).
+    pub copied: u64,
+    pub caught_up: u64,
 }
 
 const JSON: &str = "application/json";
@@ -178,40 +214,274 @@ fn internal(context: impl Into<String>, why: impl Into<String>) -> DomainError {
 
 impl OpenSearchIndex {
     pub fn new(transport: Arc<dyn Transport>, config: Config) -> Self {
-        OpenSearchIndex { transport, config }
+        OpenSearchIndex {
+            transport,
+            config,
+            ensured: AtomicBool::new(false),
+            ensuring: tokio::sync::Mutex::new(()),
+        }
     }
 
     pub fn config(&self) -> &Config {
         &self.config
     }
 
-    /// Creates the index with its settings and mapping unless it exists (idempotent; safe
-    /// from many Lambdas at once). Returns whether this call created it.
+    /// Makes the index ready for writes, idempotently (safe from many Lambdas at once):
+    /// installs the index template for `<alias>-v*`, then finds the alias or, when there is
+    /// none, creates `<alias>-v<LAYOUT>` with the alias. Returns whether this call created
+    /// the index. Until a call succeeds, [`SearchIndex::apply`] calls it again first and
+    /// fails the whole batch if it still fails (the stream delivers the batch again), so a
+    /// `_bulk` can never auto-create an index with a dynamic mapping.
     pub async fn ensure_index(&self) -> Result<bool> {
-        let body = requests::create_index(
-            self.config.shards,
-            self.config.replicas,
-            &self.config.refresh_interval,
-        );
-        let path = format!("/{}", self.config.index);
+        let _one = self.ensuring.lock().await;
+        if self.ensured.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        self.put_template().await?;
+        let created = match self.alias_state().await? {
+            AliasState::Alias(indexes) => {
+                if indexes.len() != 1 {
+                    tracing::warn!(?indexes, alias = %self.config.index, "opensearch: the alias points to several indexes");
+                }
+                false
+            }
+            AliasState::Index => return Err(self.index_in_the_way()),
+            AliasState::Missing => self.create_first_index().await?,
+        };
+        self.ensured.store(true, Ordering::Release);
+        Ok(created)
+    }
+
+    /// Whether [`OpenSearchIndex::ensure_index`] has succeeded in this process.
+    pub fn is_ensured(&self) -> bool {
+        self.ensured.load(Ordering::Acquire)
+    }
+
+    fn index_in_the_way(&self) -> DomainError {
+        internal(
+            "opensearch: an index is in the way of the alias",
+            format!(
+                "an index named {} (from before versioned indexes) holds the alias's name; \
+                 delete it, then the indexer creates {} behind the alias",
+                self.config.index,
+                requests::versioned_index(&self.config.index)
+            ),
+        )
+    }
+
+    async fn send_json(
+        &self,
+        what: &str,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
+    ) -> Result<HttpResponse> {
+        let body = body.map(|b| b.to_string().into_bytes());
+        self.with_retries(what, || {
+            self.transport
+                .request(method, path, query, JSON, body.clone())
+        })
+        .await
+    }
+
+    fn refused(what: &str, response: &HttpResponse) -> DomainError {
+        internal(
+            format!("opensearch: {what} refused"),
+            format!(
+                "{}: {}",
+                response.status,
+                responses::response_error(&response.body)
+            ),
+        )
+    }
+
+    async fn put_template(&self) -> Result<()> {
+        let c = &self.config;
+        let body = requests::index_template(&c.index, c.shards, c.replicas, &c.refresh_interval);
+        let path = format!("/_index_template/{}", c.index);
         let response = self
-            .with_retries("create the index", || {
-                self.transport.request(
-                    Method::Put,
-                    &path,
-                    &[],
-                    JSON,
-                    Some(body.to_string().into_bytes()),
-                )
-            })
+            .send_json(
+                "install the index template",
+                Method::Put,
+                &path,
+                &[],
+                Some(&body),
+            )
+            .await?;
+        match response.status {
+            200..=299 => Ok(()),
+            _ => Err(Self::refused("the index template", &response)),
+        }
+    }
+
+    /// What the alias name stands for now.
+    pub async fn alias_state(&self) -> Result<AliasState> {
+        let alias = &self.config.index;
+        let response = self
+            .send_json(
+                "read the alias",
+                Method::Get,
+                &format!("/_alias/{alias}"),
+                &[],
+                None,
+            )
+            .await?;
+        match response.status {
+            200..=299 => responses::alias_indexes(&response.body)
+                .map(AliasState::Alias)
+                .map_err(|e| internal("opensearch: read the alias", e)),
+            404 => {
+                let index = self
+                    .send_json(
+                        "look for an index",
+                        Method::Get,
+                        &format!("/{alias}"),
+                        &[],
+                        None,
+                    )
+                    .await?;
+                match index.status {
+                    200..=299 => Ok(AliasState::Index),
+                    404 => Ok(AliasState::Missing),
+                    _ => Err(Self::refused("looking for an index", &index)),
+                }
+            }
+            _ => Err(Self::refused("reading the alias", &response)),
+        }
+    }
+
+    async fn create_first_index(&self) -> Result<bool> {
+        let c = &self.config;
+        let body =
+            requests::create_index_with_alias(&c.index, c.shards, c.replicas, &c.refresh_interval);
+        let path = format!("/{}", requests::versioned_index(&c.index));
+        let response = self
+            .send_json("create the index", Method::Put, &path, &[], Some(&body))
             .await?;
         match response.status {
             200..=299 => Ok(true),
-            400 if responses::is_already_exists(&response.body) => Ok(false),
-            status => Err(internal(
-                "opensearch: cannot create the index",
-                format!("{status}: {}", responses::response_error(&response.body)),
-            )),
+            // Another instance created it (with the alias, in the same step) meanwhile.
+            400 if responses::is_already_exists(&response.body) => {
+                match self.alias_state().await? {
+                    AliasState::Alias(_) => Ok(false),
+                    _ => Err(internal(
+                        "opensearch: cannot create the index",
+                        format!("{path} exists without the alias {}", c.index),
+                    )),
+                }
+            }
+            _ => Err(Self::refused("creating the index", &response)),
+        }
+    }
+
+    /// Rebuilds the index into a new one of this build's layout and moves the alias to it:
+    /// creates `<alias>-v<LAYOUT>` (or `<alias>-v<LAYOUT>-<unix seconds>` when that is the
+    /// current one), copies every document into it with `_reindex` (versions kept), swaps
+    /// the alias in one `_aliases` request, then copies again what was written to the old
+    /// index during the first copy (versions make that exact: a copy never overwrites a
+    /// newer write). Searches and writes go on throughout; the old indexes are left in
+    /// place. `poll` is how often the copy task is polled.
+    pub async fn reindex(&self, poll: Duration) -> Result<Reindexed> {
+        self.put_template().await?;
+        let from = match self.alias_state().await? {
+            AliasState::Missing => {
+                self.ensure_index().await?;
+                return Ok(Reindexed {
+                    from: Vec::new(),
+                    to: requests::versioned_index(&self.config.index),
+                    copied: 0,
+                    caught_up: 0,
+                });
+            }
+            AliasState::Index => return Err(self.index_in_the_way()),
+            AliasState::Alias(indexes) => indexes,
+        };
+        let c = &self.config;
+        let first = requests::versioned_index(&c.index);
+        let to = if from.contains(&first) {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            format!("{first}-{secs}")
+        } else {
+            first
+        };
+        let body = requests::create_index(c.shards, c.replicas, &c.refresh_interval);
+        let response = self
+            .send_json(
+                "create the new index",
+                Method::Put,
+                &format!("/{to}"),
+                &[],
+                Some(&body),
+            )
+            .await?;
+        if !(200..=299).contains(&response.status) {
+            return Err(Self::refused("creating the new index", &response));
+        }
+        let source = from.join(",");
+        let copied = self.copy(&source, &to, poll).await?;
+        let swap = requests::swap_alias(&c.index, &from, &to);
+        let response = self
+            .send_json(
+                "swap the alias",
+                Method::Post,
+                "/_aliases",
+                &[],
+                Some(&swap),
+            )
+            .await?;
+        if !(200..=299).contains(&response.status) {
+            return Err(Self::refused("swapping the alias", &response));
+        }
+        let caught_up = self.copy(&source, &to, poll).await?;
+        tracing::info!(?from, %to, copied, caught_up, "opensearch: reindexed");
+        Ok(Reindexed {
+            from,
+            to,
+            copied,
+            caught_up,
+        })
+    }
+
+    /// One `_reindex` task from `source` into `dest`, polled until done: the documents it
+    /// wrote (created + updated).
+    async fn copy(&self, source: &str, dest: &str, poll: Duration) -> Result<u64> {
+        let body = requests::reindex(source, dest);
+        let response = self
+            .send_json(
+                "start the copy",
+                Method::Post,
+                "/_reindex",
+                &[("wait_for_completion", "false")],
+                Some(&body),
+            )
+            .await?;
+        if !(200..=299).contains(&response.status) {
+            return Err(Self::refused("the copy", &response));
+        }
+        let task = responses::task_id(&response.body)
+            .map_err(|e| internal("opensearch: start the copy", e))?;
+        loop {
+            let response = self
+                .send_json(
+                    "follow the copy",
+                    Method::Get,
+                    &format!("/_tasks/{task}"),
+                    &[],
+                    None,
+                )
+                .await?;
+            if !(200..=299).contains(&response.status) {
+                return Err(Self::refused("following the copy", &response));
+            }
+            match responses::task_outcome(&response.body)
+                .map_err(|e| internal("opensearch: the copy failed", e))?
+            {
+                Some(written) => return Ok(written),
+                None => tokio::time::sleep(poll).await,
+            }
         }
     }
 
@@ -285,10 +555,17 @@ impl OpenSearchIndex {
             body.push_str(&lines[i]);
         }
         let body = body.into_bytes();
+        // `require_alias`: every action must name an alias, so a bulk can never create an
+        // index (a missing alias fails the items instead).
         let response = self
             .with_retries("bulk", || {
-                self.transport
-                    .request(Method::Post, "/_bulk", &[], NDJSON, Some(body.clone()))
+                self.transport.request(
+                    Method::Post,
+                    "/_bulk",
+                    &[("require_alias", "true")],
+                    NDJSON,
+                    Some(body.clone()),
+                )
             })
             .await?;
         match response.status {
@@ -308,6 +585,16 @@ impl OpenSearchIndex {
 #[async_trait]
 impl SearchIndex for OpenSearchIndex {
     async fn apply(&self, ops: &[IndexOp]) -> Result<Vec<Result<Applied>>> {
+        if !self.is_ensured() {
+            // Never into an index that is not ensured: the whole batch fails, and its feed
+            // delivers it again.
+            if let Err(e) = self.ensure_index().await {
+                return Err(internal(
+                    "opensearch: the index is not ready, nothing written",
+                    e.to_string(),
+                ));
+            }
+        }
         let lines: Vec<String> = ops
             .iter()
             .map(|op| requests::bulk_lines(&self.config.index, op))

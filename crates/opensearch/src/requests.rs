@@ -188,6 +188,66 @@ pub fn create_index(shards: u32, replicas: u32, refresh_interval: &str) -> Value
     })
 }
 
+/// The index layout this build writes and queries; part of the versioned index names
+/// (`<alias>-v<LAYOUT>`). 1 was the layout before CJK words (an index named like the alias).
+pub const LAYOUT: u32 = 2;
+
+/// The pattern of the versioned indexes behind `alias`.
+pub fn index_pattern(alias: &str) -> String {
+    format!("{alias}-v*")
+}
+
+/// The first index of this layout behind `alias`: `<alias>-v<LAYOUT>`.
+pub fn versioned_index(alias: &str) -> String {
+    format!("{alias}-v{LAYOUT}")
+}
+
+/// The index template for `PUT /_index_template/<alias>`: every index of the pattern gets
+/// this layout's settings and mapping, whoever creates it (a `_reindex` destination, an
+/// operator, an automatic creation), so none can get a dynamic mapping.
+pub fn index_template(alias: &str, shards: u32, replicas: u32, refresh_interval: &str) -> Value {
+    json!({
+        "index_patterns": [index_pattern(alias)],
+        "priority": 100,
+        "template": create_index(shards, replicas, refresh_interval),
+        "_meta": { "layout": LAYOUT, "alias": alias }
+    })
+}
+
+/// The body of `PUT /<alias>-v<LAYOUT>` at the first start: the index with its alias, in
+/// one step (another writer never sees the index without the alias).
+pub fn create_index_with_alias(
+    alias: &str,
+    shards: u32,
+    replicas: u32,
+    refresh_interval: &str,
+) -> Value {
+    let mut body = create_index(shards, replicas, refresh_interval);
+    body["aliases"] = json!({ alias: { "is_write_index": true } });
+    body
+}
+
+/// `POST /_reindex?wait_for_completion=false`: copies `source` into `dest` keeping each
+/// document's version (`version_type: external`: a copy never overwrites a newer write
+/// made meanwhile, and copying again is harmless) and routing.
+pub fn reindex(source: &str, dest: &str) -> Value {
+    json!({
+        "source": { "index": source },
+        "dest": { "index": dest, "version_type": "external" },
+        "conflicts": "proceed"
+    })
+}
+
+/// `POST /_aliases`: moves `alias` from `old` to `new` atomically.
+pub fn swap_alias(alias: &str, old: &[String], new: &str) -> Value {
+    let mut actions: Vec<Value> = old
+        .iter()
+        .map(|index| json!({ "remove": { "index": index, "alias": alias } }))
+        .collect();
+    actions.push(json!({ "add": { "index": new, "alias": alias, "is_write_index": true } }));
+    json!({ "actions": actions })
+}
+
 /// The two NDJSON lines of one operation in a `_bulk` body (each ends with `\n`). Both
 /// kinds are `index` actions with `version_type: external`: a delete writes a tombstone
 /// (`live: false`, no body) so that a late, stale INSERT cannot bring the message back,

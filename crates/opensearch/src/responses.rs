@@ -95,6 +95,60 @@ pub fn is_already_exists(body: &[u8]) -> bool {
         .is_some_and(|t| t == "resource_already_exists_exception")
 }
 
+/// The indexes of a `GET /_alias/<alias>` answer (`{"<index>": {"aliases": {...}}, ...}`),
+/// sorted.
+pub fn alias_indexes(body: &[u8]) -> Result<Vec<String>, String> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| format!("unreadable alias answer: {e}"))?;
+    let map = value
+        .as_object()
+        .ok_or_else(|| format!("unexpected alias answer: {value}"))?;
+    let mut indexes: Vec<String> = map.keys().cloned().collect();
+    indexes.sort();
+    Ok(indexes)
+}
+
+/// The task of a `_reindex` started with `wait_for_completion=false` (`{"task": "node:7"}`).
+pub fn task_id(body: &[u8]) -> Result<String, String> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| format!("unreadable task answer: {e}"))?;
+    value
+        .get("task")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no task in {value}"))
+}
+
+/// A `GET /_tasks/<id>` answer for a `_reindex`: `None` while it runs; when done, the
+/// documents it wrote (created + updated), or why it failed (an error, or failures of
+/// documents other than version conflicts, which `conflicts: proceed` skips).
+pub fn task_outcome(body: &[u8]) -> Result<Option<u64>, String> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| format!("unreadable task answer: {e}"))?;
+    if value.get("completed") != Some(&Value::Bool(true)) {
+        return Ok(None);
+    }
+    if let Some(error) = value.get("error") {
+        return Err(error_reason(error));
+    }
+    let response = value
+        .get("response")
+        .ok_or_else(|| format!("a finished task without a response: {value}"))?;
+    if let Some(failures) = response.get("failures").and_then(Value::as_array)
+        && let Some(first) = failures.first()
+    {
+        return Err(format!(
+            "{} documents failed, the first: {}",
+            failures.len(),
+            first
+                .get("cause")
+                .map_or_else(|| first.to_string(), error_reason)
+        ));
+    }
+    let count = |field: &str| response.get(field).and_then(Value::as_u64).unwrap_or(0);
+    Ok(Some(count("created") + count("updated")))
+}
+
 #[derive(Debug, Deserialize)]
 struct SearchResponse {
     hits: Hits,

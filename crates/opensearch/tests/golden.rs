@@ -35,6 +35,33 @@ fn index_settings_and_mapping() {
 }
 
 #[test]
+fn index_template_alias_and_reindex_bodies() {
+    let template = requests::index_template("chat-messages", 3, 1, "1s");
+    assert_eq!(
+        template["template"],
+        requests::create_index(3, 1, "1s"),
+        "the template carries the index's settings and mapping"
+    );
+    check("index_template", &template);
+    check(
+        "create_index_with_alias",
+        &requests::create_index_with_alias("chat-messages", 3, 1, "1s")["aliases"],
+    );
+    check(
+        "swap_alias",
+        &requests::swap_alias(
+            "chat-messages",
+            &["chat-messages-v2".to_owned()],
+            "chat-messages-v2-1796000000",
+        ),
+    );
+    check(
+        "reindex",
+        &requests::reindex("chat-messages-v2", "chat-messages-v2-1796000000"),
+    );
+}
+
+#[test]
 fn identifiers_are_keywords_and_filters_are_terms() {
     let mapping = requests::create_index(3, 1, "1s");
     for field in ["app", "chat", "sender"] {

@@ -41,13 +41,32 @@ impl Scripted {
         })
     }
 
+    /// Scripted answers after the two of an index that is ensured already (the template is
+    /// installed, the alias exists).
+    fn ready(answers: Vec<Result<(u16, Vec<u8>), String>>) -> Arc<Self> {
+        let mut all = vec![
+            Ok((200, br#"{"acknowledged":true}"#.to_vec())),
+            Ok((200, ALIAS.to_vec())),
+        ];
+        all.extend(answers);
+        Self::new(all)
+    }
+
     fn requests(&self) -> Vec<RecordedRequest> {
         self.requests.lock().unwrap().clone()
     }
 
+    /// The `_bulk` requests only.
+    fn bulks(&self) -> Vec<RecordedRequest> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.1 == "/_bulk")
+            .collect()
+    }
+
     /// The `_id`s of the bulk request `n`.
     fn bulk_ids(&self, n: usize) -> Vec<String> {
-        let body = &self.requests()[n].3;
+        let body = &self.bulks()[n].3;
         body.lines()
             .step_by(2)
             .map(|l| {
@@ -84,6 +103,10 @@ impl Transport for Scripted {
             .unwrap_or_else(|| Err("the script has no more answers".into()))
     }
 }
+
+/// `GET /_alias/chat-messages` when the alias points to the first index of the layout.
+const ALIAS: &[u8] =
+    br#"{"chat-messages-v2":{"aliases":{"chat-messages":{"is_write_index":true}}}}"#;
 
 fn index(transport: Arc<Scripted>) -> OpenSearchIndex {
     OpenSearchIndex::new(
@@ -145,7 +168,7 @@ fn errors_and_hits_are_read() {
 async fn failed_items_are_retried_alone_and_reported_per_operation() {
     // The first bulk answers the mixed response; the retry carries only the 429 and the
     // 503 items and succeeds.
-    let transport = Scripted::new(vec![
+    let transport = Scripted::ready(vec![
         Ok((200, fixture("bulk_mixed.json"))),
         Ok((200, fixture("bulk_ok.json"))),
     ]);
@@ -167,14 +190,19 @@ async fn failed_items_are_retried_alone_and_reported_per_operation() {
             "Written", "Written", "Stale", "Written", "Internal", "Written"
         ]
     );
-    let (method, path, _, body) = &transport.requests()[0];
+    let (method, path, query, body) = &transport.bulks()[0];
     assert_eq!((*method, path.as_str()), (Method::Post, "/_bulk"));
+    assert_eq!(query, &[("require_alias".to_owned(), "true".to_owned())]);
     assert!(body.contains("\"version_type\":\"external\""));
+    assert!(
+        body.contains("\"_index\":\"chat-messages\""),
+        "through the alias"
+    );
 }
 
 #[tokio::test]
 async fn a_throttled_or_failing_request_is_retried_with_back_off() {
-    let transport = Scripted::new(vec![
+    let transport = Scripted::ready(vec![
         Ok((429, fixture("too_many_requests.json"))),
         Ok((502, b"<html>502 Bad Gateway</html>".to_vec())),
         Ok((200, fixture("bulk_ok.json"))),
@@ -185,12 +213,12 @@ async fn a_throttled_or_failing_request_is_retried_with_back_off() {
     ];
     let outcomes = index(transport.clone()).apply(&ops).await.unwrap();
     assert!(outcomes.iter().all(|o| matches!(o, Ok(Applied::Written))));
-    assert_eq!(transport.requests().len(), 3);
+    assert_eq!(transport.bulks().len(), 3);
 }
 
 #[tokio::test]
 async fn persistent_throttling_fails_every_operation_of_the_batch() {
-    let transport = Scripted::new(vec![
+    let transport = Scripted::ready(vec![
         Ok((429, fixture("too_many_requests.json"))),
         Ok((429, fixture("too_many_requests.json"))),
         Ok((429, fixture("too_many_requests.json"))),
@@ -200,7 +228,7 @@ async fn persistent_throttling_fails_every_operation_of_the_batch() {
         upsert("app_abc-1", 7, 6, "b", 1),
     ];
     let outcomes = index(transport.clone()).apply(&ops).await.unwrap();
-    assert_eq!(transport.requests().len(), 3, "max_attempts");
+    assert_eq!(transport.bulks().len(), 3, "max_attempts");
     for outcome in outcomes {
         assert_eq!(outcome.unwrap_err().code(), ErrorCode::Throttled);
     }
@@ -208,7 +236,7 @@ async fn persistent_throttling_fails_every_operation_of_the_batch() {
 
 #[tokio::test]
 async fn the_indexer_reports_the_failed_records_for_batch_item_failures() {
-    let transport = Scripted::new(vec![
+    let transport = Scripted::ready(vec![
         Ok((200, fixture("bulk_mixed.json"))),
         // The retry of items 4 and 6 is throttled to the end.
         Ok((429, fixture("too_many_requests.json"))),
@@ -250,7 +278,7 @@ async fn the_indexer_reports_the_failed_records_for_batch_item_failures() {
 
 #[tokio::test]
 async fn bulk_bodies_are_split_by_bytes() {
-    let transport = Scripted::new(vec![
+    let transport = Scripted::ready(vec![
         Ok((
             200,
             br#"{"errors":false,"items":[{"index":{"status":201}},{"index":{"status":201}}]}"#
@@ -277,28 +305,63 @@ async fn bulk_bodies_are_split_by_bytes() {
     assert!(outcomes.iter().all(|o| o.is_ok()));
     assert_eq!(transport.bulk_ids(0).len(), 2);
     assert_eq!(transport.bulk_ids(1).len(), 1);
-    for (_, _, _, body) in transport.requests() {
+    for (_, _, _, body) in transport.bulks() {
         assert!(body.len() <= 2 * line + 1, "{}", body.len());
     }
 }
 
+const NOT_FOUND: &[u8] = br#"{"error":{"type":"index_not_found_exception","reason":"no such index [chat-messages]"},"status":404}"#;
+const ALIAS_MISSING: &[u8] = br#"{"error":"alias [chat-messages] missing","status":404}"#;
+
 #[tokio::test]
-async fn the_index_is_created_idempotently_and_searched_by_routing() {
+async fn the_first_start_installs_the_template_and_creates_the_versioned_index_with_its_alias() {
+    // Given an empty cluster: no alias, no index of that name.
     let transport = Scripted::new(vec![
+        Ok((200, br#"{"acknowledged":true}"#.to_vec())),
+        Ok((404, ALIAS_MISSING.to_vec())),
+        Ok((404, NOT_FOUND.to_vec())),
         Ok((200, fixture("created.json"))),
-        Ok((400, fixture("already_exists.json"))),
         Ok((200, fixture("search.json"))),
-        Ok((404, br#"{"error":{"type":"index_not_found_exception","reason":"no such index [chat-messages]"},"status":404}"#.to_vec())),
+        Ok((404, NOT_FOUND.to_vec())),
     ]);
     let index = index(transport.clone());
-    assert!(index.ensure_index().await.unwrap());
-    assert!(!index.ensure_index().await.unwrap());
+    assert!(!index.is_ensured());
+    assert!(index.ensure_index().await.unwrap(), "created");
+    assert!(index.is_ensured());
+    assert!(!index.ensure_index().await.unwrap(), "once per process");
+    let requests = transport.requests();
+    let calls: Vec<(Method, &str)> = requests[..4]
+        .iter()
+        .map(|(m, p, _, _)| (*m, p.as_str()))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            (Method::Put, "/_index_template/chat-messages"),
+            (Method::Get, "/_alias/chat-messages"),
+            (Method::Get, "/chat-messages"),
+            (Method::Put, "/chat-messages-v2"),
+        ]
+    );
+    let template: serde_json::Value = serde_json::from_str(&requests[0].3).unwrap();
+    assert_eq!(
+        template["index_patterns"],
+        serde_json::json!(["chat-messages-v*"])
+    );
+    assert_eq!(template["template"]["mappings"]["dynamic"], "strict");
+    let created: serde_json::Value = serde_json::from_str(&requests[3].3).unwrap();
+    assert_eq!(
+        created["aliases"],
+        serde_json::json!({"chat-messages": {"is_write_index": true}})
+    );
+
+    // Searches go through the alias, routed by chat.
     let hits = index
         .search(&request("app_abc-1", 7, "refund", None, 5))
         .await
         .unwrap();
     assert_eq!(hits.len(), 4);
-    let (method, path, query, _) = &transport.requests()[2];
+    let (method, path, query, _) = &transport.requests()[4];
     assert_eq!(
         (*method, path.as_str()),
         (Method::Post, "/chat-messages/_search")
@@ -311,4 +374,173 @@ async fn the_index_is_created_idempotently_and_searched_by_routing() {
             .unwrap()
             .is_empty()
     );
+}
+
+#[tokio::test]
+async fn another_instance_creating_the_index_first_is_success() {
+    let transport = Scripted::new(vec![
+        Ok((200, br#"{"acknowledged":true}"#.to_vec())),
+        Ok((404, ALIAS_MISSING.to_vec())),
+        Ok((404, NOT_FOUND.to_vec())),
+        Ok((400, fixture("already_exists.json"))),
+        Ok((200, ALIAS.to_vec())),
+    ]);
+    let index = index(transport.clone());
+    assert!(!index.ensure_index().await.unwrap());
+    assert!(index.is_ensured());
+}
+
+#[tokio::test]
+async fn nothing_is_bulked_into_an_index_that_is_not_ensured() {
+    // Given a cluster that refuses the template (say, while the role's permissions
+    // propagate), then accepts it.
+    let forbidden = br#"{"error":{"type":"security_exception","reason":"no permissions for [indices:admin/index_template/put]"},"status":403}"#;
+    let transport = Scripted::new(vec![
+        Ok((403, forbidden.to_vec())),
+        Ok((200, br#"{"acknowledged":true}"#.to_vec())),
+        Ok((200, ALIAS.to_vec())),
+        Ok((200, fixture("bulk_ok.json"))),
+    ]);
+    let index = index(transport.clone());
+    assert!(
+        index.ensure_index().await.is_err(),
+        "the start's ensure fails"
+    );
+    let records: Vec<ChangeRecord> = (4..=6)
+        .step_by(2)
+        .map(|n| ChangeRecord {
+            sequence: format!("{}", 1000 + n),
+            kind: ChangeKind::Insert,
+            key: key("app_abc-1", 7, n),
+            old: None,
+            new: Some(message(n)),
+            version: 1,
+        })
+        .collect();
+    // When a batch arrives, the ensure is tried again first; it fails: the whole batch
+    // fails, and nothing was sent to _bulk.
+    let transport2 = Scripted::new(vec![Ok((403, forbidden.to_vec()))]);
+    let refusing = self::index(transport2.clone());
+    let report = index_changes(&refusing, &records).await;
+    assert_eq!(report.failures.len(), 2);
+    assert!(report.indexed.is_empty());
+    assert!(
+        transport2.bulks().is_empty(),
+        "no bulk before the index is ensured"
+    );
+    let why = chain(&report.failures[0].error);
+    assert!(why.contains("not ready"), "{why}");
+    // The next batch finds the cluster ready: ensured, then written.
+    let report = index_changes(&index, &records).await;
+    assert_eq!(report.indexed, ["1004", "1006"]);
+    assert_eq!(transport.bulks().len(), 1);
+}
+
+#[tokio::test]
+async fn an_index_named_like_the_alias_is_refused() {
+    let transport = Scripted::new(vec![
+        Ok((200, br#"{"acknowledged":true}"#.to_vec())),
+        Ok((404, ALIAS_MISSING.to_vec())),
+        Ok((200, br#"{"chat-messages":{"settings":{}}}"#.to_vec())),
+    ]);
+    let index = index(transport.clone());
+    let error = chain(&index.ensure_index().await.unwrap_err());
+    assert!(error.contains("in the way"), "{error}");
+    assert!(!index.is_ensured());
+}
+
+#[tokio::test]
+async fn reindex_builds_a_new_index_swaps_the_alias_and_catches_up() {
+    let running = br#"{"completed":false,"task":{"status":{"total":3,"created":1}}}"#;
+    let done = |created: u64| {
+        format!(r#"{{"completed":true,"response":{{"took":5,"created":{created},"updated":0,"version_conflicts":2,"failures":[]}}}}"#)
+            .into_bytes()
+    };
+    let transport = Scripted::new(vec![
+        Ok((200, br#"{"acknowledged":true}"#.to_vec())), // template
+        Ok((200, ALIAS.to_vec())),                       // the alias -> chat-messages-v2
+        Ok((200, fixture("created.json"))),              // the new index
+        Ok((200, br#"{"task":"node-1:41"}"#.to_vec())),  // first copy
+        Ok((200, running.to_vec())),
+        Ok((200, done(3))),
+        Ok((200, br#"{"acknowledged":true}"#.to_vec())), // swap
+        Ok((200, br#"{"task":"node-1:42"}"#.to_vec())),  // catch-up copy
+        Ok((200, done(1))),
+    ]);
+    let index = index(transport.clone());
+    let report = index.reindex(Duration::from_millis(1)).await.unwrap();
+    assert_eq!(report.from, ["chat-messages-v2"]);
+    assert!(report.to.starts_with("chat-messages-v2-"), "{}", report.to);
+    assert_eq!((report.copied, report.caught_up), (3, 1));
+    let requests = transport.requests();
+    let calls: Vec<(Method, String)> = requests
+        .iter()
+        .map(|(m, p, _, _)| (*m, p.clone()))
+        .collect();
+    assert_eq!(calls[2], (Method::Put, format!("/{}", report.to)));
+    assert_eq!(calls[3], (Method::Post, "/_reindex".to_owned()));
+    assert_eq!(
+        requests[3].2,
+        [("wait_for_completion".to_owned(), "false".to_owned())]
+    );
+    assert_eq!(calls[4], (Method::Get, "/_tasks/node-1:41".to_owned()));
+    assert_eq!(calls[6], (Method::Post, "/_aliases".to_owned()));
+    assert_eq!(calls[7], (Method::Post, "/_reindex".to_owned()));
+    let copy: serde_json::Value = serde_json::from_str(&requests[3].3).unwrap();
+    assert_eq!(copy["dest"]["version_type"], "external");
+    assert_eq!(copy["conflicts"], "proceed");
+    let swap: serde_json::Value = serde_json::from_str(&requests[6].3).unwrap();
+    assert_eq!(
+        swap["actions"],
+        serde_json::json!([
+            {"remove": {"index": "chat-messages-v2", "alias": "chat-messages"}},
+            {"add": {"index": report.to, "alias": "chat-messages", "is_write_index": true}}
+        ])
+    );
+}
+
+#[tokio::test]
+async fn a_failed_copy_leaves_the_alias_where_it_was() {
+    let transport = Scripted::new(vec![
+        Ok((200, br#"{"acknowledged":true}"#.to_vec())),
+        Ok((200, br#"{"chat-messages-v1x":{"aliases":{"chat-messages":{}}}}"#.to_vec())),
+        Ok((200, fixture("created.json"))),
+        Ok((200, br#"{"task":"node-1:41"}"#.to_vec())),
+        Ok((200, br#"{"completed":true,"response":{"created":1,"failures":[{"index":"chat-messages-v2","id":"a/1/1","cause":{"type":"mapper_parsing_exception","reason":"failed to parse"}}]}}"#.to_vec())),
+    ]);
+    let index = index(transport.clone());
+    let error = chain(&index.reindex(Duration::from_millis(1)).await.unwrap_err());
+    assert!(error.contains("mapper_parsing_exception"), "{error}");
+    assert!(
+        transport.requests().iter().all(|r| r.1 != "/_aliases"),
+        "no swap"
+    );
+    assert_eq!(transport.requests()[2].1, "/chat-messages-v2");
+}
+
+/// An error and its sources, as one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn message(n: i64) -> Message {
+    Message {
+        app: AppToken::parse("app_abc-1").unwrap(),
+        chat_number: ChatNumber::new(7).unwrap(),
+        number: MessageNumber::new(n).unwrap(),
+        body: "text".into(),
+        sender_id: UserId::parse("c").unwrap(),
+        sender_role: Role::Customer,
+        client_message_id: None,
+        created_at: Timestamp(n),
+        edited_at: None,
+        deleted: false,
+    }
 }
