@@ -8,11 +8,13 @@
 //! - `stream-indexer`: the table's DynamoDB stream into OpenSearch through the one indexer
 //!   ([`chat_domain::index_changes`]), answering `batchItemFailures`.
 //!
-//! Every main sets up tracing, builds its clients once, makes one warm-up call so that the
-//! first request does not pay for the connection and TLS handshake, logs its init time,
-//! then hands over to `lambda_runtime::run`. Configuration comes from the environment
-//! (`template.yaml` sets it; see [`env`]).
+//! Every main sets up tracing (JSON lines, each with the invocation's request id), builds its
+//! clients once, makes one warm-up call so that the first request does not pay for the
+//! connection and TLS handshake, logs its init time, then hands over to
+//! `lambda_runtime::run`. Resolvers also write their metrics to stdout ([`metrics`]).
+//! Configuration comes from the environment (`template.yaml` sets it; see [`env`]).
 
+pub mod metrics;
 pub mod publish;
 
 use std::str::FromStr;
@@ -23,6 +25,7 @@ use aws_lambda_events::appsync::AppSyncLambdaAuthorizerRequest;
 use aws_lambda_events::dynamodb::Event as StreamEvent;
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use chat_appsync::lambda::{Invocation, answer, batch_response, field_of};
+use chat_appsync::outcome::Outcome;
 use chat_appsync::{Authenticator, Registry, ResolverError, ResolverEvent, authorizer};
 use chat_domain::{
     ChatService, ErrorCode, SearchIndex, ServerKey, SystemClock, Throttle, ThrottleConfig,
@@ -158,13 +161,18 @@ async fn server_key(sdk: &aws_config::SdkConfig) -> Result<ServerKey, Error> {
     ServerKey::decode(&encoded).map_err(|e| format!("{source}: {e}").into())
 }
 
-/// Logs to stdout (CloudWatch adds the time), `RUST_LOG` or `info`.
+/// Logs to stdout as JSON lines (CloudWatch adds the time), `RUST_LOG` or `info`. A line
+/// logged during an invocation carries its request id: lambda_runtime runs each invocation
+/// in a span with a `requestId` field, which the line shows as `span.requestId`.
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
         .with_env_filter(filter)
-        .with_ansi(false)
         .without_time()
         .with_target(false)
         .try_init();
@@ -252,10 +260,21 @@ pub fn resolver_main(field: &'static str) -> Result<(), Error> {
         lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
             let started = Instant::now();
             let deadline = invocation_deadline(event.context.deadline);
-            let resolution = handle_resolver(registry, publisher, field, event.payload);
-            let answer = chat_appsync::registry::with_deadline(deadline, resolution).await;
+            let resolution = resolve_invocation(registry, publisher, field, event.payload);
+            let (answer, outcomes) =
+                chat_appsync::registry::with_deadline(deadline, resolution).await;
+            let elapsed = started.elapsed();
+            let mut counted = metrics::InvocationMetrics::new(field);
+            for outcome in outcomes {
+                counted.count(outcome);
+            }
+            metrics::emit(&counted.documents(
+                elapsed,
+                metrics::now_ms(),
+                &event.context.request_id,
+            ));
             tracing::debug!(
-                handler_ms = format_args!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
+                handler_ms = format_args!("{:.3}", elapsed.as_secs_f64() * 1000.0),
                 "handled"
             );
             answer
@@ -363,18 +382,38 @@ pub async fn handle_resolver(
     field: &str,
     payload: Value,
 ) -> Result<Value, Diagnostic> {
-    match Invocation::parse(payload).map_err(diagnostic)? {
-        Invocation::Single(event) => {
-            answer(resolve_one(registry, publisher, field, *event).await).map_err(diagnostic)
+    resolve_invocation(registry, publisher, field, payload)
+        .await
+        .0
+}
+
+/// [`handle_resolver`], with how each event ended, for the metrics (one outcome for a
+/// payload that is no event).
+pub async fn resolve_invocation(
+    registry: &Registry,
+    publisher: Option<&AppSyncPublisher>,
+    field: &str,
+    payload: Value,
+) -> (Result<Value, Diagnostic>, Vec<Outcome>) {
+    match Invocation::parse(payload) {
+        Err(error) => {
+            let outcome = Outcome::of_error_type(&error.error_type);
+            (Err(diagnostic(error)), vec![outcome])
         }
-        Invocation::Batch(events) => {
+        Ok(Invocation::Single(event)) => {
+            let result = resolve_one(registry, publisher, field, *event).await;
+            let outcome = Outcome::of(&result);
+            (answer(result).map_err(diagnostic), vec![outcome])
+        }
+        Ok(Invocation::Batch(events)) => {
             let results = futures::future::join_all(
                 events
                     .into_iter()
                     .map(|event| resolve_one(registry, publisher, field, event)),
             )
             .await;
-            Ok(batch_response(results))
+            let outcomes = results.iter().map(Outcome::of).collect();
+            (Ok(batch_response(results)), outcomes)
         }
     }
 }

@@ -497,6 +497,62 @@ fn the_function_binaries_answer_appsync_and_stream_events_under_cargo_lambda_wat
         "a customer cannot create applications: {refused}"
     );
 
+    // Each resolver invocation wrote its metrics (EMF) to stdout: the refused
+    // createApplication as a client error by type, not a fault.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !watch.log().contains(r#""ErrorType":"Forbidden""#) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = watch.log();
+    let documents = json_lines(&log);
+    let emf = |operation: &str| -> Vec<&Value> {
+        documents
+            .iter()
+            .filter(|d| d.get("_aws").is_some() && d["Operation"] == operation)
+            .collect()
+    };
+    let sends = emf("Mutation.sendMessage");
+    assert_eq!(sends.len(), 1, "{log}");
+    assert_eq!(
+        (&sends[0]["Requests"], &sends[0]["Fault"]),
+        (&json!(1), &json!(0))
+    );
+    assert!(sends[0]["Latency"].as_f64().unwrap() > 0.0);
+    assert!(!sends[0]["requestId"].as_str().unwrap().is_empty());
+    let creates = emf("Mutation.createApplication");
+    let counted = |metric: &str| {
+        creates
+            .iter()
+            .filter_map(|d| d[metric].as_u64())
+            .sum::<u64>()
+    };
+    assert_eq!(counted("Fault"), 0, "{creates:?}");
+    assert!(
+        creates
+            .iter()
+            .any(|d| d["ErrorType"] == "Forbidden" && d["ClientError"] == 1),
+        "{creates:?}"
+    );
+    // The functions' logs are JSON lines; those written during an invocation carry its
+    // request id.
+    assert!(
+        documents
+            .iter()
+            .any(|d| d["message"] == "initialized" && d["function"] == "mutation-send-message"),
+        "{log}"
+    );
+    let denied = documents
+        .iter()
+        .find(|d| d["message"] == "denied")
+        .unwrap_or_else(|| panic!("no `denied` log line for the forged token:\n{log}"));
+    assert!(
+        !denied["span"]["requestId"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty(),
+        "{denied}"
+    );
+
     // The stream indexer indexes the message, skips the chat item and reports the record
     // the index rejected and the malformed one.
     let response = invoke(
@@ -611,6 +667,16 @@ fn the_function_binaries_answer_appsync_and_stream_events_under_cargo_lambda_wat
     }
 }
 
+/// The lines of `log` that are JSON objects (the functions' logs and metrics; cargo lambda
+/// watch writes its own lines too).
+fn json_lines(log: &str) -> Vec<Value> {
+    log.lines()
+        .filter_map(|line| line.find('{').map(|at| &line[at..]))
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(Value::is_object)
+        .collect()
+}
+
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -666,11 +732,14 @@ fn bench_init_and_warm_send_message() {
         })
         .collect();
     functions.sort();
+    let init_ms = |log: &str, function: &str| {
+        json_lines(log)
+            .iter()
+            .filter(|d| d["message"] == "initialized" && d["function"] == function)
+            .find_map(|d| d["init_ms"].as_str()?.parse::<f64>().ok())
+    };
     for function in &functions {
-        if !watch
-            .log()
-            .contains(&format!("function=\"{function}\" init_ms"))
-        {
+        if init_ms(&watch.log(), function).is_none() {
             let payload = if function == "stream-indexer" {
                 json!({"Records": []})
             } else {
@@ -680,27 +749,18 @@ fn bench_init_and_warm_send_message() {
         }
     }
     let log = watch.log();
-    let field = |line: &str, name: &str| -> Option<f64> {
-        let rest = &line[line.find(&format!("{name}="))? + name.len() + 1..];
-        rest.split_whitespace().next()?.parse().ok()
-    };
     println!("| function | init (ms) |\n|---|---|");
     for function in &functions {
-        let init = log
-            .lines()
-            .filter(|l| {
-                l.contains("initialized") && l.contains(&format!("function=\"{function}\""))
-            })
-            .find_map(|l| field(l, "init_ms"));
+        let init = init_ms(&log, function);
         println!(
             "| {function} | {} |",
             init.map_or("?".to_owned(), |ms| format!("{ms:.2}"))
         );
     }
-    let mut handler: Vec<f64> = log
-        .lines()
-        .filter(|l| l.contains("handled"))
-        .filter_map(|l| field(l, "handler_ms"))
+    let mut handler: Vec<f64> = json_lines(&log)
+        .iter()
+        .filter(|d| d["message"] == "handled")
+        .filter_map(|d| d["handler_ms"].as_str()?.parse().ok())
         .collect();
     // The sends are the only resolver invocations after the first two.
     handler.drain(..2.min(handler.len()));
