@@ -4,7 +4,10 @@
 //! there; it prints why.
 //!
 //! It runs the same matching, ranking, versioning and paging checks as the tantivy index
-//! on the same documents and compares the answers of both indexes.
+//! on the same documents and compares the answers of both indexes; runs the multi-script
+//! corpus (`crates/search-tantivy/tests/fixtures/corpus.json`) against its expected hits;
+//! rebuilds the index with `reindex` and asks again; and checks that nothing is written
+//! while the index cannot be ensured.
 
 mod common;
 
@@ -72,17 +75,7 @@ async fn live_opensearch_matches_the_embedded_index() {
             outcome.unwrap();
         }
     }
-    let refresh = transport
-        .request(
-            Method::Post,
-            &format!("/{name}/_refresh"),
-            &[],
-            "application/json",
-            None,
-        )
-        .await
-        .unwrap();
-    assert!(refresh.status < 300, "refresh: {}", refresh.status);
+    refresh(&*transport, &name).await;
 
     for query in [
         "fund",
@@ -114,13 +107,130 @@ async fn live_opensearch_matches_the_embedded_index() {
         }
         assert_eq!(pages[0], pages[1], "{query}: OpenSearch vs tantivy");
     }
-    let _ = transport
+
+    // The multi-script corpus, in chat 9 of both indexes.
+    let corpus: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../search-tantivy/tests/fixtures/corpus.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let corpus_ops: Vec<IndexOp> = corpus["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            upsert(
+                "app_a",
+                9,
+                m[0].as_i64().unwrap(),
+                m[1].as_str().unwrap(),
+                1,
+            )
+        })
+        .collect();
+    for target in [&index as &dyn SearchIndex, &embedded as &dyn SearchIndex] {
+        for outcome in target.apply(&corpus_ops).await.unwrap() {
+            outcome.unwrap();
+        }
+    }
+    refresh(&*transport, &name).await;
+    for round in ["before reindex", "after reindex"] {
+        let mut wrong = Vec::new();
+        for query in corpus["queries"].as_array().unwrap() {
+            let text = query[0].as_str().unwrap();
+            let expected: Vec<(u32, u32)> = query[1]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| (h[0].as_u64().unwrap() as u32, h[1].as_u64().unwrap() as u32))
+                .collect();
+            let found: Vec<(u32, u32)> = index
+                .search(&request("app_a", 9, text, None, 50))
+                .await
+                .unwrap()
+                .iter()
+                .map(|h| (h.number.get(), h.score))
+                .collect();
+            if found != expected {
+                wrong.push(format!("{text}: found {found:?}, expected {expected:?}"));
+            }
+        }
+        assert!(wrong.is_empty(), "{round}:\n{}", wrong.join("\n"));
+        if round == "before reindex" {
+            // Rebuild into a new index behind the alias; the answers stay.
+            let report = index.reindex(Duration::from_millis(200)).await.unwrap();
+            assert_eq!(report.from, [format!("{name}-v2")]);
+            assert!(report.copied >= corpus_ops.len() as u64, "{report:?}");
+            refresh(&*transport, &name).await;
+        }
+    }
+
+    // A plain index in the way of an alias: nothing is written, every operation fails.
+    let blocked = format!("{name}-blocked");
+    let created = transport
         .request(
-            Method::Post,
-            &format!("/{name}/_close"),
+            Method::Put,
+            &format!("/{blocked}"),
             &[],
             "application/json",
             None,
         )
-        .await;
+        .await
+        .unwrap();
+    assert!(created.status < 300, "{}", created.status);
+    let refusing = OpenSearchIndex::new(
+        transport.clone(),
+        Config {
+            index: blocked.clone(),
+            shards: 1,
+            replicas: 0,
+            ..Config::default()
+        },
+    );
+    assert!(refusing.ensure_index().await.is_err());
+    assert!(
+        refusing.apply(&corpus_ops[..2]).await.is_err(),
+        "not ensured: refused"
+    );
+    let count = transport
+        .request(
+            Method::Get,
+            &format!("/{blocked}/_count"),
+            &[],
+            "application/json",
+            None,
+        )
+        .await
+        .unwrap();
+    let count: serde_json::Value = serde_json::from_slice(&count.body).unwrap();
+    assert_eq!(count["count"], 0, "nothing written");
+
+    for index in [format!("{name}-v2*"), blocked] {
+        let _ = transport
+            .request(
+                Method::Post,
+                &format!("/{index}/_close"),
+                &[],
+                "application/json",
+                None,
+            )
+            .await;
+    }
+}
+
+async fn refresh(transport: &dyn Transport, name: &str) {
+    let refresh = transport
+        .request(
+            Method::Post,
+            &format!("/{name}/_refresh"),
+            &[],
+            "application/json",
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(refresh.status < 300, "refresh: {}", refresh.status);
 }
