@@ -284,6 +284,7 @@ fn presence_sweeper() -> Value {
                 server_key_policy(),
                 publish_policy(chat_appsync::presence::PRESENCE_EVENTS)
             ],
+            "DeploymentPreference": {"Alarms": [{"Ref": "PresenceSweeperErrorsAlarm"}]},
             "Events": {
                 // EventBridge Scheduler (SAM's ScheduleV2): a missed run is not retried,
                 // the next one a minute later sweeps what it left.
@@ -300,6 +301,109 @@ fn presence_sweeper() -> Value {
         }
     })
 }
+
+/// The resolvers whose functions may keep instances initialized (parameter
+/// `ProvisionedConcurrency`, 0 = off): the one every user's first message waits for. The
+/// authorizer, written by hand, has the same setting.
+pub const PROVISIONED_FIELDS: &[&str] = &["Mutation.sendMessage"];
+
+/// `ProvisionedConcurrencyConfig` when the parameter is above 0 (SAM puts it on the alias).
+fn provisioned_concurrency() -> Value {
+    json!({"Fn::If": [
+        "HasProvisionedConcurrency",
+        {"ProvisionedConcurrentExecutions": {"Ref": "ProvisionedConcurrency"}},
+        {"Ref": "AWS::NoValue"}
+    ]})
+}
+
+/// The functions that are not resolvers, by logical id, with a label.
+const OTHER_FUNCTIONS: &[(&str, &str)] = &[
+    ("AuthorizerFunction", "authorizer"),
+    ("StreamIndexerFunction", "stream indexer"),
+    ("PresenceSweeperFunction", "presence sweeper"),
+];
+
+/// The CloudWatch dashboard `chat-<stage>`: latency per resolver (p50, p99), faults and
+/// client errors, the API's own figures, throttles, search lag and the search domain's
+/// health. Function names are CloudFormation's (`${...Function}` in `Fn::Sub`).
+fn dashboard(resolvers: &[Resolver]) -> Value {
+    let functions: Vec<(String, String)> = resolvers
+        .iter()
+        .map(|r| (r.function_id(), r.field.clone()))
+        .chain(
+            OTHER_FUNCTIONS
+                .iter()
+                .map(|(id, label)| ((*id).to_owned(), (*label).to_owned())),
+        )
+        .collect();
+    let per_function = |metric: &str, stat: &str| -> Vec<Value> {
+        functions
+            .iter()
+            .map(|(id, label)| {
+                json!(["AWS/Lambda", metric, "FunctionName", format!("${{{id}}}"),
+                       {"stat": stat, "label": label}])
+            })
+            .collect()
+    };
+    let widget = |title: &str, metrics: Vec<Value>, x: u32, y: u32, extra: Value| {
+        let mut properties = json!({
+            "title": title,
+            "region": "${AWS::Region}",
+            "view": "timeSeries",
+            "period": 60,
+            "metrics": metrics,
+        });
+        if let (Value::Object(p), Value::Object(e)) = (&mut properties, extra) {
+            p.extend(e);
+        }
+        json!({"type": "metric", "x": x, "y": y, "width": 12, "height": 8, "properties": properties})
+    };
+    let api = |metric: &str, stat: &str| json!(["AWS/AppSync", metric, "GraphQLAPIId", "${Api.ApiId}", {"stat": stat}]);
+    let search = |metric: &str, stat: &str| {
+        json!(["AWS/ES", metric, "DomainName", "${SearchDomain}", "ClientId", "${AWS::AccountId}",
+               {"stat": stat}])
+    };
+    let body = json!({"widgets": [
+        widget("Latency p99 per function (ms)", per_function("Duration", "p99"), 0, 0, json!({})),
+        widget("Latency p50 per function (ms)", per_function("Duration", "p50"), 12, 0, json!({})),
+        widget("Faults per function (failed invocations)", per_function("Errors", "Sum"), 0, 8,
+               json!({"period": 300})),
+        widget("Client errors by type (answers, not failures)",
+               vec![json!([{"expression": CLIENT_ERRORS_SEARCH, "label": "", "id": "e1"}])],
+               12, 8, json!({"period": 300})),
+        widget("API: requests failed (4XX, 5XX) and latency (ms)", vec![
+            api("4XXError", "Sum"), api("5XXError", "Sum"),
+            api("Latency", "p50"), api("Latency", "p99"),
+        ], 0, 16, json!({"period": 300})),
+        widget("Throttles", {
+            let mut m = per_function("Throttles", "Sum");
+            m.push(json!(["AWS/DynamoDB", "ThrottledRequests", "TableName", "${Table}", {"stat": "Sum"}]));
+            m
+        }, 12, 16, json!({"period": 300})),
+        widget("Search lag: oldest unindexed change (ms), records given up", vec![
+            json!(["AWS/Lambda", "IteratorAge", "FunctionName", "${StreamIndexerFunction}", {"stat": "Maximum"}]),
+            json!(["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", "${IndexerFailures.QueueName}",
+                   {"stat": "Maximum", "yAxis": "right"}]),
+        ], 0, 24, json!({})),
+        widget("Search domain health", vec![
+            search("ClusterStatus.red", "Maximum"), search("ClusterStatus.yellow", "Maximum"),
+            search("JVMMemoryPressure", "Maximum"), search("CPUUtilization", "Maximum"),
+            search("FreeStorageSpace", "Minimum"),
+        ], 12, 24, json!({})),
+    ]});
+    json!({
+        "Type": "AWS::CloudWatch::Dashboard",
+        "Properties": {
+            "DashboardName": {"Fn::Sub": "chat-${Stage}"},
+            "DashboardBody": {"Fn::Sub": body.to_string()}
+        }
+    })
+}
+
+/// The dashboard's search for the functions' client errors, from their embedded-metric-format
+/// log lines (namespace `Chat`, one line per error type).
+pub const CLIENT_ERRORS_SEARCH: &str =
+    "SEARCH('{Chat,Operation,ErrorType} MetricName=\"ClientError\"', 'Sum', 300)";
 
 fn alarm(function_id: &str, metric: &str, threshold: Value, description: String) -> Value {
     json!({
@@ -356,6 +460,7 @@ pub fn generated_resources(
         if resolver.deletes() {
             actions.push("dynamodb:DeleteItem");
         }
+        let errors_alarm = format!("{}ErrorsAlarm", resolver.logical);
         let mut variables = json!({
             "CHAT_TABLE": {"Ref": "Table"},
             "CHAT_SERVER_KEY_SECRET": {"Ref": "ServerKeySecret"},
@@ -396,10 +501,17 @@ pub fn generated_resources(
                     "Handler": "bootstrap",
                     "Description": format!("chat resolver of {}", resolver.field),
                     "Environment": {"Variables": variables},
-                    "Policies": policies
+                    "Policies": policies,
+                    // With the Globals' AutoPublishAlias and deployment type: a release
+                    // shifts the alias to the new version and rolls back on this alarm.
+                    "DeploymentPreference": {"Alarms": [{"Ref": errors_alarm.clone()}]}
                 }
             }),
         );
+        if PROVISIONED_FIELDS.contains(&resolver.field.as_str()) {
+            resources[&function_id]["Properties"]["ProvisionedConcurrencyConfig"] =
+                provisioned_concurrency();
+        }
         let data_source = format!("{}DataSource", resolver.logical);
         resources.insert(
             data_source.clone(),
@@ -410,7 +522,7 @@ pub fn generated_resources(
                     "Name": resolver.logical,
                     "Type": "AWS_LAMBDA",
                     "ServiceRoleArn": {"Fn::GetAtt": ["AppSyncInvokeRole", "Arn"]},
-                    "LambdaConfig": {"LambdaFunctionArn": {"Fn::GetAtt": [function_id, "Arn"]}}
+                    "LambdaConfig": {"LambdaFunctionArn": {"Ref": format!("{function_id}.Alias")}}
                 }
             }),
         );
@@ -434,7 +546,7 @@ pub fn generated_resources(
             }),
         );
         resources.insert(
-            format!("{}ErrorsAlarm", resolver.logical),
+            errors_alarm,
             alarm(
                 &function_id,
                 "Errors",
@@ -455,9 +567,12 @@ pub fn generated_resources(
                 format!("{}: throttled invocations", resolver.field),
             ),
         );
-        invocable.push(json!({"Fn::GetAtt": [function_id, "Arn"]}));
+        // AppSync invokes the alias (a qualified ARN, which the function's own ARN does
+        // not cover in a policy).
+        invocable.push(json!({"Ref": format!("{function_id}.Alias")}));
     }
 
+    resources.insert("Dashboard".into(), dashboard(resolvers));
     resources.insert("PresenceSweeperFunction".into(), presence_sweeper());
     resources.insert(
         "PresenceSweeperErrorsAlarm".into(),

@@ -483,3 +483,197 @@ fn every_lambda_resolver_raises_its_answer_s_error_and_only_faults_alarm() {
         "the first fault alarms"
     );
 }
+
+#[test]
+fn every_function_is_released_through_its_live_alias_and_rolls_back_on_its_faults() {
+    let template = template();
+    let globals = &template["Globals"]["Function"];
+    assert_eq!(globals["AutoPublishAlias"].as_str(), Some("live"));
+    let deployment_type = serde_json::to_value(&globals["DeploymentPreference"]["Type"]).unwrap();
+    assert_eq!(
+        deployment_type,
+        serde_json::json!({"!Ref": "DeploymentType"})
+    );
+    let alarms: BTreeSet<String> = resources(&template, "AWS::CloudWatch::Alarm")
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    for (id, function) in resources(&template, "AWS::Serverless::Function") {
+        let rollback = reference(&function["Properties"]["DeploymentPreference"]["Alarms"][0]);
+        assert!(
+            rollback.ends_with("ErrorsAlarm") && alarms.contains(&rollback),
+            "{id}: rolls back on {rollback:?}"
+        );
+        assert_eq!(
+            alarms_on(&template, &rollback),
+            Some(id.clone()),
+            "{id}: its rollback alarm watches it"
+        );
+    }
+    // Everything that invokes a function invokes the alias.
+    for (id, ds) in resources(&template, "AWS::AppSync::DataSource") {
+        let arn = &ds["Properties"]["LambdaConfig"]["LambdaFunctionArn"];
+        if !arn.is_null() {
+            let target = reference(arn);
+            assert!(target.ends_with("Function.Alias"), "{id}: {target}");
+        }
+    }
+    let invoke = &template["Resources"]["AppSyncInvokeRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+        ["Statement"][0]["Resource"];
+    for arn in invoke.as_sequence().unwrap() {
+        assert!(reference(arn).ends_with("Function.Alias"), "{arn:?}");
+    }
+    let alias = |value: &Yaml| reference(value);
+    let api = &template["Resources"]["Api"]["Properties"];
+    assert_eq!(
+        alias(&api["LambdaAuthorizerConfig"]["AuthorizerUri"]),
+        "AuthorizerFunction.Alias"
+    );
+    assert_eq!(
+        alias(&template["Resources"]["AuthorizerPermission"]["Properties"]["FunctionName"]),
+        "AuthorizerFunction.Alias"
+    );
+    assert_eq!(
+        alias(&template["Resources"]["StreamIndexerMapping"]["Properties"]["FunctionName"]),
+        "StreamIndexerFunction.Alias"
+    );
+}
+
+/// What a `Ref` names, written as generated (`Ref: X`) or by hand (`!Ref X`, which the
+/// YAML reader keeps as a one-key map `{"!Ref": X}`); empty when it is no `Ref`.
+fn reference(value: &Yaml) -> String {
+    let value = serde_json::to_value(value).unwrap_or_default();
+    value["Ref"]
+        .as_str()
+        .or(value["!Ref"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The function an alarm watches (its `FunctionName` dimension), by logical id.
+fn alarms_on(template: &Yaml, alarm: &str) -> Option<String> {
+    template["Resources"][alarm]["Properties"]["Dimensions"]
+        .as_sequence()?
+        .iter()
+        .find(|d| d["Name"].as_str() == Some("FunctionName"))
+        .map(|d| reference(&d["Value"]))
+}
+
+#[test]
+fn every_function_logs_into_one_group_that_expires() {
+    let template = template();
+    let logging = serde_json::to_value(&template["Globals"]["Function"]["LoggingConfig"]).unwrap();
+    assert_eq!(
+        logging["LogGroup"],
+        serde_json::json!({"!Ref": "FunctionsLogGroup"})
+    );
+    let group = &template["Resources"]["FunctionsLogGroup"]["Properties"];
+    let retention = serde_json::to_value(&group["RetentionInDays"]).unwrap();
+    assert_eq!(retention, serde_json::json!({"!Ref": "LogRetentionDays"}));
+    for (id, function) in resources(&template, "AWS::Serverless::Function") {
+        assert!(
+            function["Properties"]["LoggingConfig"].is_null(),
+            "{id} must not log elsewhere"
+        );
+    }
+}
+
+#[test]
+fn the_first_request_s_functions_may_keep_instances_warm_and_nothing_else() {
+    let template = template();
+    let mut provisioned: Vec<String> = resources(&template, "AWS::Serverless::Function")
+        .into_iter()
+        .filter(|(_, f)| !f["Properties"]["ProvisionedConcurrencyConfig"].is_null())
+        .map(|(id, f)| {
+            let config =
+                serde_json::to_value(&f["Properties"]["ProvisionedConcurrencyConfig"]).unwrap();
+            // Off unless the parameter is above 0.
+            let text = config.to_string();
+            assert!(
+                text.contains("HasProvisionedConcurrency") && text.contains("AWS::NoValue"),
+                "{id}: {text}"
+            );
+            id
+        })
+        .collect();
+    provisioned.sort();
+    assert_eq!(
+        provisioned,
+        ["AuthorizerFunction", "MutationSendMessageFunction"]
+    );
+}
+
+#[test]
+fn the_dashboard_shows_every_function_and_the_search_domain_has_aws_s_alarms() {
+    let template = template();
+    let body =
+        serde_json::to_value(&template["Resources"]["Dashboard"]["Properties"]["DashboardBody"])
+            .unwrap();
+    let body = body["Fn::Sub"].as_str().expect("a Fn::Sub string");
+    let widgets: serde_json::Value = serde_json::from_str(body).expect("the body is JSON");
+    let latency = widgets["widgets"][0]["properties"]["metrics"]
+        .as_array()
+        .unwrap();
+    for (id, _) in resources(&template, "AWS::Serverless::Function") {
+        assert!(
+            latency.iter().any(|m| m[3] == format!("${{{id}}}")),
+            "{id} has no latency line"
+        );
+    }
+    assert!(
+        body.contains(
+            chat_deploy::CLIENT_ERRORS_SEARCH
+                .replace('"', "\\\"")
+                .as_str()
+        )
+    );
+    for (alarm, metric) in [
+        ("SearchRedAlarm", "ClusterStatus.red"),
+        ("SearchYellowAlarm", "ClusterStatus.yellow"),
+        ("SearchWritesBlockedAlarm", "ClusterIndexWritesBlocked"),
+        ("SearchJvmPressureAlarm", "JVMMemoryPressure"),
+        ("SearchCpuAlarm", "CPUUtilization"),
+        ("SearchSnapshotAlarm", "AutomatedSnapshotFailure"),
+        ("ApiLatencyAlarm", "Latency"),
+    ] {
+        let properties = &template["Resources"][alarm]["Properties"];
+        assert_eq!(properties["MetricName"].as_str(), Some(metric), "{alarm}");
+        assert!(!properties["AlarmActions"].is_null(), "{alarm} notifies");
+    }
+    let storage = serde_json::to_value(&template["Resources"]["SearchFreeStorageAlarm"]).unwrap();
+    assert_eq!(storage["Properties"]["Threshold"], 0.25);
+}
+
+#[test]
+fn every_stage_in_samconfig_sets_only_parameters_the_template_has_with_allowed_values() {
+    let template = template();
+    let samconfig = std::fs::read_to_string(workspace_root().join("samconfig.toml")).unwrap();
+    let overrides: Vec<&str> = samconfig
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("parameter_overrides = "))
+        .collect();
+    assert_eq!(overrides.len(), 2, "dev and prod");
+    for line in overrides {
+        for pair in line.trim_matches('"').split_whitespace() {
+            let (name, value) = pair.split_once('=').expect("Name=value");
+            let parameter = &template["Parameters"][name];
+            assert!(!parameter.is_null(), "{name} is not a template parameter");
+            if let Some(allowed) = parameter["AllowedValues"].as_sequence() {
+                let allowed: Vec<String> = allowed
+                    .iter()
+                    .map(|v| {
+                        serde_json::to_value(v)
+                            .unwrap()
+                            .to_string()
+                            .trim_matches('"')
+                            .to_owned()
+                    })
+                    .collect();
+                assert!(
+                    allowed.contains(&value.to_owned()),
+                    "{name}={value}: {allowed:?}"
+                );
+            }
+        }
+    }
+}
