@@ -9,6 +9,7 @@
 //! - [`publish`]: the real-time events a committed write publishes, built by the server;
 //! - [`lambda`]: a resolver Lambda's invocation (one event or a batch) and its answer;
 //! - [`authorizer`]: the AppSync Lambda authorizer's answer;
+//! - [`webhooks`]: the webhook admin resolvers and their JSON;
 //! - [`outcome`]: how a resolver call ended (ok, client error, fault), for metrics.
 
 pub mod args;
@@ -19,6 +20,7 @@ pub mod outcome;
 pub mod presence;
 pub mod publish;
 pub mod registry;
+pub mod webhooks;
 pub mod wire;
 
 pub use auth::{Authenticator, UserClaims};

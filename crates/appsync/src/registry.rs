@@ -167,6 +167,7 @@ impl Registry {
         registry.add("Subscription.onInboxMessage", on_app_feed);
         registry.add("Subscription.onChat", on_app_feed);
         crate::presence::register(&mut registry);
+        crate::webhooks::register(&mut registry);
         registry
     }
 

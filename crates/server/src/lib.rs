@@ -17,3 +17,4 @@ pub mod schema;
 pub mod search;
 pub mod shutdown;
 pub mod tls;
+pub mod webhooks;

@@ -106,6 +106,35 @@ struct ServeArgs {
     #[arg(long, env = "CHAT_GRAPHIQL", value_name = "BOOL",
           action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     graphiql: Option<bool>,
+    /// Let webhook endpoints point to loopback addresses (http or https), for a receiver
+    /// on this machine [default: off: https to public addresses only].
+    #[arg(long, env = "CHAT_WEBHOOKS_ALLOW_LOOPBACK")]
+    webhooks_allow_loopback: bool,
+    /// How long message.unseen waits for its receiver to read or come back, in ms.
+    #[arg(
+        long,
+        env = "CHAT_UNSEEN_GRACE_MS",
+        value_name = "MS",
+        default_value_t = 30_000
+    )]
+    unseen_grace_ms: u64,
+    /// One webhook attempt's timeout, in ms.
+    #[arg(
+        long,
+        env = "CHAT_WEBHOOK_TIMEOUT_MS",
+        value_name = "MS",
+        default_value_t = 10_000
+    )]
+    webhook_timeout_ms: u64,
+    /// Scales the webhook retry schedule (tests shorten it).
+    #[arg(long, hide = true, default_value_t = 1.0)]
+    webhook_retry_scale: f64,
+    /// Failed attempts in a row, over at least --webhook-disable-after-secs, that disable
+    /// an endpoint.
+    #[arg(long, hide = true, default_value_t = 50)]
+    webhook_disable_after_failures: u32,
+    #[arg(long, hide = true, default_value_t = 86_400)]
+    webhook_disable_after_secs: u64,
     /// Prometheus metrics at GET /metrics: for clients on a loopback address (`loopback`),
     /// for `Authorization: Bearer <admin key>` from anywhere (`admin-key`), or not at all,
     /// nothing recorded (`off`). docs/metrics.md lists them.
@@ -363,6 +392,12 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         }
     };
     let mut service = ChatService::new(store, server_key.clone(), Arc::new(SystemClock));
+    let webhooks = webhook_config(&args);
+    let webhook_store = embedded.clone();
+    if let Some(store) = &webhook_store {
+        service = service.with_webhooks(store.clone(), webhooks.targets);
+    }
+    let presence_for_webhooks = presence.clone();
     if let Some(search) = &search {
         service = service.with_search(search.index());
     }
@@ -387,6 +422,18 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         metrics.watch_store(store);
     }
     let shutdown = Shutdown::default();
+    if let Some(store) = webhook_store {
+        let chats: Arc<dyn ChatStore> = store.clone();
+        chat_server::webhooks::Sender::new(
+            store,
+            chats,
+            presence_for_webhooks,
+            server_key.clone(),
+            Arc::new(SystemClock),
+            webhooks,
+        )?
+        .spawn(shutdown.clone());
+    }
     chat_server::presence_sweep::spawn(registry, api.clone(), shutdown.clone());
     let graphiql = args.graphiql.unwrap_or(args.listen.ip().is_loopback());
     let app = http::router(http::AppState {
@@ -452,6 +499,24 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+fn webhook_config(args: &ServeArgs) -> chat_server::webhooks::WebhookConfig {
+    use std::time::Duration;
+    chat_server::webhooks::WebhookConfig {
+        targets: chat_domain::webhooks::TargetPolicy {
+            allow_loopback: args.webhooks_allow_loopback,
+        },
+        unseen_grace: Duration::from_millis(args.unseen_grace_ms),
+        timeout: Duration::from_millis(args.webhook_timeout_ms),
+        disable: chat_domain::webhooks::DisablePolicy {
+            after_failures: args.webhook_disable_after_failures,
+            min_failing_ms: i64::try_from(args.webhook_disable_after_secs.saturating_mul(1000))
+                .unwrap_or(i64::MAX),
+        },
+        retry_scale: args.webhook_retry_scale,
+        ..Default::default()
+    }
 }
 
 fn print_banner(

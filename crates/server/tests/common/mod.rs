@@ -82,6 +82,11 @@ impl TestServer {
         TestServer::launch(dir, &[], &[])
     }
 
+    /// A server on `dir`, which the caller keeps, with more flags.
+    pub fn start_on_with_args(dir: &Path, args: &[&str]) -> TestServer {
+        TestServer::launch(dir, args, &[])
+    }
+
     /// A server on a fresh data dir that logs everything down to `level` into `log`.
     pub fn start_logging_to(log: &Path, level: &str) -> TestServer {
         let tmp = tempfile::tempdir().expect("tempdir");
