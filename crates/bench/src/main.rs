@@ -31,10 +31,14 @@ struct Args {
     seconds: u64,
     #[arg(long, default_value_t = 2)]
     warmup_seconds: u64,
-    /// What to send: `send` (sendMessage) or `noop` (the `__typename` query: HTTP and
-    /// GraphQL without the store, to see where the time goes).
+    /// What to send: `send` (sendMessage), `noop` (the `__typename` query: HTTP and
+    /// GraphQL without the store, to see where the time goes) or `messages` (a page of
+    /// the client's chat, which setup fills with `--page` messages).
     #[arg(long, default_value = "send")]
     operation: String,
+    /// Messages per page, and in each chat, with `--operation messages`.
+    #[arg(long, default_value_t = 20)]
+    page: usize,
     /// Message body size in bytes.
     #[arg(long, default_value_t = 64)]
     body_bytes: usize,
@@ -44,6 +48,7 @@ struct Args {
 }
 
 const SEND: &str = "mutation($a: ID!, $c: Int!, $b: String!) { sendMessage(appToken: $a, chatNumber: $c, body: $b) { number } }";
+const MESSAGES: &str = "query($a: ID!, $c: Int!, $l: Int) { messages(appToken: $a, chatNumber: $c, limit: $l) { items { number body senderId createdAt } nextToken } }";
 
 #[tokio::main]
 async fn main() -> Result<(), String> {
@@ -65,6 +70,21 @@ async fn main() -> Result<(), String> {
         .await?;
     }
     let body = "x".repeat(args.body_bytes.max(1));
+    if args.operation == "messages" {
+        for chat in 1..=chats {
+            for _ in 0..args.page {
+                gql(
+                    &setup,
+                    &url,
+                    &agent,
+                    SEND,
+                    json!({ "a": app, "c": chat, "b": body }),
+                )
+                .await?;
+            }
+        }
+    }
+    let page = args.page;
     let start = Instant::now();
     let warm_until = start + Duration::from_secs(args.warmup_seconds);
     let end = warm_until + Duration::from_secs(args.seconds);
@@ -96,6 +116,16 @@ async fn main() -> Result<(), String> {
                 }
                 let result = match op.as_str() {
                     "noop" => gql(&client, &url, &token, "{ __typename }", json!({})).await,
+                    "messages" => {
+                        gql(
+                            &client,
+                            &url,
+                            &token,
+                            MESSAGES,
+                            json!({ "a": app, "c": chat, "l": page }),
+                        )
+                        .await
+                    }
                     _ => {
                         gql(
                             &client,
