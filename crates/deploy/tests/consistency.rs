@@ -677,3 +677,124 @@ fn every_stage_in_samconfig_sets_only_parameters_the_template_has_with_allowed_v
         }
     }
 }
+
+/// A resource's `Condition`.
+fn condition_of(template: &Yaml, id: &str) -> Option<String> {
+    template["Resources"][id]["Condition"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+#[test]
+fn the_edge_is_optional_a_rate_limit_per_address_and_a_domain_with_its_certificate() {
+    let template = template();
+    for (id, condition) in [
+        ("WebAcl", "HasWaf"),
+        ("WebAclAssociation", "HasWaf"),
+        ("ApiDomainName", "HasCustomDomain"),
+        ("ApiDomainNameAssociation", "HasCustomDomain"),
+    ] {
+        assert_eq!(
+            condition_of(&template, id).as_deref(),
+            Some(condition),
+            "{id}"
+        );
+    }
+    // Off by default.
+    assert_eq!(
+        template["Parameters"]["WafRateLimit"]["Default"].as_u64(),
+        Some(0)
+    );
+    assert_eq!(
+        template["Parameters"]["CustomDomainName"]["Default"].as_str(),
+        Some("")
+    );
+    let rule = &template["Resources"]["WebAcl"]["Properties"]["Rules"][0];
+    let statement = &rule["Statement"]["RateBasedStatement"];
+    assert_eq!(statement["AggregateKeyType"].as_str(), Some("IP"));
+    assert_eq!(reference(&statement["Limit"]), "WafRateLimit");
+    assert!(
+        rule["Action"]["Block"].is_mapping(),
+        "over the limit is blocked"
+    );
+    let association = &template["Resources"]["WebAclAssociation"]["Properties"];
+    let target = serde_json::to_value(&association["ResourceArn"]).unwrap();
+    assert_eq!(target, serde_json::json!({"!GetAtt": "Api.Arn"}));
+    // A domain without a certificate is refused before anything is created.
+    let assertion = serde_json::to_value(
+        &template["Rules"]["CustomDomainNeedsCertificate"]["Assertions"][0]["Assert"],
+    )
+    .unwrap();
+    assert!(
+        assertion.to_string().contains("CustomDomainCertificateId"),
+        "{assertion}"
+    );
+}
+
+#[test]
+fn a_hosted_console_is_private_behind_https_with_a_csp_that_reaches_only_this_api() {
+    let template = template();
+    for id in [
+        "ConsoleBucket",
+        "ConsoleBucketPolicy",
+        "ConsoleOriginAccess",
+        "ConsoleHeaders",
+        "ConsoleDistribution",
+    ] {
+        assert_eq!(
+            condition_of(&template, id).as_deref(),
+            Some("HostsConsole"),
+            "{id}"
+        );
+    }
+    assert_eq!(
+        template["Parameters"]["HostConsole"]["Default"].as_str(),
+        Some("false")
+    );
+    let block =
+        &template["Resources"]["ConsoleBucket"]["Properties"]["PublicAccessBlockConfiguration"];
+    for setting in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(block[setting].as_bool(), Some(true), "{setting}");
+    }
+    // Only the distribution reads the bucket, and only over TLS.
+    let policy = serde_json::to_value(
+        &template["Resources"]["ConsoleBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"],
+    )
+    .unwrap();
+    assert_eq!(
+        policy[0]["Principal"]["Service"],
+        "cloudfront.amazonaws.com"
+    );
+    assert_eq!(policy[0]["Action"], "s3:GetObject");
+    assert!(
+        policy[0]["Condition"]["StringEquals"]["AWS:SourceArn"]
+            .to_string()
+            .contains("distribution/${ConsoleDistribution}")
+    );
+    assert_eq!(policy[1]["Effect"], "Deny");
+    let behavior = &template["Resources"]["ConsoleDistribution"]["Properties"]["DistributionConfig"]
+        ["DefaultCacheBehavior"];
+    assert_eq!(
+        behavior["ViewerProtocolPolicy"].as_str(),
+        Some("redirect-to-https")
+    );
+    let csp = serde_json::to_value(
+        &template["Resources"]["ConsoleHeaders"]["Properties"]["ResponseHeadersPolicyConfig"]
+            ["SecurityHeadersConfig"]["ContentSecurityPolicy"]["ContentSecurityPolicy"],
+    )
+    .unwrap();
+    let csp = csp["!Sub"].as_str().expect("a !Sub string");
+    let directives: Vec<&str> = csp.split("; ").collect();
+    assert!(directives.contains(&"script-src 'self'"), "{csp}");
+    assert!(directives.contains(&"frame-ancestors 'none'"), "{csp}");
+    assert!(
+        directives.contains(&"connect-src 'self' ${Api.GraphQLUrl} ${Api.RealtimeUrl}"),
+        "requests reach this API and nothing else: {csp}"
+    );
+    assert!(!csp.contains("unsafe") && !csp.contains('*'), "{csp}");
+}
