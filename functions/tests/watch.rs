@@ -719,6 +719,25 @@ fn bench_init_and_warm_send_message() {
         event["arguments"]["clientMessageId"] = json!(format!("bench-{i}"));
         invoke("mutation-send-message", event);
     }
+    // Client errors are answers, not failed invocations: count the invocations that fail
+    // among refused requests (a customer creating an application: Forbidden).
+    let refusals: usize = std::env::var("BENCH_CLIENT_ERRORS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1000);
+    let refused = fixture("appsync-create-application-as-customer.json", &values);
+    let mut failed_invocations = 0;
+    for _ in 0..refusals {
+        match watch.invoke("mutation-create-application", &refused) {
+            Ok(answer) => assert_eq!(answer["errorType"], "Forbidden", "{answer}"),
+            Err(_) => failed_invocations += 1,
+        }
+    }
+    println!(
+        "Lambda errors per 1,000 client errors: {} ({failed_invocations} of {refusals} \
+         refused requests failed their invocation)",
+        failed_invocations * 1000 / refusals.max(1)
+    );
     // Every other function once (an empty event is enough to start it).
     let bins = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin")).unwrap();
     let mut functions: Vec<String> = bins
