@@ -21,9 +21,20 @@ export function setupSignIn({ role, store, endpoints, config, onSession }) {
   $('endpoint-shown').textContent = endpoints.http;
   if (!endpoints.sameOrigin) {
     $('endpoint-warning').hidden = false;
-    $('endpoint-warning').textContent = `Signing in sends your token to ${new URL(endpoints.http).origin}, `
+    $('endpoint-warning').textContent = `Signing in sends your token to ${endpoints.foreign.join(' and ')}, `
       + 'not to the server of this page. Continue only if you trust it.';
   }
+  // The page's Content-Security-Policy is what keeps a token from going where the page's
+  // operator did not allow (a link with someone else's ?endpoint= or ?ws=): the browser
+  // refuses the connection before anything is sent. Say so instead of "cannot reach".
+  // The event and the failed request come in either order: whichever is last shows this.
+  let blocked = '';
+  document.addEventListener('securitypolicyviolation', (event) => {
+    if (event.effectiveDirective !== 'connect-src') return;
+    blocked = `Blocked: this page's Content-Security-Policy does not allow connecting to ${event.blockedURI}, `
+      + 'so nothing was sent there.';
+    if (!view.hidden) error.textContent = blocked;
+  });
 
   async function signIn(token) {
     const claims = decodeToken(token);
@@ -41,11 +52,12 @@ export function setupSignIn({ role, store, endpoints, config, onSession }) {
 
   async function attempt(token, button) {
     error.textContent = '';
+    blocked = '';
     button.disabled = true;
     try {
       await signIn(token);
     } catch (e) {
-      error.textContent = `Not signed in: ${e.message}`;
+      error.textContent = blocked || `Not signed in: ${e.message}`;
     } finally {
       button.disabled = false;
     }

@@ -1,12 +1,24 @@
 // The console's browser-free modules, run in Node: search highlighting (the server's
-// matching rules), endpoint configuration, and the development token helper (WebCrypto)
-// against the reference minter of server.mjs.
+// matching rules), endpoint configuration, the AppSync transport against a fake real-time
+// endpoint (handshake, start, keep-alive timeout, refusal), and the development token
+// helper (WebCrypto) against the reference minter of server.mjs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { matchRanges } from '../console/highlight.js';
-import { operationName, resolveEndpoints } from '../console/graphql.js';
+import WebSocket, { WebSocketServer } from 'ws';
+import { operationName, resolveEndpoints, TransportAppSync } from '../console/graphql.js';
 import { decodeToken, devHelperEnabled, isExpired, mintDevToken } from '../console/session.js';
 import { mintToken } from './server.mjs';
+
+const page = (href) => ({ href, search: new URL(href).search });
+
+async function until(predicate, ms) {
+  const deadline = Date.now() + ms;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
 
 const marked = (text, query) => matchRanges(text, query).map(([start, end]) => text.slice(start, end));
 
@@ -31,29 +43,156 @@ test('highlighting merges overlapping matches of several query words', () => {
 });
 
 test('endpoints: same origin by default, overridable by config and by the URL', () => {
-  const page = (href) => ({ href, search: new URL(href).search });
-  const config = { endpoint: null, realtime: { protocol: 'graphql-transport-ws', url: null, intervalMs: 5000 } };
+  const config = { endpoint: null, realtime: { protocol: null, url: null, intervalMs: 5000 } };
 
   const local = resolveEndpoints(config, page('http://127.0.0.1:4000/'));
   assert.deepEqual(local, {
     http: 'http://127.0.0.1:4000/graphql',
     sameOrigin: true,
-    realtime: { protocol: 'graphql-transport-ws', url: 'ws://127.0.0.1:4000/graphql', intervalMs: 5000 },
+    foreign: [],
+    realtime: { protocol: 'graphql-transport-ws', url: 'ws://127.0.0.1:4000/graphql', host: '127.0.0.1:4000', intervalMs: 5000 },
   });
 
   const appsync = 'https://abc.appsync-api.eu-west-1.amazonaws.com/graphql';
   const deployed = resolveEndpoints({ ...config, endpoint: appsync, realtime: { protocol: 'poll', intervalMs: 3000 } }, page('https://console.example.com/'));
   assert.equal(deployed.http, appsync);
   assert.equal(deployed.sameOrigin, false);
-  assert.deepEqual(deployed.realtime, { protocol: 'poll', url: 'wss://abc.appsync-api.eu-west-1.amazonaws.com/graphql', intervalMs: 3000 });
+  assert.deepEqual(deployed.foreign, ['https://abc.appsync-api.eu-west-1.amazonaws.com']);
+  assert.equal(deployed.realtime.protocol, 'poll');
+  assert.equal(deployed.realtime.intervalMs, 3000);
 
   const overridden = resolveEndpoints(config, page(`http://localhost:4000/?endpoint=${encodeURIComponent('http://localhost:5000/graphql')}&realtime=poll`));
   assert.equal(overridden.http, 'http://localhost:5000/graphql');
   assert.equal(overridden.realtime.protocol, 'poll');
   assert.equal(overridden.sameOrigin, false);
+  assert.deepEqual(overridden.foreign, ['http://localhost:5000'], 'polling opens no WebSocket');
 
   assert.throws(() => resolveEndpoints(config, page('http://localhost/?endpoint=javascript:alert(1)')), /http\(s\)/);
   assert.throws(() => resolveEndpoints(config, page('http://localhost/?realtime=carrier-pigeon')), /unknown real-time protocol/);
+  assert.throws(() => resolveEndpoints(config, page('http://localhost/?ws=https://a.example/graphql')), /ws\(s\) URL/);
+});
+
+test('endpoints: AppSync hosts speak AppSync real time, at the real-time host or /realtime', () => {
+  const config = { endpoint: null, realtime: { protocol: null, url: null, intervalMs: 5000 } };
+  const on = (endpoint, query = '') => resolveEndpoints({ ...config, endpoint }, page(`https://console.example.com/${query}`));
+
+  // AppSync's own domain: chosen by itself, and the API's appsync-realtime-api host.
+  const api = on('https://abc123xyz.appsync-api.eu-west-1.amazonaws.com/graphql');
+  assert.deepEqual(api.realtime, {
+    protocol: 'appsync',
+    url: 'wss://abc123xyz.appsync-realtime-api.eu-west-1.amazonaws.com/graphql',
+    host: 'abc123xyz.appsync-api.eu-west-1.amazonaws.com',
+    intervalMs: 5000,
+  });
+  assert.deepEqual(api.foreign, ['https://abc123xyz.appsync-api.eu-west-1.amazonaws.com', 'wss://abc123xyz.appsync-realtime-api.eu-west-1.amazonaws.com']);
+  assert.equal(on('https://abc.appsync-api.cn-north-1.amazonaws.com.cn/graphql').realtime.url, 'wss://abc.appsync-realtime-api.cn-north-1.amazonaws.com.cn/graphql');
+
+  // A custom domain is not recognisable: asked for explicitly, it is the endpoint + /realtime.
+  assert.equal(on('https://api.example.com/graphql').realtime.protocol, 'graphql-transport-ws');
+  const custom = on('https://api.example.com/graphql', '?realtime=appsync');
+  assert.equal(custom.realtime.url, 'wss://api.example.com/graphql/realtime');
+  assert.equal(custom.realtime.host, 'api.example.com');
+  assert.equal(resolveEndpoints({ ...config, realtime: { protocol: 'appsync' } }, page('http://127.0.0.1:4000/')).realtime.url, 'ws://127.0.0.1:4000/graphql/realtime');
+  // A look-alike is not AppSync's.
+  assert.equal(on('https://abc.appsync-api.eu-west-1.amazonaws.com.evil.example/graphql').realtime.protocol, 'graphql-transport-ws');
+
+  // ?ws= still decides, and a WebSocket elsewhere than the page counts as foreign.
+  const ws = resolveEndpoints(config, page('http://127.0.0.1:4000/?realtime=appsync&ws=ws://127.0.0.1:9/graphql/realtime'));
+  assert.equal(ws.realtime.url, 'ws://127.0.0.1:9/graphql/realtime');
+  assert.equal(ws.sameOrigin, false);
+  assert.deepEqual(ws.foreign, ['ws://127.0.0.1:9']);
+});
+
+test("the AppSync transport speaks AppSync's protocol and reconnects when the keep-alives stop", async () => {
+  // A fake AppSync real-time endpoint: it acknowledges with a 300 ms keep-alive timeout and
+  // then sends one `ka` on the first connection only.
+  const server = new WebSocketServer({ port: 0, host: '127.0.0.1', handleProtocols: (protocols) => (protocols.has('graphql-ws') ? 'graphql-ws' : false) });
+  const connections = [];
+  server.on('connection', (socket, request) => {
+    const connection = { protocols: request.headers['sec-websocket-protocol'], url: request.url, received: [] };
+    connections.push(connection);
+    socket.on('message', (data) => {
+      const message = JSON.parse(data.toString());
+      connection.received.push(message);
+      if (message.type === 'connection_init') {
+        socket.send(JSON.stringify({ type: 'connection_ack', payload: { connectionTimeoutMs: 300 } }));
+        if (connections.length === 1) socket.send(JSON.stringify({ type: 'ka' }));
+      }
+      if (message.type === 'start') {
+        socket.send(JSON.stringify({ type: 'start_ack', id: message.id }));
+        socket.send(JSON.stringify({ type: 'data', id: message.id, payload: { data: { onMessage: { number: connections.length } } } }));
+      }
+    });
+  });
+  await new Promise((resolve) => server.once('listening', resolve));
+  const url = `ws://127.0.0.1:${server.address().port}/graphql/realtime`;
+
+  const transport = new TransportAppSync({ url, host: 'api.example.com' }, 'tok.en', WebSocket);
+  const statuses = [];
+  let resyncs = 0;
+  transport.on('status', (status) => statuses.push(status));
+  transport.on('resync', () => { resyncs += 1; });
+  const events = [];
+  const subscription = transport.subscribe('subscription OnMessage($c: Int!) { onMessage(c: $c) { number } }', { c: 7 }, { next: (payload) => events.push(payload) });
+  try {
+    await subscription.ready;
+    assert.equal(transport.status, 'live');
+
+    // The handshake: graphql-ws, and the headers as base64url JSON in a header- subprotocol.
+    const [first] = connections;
+    assert.equal(first.url, '/graphql/realtime');
+    const [name, header] = first.protocols.split(',').map((p) => p.trim());
+    assert.equal(name, 'graphql-ws');
+    assert.match(header, /^header-[A-Za-z0-9_-]+$/);
+    assert.deepEqual(JSON.parse(Buffer.from(header.slice('header-'.length), 'base64url')), { Authorization: 'tok.en', host: 'api.example.com' });
+    // connection_init, then a start with the JSON text of {query, variables} and the headers.
+    assert.deepEqual(first.received[0], { type: 'connection_init' });
+    const start = first.received[1];
+    assert.equal(start.type, 'start');
+    assert.deepEqual(JSON.parse(start.payload.data), { query: 'subscription OnMessage($c: Int!) { onMessage(c: $c) { number } }', variables: { c: 7 } });
+    assert.deepEqual(start.payload.extensions, { authorization: { Authorization: 'tok.en', host: 'api.example.com' } });
+    assert.deepEqual(events, [{ data: { onMessage: { number: 1 } } }]);
+
+    // No `ka` within connectionTimeoutMs: the transport drops the connection, makes a new
+    // one and starts the subscription again there; the page is told to catch up.
+    await until(() => connections.length >= 2 && transport.status === 'live' && resyncs >= 2, 5_000);
+    assert.ok(statuses.includes('reconnecting'), statuses.join());
+    assert.equal(connections[1].received.filter((m) => m.type === 'start').length, 1);
+    assert.deepEqual(events[1], { data: { onMessage: { number: 2 } } });
+
+    // Unsubscribing sends stop with the subscription's id.
+    const live = connections.at(-1);
+    subscription.unsubscribe();
+    await until(() => live.received.some((m) => m.type === 'stop'), 2_000);
+    assert.deepEqual(live.received.at(-1), { type: 'stop', id: start.id });
+  } finally {
+    transport.close();
+    server.close();
+  }
+});
+
+test('the AppSync transport ends the session when the connection is refused', async () => {
+  const server = new WebSocketServer({ port: 0, host: '127.0.0.1', handleProtocols: () => 'graphql-ws' });
+  let connections = 0;
+  server.on('connection', (socket) => {
+    connections += 1;
+    socket.on('message', () => {
+      socket.send(JSON.stringify({ type: 'connection_error', payload: { errors: [{ errorType: 'UnauthorizedException', message: 'token expired', errorCode: 401 }] } }));
+      socket.close(4401, 'UnauthorizedException');
+    });
+  });
+  await new Promise((resolve) => server.once('listening', resolve));
+  const transport = new TransportAppSync({ url: `ws://127.0.0.1:${server.address().port}/graphql`, host: 'h' }, 'tok', WebSocket);
+  try {
+    const reason = await new Promise((resolve) => transport.on('unauthorized', resolve));
+    assert.equal(reason, 'token expired');
+    assert.equal(transport.status, 'unauthorized');
+    await new Promise((resolve) => setTimeout(resolve, 1_500)); // longer than the first backoff
+    assert.equal(connections, 1, 'a refused token is not tried again');
+  } finally {
+    transport.close();
+    server.close();
+  }
 });
 
 test('operation names are read from the documents', () => {

@@ -90,10 +90,12 @@ pub enum ConsolePolicyError {
 
 impl ConsolePolicy {
     /// The policy with extra `connect-src` sources (each an http(s) or ws(s) URL).
+    /// An http(s) source brings its WebSocket sources with it ([`websocket_sources`]), so
+    /// that the console's live connection to an allowed endpoint is allowed too.
     pub fn new<S: AsRef<str>>(
         connect_src: impl IntoIterator<Item = S>,
     ) -> Result<Self, ConsolePolicyError> {
-        let mut extra = String::new();
+        let mut sources: Vec<String> = Vec::new();
         for source in connect_src {
             let source = source.as_ref().trim();
             if source.is_empty() {
@@ -102,9 +104,13 @@ impl ConsolePolicy {
             if !is_url_source(source) || HeaderValue::from_str(source).is_err() {
                 return Err(ConsolePolicyError::BadSource(source.to_owned()));
             }
-            extra.push(' ');
-            extra.push_str(source);
+            for source in std::iter::once(source.to_owned()).chain(websocket_sources(source)) {
+                if !sources.contains(&source) {
+                    sources.push(source);
+                }
+            }
         }
+        let extra = sources.iter().map(|s| format!(" {s}")).collect();
         Ok(ConsolePolicy { extra })
     }
 
@@ -158,6 +164,42 @@ fn is_url_source(source: &str) -> bool {
         && rest
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-._~:/[]*%".contains(c))
+}
+
+/// Where the console opens WebSockets for an http(s) GraphQL endpoint (`console/graphql.js`,
+/// `realtimeUrl`): the endpoint's host over ws(s) (graphql-transport-ws at the endpoint,
+/// AppSync's protocol at `<endpoint>/realtime` on a custom domain) and, for an AppSync API
+/// host, its real-time host (`<id>.appsync-api.<region>.amazonaws.com` ->
+/// `wss://<id>.appsync-realtime-api.<region>.amazonaws.com`). Both belong to the endpoint
+/// already trusted with the token.
+fn websocket_sources(source: &str) -> Vec<String> {
+    let Some((scheme, rest)) = source.split_once("://") else {
+        return Vec::new();
+    };
+    let ws = match scheme {
+        "https" => "wss",
+        "http" => "ws",
+        _ => return Vec::new(),
+    };
+    let host = rest.split('/').next().unwrap_or_default();
+    let mut sources = vec![format!("{ws}://{host}")];
+    if let Some(realtime) = appsync_realtime_host(host) {
+        sources.push(format!("wss://{realtime}"));
+    }
+    sources
+}
+
+/// `<id>.appsync-realtime-api.<region>.amazonaws.com[.cn]` for an AppSync API host.
+fn appsync_realtime_host(host: &str) -> Option<String> {
+    let (id, rest) = host.split_once(".appsync-api.")?;
+    let region = rest
+        .strip_suffix(".amazonaws.com")
+        .or_else(|| rest.strip_suffix(".amazonaws.com.cn"))?;
+    let valid = !id.is_empty()
+        && id.chars().all(|c| c.is_ascii_alphanumeric())
+        && !region.is_empty()
+        && region.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    valid.then(|| format!("{id}.appsync-realtime-api.{rest}"))
 }
 
 /// The console's routes: `/` and one per file. The policy comes from an
@@ -280,9 +322,55 @@ mod tests {
             csp.contains(
                 "connect-src 'self' ws://localhost:4000 wss://localhost:4000 \
                  https://abc.appsync-api.eu-west-1.amazonaws.com/graphql \
+                 wss://abc.appsync-api.eu-west-1.amazonaws.com \
                  wss://abc.appsync-realtime-api.eu-west-1.amazonaws.com;"
             ),
             "{csp}"
+        );
+    }
+
+    #[test]
+    fn an_endpoint_brings_the_websocket_hosts_the_console_derives_from_it() {
+        let connect_src = |sources: &[&str]| {
+            let csp = ConsolePolicy::new(sources).unwrap().header_value(None);
+            let csp = csp.to_str().unwrap().to_owned();
+            let start = csp.find("connect-src ").unwrap() + "connect-src ".len();
+            let end = start + csp[start..].find(';').unwrap();
+            csp[start..end].to_owned()
+        };
+        // AppSync: the real-time host of the same API (graphql.js: appsync-api ->
+        // appsync-realtime-api, always wss).
+        assert_eq!(
+            connect_src(&["https://x1.appsync-api.us-east-1.amazonaws.com/graphql"]),
+            "'self' https://x1.appsync-api.us-east-1.amazonaws.com/graphql \
+             wss://x1.appsync-api.us-east-1.amazonaws.com \
+             wss://x1.appsync-realtime-api.us-east-1.amazonaws.com"
+        );
+        assert_eq!(
+            connect_src(&["https://x1.appsync-api.cn-north-1.amazonaws.com.cn/graphql"]),
+            "'self' https://x1.appsync-api.cn-north-1.amazonaws.com.cn/graphql \
+             wss://x1.appsync-api.cn-north-1.amazonaws.com.cn \
+             wss://x1.appsync-realtime-api.cn-north-1.amazonaws.com.cn"
+        );
+        // A custom domain or another server: its own host over ws(s), any path (the
+        // endpoint itself, or the endpoint + /realtime).
+        assert_eq!(
+            connect_src(&["https://api.example.com/graphql"]),
+            "'self' https://api.example.com/graphql wss://api.example.com"
+        );
+        assert_eq!(
+            connect_src(&["http://localhost:5000/graphql"]),
+            "'self' http://localhost:5000/graphql ws://localhost:5000"
+        );
+        // Nothing else: a WebSocket source brings nothing, a look-alike host no AppSync host,
+        // and a source given twice is listed once.
+        assert_eq!(
+            connect_src(&["wss://a.example", "wss://a.example"]),
+            "'self' wss://a.example"
+        );
+        assert_eq!(
+            connect_src(&["https://x.appsync-api.evil.example/graphql"]),
+            "'self' https://x.appsync-api.evil.example/graphql wss://x.appsync-api.evil.example"
         );
     }
 

@@ -123,22 +123,22 @@ async fn graphiql_and_health_still_answer_beside_the_console() {
 }
 
 #[tokio::test]
-async fn configured_connect_sources_are_added_to_the_policy() {
+async fn configured_connect_sources_are_added_to_the_policy_with_their_websocket_hosts() {
     let appsync = "https://abc123.appsync-api.eu-west-1.amazonaws.com/graphql";
     let server = TestServer::start_with_args(
-        &[
-            "--console-connect-src",
-            &format!("{appsync},wss://abc123.appsync-realtime-api.eu-west-1.amazonaws.com"),
-        ],
+        &["--console-connect-src", &format!("{appsync},wss://other.example")],
         &[],
     );
 
     let response = get(&server, "/", "text/html").await;
 
+    // The AppSync endpoint brings the WebSocket hosts the console derives from it.
     let csp = header(&response, "content-security-policy");
     assert!(
         csp.contains(&format!(
-            "connect-src 'self' ws://{host} wss://{host} {appsync} wss://abc123.appsync-realtime-api.eu-west-1.amazonaws.com;",
+            "connect-src 'self' ws://{host} wss://{host} {appsync} \
+             wss://abc123.appsync-api.eu-west-1.amazonaws.com \
+             wss://abc123.appsync-realtime-api.eu-west-1.amazonaws.com wss://other.example;",
             host = server.url.trim_start_matches("http://")
         )),
         "{csp}"
