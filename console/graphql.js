@@ -142,6 +142,7 @@ class TransportEvents {
 }
 
 const OPEN = 1; // WebSocket.OPEN
+const CLOSED = 3; // WebSocket.CLOSED
 /** Close codes with which a server refuses the token: no use reconnecting with it. */
 const REFUSED_CODES = new Set([4401, 4403]);
 
@@ -180,6 +181,13 @@ class SocketTransport extends TransportEvents {
       this.receive(socket, message);
     };
     socket.onclose = (event) => this.lost(socket, event.code, event.reason);
+    // Chromium ends a connection that the page's Content-Security-Policy blocks with an
+    // error and no close event: a socket still closed a moment after its error is lost.
+    socket.onerror = () => {
+      setTimeout(() => {
+        if (socket.readyState === CLOSED) this.lost(socket, 1006, 'connection failed');
+      }, 1_000);
+    };
   }
 
   /** The connection ended (closed by the server or the network, or dropped here). */
@@ -202,6 +210,7 @@ class SocketTransport extends TransportEvents {
   /** Gives a silent connection up at once (its closing handshake could take a minute). */
   drop(socket, reason) {
     socket.onclose = null;
+    socket.onerror = null;
     socket.onmessage = null;
     try {
       socket.close(1000, reason);

@@ -4,10 +4,15 @@
 // clears them; search highlights a partial word; scrolling up loads the whole history.
 // Presence: the widget says whether an agent is online and viewing the chat, the inbox
 // marks the chats their customer is viewing, each side sees the other typing.
+// AppSync's real-time protocol (?realtime=appsync): live messages, viewers and typing, and a
+// connection dropped under the agent recovers without losing a message. A foreign
+// ?endpoint= or ?ws= is blocked by the page's Content-Security-Policy: no token leaves.
 // Screenshots of the agent view go to e2e/artifacts/ (git-ignored).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
+import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { startServer, gql, mintToken, ADMIN_KEY } from './server.mjs';
@@ -62,7 +67,7 @@ async function openPage(path, viewport = { width: 1280, height: 800 }) {
   page.on('console', (message) => {
     if (message.type() === 'error') errors.push(`console: ${message.text()}`);
   });
-  await page.goto(`${server.url}${path}`);
+  await page.goto(path.startsWith('http') ? path : `${server.url}${path}`);
   return { context, page, errors };
 }
 
@@ -409,4 +414,213 @@ test('presence: the widget sees an agent online, viewing and typing; the inbox s
   assert.deepEqual(customer.errors, []);
   await agent.context.close();
   await customer.context.close();
+});
+
+/**
+ * A TCP relay in front of the dev server, so that a test can cut the WebSockets that pass
+ * through it (the page sees the connection drop, as when a server or a network goes away).
+ */
+async function startRelay(target) {
+  const { hostname, port } = new URL(target);
+  const pairs = new Set();
+  const relay = net.createServer((client) => {
+    const upstream = net.connect(Number(port), hostname);
+    const pair = { client, upstream, websocket: false };
+    pairs.add(pair);
+    client.once('data', (chunk) => { pair.websocket = /^upgrade:\s*websocket/im.test(chunk.toString('latin1')); });
+    client.pipe(upstream);
+    upstream.pipe(client);
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+      pairs.delete(pair);
+    };
+    for (const socket of [client, upstream]) {
+      socket.on('error', end);
+      socket.on('close', end);
+    }
+  });
+  await new Promise((resolve) => relay.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${relay.address().port}`,
+    /** Cuts every WebSocket going through; returns how many there were. */
+    dropWebSockets() {
+      const websockets = [...pairs].filter((pair) => pair.websocket);
+      for (const { client, upstream } of websockets) {
+        client.destroy();
+        upstream.destroy();
+      }
+      return websockets.length;
+    },
+    close() {
+      for (const { client, upstream } of pairs) {
+        client.destroy();
+        upstream.destroy();
+      }
+      relay.close();
+    },
+  };
+}
+
+test("the agent console over AppSync's real-time protocol: live messages, viewers, typing, a dropped connection", { timeout: TEST_MS }, async () => {
+  const app = await createApplication('Console AppSync test');
+  const carol = mintToken(app.secret, app.token, 'carol', 'CUSTOMER');
+  const relay = await startRelay(server.url);
+  try {
+    // Given the agent console through the relay and the customer widget, both on AppSync's
+    // protocol.
+    const agent = await openPage(`${relay.url}/?realtime=appsync`);
+    const a = agent.page;
+    const sockets = [];
+    a.on('websocket', (socket) => {
+      const seen = { url: socket.url(), types: new Set() };
+      sockets.push(seen);
+      socket.on('framereceived', ({ payload }) => {
+        try {
+          seen.types.add(JSON.parse(payload).type);
+        } catch {
+          // Not JSON: not counted.
+        }
+      });
+    });
+    await signIn(a, 'Agent token', mintToken(app.secret, app.token, 'alice', 'AGENT'));
+    await waitForText(a, '#whoami', 'alice');
+    await a.locator('#connection[data-state="live"]').waitFor();
+
+    const customer = await openPage('/customer.html?realtime=appsync', { width: 480, height: 760 });
+    const c = customer.page;
+    await signIn(c, 'Customer token', carol);
+    await waitForText(c, '#availability', 'An agent is online');
+    await c.getByLabel('Subject (optional)').fill('Parcel');
+    await c.getByLabel('Your message').fill('Where is my parcel?');
+    await c.getByRole('button', { name: 'Start the conversation' }).click();
+    await waitForText(c, '#chat-title', '#1 Parcel');
+    await waitLive(c);
+
+    // The inbox follows live; the agent opens the chat, and each side sees the other there.
+    await waitForBadge(a, 1, '1');
+    await chatLink(a, 1).click();
+    await waitLive(a);
+    await waitForText(a, '#chat-viewers', 'Viewing now: carol (customer)');
+    await waitForText(c, '#chat-viewers', 'An agent is viewing this chat');
+
+    // The customer types, then sends: the agent sees both at once.
+    await c.getByLabel('Message', { exact: true }).fill('It was due Monday');
+    await waitForText(a, '#typing', 'carol is typing…');
+    await c.getByLabel('Message', { exact: true }).press('Enter');
+    await waitForText(a, '#message-list .message-body', 'It was due Monday');
+    await isEmpty(a, '#typing');
+
+    // The agent's page spoke AppSync's protocol at the dev server's /graphql/realtime.
+    assert.equal(sockets.length, 1);
+    assert.equal(new URL(sockets[0].url).pathname, '/graphql/realtime');
+    for (const type of ['connection_ack', 'ka', 'start_ack', 'data']) {
+      assert.ok(sockets[0].types.has(type), `${type} in ${[...sockets[0].types]}`);
+    }
+
+    // When the connection drops, the console reconnects; what was sent meanwhile arrives
+    // (fetched after the subscriptions are registered again), and so does what follows.
+    assert.equal(relay.dropWebSockets(), 1);
+    await a.locator('#connection[data-state="reconnecting"]').waitFor();
+    await gql(server.url, carol, SEND, { a: app.token, c: 1, b: 'Sent while you were away' });
+    await a.locator('#connection[data-state="live"]').waitFor();
+    await waitForText(a, '#message-list .message-body', 'Sent while you were away');
+    await c.getByLabel('Message', { exact: true }).fill('And one after');
+    await c.getByLabel('Message', { exact: true }).press('Enter');
+    await waitForText(a, '#message-list .message-body', 'And one after');
+    assert.deepEqual(await messageTexts(a), ['Where is my parcel?', 'It was due Monday', 'Sent while you were away', 'And one after']);
+    assert.equal(sockets.length, 2, 'one new connection');
+    assert.ok(sockets[1].types.has('start_ack'));
+
+    assert.deepEqual(agent.errors, []);
+    assert.deepEqual(customer.errors, []);
+    await agent.context.close();
+    await customer.context.close();
+  } finally {
+    relay.close();
+  }
+});
+
+/** An HTTP server on another origin that records every request and WebSocket upgrade. */
+async function startRecorder() {
+  const requests = [];
+  const recorder = createHttpServer((request, response) => {
+    requests.push({ method: request.method, url: request.url, authorization: request.headers.authorization });
+    // Let the page's requests through CORS, so that the token would arrive if it were sent.
+    response.writeHead(200, {
+      'Access-Control-Allow-Origin': '*',
+      'Access-Control-Allow-Headers': 'authorization, content-type',
+      'Content-Type': 'application/json',
+    });
+    response.end('{"data":{"unreadSummary":{"totalUnread":0,"unreadChats":0}}}');
+  });
+  recorder.on('upgrade', (request, socket) => {
+    requests.push({ method: 'UPGRADE', url: request.url, protocols: request.headers['sec-websocket-protocol'] });
+    socket.destroy();
+  });
+  await new Promise((resolve) => recorder.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${recorder.address().port}`, requests, close: () => recorder.close() };
+}
+
+test('a foreign ?endpoint= or ?ws= is blocked by the console\'s policy: no token leaves', { timeout: TEST_MS }, async () => {
+  const app = await createApplication('Console foreign endpoint test');
+  const token = mintToken(app.secret, app.token, 'alice', 'AGENT');
+  const recorder = await startRecorder();
+  // The same dev server under another name, allowed as an endpoint by its URL alone.
+  const elsewhere = `http://localhost:${new URL(server.url).port}/graphql`;
+  const permissive = await startServer({ args: ['--console-connect-src', `${recorder.url},${elsewhere}`] });
+  try {
+    const cspErrors = (errors) => errors.filter((e) => !/Content Security Policy/.test(e));
+
+    // Someone else's endpoint in the link: the sign-in form warns, the browser refuses the
+    // request, and the form says why.
+    const foreign = await openPage(`/?endpoint=${encodeURIComponent(`${recorder.url}/graphql`)}`);
+    const f = foreign.page;
+    await waitForText(f, '#endpoint-warning', `Signing in sends your token to ${recorder.url}`);
+    await signIn(f, 'Agent token', token);
+    await waitForText(f, '#signin-error', "Blocked: this page's Content-Security-Policy does not allow connecting to");
+    assert.equal(await f.locator('#session-bar').isHidden(), true);
+
+    // The same with the real-time URL alone (AppSync's protocol at someone else's host):
+    // the session starts over HTTP at the page's own server, but the WebSocket is refused.
+    const ws = `ws://127.0.0.1:${new URL(recorder.url).port}/graphql/realtime`;
+    const foreignWs = await openPage(`/?realtime=appsync&ws=${encodeURIComponent(ws)}`);
+    const w = foreignWs.page;
+    await waitForText(w, '#endpoint-warning', `Signing in sends your token to ${ws.replace('/graphql/realtime', '')}`);
+    await signIn(w, 'Agent token', token);
+    await waitForText(w, '#whoami', 'alice');
+    await w.locator('#connection[data-state="reconnecting"]').waitFor();
+    await w.waitForTimeout(2_000); // a retry or two
+    assert.ok(foreignWs.errors.length >= 2, `tried again: ${foreignWs.errors.join('; ')}`);
+    assert.notEqual(await w.locator('#connection').getAttribute('data-state'), 'live');
+
+    assert.deepEqual(recorder.requests, [], 'nothing reached the other origin');
+    assert.ok(foreign.errors.length > 0 && foreignWs.errors.length > 0, 'the browser reported the blocked connections');
+    assert.deepEqual(cspErrors(foreign.errors), []);
+    assert.deepEqual(cspErrors(foreignWs.errors), []);
+    await foreign.context.close();
+    await foreignWs.context.close();
+
+    // The control: a server whose operator allowed that origin (--console-connect-src) lets
+    // the same link through, and the recorder sees the token arrive.
+    const allowed = await browser.newContext();
+    const p = await allowed.newPage();
+    p.setDefaultTimeout(STEP_MS);
+    await p.goto(`${permissive.url}/?endpoint=${encodeURIComponent(`${recorder.url}/graphql`)}`);
+    await signIn(p, 'Agent token', token);
+    await until(() => recorder.requests.some((r) => r.method === 'POST' && r.authorization === token), () => 'the token at the allowed origin');
+    await allowed.close();
+
+    // An allowed endpoint on another origin brings its real-time URL with it
+    // (endpoint + /realtime, AppSync's protocol): the console there is live.
+    const other = await openPage(`${permissive.url}/?endpoint=${encodeURIComponent(elsewhere)}&realtime=appsync`);
+    await signIn(other.page, 'Agent token', token);
+    await waitForText(other.page, '#whoami', 'alice');
+    await other.page.locator('#connection[data-state="live"]').waitFor();
+    assert.deepEqual(other.errors, []);
+    await other.context.close();
+  } finally {
+    permissive.stop();
+    recorder.close();
+  }
 });

@@ -10,10 +10,11 @@ import path from 'node:path';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const ADMIN_KEY = 'e2e-admin-key-0123456789';
 
-export async function startServer() {
+/** `args`: more chat-server flags (e.g. --console-connect-src). */
+export async function startServer({ args = [] } = {}) {
   const bin = process.env.CHAT_SERVER_BIN ?? path.join(root, 'target/debug/chat-server');
   if (!existsSync(bin)) throw new Error(`${bin} not found: build it first (scripts/test does)`);
-  const child = spawn(bin, ['--memory', '--listen', '127.0.0.1:0', '--admin-key', ADMIN_KEY], {
+  const child = spawn(bin, ['--memory', '--listen', '127.0.0.1:0', '--admin-key', ADMIN_KEY, ...args], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, RUST_LOG: 'warn' },
   });
