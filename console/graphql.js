@@ -232,6 +232,19 @@ class SocketTransport extends TransportEvents {
     this.emit('unauthorized', reason);
   }
 
+  /** The page's Content-Security-Policy refuses the URL: retrying cannot help. */
+  blocked() {
+    const { socket } = this;
+    this.closed = true;
+    this.socket = null;
+    this.acked = false;
+    clearTimeout(this.retry);
+    this.stopTimers();
+    if (socket) socket.onerror = null;
+    socket?.close();
+    this.setStatus('blocked');
+  }
+
   send(message) {
     if (this.acked && this.socket?.readyState === OPEN) this.socket.send(JSON.stringify(message));
   }

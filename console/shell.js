@@ -34,7 +34,13 @@ export function resolveEndpointsOrReport(config, location) {
 }
 
 /** The connection label of each transport status but 'polling', which each view words itself. */
-const CONNECTION_LABELS = { live: 'Live', connecting: 'Connecting…', reconnecting: 'Reconnecting…', unauthorized: 'Signed out' };
+const CONNECTION_LABELS = {
+  live: 'Live',
+  connecting: 'Connecting…',
+  reconnecting: 'Reconnecting…',
+  unauthorized: 'Signed out',
+  blocked: 'Not live: blocked by this page\'s security policy',
+};
 
 /** Shows the transport's status in the session bar; returns the function that stops it. */
 function bindConnectionStatus(transport, pollingLabel) {
@@ -46,6 +52,14 @@ function bindConnectionStatus(transport, pollingLabel) {
   };
   show(transport.status);
   return transport.on('status', show);
+}
+
+function sameHost(a, b) {
+  try {
+    return new URL(a).host === new URL(b).host;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -67,6 +81,12 @@ export function runSessions({ role, store, endpoints, config, view, pollingLabel
     view.hidden = false;
     $('session-bar').hidden = false;
     const stops = [bindConnectionStatus(transport, pollingLabel)];
+    // A WebSocket URL the page's Content-Security-Policy refuses stays refused.
+    document.addEventListener('securitypolicyviolation', (event) => {
+      if (event.effectiveDirective === 'connect-src' && sameHost(event.blockedURI, endpoints.realtime.url)) {
+        transport.blocked?.();
+      }
+    }, { signal: ending.signal });
     begin({ me, api, transport, signal: ending.signal });
 
     // setTimeout takes at most 2^31 - 1 ms (about 24 days): a longer token ends then.
