@@ -198,7 +198,9 @@ fn appsync_realtime_host(host: &str) -> Option<String> {
     let valid = !id.is_empty()
         && id.chars().all(|c| c.is_ascii_alphanumeric())
         && !region.is_empty()
-        && region.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        && region
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-');
     valid.then(|| format!("{id}.appsync-realtime-api.{rest}"))
 }
 

@@ -126,7 +126,10 @@ async fn graphiql_and_health_still_answer_beside_the_console() {
 async fn configured_connect_sources_are_added_to_the_policy_with_their_websocket_hosts() {
     let appsync = "https://abc123.appsync-api.eu-west-1.amazonaws.com/graphql";
     let server = TestServer::start_with_args(
-        &["--console-connect-src", &format!("{appsync},wss://other.example")],
+        &[
+            "--console-connect-src",
+            &format!("{appsync},wss://other.example"),
+        ],
         &[],
     );
 
