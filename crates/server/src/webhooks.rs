@@ -12,7 +12,7 @@
 //! - each attempt has a timeout, and at most [`BODY_CAP`] bytes of a response are read;
 //! - at most [`WebhookConfig::per_endpoint`] requests to one endpoint are in flight.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -141,14 +141,23 @@ pub struct Sender {
     pub config: WebhookConfig,
     client: reqwest::Client,
     in_flight: Mutex<InFlight>,
-    /// Woken when an attempt ends (an endpoint's slot is free again).
+    /// Woken when an endpoint's queue ran empty (more may be due).
     done: Notify,
 }
 
+/// What the sender holds: every delivery taken from the store and not yet recorded
+/// (queued, being sent, or being recorded), and per endpoint the deliveries waiting for a
+/// slot and how many slots are taken.
 #[derive(Default)]
 struct InFlight {
     deliveries: HashSet<DeliveryId>,
-    per_endpoint: HashMap<EndpointId, usize>,
+    endpoints: HashMap<EndpointId, EndpointQueue>,
+}
+
+#[derive(Default)]
+struct EndpointQueue {
+    waiting: VecDeque<DueDelivery>,
+    sending: usize,
 }
 
 impl Sender {
@@ -194,39 +203,66 @@ impl Sender {
             self.webhooks.settle_unseen(&check, send, now).await?;
         }
         let skip: Vec<DeliveryId> = self.in_flight().deliveries.iter().cloned().collect();
-        for due in self.webhooks.due_deliveries(now, BATCH, &skip).await? {
-            {
-                let mut in_flight = self.in_flight();
-                let count = in_flight
-                    .per_endpoint
-                    .entry(due.endpoint.id.clone())
+        let due = self.webhooks.due_deliveries(now, BATCH, &skip).await?;
+        let mut start = Vec::new();
+        {
+            let mut in_flight = self.in_flight();
+            for delivery in due {
+                in_flight.deliveries.insert(delivery.delivery.id.clone());
+                let queue = in_flight
+                    .endpoints
+                    .entry(delivery.endpoint.id.clone())
                     .or_default();
-                if *count >= self.config.per_endpoint {
-                    continue;
-                }
-                *count += 1;
-                in_flight.deliveries.insert(due.delivery.id.clone());
+                queue.waiting.push_back(delivery);
             }
-            let sender = Arc::clone(self);
-            tokio::spawn(async move {
-                let (id, endpoint) = (due.delivery.id.clone(), due.endpoint.id.clone());
-                if let Err(error) = sender.attempt(due).await {
-                    tracing::error!(%error, delivery = %id, "cannot record a webhook attempt");
-                }
+            for (endpoint, queue) in &mut in_flight.endpoints {
+                while queue.sending < self.config.per_endpoint
+                    && queue.sending < queue.waiting.len()
                 {
-                    let mut in_flight = sender.in_flight();
-                    in_flight.deliveries.remove(&id);
-                    if let Some(count) = in_flight.per_endpoint.get_mut(&endpoint) {
-                        *count -= 1;
-                        if *count == 0 {
-                            in_flight.per_endpoint.remove(&endpoint);
-                        }
-                    }
+                    queue.sending += 1;
+                    start.push(endpoint.clone());
                 }
-                sender.done.notify_one();
-            });
+            }
+        }
+        for endpoint in start {
+            let sender = Arc::clone(self);
+            tokio::spawn(async move { sender.send_queued(endpoint).await });
         }
         Ok(())
+    }
+
+    /// One of an endpoint's slots: sends its waiting deliveries one after the other, and
+    /// gives the slot back when none is left. Recording an attempt does not hold the slot.
+    async fn send_queued(self: Arc<Self>, endpoint: EndpointId) {
+        loop {
+            let next = {
+                let mut in_flight = self.in_flight();
+                let Some(queue) = in_flight.endpoints.get_mut(&endpoint) else {
+                    return;
+                };
+                match queue.waiting.pop_front() {
+                    Some(next) => next,
+                    None => {
+                        queue.sending -= 1;
+                        if queue.sending == 0 {
+                            in_flight.endpoints.remove(&endpoint);
+                        }
+                        self.done.notify_one();
+                        return;
+                    }
+                }
+            };
+            let now = self.clock.now();
+            let outcome = self.send(&next, now).await;
+            let sender = Arc::clone(&self);
+            tokio::spawn(async move {
+                let id = next.delivery.id.clone();
+                if let Err(error) = sender.record(&next, outcome, now).await {
+                    tracing::error!(%error, delivery = %id, "cannot record a webhook attempt");
+                }
+                sender.in_flight().deliveries.remove(&id);
+            });
+        }
     }
 
     /// Whether the receiver of the checked message still has not seen it.
@@ -285,10 +321,13 @@ impl Sender {
         }
     }
 
-    /// Sends one delivery and records what happened.
-    async fn attempt(&self, due: DueDelivery) -> Result<(), DomainError> {
-        let now = self.clock.now();
-        let outcome = self.send(&due, now).await;
+    /// Records an attempt made at `now`, with its retry when it failed.
+    async fn record(
+        &self,
+        due: &DueDelivery,
+        outcome: AttemptOutcome,
+        now: Timestamp,
+    ) -> Result<(), DomainError> {
         let attempts = due.delivery.attempts + 1;
         let retry_at = match outcome {
             AttemptOutcome::Delivered { .. } => None,
