@@ -3,6 +3,7 @@
 //! Invariant: this crate does no I/O and knows no wire format. Time comes from a
 //! [`Clock`], storage from a [`ChatStore`]; both are injected.
 
+pub mod attachments;
 pub mod cursor;
 pub mod error;
 pub mod keyring;

@@ -251,6 +251,12 @@ impl MessageBody {
         }
         Ok(MessageBody(raw.to_owned()))
     }
+
+    /// The empty body of a message that is only attachments ([`crate::attachments`]).
+    pub fn attachments_only() -> Self {
+        MessageBody(String::new())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -120,6 +120,7 @@ pub struct ChatService {
     presence: Option<Arc<dyn PresenceStore>>,
     webhooks: Option<Arc<dyn WebhookStore>>,
     webhook_policy: TargetPolicy,
+    attachments: Option<crate::attachments::Attachments>,
     typing: TypingGate,
     throttle: Throttle,
     keyring: Keyring,
@@ -178,6 +179,7 @@ impl ChatService {
             presence: None,
             webhooks: None,
             webhook_policy: TargetPolicy::default(),
+            attachments: None,
             typing: TypingGate::default(),
             throttle: Throttle::disabled(),
             keyring: Keyring::default(),
@@ -233,6 +235,17 @@ impl ChatService {
 
     pub fn webhook_policy(&self) -> TargetPolicy {
         self.webhook_policy
+    }
+
+    /// The service with attachments (see [`crate::attachments`]). Without them, createUpload
+    /// is an Internal error and messages have no attachments.
+    pub fn with_attachments(mut self, attachments: crate::attachments::Attachments) -> Self {
+        self.attachments = Some(attachments);
+        self
+    }
+
+    pub fn attachments(&self) -> Option<&crate::attachments::Attachments> {
+        self.attachments.as_ref()
     }
 
     pub(crate) fn typing_gate(&self) -> &TypingGate {
