@@ -5,7 +5,8 @@
 // Presence: the widget says whether an agent is online and viewing the chat, the inbox
 // marks the chats their customer is viewing, each side sees the other typing.
 // AppSync's real-time protocol (?realtime=appsync): live messages, viewers and typing, and a
-// connection dropped under the agent recovers without losing a message. A foreign
+// connection dropped under the agent recovers without losing a message (graphql-transport-ws
+// too). A foreign
 // ?endpoint= or ?ws= is blocked by the page's Content-Security-Policy: no token leaves.
 // Screenshots of the agent view go to e2e/artifacts/ (git-ignored).
 import { test, before, after } from 'node:test';
@@ -536,6 +537,38 @@ test("the agent console over AppSync's real-time protocol: live messages, viewer
     assert.deepEqual(customer.errors, []);
     await agent.context.close();
     await customer.context.close();
+  } finally {
+    relay.close();
+  }
+});
+
+test('the agent console over graphql-transport-ws recovers a dropped connection too', { timeout: TEST_MS }, async () => {
+  const app = await createApplication('Console drop test');
+  const dave = mintToken(app.secret, app.token, 'dave', 'CUSTOMER');
+  await gql(server.url, dave, 'mutation($a: ID!) { createChat(appToken: $a, subject: "Drop") { number } }', { a: app.token });
+  await gql(server.url, dave, SEND, { a: app.token, c: 1, b: 'Before the drop' });
+  const relay = await startRelay(server.url);
+  try {
+    const agent = await openPage(`${relay.url}/#chat/1`);
+    const a = agent.page;
+    const urls = [];
+    a.on('websocket', (socket) => urls.push(socket.url()));
+    await signIn(a, 'Agent token', mintToken(app.secret, app.token, 'alice', 'AGENT'));
+    await waitForText(a, '#message-list .message-body', 'Before the drop');
+    await waitLive(a);
+
+    assert.equal(relay.dropWebSockets(), 1);
+    await a.locator('#connection[data-state="reconnecting"]').waitFor();
+    await gql(server.url, dave, SEND, { a: app.token, c: 1, b: 'During the drop' });
+    await a.locator('#connection[data-state="live"]').waitFor();
+    await waitForText(a, '#message-list .message-body', 'During the drop');
+    await gql(server.url, dave, SEND, { a: app.token, c: 1, b: 'After the drop' });
+    await waitForText(a, '#message-list .message-body', 'After the drop');
+    assert.deepEqual(await messageTexts(a), ['Before the drop', 'During the drop', 'After the drop']);
+    assert.deepEqual(urls.map((url) => new URL(url).pathname), ['/graphql', '/graphql']);
+
+    assert.deepEqual(agent.errors, []);
+    await agent.context.close();
   } finally {
     relay.close();
   }
