@@ -10,6 +10,7 @@
 //!   (`UPDATE ... SET count = count + 1 RETURNING`), each command in its own savepoint, so
 //!   they are dense and a failed command consumes none.
 
+mod attachments;
 mod error;
 pub mod feed;
 mod ops;

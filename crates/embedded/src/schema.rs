@@ -174,6 +174,39 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX webhook_unseen_due ON webhook_unseen (queued_at);
     "#,
+    // 6: attachments. One row per upload; `message_number` is set when it is attached (once).
+    // Deleting a message releases its attachments in the same transaction (the trigger sets
+    // `released_at` to 0, "released, time not yet noted"); the sweep notes the time and later
+    // forgets the row and removes the file.
+    r#"
+    CREATE TABLE uploads (
+        id             TEXT    PRIMARY KEY,
+        app_id         INTEGER NOT NULL REFERENCES applications (id),
+        chat_number    INTEGER NOT NULL,
+        uploader_id    TEXT    NOT NULL,
+        name           TEXT    NOT NULL,
+        content_type   TEXT    NOT NULL,
+        size           INTEGER NOT NULL CHECK (size > 0),
+        created_at     INTEGER NOT NULL,
+        message_number INTEGER,
+        width          INTEGER,
+        height         INTEGER,
+        released_at    INTEGER,
+        FOREIGN KEY (app_id, chat_number) REFERENCES chats (app_id, number)
+    ) STRICT;
+    CREATE INDEX uploads_message ON uploads (app_id, chat_number, message_number)
+        WHERE message_number IS NOT NULL;
+    CREATE INDEX uploads_pending ON uploads (created_at) WHERE message_number IS NULL;
+    CREATE INDEX uploads_released ON uploads (released_at) WHERE released_at IS NOT NULL;
+
+    CREATE TRIGGER uploads_release_on_delete AFTER UPDATE OF deleted ON messages
+    WHEN NEW.deleted = 1 AND OLD.deleted = 0
+    BEGIN
+        UPDATE uploads SET released_at = 0
+        WHERE app_id = NEW.app_id AND chat_number = NEW.chat_number
+          AND message_number = NEW.number AND released_at IS NULL;
+    END;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use chat_domain::ChatStore;
 
+pub mod attachments;
 pub mod behaviours;
 pub mod fixtures;
 pub mod presence;
