@@ -10,9 +10,11 @@
 //! - [`lambda`]: a resolver Lambda's invocation (one event or a batch) and its answer;
 //! - [`authorizer`]: the AppSync Lambda authorizer's answer;
 //! - [`webhooks`]: the webhook admin resolvers and their JSON;
+//! - [`attachments`]: uploads, and the attachments rendered into every message;
 //! - [`outcome`]: how a resolver call ended (ok, client error, fault), for metrics.
 
 pub mod args;
+pub mod attachments;
 pub mod auth;
 pub mod authorizer;
 pub mod lambda;

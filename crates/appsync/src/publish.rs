@@ -57,7 +57,8 @@ pub fn is_iam_only<'a>(directives: impl IntoIterator<Item = &'a str>) -> bool {
 }
 
 const MESSAGE_FIELDS: &str = "appToken chatNumber number body senderId senderRole \
-    clientMessageId createdAt editedAt deleted";
+    clientMessageId createdAt editedAt deleted \
+    attachments { name contentType size url width height }";
 
 /// One event to publish: the publish mutation and its `event` argument (the complete
 /// object, as `wire` renders it).

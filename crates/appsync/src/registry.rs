@@ -8,14 +8,14 @@ use std::sync::Arc;
 
 use aws_lambda_events::appsync::{AppSyncDirectResolverEvent, AppSyncIdentity};
 use chat_domain::{
-    AppName, AppToken, Caller, Chat, ChatNumber, ChatService, ChatStatus, ClientMessageId,
-    DomainError, ErrorCode, MessageBody, MessageNumber, MessagesArgs, PageSize, Result, Role,
-    SearchQuery, Subject, UserId,
+    AppName, AppToken, Caller, Chat, ChatNumber, ChatService, ChatStatus, DomainError, ErrorCode,
+    MessageBody, MessageNumber, MessagesArgs, PageSize, Result, Role, SearchQuery, Subject, UserId,
 };
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::args::Args;
+use crate::attachments;
 use crate::auth::caller_from_resolver_context;
 use crate::publish::{self, Publication};
 use crate::wire;
@@ -142,7 +142,7 @@ impl Registry {
         registry.add_publishing(
             "Mutation.sendMessage",
             &[publish::MESSAGE_SENT],
-            send_message,
+            crate::attachments::send_message,
         );
         registry.add_publishing(
             "Mutation.editMessage",
@@ -168,6 +168,7 @@ impl Registry {
         registry.add("Subscription.onChat", on_app_feed);
         crate::presence::register(&mut registry);
         crate::webhooks::register(&mut registry);
+        crate::attachments::register(&mut registry);
         registry
     }
 
@@ -372,9 +373,11 @@ async fn chat(svc: Arc<ChatService>, caller: Caller, args: Map<String, Value>) -
     let app = app_token(&args, "appToken")?;
     let number = ChatNumber::new(args.int("number")?)?;
     let chat = svc.chat(&caller, &app, number).await?;
-    Ok(chat
+    let mut json = chat
         .as_ref()
-        .map_or(Value::Null, |c| wire::chat(c, viewer(&caller))))
+        .map_or(Value::Null, |c| wire::chat(c, viewer(&caller)));
+    attachments::add_to_chats(&svc, vec![&mut json]).await?;
+    Ok(json)
 }
 
 async fn chats(svc: Arc<ChatService>, caller: Caller, args: Map<String, Value>) -> Result<Value> {
@@ -385,16 +388,17 @@ async fn chats(svc: Arc<ChatService>, caller: Caller, args: Map<String, Value>) 
     let page = svc
         .chats(&caller, &app, status, limit, args.opt_str("nextToken")?)
         .await?;
-    Ok(wire::page(&page, |c| wire::chat(c, viewer(&caller))))
+    let mut json = wire::page(&page, |c| wire::chat(c, viewer(&caller)));
+    attachments::add_to_chat_page(&svc, &mut json).await?;
+    Ok(json)
 }
 
 /// A chat for the caller, published as the agents see it (`onChat` is the agents' feed).
-fn chat_event(chat: &Chat, caller: &Caller) -> Resolved {
-    Resolved::publishing(
-        wire::chat(chat, viewer(caller)),
-        publish::CHAT,
-        wire::chat(chat, Role::Agent),
-    )
+async fn chat_event(svc: &ChatService, chat: &Chat, caller: &Caller) -> Result<Resolved> {
+    let mut data = wire::chat(chat, viewer(caller));
+    let mut event = wire::chat(chat, Role::Agent);
+    attachments::add_to_chats(svc, vec![&mut data, &mut event]).await?;
+    Ok(Resolved::publishing(data, publish::CHAT, event))
 }
 
 async fn create_chat(
@@ -411,7 +415,7 @@ async fn create_chat(
         .flatten();
     let customer = args.opt_str("customerId")?.map(UserId::parse).transpose()?;
     let chat = svc.create_chat(&caller, &app, subject, customer).await?;
-    Ok(chat_event(&chat, &caller))
+    chat_event(&svc, &chat, &caller).await
 }
 
 async fn update_chat(
@@ -432,7 +436,7 @@ async fn update_chat(
     let chat = svc
         .update_chat(&caller, &app, number, subject, status)
         .await?;
-    Ok(chat_event(&chat, &caller))
+    chat_event(&svc, &chat, &caller).await
 }
 
 async fn message(svc: Arc<ChatService>, caller: Caller, args: Map<String, Value>) -> Result<Value> {
@@ -440,7 +444,10 @@ async fn message(svc: Arc<ChatService>, caller: Caller, args: Map<String, Value>
     let (app, chat) = chat_of(&args)?;
     let number = MessageNumber::new(args.int("number")?)?;
     let message = svc.message(&caller, &app, chat, number).await?;
-    Ok(message.as_ref().map_or(Value::Null, wire::message))
+    match message {
+        Some(message) => attachments::message(&svc, &message).await,
+        None => Ok(Value::Null),
+    }
 }
 
 async fn messages(
@@ -457,7 +464,9 @@ async fn messages(
         next_token: args.opt_str("nextToken")?.map(str::to_owned),
     };
     let page = svc.messages(&caller, &app, chat, query).await?;
-    Ok(wire::page(&page, wire::message))
+    let mut json = wire::page(&page, wire::message);
+    attachments::add_to_page(&svc, &mut json).await?;
+    Ok(json)
 }
 
 async fn search_messages(
@@ -479,28 +488,9 @@ async fn search_messages(
             args.opt_str("nextToken")?,
         )
         .await?;
-    Ok(wire::page(&page, wire::message))
-}
-
-async fn send_message(
-    svc: Arc<ChatService>,
-    caller: Caller,
-    args: Map<String, Value>,
-) -> Result<Resolved> {
-    let args = Args(&args);
-    let (app, chat) = chat_of(&args)?;
-    let body = MessageBody::parse(args.str("body")?)?;
-    let client_id = args
-        .opt_str("clientMessageId")?
-        .map(ClientMessageId::parse)
-        .transpose()?;
-    let sent = svc
-        .send_message(&caller, &app, chat, body, client_id)
-        .await?;
-    Ok(Resolved::published(
-        wire::message(&sent.message),
-        publish::MESSAGE_SENT,
-    ))
+    let mut json = wire::page(&page, wire::message);
+    attachments::add_to_page(&svc, &mut json).await?;
+    Ok(json)
 }
 
 async fn edit_message(
@@ -514,7 +504,7 @@ async fn edit_message(
     let body = MessageBody::parse(args.str("body")?)?;
     let message = svc.edit_message(&caller, &app, chat, number, body).await?;
     Ok(Resolved::published(
-        wire::message(&message),
+        attachments::message(&svc, &message).await?,
         publish::MESSAGE_CHANGED,
     ))
 }
@@ -529,7 +519,7 @@ async fn delete_message(
     let number = MessageNumber::new(args.int("number")?)?;
     let message = svc.delete_message(&caller, &app, chat, number).await?;
     Ok(Resolved::published(
-        wire::message(&message),
+        attachments::message(&svc, &message).await?,
         publish::MESSAGE_CHANGED,
     ))
 }
