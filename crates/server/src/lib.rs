@@ -4,7 +4,9 @@
 pub mod admin_guard;
 #[cfg(test)]
 mod appsync_errors;
+pub mod attachment_sweep;
 pub mod console;
+pub mod files;
 pub mod graphiql;
 pub mod http;
 pub mod keys;

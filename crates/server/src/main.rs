@@ -141,6 +141,11 @@ struct ServeArgs {
     #[arg(long, env = "CHAT_METRICS", value_enum, value_name = "ACCESS",
           default_value_t = MetricsAccess::Loopback)]
     metrics: MetricsAccess,
+    /// The URL clients reach this server at, for the signed upload and download URLs of
+    /// attachments (behind a proxy, or when listening on 0.0.0.0 for phones on the LAN).
+    /// Unset: the address it listens on (0.0.0.0 and :: as 127.0.0.1 and ::1).
+    #[arg(long, env = "CHAT_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -398,6 +403,29 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         service = service.with_webhooks(store.clone(), webhooks.targets);
     }
     let presence_for_webhooks = presence.clone();
+    // Attachments: files under the data dir (a temporary one with --memory), beside the
+    // embedded store's upload records.
+    let files = match &embedded {
+        Some(store) => {
+            let dir = if args.memory {
+                std::env::temp_dir().join(format!("chat-server-uploads-{}", std::process::id()))
+            } else {
+                args.data_dir.join("uploads")
+            };
+            let files = chat_server::files::LocalFiles::open(&dir, server_key.clone())
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            let files = Arc::new(files);
+            service = service.with_attachments(chat_domain::attachments::Attachments {
+                uploads: store.clone(),
+                files: files.clone(),
+            });
+            Some((files, dir))
+        }
+        None => {
+            tracing::warn!("attachments are off with --store dynamodb");
+            None
+        }
+    };
     if let Some(search) = &search {
         service = service.with_search(search.index());
     }
@@ -405,6 +433,13 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     service = service.with_throttle(Throttle::new(limits));
     service = service.with_presence(presence);
     let service = Arc::new(service);
+    let sweep_service = files.is_some().then(|| service.clone());
+    let files_state = files
+        .as_ref()
+        .map(|(files, _)| chat_server::files::FilesState {
+            files: files.clone(),
+            service: service.clone(),
+        });
     let auth = Arc::new(
         Authenticator::new(admin_key.clone(), service.clone())
             .with_max_token_lifetime(args.max_token_lifetime_secs),
@@ -435,6 +470,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .spawn(shutdown.clone());
     }
     chat_server::presence_sweep::spawn(registry, api.clone(), shutdown.clone());
+    if let Some(service) = sweep_service {
+        chat_server::attachment_sweep::spawn(service, shutdown.clone());
+    }
     let graphiql = args.graphiql.unwrap_or(args.listen.ip().is_loopback());
     let app = http::router(http::AppState {
         api,
@@ -445,12 +483,20 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         admin_guard: Default::default(),
         metrics_access: args.metrics,
     })
+    .merge(
+        files_state
+            .map(chat_server::files::router)
+            .unwrap_or_default(),
+    )
     .layer(axum::Extension(console_policy));
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    if let Some((files, _)) = &files {
+        files.set_base_url(&public_url(&args, addr));
+    }
     print_banner(
         addr,
         &admin_key,
@@ -497,8 +543,31 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     if let Some(search) = search {
         search.stop().await;
     }
+    if args.memory
+        && let Some((_, dir)) = &files
+    {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Where clients reach the server: `--public-url`, or the address it listens on.
+fn public_url(args: &ServeArgs, addr: SocketAddr) -> String {
+    if let Some(url) = &args.public_url {
+        return url.clone();
+    }
+    let scheme = if args.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!("{scheme}://{}", SocketAddr::new(ip, addr.port()))
 }
 
 fn webhook_config(args: &ServeArgs) -> chat_server::webhooks::WebhookConfig {

@@ -74,6 +74,11 @@ fn operations(a: &str) -> Vec<(&'static str, &'static str, Value)> {
             json!({ "a": a }),
         ),
         (
+            "createUpload",
+            "mutation($a: ID!) { createUpload(appToken: $a, chatNumber: 1, fileName: \"x.png\", contentType: \"image/png\", size: 10) { id url } }",
+            json!({ "a": a }),
+        ),
+        (
             "editMessage",
             "mutation($a: ID!) { editMessage(appToken: $a, chatNumber: 1, number: 1, body: \"edited\") { body } }",
             json!({ "a": a }),
