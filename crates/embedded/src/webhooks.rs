@@ -463,7 +463,7 @@ fn record_attempt(
             .execute(params![id.as_str(), status, now.0])?;
             conn.prepare_cached(
                 "UPDATE webhook_endpoints SET consecutive_failures = 0, failing_since = NULL \
-                 WHERE id = ?1",
+                 WHERE id = ?1 AND consecutive_failures != 0",
             )?
             .execute([&endpoint_id])?;
         }
