@@ -565,7 +565,8 @@ pub fn unseen_data(message: &Message, receiver: &UnseenReceiver) -> Value {
 
 /// Whether a `message.unseen` is still due once the grace has passed: the receiver has not
 /// read the message (its watermark is below it) and is not looking (a customer: no live
-/// presence on that chat; the agents: none online).
+/// ONLINE presence on that chat, a tab in the background being AWAY; the agents: none
+/// online).
 pub fn unseen_is_due(
     chat: &Chat,
     number: MessageNumber,
@@ -577,8 +578,11 @@ pub fn unseen_is_due(
     match receiver {
         UnseenReceiver::Customer(_) => {
             let read = chat.customer_last_read >= number.get();
-            let looking =
-                customer_presence.is_some_and(|p| p.is_live(now) && p.chat == Some(chat.number));
+            let looking = customer_presence.is_some_and(|p| {
+                p.is_live(now)
+                    && p.chat == Some(chat.number)
+                    && p.status == crate::presence::PresenceStatus::Online
+            });
             !read && !looking
         }
         UnseenReceiver::Agents => chat.agents_last_read < number.get() && agents_online == 0,
@@ -1241,6 +1245,16 @@ mod tests {
             third,
             &customer,
             Some(&elsewhere),
+            0,
+            now
+        ));
+        let mut background = presence(Some(4), 200);
+        background.status = crate::presence::PresenceStatus::Away;
+        assert!(unseen_is_due(
+            &chat(2, 3),
+            third,
+            &customer,
+            Some(&background),
             0,
             now
         ));
