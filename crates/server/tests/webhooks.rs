@@ -40,11 +40,13 @@ impl Hit {
 
 /// A receiver on a loopback port. Paths: `/ok` answers 204; `/fail` 500; `/flaky` 500 to
 /// its first three requests, then 200; `/redirect` 302 to `/target`; `/big` 200 with a
-/// body that never ends.
+/// body that never ends; `/slow` 200 after 300 ms; `/hang` after 30 s.
 #[derive(Clone)]
 struct Receiver {
     addr: SocketAddr,
     hits: Arc<Mutex<Vec<Hit>>>,
+    /// The most requests `/slow` had in progress at once.
+    slow_peak: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Receiver {
@@ -58,6 +60,9 @@ impl Receiver {
         let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
         let counts: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
         let recorded = hits.clone();
+        let slow_now = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let slow_peak = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let peak = slow_peak.clone();
         let app =
             axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: String| {
                 let (hits, counts) = (recorded.clone(), counts.clone());
@@ -98,13 +103,29 @@ impl Receiver {
                                 .body(Body::from_stream(chunks))
                                 .unwrap()
                         }
+                        "/slow" => {
+                            use std::sync::atomic::Ordering::SeqCst;
+                            let now = slow_now.fetch_add(1, SeqCst) + 1;
+                            peak.fetch_max(now, SeqCst);
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            slow_now.fetch_sub(1, SeqCst);
+                            status(200)
+                        }
+                        "/hang" => {
+                            tokio::time::sleep(Duration::from_secs(30)).await;
+                            status(200)
+                        }
                         "/ok" => status(204),
                         _ => status(200),
                     }
                 }
             });
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Receiver { addr, hits }
+        Receiver {
+            addr,
+            hits,
+            slow_peak,
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -734,4 +755,97 @@ async fn endpoints_are_managed_with_the_admin_key_only() {
         )
         .await;
     assert_eq!(code, "Conflict");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_gets_at_most_four_requests_at_once_each_within_the_timeout() {
+    let receiver = Receiver::start().await;
+    let server = dev_server(&["--webhook-timeout-ms", "1000"]);
+    let app = TestApp::create(&server, "Hooks").await;
+    let (slow, _) = endpoint(&server, &app, &receiver.url("/slow"), &["message.created"]).await;
+    let (hang, _) = endpoint(&server, &app, &receiver.url("/hang"), &["chat.created"]).await;
+    let customer = app.customer("c");
+    let chat = open_chat(&server, &app, &customer).await;
+    for i in 0..12 {
+        send(&server, &app, &customer, chat, &format!("m{i}")).await;
+    }
+    // Twelve deliveries of 300 ms each, at most four at a time: about a second.
+    let hits = receiver
+        .wait_for("/slow", 12, Duration::from_secs(10))
+        .await;
+    assert_eq!(hits.len(), 12);
+    let peak = receiver.slow_peak.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((2..=4).contains(&peak), "peak concurrency {peak}");
+    let done = wait_until(Duration::from_secs(5), || async {
+        deliveries(&server, &app, &slow)
+            .await
+            .iter()
+            .all(|d| d["status"] == "SUCCEEDED")
+    })
+    .await;
+    assert!(done);
+    // A receiver that does not answer within the timeout: a failed attempt, to retry.
+    let timed_out = wait_until(Duration::from_secs(5), || async {
+        deliveries(&server, &app, &hang).await[0]["lastError"] == "timed out"
+    })
+    .await;
+    assert!(timed_out, "{:?}", deliveries(&server, &app, &hang).await);
+    let listed = deliveries(&server, &app, &hang).await;
+    assert_eq!(listed[0]["status"], "PENDING");
+    assert_eq!(listed[0]["lastResponseCode"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_rotation_both_secrets_sign_until_the_grace_ends() {
+    let receiver = Receiver::start().await;
+    let server = dev_server(&[]);
+    let app = TestApp::create(&server, "Hooks").await;
+    let (id, old) = endpoint(&server, &app, &receiver.url("/ok"), &["chat.created"]).await;
+    let rotate = "mutation($a: ID!, $i: ID!, $g: Int) { rotateWebhookSecret(appToken: $a, id: $i, graceSeconds: $g) { secret } }";
+    let rotated = server
+        .ok(
+            ADMIN_KEY,
+            rotate,
+            json!({ "a": app.token, "i": id, "g": 3600 }),
+        )
+        .await;
+    let new = rotated["rotateWebhookSecret"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    open_chat(&server, &app, &app.customer("c1")).await;
+    let hits = receiver.wait_for("/ok", 1, Duration::from_secs(5)).await;
+    assert_eq!(hits.len(), 1);
+    // During the grace a receiver holding either secret verifies.
+    assert_signed(&hits[0], &new);
+    assert_signed(&hits[0], &old);
+    // With no grace, only the newest verifies.
+    let rotated = server
+        .ok(
+            ADMIN_KEY,
+            rotate,
+            json!({ "a": app.token, "i": id, "g": 0 }),
+        )
+        .await;
+    let newest = rotated["rotateWebhookSecret"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    open_chat(&server, &app, &app.customer("c2")).await;
+    let hits = receiver.wait_for("/ok", 2, Duration::from_secs(5)).await;
+    assert_eq!(hits.len(), 2);
+    assert_signed(&hits[1], &newest);
+    let header = hits[1].headers["chat-signature"].to_str().unwrap();
+    for stale in [&old, &new] {
+        assert!(
+            verify_signature(
+                header,
+                &WebhookSecret::from_shown(stale),
+                hits[1].body.as_bytes(),
+                now_secs(),
+                300
+            )
+            .is_err()
+        );
+    }
 }
