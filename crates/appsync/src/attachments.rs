@@ -181,11 +181,17 @@ pub(crate) async fn send_message(
         .opt_str("clientMessageId")?
         .map(ClientMessageId::parse)
         .transpose()?;
+    let without_files = ids.is_empty();
     let sent = svc
         .send_message_with_attachments(&caller, &app, chat, body, client_id, ids)
         .await?;
-    Ok(Resolved::published(
-        message(&svc, &sent.message).await?,
-        publish::MESSAGE_SENT,
-    ))
+    // A new message sent without files has none: no read for them.
+    let json = if without_files && sent.created {
+        let mut json = wire::message(&sent.message);
+        json["attachments"] = json!([]);
+        json
+    } else {
+        message(&svc, &sent.message).await?
+    };
+    Ok(Resolved::published(json, publish::MESSAGE_SENT))
 }

@@ -16,6 +16,22 @@ use crate::SqliteStore;
 use crate::error::{Result, StoreError};
 use crate::rows;
 
+/// The names of the files attached to an outbox row's message (aliased `o`), separated by
+/// newlines; NULL when it has none. The search outbox indexes them with the body.
+pub(crate) const FILE_NAMES_OF_OUTBOX_ROW: &str = "(SELECT group_concat(u.name, char(10)) \
+     FROM uploads u WHERE u.app_id = o.app_id AND u.chat_number = o.chat_number \
+     AND u.message_number = o.number AND u.released_at IS NULL)";
+
+/// What the search index sees of a message with attachments: its body, then its files'
+/// names on lines of their own.
+pub(crate) fn searchable_text(body: &str, names: &str) -> String {
+    if body.is_empty() {
+        names.to_owned()
+    } else {
+        format!("{body}\n{names}")
+    }
+}
+
 const UPLOAD_COLUMNS: &str = "u.id, a.token, u.chat_number, u.uploader_id, u.name, \
      u.content_type, u.size, u.created_at, u.message_number, u.width, u.height, u.released_at";
 

@@ -550,14 +550,17 @@ fn outbox(
 }
 
 /// The oldest `limit` outbox rows as change records. The new image is the message as it
-/// is now (at least as new as the change; the version says which state it is).
+/// is now (at least as new as the change; the version says which state it is), its body
+/// followed by the names of its attached files, which are searchable as its words.
 pub(crate) fn outbox_batch(conn: &Connection, limit: u32) -> Result<Vec<ChangeRecord>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT o.seq, o.kind, o.version, a.token, o.chat_number, o.number, m.version, {cols} \
+        "SELECT o.seq, o.kind, o.version, a.token, o.chat_number, o.number, m.version, {cols}, \
+         {names} \
          FROM search_outbox o JOIN applications a ON a.id = o.app_id \
          LEFT JOIN messages m ON m.app_id = o.app_id AND m.chat_number = o.chat_number \
          AND m.number = o.number ORDER BY o.seq LIMIT ?1",
-        cols = rows::MESSAGE_COLUMNS
+        cols = rows::MESSAGE_COLUMNS,
+        names = crate::attachments::FILE_NAMES_OF_OUTBOX_ROW,
     ))?;
     let mut found = stmt.query([i64::from(limit)])?;
     let mut records = Vec::new();
@@ -571,7 +574,10 @@ pub(crate) fn outbox_batch(conn: &Connection, limit: u32) -> Result<Vec<ChangeRe
         let chat = rows::chat_number(row.get(4)?)?;
         let number = rows::message_number(row.get(5)?)?;
         let current_version: Option<i64> = row.get(6)?;
-        let new = rows::message(&app, chat, row, 7)?;
+        let mut new = rows::message(&app, chat, row, 7)?;
+        if let (Some(message), Some(names)) = (&mut new, row.get::<_, Option<String>>(15)?) {
+            message.body = crate::attachments::searchable_text(&message.body, &names);
+        }
         let (kind, version) = match (&new, current_version) {
             (Some(_), Some(version)) => (kind, version),
             // The message is gone: remove it from the index.

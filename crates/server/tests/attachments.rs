@@ -6,8 +6,8 @@
 mod common;
 
 use chat_domain::ServerKey;
-use chat_domain::{Clock, Timestamp};
 use chat_domain::attachments::{UploadId, UrlPurpose, UrlSigner};
+use chat_domain::{Clock, Timestamp};
 use common::ws::WsClient;
 use common::*;
 use serde_json::{Value, json};
@@ -479,7 +479,10 @@ async fn an_upload_is_used_once() {
     let retry = |k: &str| json!({ "a": s.app.token, "c": s.chat, "b": null, "ids": [other.clone()], "k": k });
     let once = s.server.ok(&s.customer, SEND_FILES, retry("k1")).await;
     let again = s.server.ok(&s.customer, SEND_FILES, retry("k1")).await;
-    assert_eq!(once["sendMessage"]["number"], again["sendMessage"]["number"]);
+    assert_eq!(
+        once["sendMessage"]["number"],
+        again["sendMessage"]["number"]
+    );
     assert_eq!(
         once["sendMessage"]["attachments"][0]["name"],
         again["sendMessage"]["attachments"][0]["name"]
@@ -644,4 +647,41 @@ async fn subscribers_receive_the_attachments() {
     assert_eq!(response.status(), 200);
     let event = customer.next_data("chat").await;
     assert_eq!(event["onMessage"]["attachments"][0]["name"], "shot.png");
+}
+
+#[tokio::test]
+async fn file_names_are_searchable() {
+    let s = setup().await;
+    let id = s
+        .uploaded(
+            &s.customer,
+            "invoice-4471.pdf",
+            "application/pdf",
+            b"%PDF-1.4\n".to_vec(),
+        )
+        .await;
+    s.send_files(&s.customer, s.chat, None, &[&id]).await;
+    send(&s.server, &s.app, &s.customer, s.chat, "unrelated words").await;
+    const SEARCH: &str = "query($a: ID!, $c: Int!, $q: String!) { searchMessages(appToken: $a, chatNumber: $c, query: $q) { items { number attachments { name } } } }";
+    // Indexing follows the change feed: a short lag.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let found = s
+            .server
+            .ok(
+                &s.agent,
+                SEARCH,
+                json!({ "a": s.app.token, "c": s.chat, "q": "4471" }),
+            )
+            .await;
+        let items = found["searchMessages"]["items"].as_array().unwrap().clone();
+        if !items.is_empty() {
+            assert_eq!(items.len(), 1);
+            assert_eq!(items[0]["number"], 1);
+            assert_eq!(items[0]["attachments"][0]["name"], "invoice-4471.pdf");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never indexed");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

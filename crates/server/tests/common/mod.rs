@@ -406,7 +406,7 @@ pub fn publish_event(input: &str, app: &str) -> Value {
     let message = json!({
         "appToken": app, "chatNumber": 1, "number": 9, "body": "forged", "senderId": "agent",
         "senderRole": "AGENT", "clientMessageId": null, "createdAt": "2026-01-01T00:00:00Z",
-        "editedAt": null, "deleted": false
+        "editedAt": null, "deleted": false, "attachments": []
     });
     match input {
         "MessageEventInput" => message,
