@@ -44,6 +44,8 @@ pub const RETRY_DELAYS_SECS: [u64; 10] = [
 /// Each wait is scaled by a random factor in `1 ± RETRY_JITTER` so that the retries of many
 /// deliveries that failed together spread out.
 pub const RETRY_JITTER: f64 = 0.2;
+/// How long finished deliveries (and then their events) are kept.
+pub const DELIVERY_RETENTION_MS: i64 = 30 * 24 * 3_600_000;
 /// How long `message.unseen` waits for the receiver to read or come back, by default.
 pub const UNSEEN_GRACE_DEFAULT_MS: i64 = 30_000;
 
@@ -842,6 +844,11 @@ pub trait WebhookStore: Send + Sync + 'static {
     /// The earliest time something queued becomes due (a delivery of an enabled endpoint,
     /// or a `message.unseen` check queued before `now - grace`): how long a worker sleeps.
     async fn next_due(&self, grace_ms: i64) -> Result<Option<Timestamp>>;
+
+    /// Removes at most `limit` SUCCEEDED or FAILED deliveries created before `before`,
+    /// then at most `limit` events created before it that no delivery refers to; how many
+    /// rows it removed. PENDING deliveries are never removed.
+    async fn prune(&self, before: Timestamp, limit: u32) -> Result<u64>;
 
     /// Messages waiting for their `message.unseen` check whose grace ended by `now`.
     async fn due_unseen(&self, before: Timestamp, limit: u32) -> Result<Vec<UnseenCheck>>;

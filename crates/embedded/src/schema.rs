@@ -207,6 +207,11 @@ const MIGRATIONS: &[&str] = &[
           AND message_number = NEW.number AND released_at IS NULL;
     END;
     "#,
+    // 7: webhook retention. Finished deliveries are pruned after a while, and then events
+    // no delivery refers to: that needs deliveries by event.
+    r#"
+    CREATE INDEX webhook_deliveries_event ON webhook_deliveries (event_id);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -521,6 +521,24 @@ fn next_due(conn: &Connection, grace_ms: i64) -> Result<Option<Timestamp>> {
     })
 }
 
+fn prune(conn: &Connection, before: Timestamp, limit: u32) -> Result<u64> {
+    // Rowid order is creation order: the oldest rows come first, without an index.
+    let deliveries = conn
+        .prepare_cached(
+            "DELETE FROM webhook_deliveries WHERE rowid IN (SELECT rowid FROM webhook_deliveries \
+             WHERE created_at < ?1 AND status != 'PENDING' LIMIT ?2)",
+        )?
+        .execute(params![before.0, limit])?;
+    let events = conn
+        .prepare_cached(
+            "DELETE FROM webhook_events WHERE rowid IN (SELECT e.rowid FROM webhook_events e \
+             WHERE e.created_at < ?1 AND NOT EXISTS \
+             (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id) LIMIT ?2)",
+        )?
+        .execute(params![before.0, limit])?;
+    Ok((deliveries + events) as u64)
+}
+
 fn due_unseen(conn: &Connection, before: Timestamp, limit: u32) -> Result<Vec<UnseenCheck>> {
     let mut stmt = conn.prepare_cached(
         "SELECT a.token, u.chat_number, u.number, u.queued_at FROM webhook_unseen u \
@@ -710,6 +728,11 @@ impl WebhookStore for SqliteStore {
 
     async fn next_due(&self, grace_ms: i64) -> Result<Option<Timestamp>, DomainError> {
         self.read("next_webhook_due", move |c| next_due(c, grace_ms))
+            .await
+    }
+
+    async fn prune(&self, before: Timestamp, limit: u32) -> Result<u64, DomainError> {
+        self.write("prune_webhooks", move |c| prune(c, before, limit))
             .await
     }
 

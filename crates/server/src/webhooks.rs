@@ -18,9 +18,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chat_domain::webhooks::{
-    AttemptOutcome, DeliveryId, DisablePolicy, DueDelivery, EndpointId, TargetPolicy, UnseenCheck,
-    UnseenReceiver, WebhookStore, next_attempt_at, refused_address, signature_header,
-    unseen_is_due,
+    AttemptOutcome, DELIVERY_RETENTION_MS, DeliveryId, DisablePolicy, DueDelivery, EndpointId,
+    TargetPolicy, UnseenCheck, UnseenReceiver, WebhookStore, next_attempt_at, refused_address,
+    signature_header, unseen_is_due,
 };
 use chat_domain::{
     ChatScope, ChatStore, Clock, DomainError, PresenceCursor, PresenceStatus, PresenceStore, Role,
@@ -40,6 +40,10 @@ pub const EVENT_TYPE_HEADER: &str = "Chat-Event-Type";
 
 /// How often the sender looks for due work when nothing woke it.
 const POLL: Duration = Duration::from_millis(100);
+/// How often finished deliveries past their retention are removed.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// Rows one prune write removes at most (the writer stays responsive).
+const PRUNE_BATCH: u32 = 5_000;
 /// Deliveries and checks taken per round.
 const BATCH: u32 = 200;
 
@@ -408,13 +412,34 @@ impl Sender {
         }
     }
 
+    /// Removes finished deliveries older than [`DELIVERY_RETENTION_MS`] and then their
+    /// events, a batch per write.
+    async fn prune(&self) {
+        let before = Timestamp(self.clock.now().0 - DELIVERY_RETENTION_MS);
+        loop {
+            match self.webhooks.prune(before, PRUNE_BATCH).await {
+                Ok(removed) if removed >= u64::from(PRUNE_BATCH) => continue,
+                Ok(_) => return,
+                Err(error) => {
+                    tracing::error!(%error, "cannot prune webhook deliveries");
+                    return;
+                }
+            }
+        }
+    }
+
     /// Rounds until the server stops: after each round it sleeps until the next due time
     /// (at most [`POLL`]), or until an attempt ends.
     pub fn spawn(self: Arc<Self>, shutdown: Shutdown) {
         tokio::spawn(async move {
+            let mut pruned_at: Option<std::time::Instant> = None;
             loop {
                 if let Err(error) = self.round().await {
                     tracing::error!(%error, "webhook round failed; the next one retries");
+                }
+                if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+                    pruned_at = Some(std::time::Instant::now());
+                    self.prune().await;
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(POLL) => {}

@@ -517,6 +517,51 @@ pub async fn unseen_checks_are_queued_when_subscribed_and_settled_once(t: Webhoo
     assert_eq!(body["data"]["receiver"]["userId"], serde_json::Value::Null);
 }
 
+pub async fn finished_deliveries_and_then_their_events_are_pruned(t: WebhooksUnderTest) {
+    let (chats, store) = (t.chats, t.webhooks);
+    let app = create_app(&chats, "app_w1").await;
+    let ep = store
+        .create_endpoint(&endpoint(&app, &[EventType::ChatCreated], 1))
+        .await
+        .unwrap();
+    for i in 0..3 {
+        create_chat(&chats, &app, &format!("c{i}"), at(10 + i)).await;
+    }
+    let listed = store.deliveries(&app, &ep.id, None, 10).await.unwrap();
+    let (newest, middle, oldest) = (&listed[0], &listed[1], &listed[2]);
+    let policy = DisablePolicy::default();
+    // The oldest succeeded, the middle failed for good, the newest is still pending.
+    store
+        .record_attempt(
+            &oldest.id,
+            &AttemptOutcome::Delivered { status: 200 },
+            None,
+            policy,
+            at(20),
+        )
+        .await
+        .unwrap();
+    store
+        .record_attempt(&middle.id, &failed(500), None, policy, at(20))
+        .await
+        .unwrap();
+    // Before the cut-off nothing goes.
+    assert_eq!(store.prune(at(10), 100).await.unwrap(), 0);
+    // After it the two finished deliveries and their events go; the pending one stays, and
+    // so does its event (a redelivery needs it).
+    assert_eq!(store.prune(at(100), 100).await.unwrap(), 4);
+    let left = store.deliveries(&app, &ep.id, None, 10).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].id, newest.id);
+    assert_eq!(due(store.as_ref(), FAR).await.len(), 1);
+    let again = store
+        .redeliver(&app, &ep.id, &newest.id, at(200))
+        .await
+        .unwrap();
+    assert_eq!(again.event_id, newest.event_id);
+    assert_eq!(store.prune(at(1_000), 100).await.unwrap(), 0);
+}
+
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __webhook_test_fns {
@@ -543,6 +588,7 @@ macro_rules! webhook_conformance_tests {
             a_long_run_of_failures_disables_the_endpoint_with_its_reason,
             deliveries_page_newest_first_and_redelivery_repeats_the_event,
             unseen_checks_are_queued_when_subscribed_and_settled_once,
+            finished_deliveries_and_then_their_events_are_pruned,
         }
     };
 }
