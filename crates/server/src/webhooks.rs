@@ -26,7 +26,6 @@ use chat_domain::{
     ChatScope, ChatStore, Clock, DomainError, PresenceCursor, PresenceStatus, PresenceStore, Role,
     ServerKey, Timestamp,
 };
-use tokio::sync::Notify;
 
 use crate::shutdown::Shutdown;
 
@@ -44,6 +43,9 @@ const POLL: Duration = Duration::from_millis(100);
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// Rows one prune write removes at most (the writer stays responsive).
 const PRUNE_BATCH: u32 = 5_000;
+/// Deliveries held in memory at most (queued, being sent or being recorded): a slow
+/// endpoint's backlog waits in the store, not here.
+const MAX_QUEUED: usize = 1_000;
 /// Deliveries and checks taken per round.
 const BATCH: u32 = 200;
 
@@ -145,8 +147,6 @@ pub struct Sender {
     pub config: WebhookConfig,
     client: reqwest::Client,
     in_flight: Mutex<InFlight>,
-    /// Woken when an endpoint's queue ran empty (more may be due).
-    done: Notify,
 }
 
 /// What the sender holds: every delivery taken from the store and not yet recorded
@@ -183,7 +183,6 @@ impl Sender {
             config,
             client,
             in_flight: Mutex::default(),
-            done: Notify::new(),
         }))
     }
 
@@ -193,9 +192,10 @@ impl Sender {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// One round: settles due `message.unseen` checks, then starts the due deliveries
-    /// that fit under their endpoint's cap.
-    pub async fn round(self: &Arc<Self>) -> Result<(), DomainError> {
+    /// One round: settles due `message.unseen` checks, then queues due deliveries (while
+    /// fewer than [`MAX_QUEUED`] wait) and starts the slots their endpoints have free.
+    /// Whether it took a full batch (more may be due now).
+    pub async fn round(self: &Arc<Self>) -> Result<bool, DomainError> {
         let now = self.clock.now();
         let grace = i64::try_from(self.config.unseen_grace.as_millis()).unwrap_or(i64::MAX);
         for check in self
@@ -206,8 +206,17 @@ impl Sender {
             let send = self.unseen_still_due(&check, now).await?;
             self.webhooks.settle_unseen(&check, send, now).await?;
         }
-        let skip: Vec<DeliveryId> = self.in_flight().deliveries.iter().cloned().collect();
-        let due = self.webhooks.due_deliveries(now, BATCH, &skip).await?;
+        let (skip, room) = {
+            let in_flight = self.in_flight();
+            let skip: Vec<DeliveryId> = in_flight.deliveries.iter().cloned().collect();
+            let room = MAX_QUEUED.saturating_sub(in_flight.deliveries.len());
+            (skip, u32::try_from(room).unwrap_or(u32::MAX).min(BATCH))
+        };
+        if room == 0 {
+            return Ok(false);
+        }
+        let due = self.webhooks.due_deliveries(now, room, &skip).await?;
+        let full = due.len() == room as usize;
         let mut start = Vec::new();
         {
             let mut in_flight = self.in_flight();
@@ -232,7 +241,7 @@ impl Sender {
             let sender = Arc::clone(self);
             tokio::spawn(async move { sender.send_queued(endpoint).await });
         }
-        Ok(())
+        Ok(full)
     }
 
     /// One of an endpoint's slots: sends its waiting deliveries one after the other, and
@@ -251,7 +260,6 @@ impl Sender {
                         if queue.sending == 0 {
                             in_flight.endpoints.remove(&endpoint);
                         }
-                        self.done.notify_one();
                         return;
                     }
                 }
@@ -428,22 +436,26 @@ impl Sender {
         }
     }
 
-    /// Rounds until the server stops: after each round it sleeps until the next due time
-    /// (at most [`POLL`]), or until an attempt ends.
+    /// Rounds until the server stops: the next one at once after a full batch, else after
+    /// [`POLL`].
     pub fn spawn(self: Arc<Self>, shutdown: Shutdown) {
         tokio::spawn(async move {
             let mut pruned_at: Option<std::time::Instant> = None;
             loop {
-                if let Err(error) = self.round().await {
-                    tracing::error!(%error, "webhook round failed; the next one retries");
-                }
+                let more = match self.round().await {
+                    Ok(more) => more,
+                    Err(error) => {
+                        tracing::error!(%error, "webhook round failed; the next one retries");
+                        false
+                    }
+                };
                 if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
                     pruned_at = Some(std::time::Instant::now());
                     self.prune().await;
                 }
+                let pause = if more { Duration::ZERO } else { POLL };
                 tokio::select! {
-                    _ = tokio::time::sleep(POLL) => {}
-                    _ = self.done.notified() => {}
+                    _ = tokio::time::sleep(pause) => {}
                     _ = shutdown.stopping() => return,
                 }
             }
