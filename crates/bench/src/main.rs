@@ -32,8 +32,11 @@ struct Args {
     #[arg(long, default_value_t = 2)]
     warmup_seconds: u64,
     /// What to send: `send` (sendMessage), `noop` (the `__typename` query: HTTP and
-    /// GraphQL without the store, to see where the time goes) or `messages` (a page of
-    /// the client's chat, which setup fills with `--page` messages).
+    /// GraphQL without the store, to see where the time goes), `messages` (a page of the
+    /// client's chat, which setup fills with `--page` messages), `chats` (a page of the
+    /// application's chats, as the agent), `unread` (unreadSummary), `read` (markChatRead
+    /// of the client's chat) or `search` (searchMessages in the client's chat for a word
+    /// every setup message holds, 20 hits).
     #[arg(long, default_value = "send")]
     operation: String,
     /// Messages per page, and in each chat, with `--operation messages`.
@@ -49,6 +52,12 @@ struct Args {
 
 const SEND: &str = "mutation($a: ID!, $c: Int!, $b: String!) { sendMessage(appToken: $a, chatNumber: $c, body: $b) { number } }";
 const MESSAGES: &str = "query($a: ID!, $c: Int!, $l: Int) { messages(appToken: $a, chatNumber: $c, limit: $l) { items { number body senderId createdAt } nextToken } }";
+const CHATS: &str = "query($a: ID!, $l: Int) { chats(appToken: $a, limit: $l) { items { number customerId status messagesCount lastMessageAt } nextToken } }";
+const UNREAD: &str = "query($a: ID!) { unreadSummary(appToken: $a) { totalUnread unreadChats } }";
+const READ: &str = "mutation($a: ID!, $c: Int!) { markChatRead(appToken: $a, chatNumber: $c) { lastReadNumber unreadCount } }";
+const SEARCH: &str = "query($a: ID!, $c: Int!, $q: String!) { searchMessages(appToken: $a, chatNumber: $c, query: $q, limit: 20) { items { number body } nextToken } }";
+/// The word every message `--operation search` fills a chat with holds.
+const SEARCH_WORD: &str = "parcel";
 
 #[tokio::main]
 async fn main() -> Result<(), String> {
@@ -69,8 +78,22 @@ async fn main() -> Result<(), String> {
         )
         .await?;
     }
-    let body = "x".repeat(args.body_bytes.max(1));
-    if args.operation == "messages" {
+    let body = if args.operation == "search" {
+        // Words as a customer writes them, each message with the searched one.
+        let words = "where is my parcel order refund delivery tracking number";
+        let mut text = String::new();
+        while text.len() < args.body_bytes.max(SEARCH_WORD.len()) {
+            text.push_str(words);
+            text.push(' ');
+        }
+        text
+    } else {
+        "x".repeat(args.body_bytes.max(1))
+    };
+    if matches!(
+        args.operation.as_str(),
+        "messages" | "search" | "read" | "unread"
+    ) {
         for chat in 1..=chats {
             for _ in 0..args.page {
                 gql(
@@ -102,6 +125,7 @@ async fn main() -> Result<(), String> {
         } else {
             bench.user(&format!("customer-{}", i % chats), Role::Customer)
         };
+        let agent = agent.clone();
         tokio::spawn(async move {
             // One connection per client, like a real app.
             let client = chat_bench::http_client(1);
@@ -123,6 +147,23 @@ async fn main() -> Result<(), String> {
                             &token,
                             MESSAGES,
                             json!({ "a": app, "c": chat, "l": page }),
+                        )
+                        .await
+                    }
+                    "chats" => {
+                        gql(&client, &url, &agent, CHATS, json!({ "a": app, "l": 20 })).await
+                    }
+                    "unread" => gql(&client, &url, &token, UNREAD, json!({ "a": app })).await,
+                    "read" => {
+                        gql(&client, &url, &token, READ, json!({ "a": app, "c": chat })).await
+                    }
+                    "search" => {
+                        gql(
+                            &client,
+                            &url,
+                            &token,
+                            SEARCH,
+                            json!({ "a": app, "c": chat, "q": SEARCH_WORD }),
                         )
                         .await
                     }
