@@ -798,3 +798,22 @@ fn a_hosted_console_is_private_behind_https_with_a_csp_that_reaches_only_this_ap
     );
     assert!(!csp.contains("unsafe") && !csp.contains('*'), "{csp}");
 }
+
+#[test]
+fn the_functions_run_on_arm64_and_check_deploy_builds_the_hot_one_so() {
+    let template = template();
+    let architectures =
+        serde_json::to_value(&template["Globals"]["Function"]["Architectures"]).unwrap();
+    assert_eq!(architectures, serde_json::json!(["arm64"]));
+    for (id, function) in resources(&template, "AWS::Serverless::Function") {
+        assert!(
+            function["Properties"]["Architectures"].is_null(),
+            "{id} must not choose another architecture"
+        );
+    }
+    let check = std::fs::read_to_string(workspace_root().join("scripts/check-deploy")).unwrap();
+    assert!(
+        check.contains("cargo lambda build --release --arm64 --locked -p chat-functions --bin mutation-send-message"),
+        "check-deploy builds what sam build ships"
+    );
+}
