@@ -3,7 +3,7 @@
 //! to one upload (`chat_domain::attachments::UrlSigner`), as S3's presigned URLs are on AWS.
 //!
 //! - `PUT /files/{id}?expires=…&signature=…` (upload URL): the bytes of a pending upload,
-//!   streamed to a temporary file through a fixed buffer (memory does not grow with the
+//!   streamed to a temporary file a few chunks at a time (memory does not grow with the
 //!   file) and refused as soon as they pass the declared size (413). `Content-Type` must be
 //!   the declared type. A file is written once: it appears under its final name only when
 //!   complete and synced, and never replaces one (409), so what was checked when it was
@@ -31,12 +31,12 @@ use chat_domain::{ChatService, DomainError, ErrorCode, ServerKey, Timestamp};
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tower_http::cors::{Any, CorsLayer};
 
-/// The write buffer of one upload: what an upload in flight holds in memory, whatever the
-/// size of its file.
-const WRITE_BUFFER_BYTES: usize = 256 * 1024;
+/// Chunks of a request body waiting for the upload's writer: what an upload in flight holds
+/// in memory, whatever the size of its file.
+const CHUNKS_IN_FLIGHT: usize = 2;
 /// The read buffer of one download.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
@@ -314,36 +314,53 @@ async fn receive(
     finished
 }
 
-/// Streams `body` into `path` through a fixed buffer, stopping as soon as it passes
-/// `declared` bytes; the size written.
+/// Streams `body` into `path`, stopping as soon as it passes `declared` bytes; the size
+/// written. One blocking task owns the file and writes the body's chunks as they arrive,
+/// at most [`CHUNKS_IN_FLIGHT`] of them waiting: what an upload holds in memory does not
+/// depend on its size.
 async fn write_part(path: &Path, body: Body, declared: u64) -> Result<u64, Refused> {
-    let file = tokio::fs::OpenOptions::new()
+    use std::io::Write;
+    let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(path)
-        .await
         .map_err(io_error("create an upload file"))?;
-    let mut out = tokio::io::BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
+    let (chunks, mut received) = tokio::sync::mpsc::channel::<axum::body::Bytes>(CHUNKS_IN_FLIGHT);
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let mut file = file;
+        while let Some(chunk) = received.blocking_recv() {
+            file.write_all(&chunk)?;
+        }
+        file.sync_all()
+    });
     let mut stream = body.into_data_stream();
     let mut size: u64 = 0;
+    let mut outcome = Ok(());
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk
-            .map_err(|e| DomainError::bad_input(format!("the upload was interrupted: {e}")))?;
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                outcome =
+                    Err(DomainError::bad_input(format!("the upload was interrupted: {e}")).into());
+                break;
+            }
+        };
         size += chunk.len() as u64;
         if size > declared {
-            return Err(Refused::TooLarge(declared));
+            outcome = Err(Refused::TooLarge(declared));
+            break;
         }
-        out.write_all(&chunk)
-            .await
-            .map_err(io_error("write an upload file"))?;
+        if chunks.send(chunk).await.is_err() {
+            // The writer stopped: its error is reported below.
+            break;
+        }
     }
-    out.flush()
+    drop(chunks);
+    let written = writer
         .await
-        .map_err(io_error("write an upload file"))?;
-    out.get_ref()
-        .sync_all()
-        .await
-        .map_err(io_error("sync an upload file"))?;
+        .map_err(|e| DomainError::internal("write an upload file", e))?;
+    outcome?;
+    written.map_err(io_error("write an upload file"))?;
     Ok(size)
 }
 
