@@ -550,8 +550,9 @@ impl crate::service::ChatService {
         })
     }
 
-    /// `createUpload`: anyone who sees the chat may upload to it. Answers the pending upload
-    /// and where to send its bytes.
+    /// `createUpload`: anyone who sees the chat may upload to it, within the send rate limits
+    /// ([`crate::throttle`], shared with sendMessage). Answers the pending upload and where to
+    /// send its bytes.
     pub async fn create_upload(
         &self,
         caller: &crate::service::Caller,
@@ -563,6 +564,8 @@ impl crate::service::ChatService {
     ) -> Result<(Upload, UploadTarget)> {
         let user = crate::service::user_of(caller, app)?;
         let ports = self.attachment_ports()?;
+        // Uploads share the sender's rate limits: each one is a record and a file.
+        self.throttle().admit(user)?;
         let scope = user.scope(chat);
         if self.store().chat(&scope).await?.is_none() {
             return Err(DomainError::chat_not_found(chat));

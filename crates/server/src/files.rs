@@ -149,11 +149,32 @@ impl FileStorage for LocalFiles {
     }
 }
 
+/// Uploads in flight at most; past them a PUT is refused at once (503, `Retry-After`). Each
+/// holds a blocking writer thread for as long as its client sends.
+pub const UPLOADS_IN_FLIGHT_MAX: usize = 256;
+/// An upload whose client sends nothing for this long is abandoned (408).
+pub const UPLOAD_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What the file endpoints need.
 #[derive(Clone)]
 pub struct FilesState {
     pub files: Arc<LocalFiles>,
     pub service: Arc<ChatService>,
+    /// Permits for uploads in flight.
+    pub uploads: Arc<tokio::sync::Semaphore>,
+    pub idle_timeout: std::time::Duration,
+}
+
+impl FilesState {
+    /// The endpoints over `files`, with the default limits.
+    pub fn new(files: Arc<LocalFiles>, service: Arc<ChatService>) -> Self {
+        FilesState {
+            files,
+            service,
+            uploads: Arc::new(tokio::sync::Semaphore::new(UPLOADS_IN_FLIGHT_MAX)),
+            idle_timeout: UPLOAD_IDLE_TIMEOUT,
+        }
+    }
 }
 
 /// `PUT` and `GET /files/{id}`. Any origin may call them (a web app uploads from its own
@@ -239,12 +260,35 @@ async fn upload(
             ErrorCode::BadInput,
             &format!("the upload was declared as {declared} bytes; more were sent"),
         ),
+        Err(Refused::Idle) => refusal(
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::BadInput,
+            &format!(
+                "nothing arrived for {} s; the upload was abandoned",
+                state.idle_timeout.as_secs()
+            ),
+        ),
+        Err(Refused::Busy) => {
+            let mut response = refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Throttled,
+                "too many uploads in flight; retry shortly",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
     }
 }
 
 enum Refused {
     Domain(DomainError),
     TooLarge(u64),
+    /// The client stopped sending.
+    Idle,
+    /// Too many uploads in flight.
+    Busy,
 }
 
 impl From<DomainError> for Refused {
@@ -261,6 +305,11 @@ async fn receive(
     body: Body,
 ) -> Result<(), Refused> {
     let id = checked(state, UrlPurpose::Upload, id, query)?;
+    let _permit = state
+        .uploads
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| Refused::Busy)?;
     let upload = state.service.upload_to_receive(&id).await?;
     let declared = upload.size;
     let content_type = headers
@@ -292,7 +341,7 @@ async fn receive(
         ".part-{id}-{}",
         nonce.iter().map(|b| format!("{b:02x}")).collect::<String>()
     ));
-    let written = write_part(&part, body, declared).await;
+    let written = write_part(&part, body, declared, state.idle_timeout).await;
     let finished = match written {
         Ok(size) if size == declared => {
             // Linking fails if the name exists: a file is never replaced.
@@ -318,7 +367,12 @@ async fn receive(
 /// written. One blocking task owns the file and writes the body's chunks as they arrive,
 /// at most [`CHUNKS_IN_FLIGHT`] of them waiting: what an upload holds in memory does not
 /// depend on its size.
-async fn write_part(path: &Path, body: Body, declared: u64) -> Result<u64, Refused> {
+async fn write_part(
+    path: &Path,
+    body: Body,
+    declared: u64,
+    idle_timeout: std::time::Duration,
+) -> Result<u64, Refused> {
     use std::io::Write;
     let file = std::fs::OpenOptions::new()
         .write(true)
@@ -336,7 +390,12 @@ async fn write_part(path: &Path, body: Body, declared: u64) -> Result<u64, Refus
     let mut stream = body.into_data_stream();
     let mut size: u64 = 0;
     let mut outcome = Ok(());
-    while let Some(chunk) = stream.next().await {
+    loop {
+        let Ok(next) = tokio::time::timeout(idle_timeout, stream.next()).await else {
+            outcome = Err(Refused::Idle);
+            break;
+        };
+        let Some(chunk) = next else { break };
         let chunk = match chunk {
             Ok(chunk) => chunk,
             Err(e) => {
@@ -430,4 +489,117 @@ async fn serve(state: &FilesState, id: &str, query: &Signed) -> Result<Response,
         HeaderValue::from_static("cross-origin"),
     );
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chat_domain::attachments::{Attachments, FileName, FileType};
+    use chat_domain::{AppName, Caller, Role, SystemClock, UserId, UserIdentity};
+    use chat_embedded::SqliteStore;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// The file endpoints in process with `permits` uploads in flight and `idle` patience,
+    /// and the path and query of a pending 10-byte PNG upload's URL.
+    async fn served(
+        permits: usize,
+        idle: Duration,
+    ) -> (std::net::SocketAddr, String, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open_in_memory().unwrap());
+        let key = ServerKey::generate();
+        let files = Arc::new(LocalFiles::open(dir.path(), key.clone()).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        files.set_base_url(&format!("http://{addr}"));
+        let service = Arc::new(
+            ChatService::new(store.clone(), key, Arc::new(SystemClock)).with_attachments(
+                Attachments {
+                    uploads: store.clone(),
+                    files: files.clone(),
+                },
+            ),
+        );
+        let app = service
+            .create_application(&Caller::Admin, AppName::parse("Files").unwrap())
+            .await
+            .unwrap()
+            .application
+            .token;
+        let customer = Caller::User(UserIdentity {
+            app: app.clone(),
+            user_id: UserId::parse("c1").unwrap(),
+            role: Role::Customer,
+        });
+        let chat = service
+            .create_chat(&customer, &app, None, None)
+            .await
+            .unwrap()
+            .number;
+        let (_, target) = service
+            .create_upload(
+                &customer,
+                &app,
+                chat,
+                FileName::parse("a.png").unwrap(),
+                FileType::Png,
+                10,
+            )
+            .await
+            .unwrap();
+        let state = FilesState {
+            files,
+            service,
+            uploads: Arc::new(tokio::sync::Semaphore::new(permits)),
+            idle_timeout: idle,
+        };
+        tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+        let path = target
+            .url
+            .split_once(&addr.to_string())
+            .unwrap()
+            .1
+            .to_owned();
+        (addr, path, dir)
+    }
+
+    /// Sends the head of a PUT of 10 bytes and `sent` of them, then reads the status line.
+    async fn put_partially(addr: std::net::SocketAddr, path: &str, sent: &[u8]) -> String {
+        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "PUT {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: image/png\r\n\
+             Content-Length: 10\r\n\r\n"
+        );
+        socket.write_all(head.as_bytes()).await.unwrap();
+        socket.write_all(sent).await.unwrap();
+        let mut answer = vec![0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut answer))
+            .await
+            .expect("an answer in time")
+            .unwrap();
+        String::from_utf8_lossy(&answer[..n])
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned()
+    }
+
+    #[tokio::test]
+    async fn an_upload_that_stops_sending_is_abandoned() {
+        let (addr, path, dir) = served(4, Duration::from_millis(300)).await;
+        let status = put_partially(addr, &path, b"\x89PN").await;
+        assert_eq!(status, "HTTP/1.1 408 Request Timeout");
+        // Nothing is left behind: no file, no part.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn uploads_past_the_limit_in_flight_are_refused_at_once() {
+        let (addr, path, _dir) = served(0, Duration::from_secs(30)).await;
+        let status = put_partially(addr, &path, b"").await;
+        assert_eq!(status, "HTTP/1.1 503 Service Unavailable");
+    }
 }

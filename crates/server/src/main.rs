@@ -442,10 +442,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let sweep_service = files.is_some().then(|| service.clone());
     let files_state = files
         .as_ref()
-        .map(|(files, _)| chat_server::files::FilesState {
-            files: files.clone(),
-            service: service.clone(),
-        });
+        .map(|(files, _)| chat_server::files::FilesState::new(files.clone(), service.clone()));
     let auth = Arc::new(
         Authenticator::new(admin_key.clone(), service.clone())
             .with_max_token_lifetime(args.max_token_lifetime_secs),
