@@ -11,6 +11,7 @@
 //! `cargo run -p chat-deploy -- check` (and this crate's tests) fail when either is stale.
 //! Everything else in `template.yaml` is written by hand.
 
+pub mod search;
 pub mod yaml;
 
 use std::collections::{BTreeMap, BTreeSet};

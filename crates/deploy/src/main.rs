@@ -1,5 +1,6 @@
 //! `chat-deploy generate` rewrites the generated parts of template.yaml and the resolver
-//! binaries; `chat-deploy check` exits 1 when they are stale.
+//! binaries; `chat-deploy check` exits 1 when they are stale; `chat-deploy search
+//! status|reindex --domain NAME` operates a deployed search index (docs/deploy.md).
 
 use std::process::ExitCode;
 
@@ -39,9 +40,39 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some("search") => search(&std::env::args().skip(2).collect::<Vec<_>>()),
         _ => {
-            eprintln!("usage: chat-deploy generate | check");
+            eprintln!(
+                "usage: chat-deploy generate | check | search status|reindex --domain NAME \
+                 [--index chat-messages] [--wait-secs 1800]"
+            );
             ExitCode::from(2)
+        }
+    }
+}
+
+fn search(args: &[String]) -> ExitCode {
+    let Some((command, rest)) = args.split_first() else {
+        eprintln!("usage: chat-deploy search status|reindex --domain NAME");
+        return ExitCode::from(2);
+    };
+    let options = match chat_deploy::search::Options::parse(rest) {
+        Ok(options) => options,
+        Err(error) => {
+            eprintln!("chat-deploy search: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let ran = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+        .and_then(|rt| rt.block_on(chat_deploy::search::run(command, &options)));
+    match ran {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("chat-deploy search: {error}");
+            ExitCode::FAILURE
         }
     }
 }
