@@ -357,3 +357,30 @@ async fn mark_all_read_answers_within_the_invocation_s_deadline_with_what_it_did
         .take();
     assert_eq!(done["unreadChats"], json!(0), "{done}");
 }
+
+#[tokio::test]
+async fn a_thousand_refused_requests_fail_no_invocation() {
+    // Lambda errors per 1,000 client errors: the handler's answer to each refused request
+    // (a customer creating an application: Forbidden) is a successful invocation.
+    let registry = registry();
+    let app = app_with_a_message(&registry).await;
+    let refused = fixture(
+        "appsync-create-application-as-customer.json",
+        &[("APP", &app)],
+    );
+    let mut failed_invocations = 0;
+    for _ in 0..1000 {
+        match handle_resolver(
+            &registry,
+            None,
+            "Mutation.createApplication",
+            refused.clone(),
+        )
+        .await
+        {
+            Ok(answer) => assert_eq!(answer["errorType"], "Forbidden", "{answer}"),
+            Err(_) => failed_invocations += 1,
+        }
+    }
+    assert_eq!(failed_invocations, 0);
+}
