@@ -1,14 +1,18 @@
 //! The embedded search benchmark (re-runnable; not a test). `scripts/bench-search` runs it:
 //!
 //!   cargo bench -p chat-search-tantivy --bench search -- [--messages N] [--chats N]
-//!       [--queries N] [--lag-seconds S] [--rate R] [--dir PATH]
+//!       [--queries N] [--lag-seconds S] [--rate R] [--cjk-percent P] [--dir PATH]
 //!
-//! 1. indexing: N synthetic messages (default 1,000,000) over C chats (default 1,000)
-//!    into a file-backed index through `SearchIndex::apply` in batches of 10,000 (the
-//!    versioned path: id lookup, delete + add, commit per batch); messages per second;
+//! 1. indexing: N synthetic messages (default 1,000,000) over C chats (default 1,000),
+//!    P% of them (default 20) in Japanese, Chinese or Korean, into a file-backed index
+//!    through `SearchIndex::apply` in batches of 10,000 (the versioned path: id lookup,
+//!    delete + add, commit per batch); messages per second; the index's size on disk
+//!    after the merges;
 //! 2. search: Q queries (default 5,000) of a random chat, a mix of common 3-letter
 //!    substrings, whole words, prefixes, two-word queries and 2-letter words, first page of
-//!    20 (21 asked, as the service does); p50 / p99 / max, single client;
+//!    20 (21 asked, as the service does); p50 / p99 / max, single client; then, when
+//!    there are CJK messages, Q one-character and Q two-character CJK queries (each taken
+//!    from a CJK message and asked in its chat, so it has hits), reported apart;
 //! 3. index lag: a file SQLite store + its outbox indexer feeding the same index; sends
 //!    at R per second (default 1,000) for S seconds (default 20); lag = from the
 //!    acknowledged send to the first search that finds it; p50 / p99 / max.
@@ -29,6 +33,7 @@ struct Args {
     queries: u64,
     lag_seconds: u64,
     rate: u64,
+    cjk_percent: u64,
     dir: Option<std::path::PathBuf>,
 }
 
@@ -39,6 +44,7 @@ fn args() -> Args {
         queries: 5_000,
         lag_seconds: 20,
         rate: 1_000,
+        cjk_percent: 20,
         dir: None,
     };
     let mut it = std::env::args().skip(1);
@@ -50,6 +56,7 @@ fn args() -> Args {
             "--queries" => args.queries = value().parse().unwrap(),
             "--lag-seconds" => args.lag_seconds = value().parse().unwrap(),
             "--rate" => args.rate = value().parse().unwrap(),
+            "--cjk-percent" => args.cjk_percent = value().parse().unwrap(),
             "--dir" => args.dir = Some(value().into()),
             "--bench" => {}
             other => panic!("unknown flag {other}"),
@@ -125,6 +132,116 @@ fn body(rng: &mut Rng, words: &[String]) -> String {
     text
 }
 
+/// Characters of one script: `count` code points from `first`.
+fn pool(first: u32, count: u32) -> Vec<char> {
+    (first..first + count).filter_map(char::from_u32).collect()
+}
+
+/// Synthetic CJK text: words of 1–3 Han characters, kana words and particles (Japanese),
+/// or Hangul words with particles (Korean), common characters more often than rare ones.
+struct Cjk {
+    han: Vec<char>,
+    hiragana: Vec<char>,
+    katakana: Vec<char>,
+    hangul: Vec<char>,
+}
+
+impl Cjk {
+    fn new() -> Self {
+        let mut rng = Rng(0xc1c);
+        // Syllables spread over the block (a block-ordered run is all one initial).
+        let hangul = (0..600)
+            .filter_map(|_| char::from_u32(0xAC00 + rng.below(11_172) as u32))
+            .collect();
+        Cjk {
+            han: pool(0x4E00, 3_000),
+            hiragana: pool(0x3041, 83),
+            katakana: pool(0x30A1, 83),
+            hangul,
+        }
+    }
+
+    /// `min` plus up to `spread - 1` characters of `chars`.
+    fn pick(rng: &mut Rng, chars: &[char], text: &mut String, min: u64, spread: u64) {
+        let n = min + rng.below(spread);
+        for _ in 0..n {
+            text.push(chars[rng.zipfish(chars.len() as u64) as usize]);
+        }
+    }
+
+    fn body(&self, rng: &mut Rng) -> String {
+        let mut text = String::new();
+        match rng.below(3) {
+            // Japanese: clauses of Han words, kana and particles, no spaces.
+            0 => {
+                for clause in 0..1 + rng.below(3) {
+                    if clause > 0 {
+                        text.push('、');
+                    }
+                    for _ in 0..2 + rng.below(4) {
+                        match rng.below(3) {
+                            0 => Self::pick(rng, &self.katakana, &mut text, 2, 4),
+                            _ => Self::pick(rng, &self.han, &mut text, 1, 3),
+                        }
+                        Self::pick(rng, &self.hiragana, &mut text, 1, 3);
+                    }
+                    if rng.below(5) == 0 {
+                        text.push_str(&rng.below(10_000).to_string());
+                    }
+                }
+                text.push('。');
+            }
+            // Chinese: runs of Han words, commas between clauses.
+            1 => {
+                for clause in 0..1 + rng.below(3) {
+                    if clause > 0 {
+                        text.push('，');
+                    }
+                    for _ in 0..2 + rng.below(5) {
+                        Self::pick(rng, &self.han, &mut text, 1, 3);
+                    }
+                }
+                text.push('。');
+            }
+            // Korean: words of 2–4 syllables with a particle, spaces between.
+            _ => {
+                for word in 0..3 + rng.below(6) {
+                    if word > 0 {
+                        text.push(' ');
+                    }
+                    Self::pick(rng, &self.hangul, &mut text, 2, 3);
+                }
+                text.push('.');
+            }
+        }
+        text
+    }
+}
+
+/// Runs of CJK characters of `text` (a query source).
+fn cjk_runs(text: &str) -> Vec<Vec<char>> {
+    chat_domain::search::words(text)
+        .filter(|w| w.kind == chat_domain::search::WordKind::Cjk)
+        .map(|w| w.text.chars().collect())
+        .collect()
+}
+
+/// The size of the files under `dir`, in bytes.
+fn size_on_disk(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                size_on_disk(&e.path())
+            } else {
+                meta.len()
+            }
+        })
+        .sum()
+}
+
 fn app() -> AppToken {
     AppToken::parse("app_bench").unwrap()
 }
@@ -147,11 +264,15 @@ fn main() {
     let (index, _) = TantivyIndex::open(&dir.join("search")).unwrap();
     let index = Arc::new(index);
     println!(
-        "# {} messages over {} chats; index in {}",
+        "# {} messages over {} chats, {}% CJK; index in {}",
         args.messages,
         args.chats,
+        args.cjk_percent,
         dir.display()
     );
+    let cjk = Cjk::new();
+    // CJK bodies and their chats, kept as sources of CJK queries.
+    let mut cjk_samples: Vec<(u64, String)> = Vec::new();
 
     // 1. indexing throughput.
     let mut rng = Rng(42);
@@ -170,7 +291,15 @@ fn main() {
                     chat: ChatNumber::new(chat as i64).unwrap(),
                     number: MessageNumber::new(number as i64).unwrap(),
                 },
-                body: body(&mut rng, &words),
+                body: if rng.below(100) < args.cjk_percent {
+                    let text = cjk.body(&mut rng);
+                    if cjk_samples.len() < 10_000 {
+                        cjk_samples.push((chat, text.clone()));
+                    }
+                    text
+                } else {
+                    body(&mut rng, &words)
+                },
                 sender_id: UserId::parse("bench").unwrap(),
                 created_at: Timestamp(number as i64),
                 version: 1,
@@ -202,9 +331,10 @@ fn main() {
     let (index, _) = TantivyIndex::open(&dir.join("search")).unwrap();
     let index = Arc::new(index);
     println!(
-        "merges after the load: {:.1} s; {} segments",
+        "merges after the load: {:.1} s; {} segments; index size {:.1} MB",
         merging.elapsed().as_secs_f64(),
-        index.segments()
+        index.segments(),
+        size_on_disk(&dir.join("search")) as f64 / 1e6
     );
 
     // 2. search latency.
@@ -241,6 +371,47 @@ fn main() {
         percentiles("search", &latency, " ms", 1000.0),
         hits_total as f64 / args.queries as f64
     );
+
+    // CJK queries of one and two characters, each taken from a CJK message and asked in
+    // its chat (so it has at least that hit).
+    if !cjk_samples.is_empty() {
+        for chars in [1usize, 2] {
+            let mut latency = Histogram::<u64>::new(3).unwrap();
+            let mut hits_total = 0usize;
+            let mut asked = 0u64;
+            while asked < args.queries {
+                let (chat, sample) = &cjk_samples[rng.below(cjk_samples.len() as u64) as usize];
+                let runs = cjk_runs(sample);
+                let run = &runs[rng.below(runs.len() as u64) as usize];
+                if run.len() < chars {
+                    continue;
+                }
+                let at = rng.below((run.len() - chars + 1) as u64) as usize;
+                let q: String = run[at..at + chars].iter().collect();
+                let request = SearchRequest {
+                    app: app(),
+                    chat: ChatNumber::new(*chat as i64).unwrap(),
+                    query: SearchQuery::parse(&q).unwrap(),
+                    after: None,
+                    limit: 21,
+                };
+                let t = Instant::now();
+                hits_total += index.search_now(&request).unwrap().len();
+                latency.record(t.elapsed().as_micros() as u64).unwrap();
+                asked += 1;
+            }
+            println!(
+                "{} (mean hits per page {:.1})",
+                percentiles(
+                    &format!("search, CJK {chars}-character queries"),
+                    &latency,
+                    " ms",
+                    1000.0
+                ),
+                hits_total as f64 / args.queries as f64
+            );
+        }
+    }
 
     // 3. index lag through the outbox at a fixed send rate.
     if args.lag_seconds > 0 {
