@@ -37,6 +37,19 @@ test('highlighting ignores case and accents, and maps folded matches back to the
   assert.deepEqual(marked('emoji 😀 fundraiser', 'raiser fund'), ['fundraiser']);
 });
 
+test('highlighting: CJK words match anywhere, one and two characters too', () => {
+  assert.deepEqual(marked('注文番号4471の返金をお願いします', '返金'), ['返金']);
+  assert.deepEqual(marked('我要退款', '退'), ['退']);
+  assert.deepEqual(marked('환불을 원합니다', '환불'), ['환불']);
+  // Mixed queries: the CJK word inside CJK text, the number as a whole word.
+  assert.deepEqual(marked('注文番号4471の返金', '注文 4471'), ['注文', '4471']);
+  // Half-width katakana is the full-width word (NFKC), and kana keep their voicing marks.
+  assert.deepEqual(marked('ｶｰﾄﾞが使えません', 'カード'), ['ｶｰﾄﾞ']);
+  assert.deepEqual(marked('かいが', 'が'), ['が']);
+  // A CJK query never marks Latin text, nor a short Latin word inside CJK text.
+  assert.deepEqual(marked('refund 返金', 'fu'), []);
+});
+
 test('highlighting merges overlapping matches of several query words', () => {
   assert.deepEqual(matchRanges('refunded', 'fund unde'), [[2, 7]]);
   assert.deepEqual(marked('order 1234 and 12345', '1234'), ['1234', '1234']);
