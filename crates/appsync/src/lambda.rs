@@ -16,6 +16,7 @@
 use chat_domain::ErrorCode;
 use serde_json::{Value, json};
 
+use crate::outcome::Outcome;
 use crate::registry::{ResolverError, ResolverEvent};
 
 /// What one invocation of a resolver function carries.
@@ -71,11 +72,12 @@ pub const RESPONSE_TEMPLATE: &str = "\
 $util.toJson($ctx.result.data)
 ";
 
-/// The answer of a single event: the envelope (see the module's docs), or, for an
-/// `Internal` error, the error that fails the invocation.
+/// The answer of a single event: the envelope (see the module's docs), or, for a fault
+/// ([`Outcome::Fault`], the rule the metrics count with too), the error that fails the
+/// invocation.
 pub fn answer(result: Result<Value, ResolverError>) -> Result<Value, ResolverError> {
     match result {
-        Err(error) if error.error_type == ErrorCode::Internal.as_str() => Err(error),
+        Err(error) if Outcome::of_error_type(&error.error_type) == Outcome::Fault => Err(error),
         other => Ok(envelope(other)),
     }
 }
