@@ -188,7 +188,9 @@ fn run_main<F: Future<Output = Result<(), Error>>>(main: F) -> Result<(), Error>
         .block_on(main)
 }
 
-async fn aws_config() -> aws_config::SdkConfig {
+/// The AWS SDK's configuration from the environment, on the project's HTTPS client (rustls
+/// on ring, see chat-dynamodb).
+pub async fn aws_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(chat_dynamodb::http_client())
         .load()

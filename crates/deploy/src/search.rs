@@ -142,12 +142,9 @@ impl Options {
 
 /// `status` or `reindex`, on the domain the options name.
 pub async fn run(command: &str, options: &Options) -> Result<(), String> {
-    // The SDK's and the OpenSearch client's HTTPS: rustls on ring, as in the functions.
+    // The OpenSearch client's HTTPS: rustls on ring, as in the functions.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(chat_dynamodb::http_client())
-        .load()
-        .await;
+    let sdk = chat_functions::aws_config().await;
     let client = aws_sdk_opensearch::Client::new(&sdk);
     let state = until_settled(
         || describe(&client, &options.domain),
