@@ -52,47 +52,21 @@ pub fn spawn(service: Arc<ChatService>, shutdown: Shutdown) {
 mod tests {
     use std::time::Duration;
 
-    use chat_domain::attachments::{Attachments, FileName, FileType, UploadState};
-    use chat_domain::{
-        AppName, Caller, ChatNumber, ManualClock, MessageNumber, Role, ServerKey, UserId,
-        UserIdentity,
-    };
-    use chat_embedded::SqliteStore;
+    use chat_domain::attachments::{FileName, FileType, UploadState};
+    use chat_domain::{ChatNumber, ManualClock, MessageNumber};
 
     use super::*;
-    use crate::files::LocalFiles;
+    use crate::files::testing::{customer_chat, service_with_files};
 
     #[tokio::test]
     async fn files_go_a_day_after_upload_or_an_hour_after_their_message_was_deleted() {
         // Given a service on SQLite and files in a directory, on a clock that moves only
         // when told
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open_in_memory().unwrap());
-        let key = ServerKey::generate();
-        let files = Arc::new(LocalFiles::open(dir.path(), key.clone()).unwrap());
-        files.set_base_url("http://127.0.0.1:1");
         let clock = ManualClock::starting_now();
-        let service = ChatService::new(store.clone(), key, Arc::new(clock.clone()))
-            .with_attachments(Attachments {
-                uploads: store.clone(),
-                files: files.clone(),
-            });
-        let app = service
-            .create_application(&Caller::Admin, AppName::parse("Sweep").unwrap())
-            .await
-            .unwrap()
-            .application
-            .token;
-        let customer = Caller::User(UserIdentity {
-            app: app.clone(),
-            user_id: UserId::parse("c1").unwrap(),
-            role: Role::Customer,
-        });
-        let chat = service
-            .create_chat(&customer, &app, None, None)
-            .await
-            .unwrap()
-            .number;
+        let (service, files) = service_with_files(dir.path(), Arc::new(clock.clone()));
+        files.set_base_url("http://127.0.0.1:1");
+        let (app, customer, chat) = customer_chat(&service, "Sweep").await;
         let upload = |name: &'static str| {
             let (service, customer, app, files) = (&service, &customer, &app, &files);
             async move {

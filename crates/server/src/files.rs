@@ -491,40 +491,39 @@ async fn serve(state: &FilesState, id: &str, query: &Signed) -> Result<Response,
     Ok(response)
 }
 
+/// What the tests of the file endpoints and of the sweep start from.
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
+pub(crate) mod testing {
+    use std::path::Path;
 
-    use chat_domain::attachments::{Attachments, FileName, FileType};
-    use chat_domain::{AppName, Caller, Role, SystemClock, UserId, UserIdentity};
+    use chat_domain::attachments::Attachments;
+    use chat_domain::{
+        AppName, AppToken, Caller, ChatNumber, Clock, Role, ServerKey, UserId, UserIdentity,
+    };
     use chat_embedded::SqliteStore;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
 
-    /// The file endpoints in process with `permits` uploads in flight and `idle` patience,
-    /// and the path and query of a pending 10-byte PNG upload's URL.
-    async fn served(
-        permits: usize,
-        idle: Duration,
-    ) -> (std::net::SocketAddr, String, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
+    /// A service on an in-memory SQLite store with attachments stored in `dir`, on `clock`,
+    /// and the file storage (whose base URL the caller sets).
+    pub fn service_with_files(dir: &Path, clock: Arc<dyn Clock>) -> (ChatService, Arc<LocalFiles>) {
         let store = Arc::new(SqliteStore::open_in_memory().unwrap());
         let key = ServerKey::generate();
-        let files = Arc::new(LocalFiles::open(dir.path(), key.clone()).unwrap());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        files.set_base_url(&format!("http://{addr}"));
-        let service = Arc::new(
-            ChatService::new(store.clone(), key, Arc::new(SystemClock)).with_attachments(
-                Attachments {
-                    uploads: store.clone(),
-                    files: files.clone(),
-                },
-            ),
-        );
+        let files = Arc::new(LocalFiles::open(dir, key.clone()).unwrap());
+        let service = ChatService::new(store.clone(), key, clock).with_attachments(Attachments {
+            uploads: store,
+            files: files.clone(),
+        });
+        (service, files)
+    }
+
+    /// An application named `name`, its customer `c1` and that customer's chat.
+    pub async fn customer_chat(
+        service: &ChatService,
+        name: &str,
+    ) -> (AppToken, Caller, ChatNumber) {
         let app = service
-            .create_application(&Caller::Admin, AppName::parse("Files").unwrap())
+            .create_application(&Caller::Admin, AppName::parse(name).unwrap())
             .await
             .unwrap()
             .application
@@ -539,6 +538,33 @@ mod tests {
             .await
             .unwrap()
             .number;
+        (app, customer, chat)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chat_domain::SystemClock;
+    use chat_domain::attachments::{FileName, FileType};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// The file endpoints in process with `permits` uploads in flight and `idle` patience,
+    /// and the path and query of a pending 10-byte PNG upload's URL.
+    async fn served(
+        permits: usize,
+        idle: Duration,
+    ) -> (std::net::SocketAddr, String, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let (service, files) = testing::service_with_files(dir.path(), Arc::new(SystemClock));
+        let service = Arc::new(service);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        files.set_base_url(&format!("http://{addr}"));
+        let (app, customer, chat) = testing::customer_chat(&service, "Files").await;
         let (_, target) = service
             .create_upload(
                 &customer,
