@@ -425,6 +425,56 @@ fn alarm(function_id: &str, metric: &str, threshold: Value, description: String)
     })
 }
 
+/// How many functions one throttle alarm watches: CloudWatch's limit of metrics in a
+/// metric-math alarm.
+pub const THROTTLE_ALARM_METRICS: usize = 10;
+
+/// One alarm on the throttled invocations of up to [`THROTTLE_ALARM_METRICS`] functions
+/// (logical id, label) (their sum, a missing point counting as none): a throttle is an account or
+/// reserved-concurrency problem, not one function's, so one alarm per group says as much as
+/// one per function for a ninth of the stack's resources.
+fn throttles_alarm(group: &[(String, String)]) -> Value {
+    let mut metrics: Vec<Value> = group
+        .iter()
+        .enumerate()
+        .map(|(i, (function_id, label))| {
+            json!({
+                "Id": format!("m{i}"),
+                "Label": label,
+                "ReturnData": false,
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": "AWS/Lambda",
+                        "MetricName": "Throttles",
+                        "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": function_id}}]
+                    },
+                    "Period": 300,
+                    "Stat": "Sum"
+                }
+            })
+        })
+        .collect();
+    metrics.push(json!({
+        "Id": "throttles",
+        "Label": "throttled invocations",
+        "Expression": "SUM(FILL(METRICS(), 0))",
+        "ReturnData": true
+    }));
+    let fields: Vec<&str> = group.iter().map(|(_, label)| label.as_str()).collect();
+    json!({
+        "Type": "AWS::CloudWatch::Alarm",
+        "Properties": {
+            "AlarmDescription": format!("throttled invocations of {}", fields.join(", ")),
+            "Metrics": metrics,
+            "EvaluationPeriods": 1,
+            "Threshold": 1,
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+            "TreatMissingData": "notBreaching",
+            "AlarmActions": [{"Ref": "AlarmTopic"}]
+        }
+    })
+}
+
 /// The resources of the generated block, by logical id. `publish_fields`: the schema's
 /// IAM-only fields (`"Mutation.publishX"`), resolved locally.
 pub fn generated_resources(
@@ -559,20 +609,22 @@ pub fn generated_resources(
                 ),
             ),
         );
-        resources.insert(
-            format!("{}ThrottlesAlarm", resolver.logical),
-            alarm(
-                &function_id,
-                "Throttles",
-                json!(1),
-                format!("{}: throttled invocations", resolver.field),
-            ),
-        );
         // AppSync invokes the alias (a qualified ARN, which the function's own ARN does
         // not cover in a policy).
         invocable.push(json!({"Ref": format!("{function_id}.Alias")}));
     }
 
+    let watched: Vec<(String, String)> = resolvers
+        .iter()
+        .map(|r| (r.function_id(), r.field.clone()))
+        .chain([("PresenceSweeperFunction".into(), "presence sweeper".into())])
+        .collect();
+    for (index, group) in watched.chunks(THROTTLE_ALARM_METRICS).enumerate() {
+        resources.insert(
+            format!("ResolverThrottlesAlarm{}", index + 1),
+            throttles_alarm(group),
+        );
+    }
     resources.insert("Dashboard".into(), dashboard(resolvers));
     resources.insert("PresenceSweeperFunction".into(), presence_sweeper());
     resources.insert(

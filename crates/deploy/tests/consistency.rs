@@ -817,3 +817,65 @@ fn the_functions_run_on_arm64_and_check_deploy_builds_the_hot_one_so() {
         "check-deploy builds what sam build ships"
     );
 }
+
+/// The functions whose throttles an alarm watches: its own `FunctionName` dimension, or those
+/// of the metrics of a metric-math alarm.
+fn throttles_watched(alarm: &Yaml) -> Vec<String> {
+    let properties = &alarm["Properties"];
+    if properties["MetricName"].as_str() == Some("Throttles") {
+        return properties["Dimensions"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .map(|d| reference(&d["Value"]))
+            .collect();
+    }
+    properties["Metrics"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["MetricStat"]["Metric"]["MetricName"].as_str() == Some("Throttles"))
+        .flat_map(|m| {
+            m["MetricStat"]["Metric"]["Dimensions"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .map(|d| reference(&d["Value"]))
+        })
+        .collect()
+}
+
+#[test]
+fn every_function_s_throttles_alarm_once_within_cloudwatch_s_metric_limit() {
+    let template = template();
+    let mut watched: Vec<String> = Vec::new();
+    for (id, alarm) in resources(&template, "AWS::CloudWatch::Alarm") {
+        let metrics = alarm["Properties"]["Metrics"].as_sequence();
+        if let Some(metrics) = metrics {
+            let stats = metrics
+                .iter()
+                .filter(|m| !m["MetricStat"].is_null())
+                .count();
+            assert!(
+                stats <= chat_deploy::THROTTLE_ALARM_METRICS,
+                "{id}: {stats} metrics"
+            );
+            let returned = metrics
+                .iter()
+                .filter(|m| m["ReturnData"].as_bool() == Some(true))
+                .count();
+            assert_eq!(returned, 1, "{id}: one expression is the alarm's value");
+        }
+        watched.extend(throttles_watched(alarm));
+    }
+    let mut functions: Vec<String> = resources(&template, "AWS::Serverless::Function")
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    functions.sort();
+    watched.sort();
+    assert_eq!(
+        watched, functions,
+        "each function's throttles, watched once"
+    );
+}
