@@ -23,7 +23,7 @@ use crate::secrets::{AppSecret, ServerKey, generate_app_token};
 use crate::store::*;
 use crate::throttle::Throttle;
 use crate::unread::{ReadReceipt, UnreadSummary};
-use crate::webhooks::{TargetPolicy, WebhookStore};
+use crate::webhooks::{TargetPolicy, WebhookEndpoints};
 
 /// Who is calling, as established by the edge (authorizer or dev server) from the token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +118,7 @@ pub struct ChatService {
     clock: Arc<dyn Clock>,
     search: Option<Arc<dyn SearchIndex>>,
     presence: Option<Arc<dyn PresenceStore>>,
-    webhooks: Option<Arc<dyn WebhookStore>>,
+    webhooks: Option<Arc<dyn WebhookEndpoints>>,
     webhook_policy: TargetPolicy,
     attachments: Option<crate::attachments::Attachments>,
     typing: TypingGate,
@@ -223,13 +223,13 @@ impl ChatService {
 
     /// The service with webhook endpoints (see [`crate::webhooks`]); `policy` says where
     /// they may point. Without one, the webhook operations are Internal errors.
-    pub fn with_webhooks(mut self, store: Arc<dyn WebhookStore>, policy: TargetPolicy) -> Self {
+    pub fn with_webhooks(mut self, store: Arc<dyn WebhookEndpoints>, policy: TargetPolicy) -> Self {
         self.webhooks = Some(store);
         self.webhook_policy = policy;
         self
     }
 
-    pub(crate) fn webhooks(&self) -> Option<&Arc<dyn WebhookStore>> {
+    pub(crate) fn webhooks(&self) -> Option<&Arc<dyn WebhookEndpoints>> {
         self.webhooks.as_ref()
     }
 

@@ -26,9 +26,10 @@ use sha2::Sha256;
 use crate::error::{DomainError, Result};
 use crate::limits::{SECRET_GRACE_DEFAULT_SECS, SECRET_GRACE_MAX_SECS};
 use crate::model::*;
-use crate::presence::Presence;
+use crate::presence::{Presence, PresenceCursor, PresenceStatus, PresenceStore};
 use crate::secrets::ServerKey;
 use crate::service::{Caller, ChatService, Page};
+use crate::store::{ChatScope, ChatStore};
 
 /// Endpoints per application.
 pub const WEBHOOK_ENDPOINTS_MAX: usize = 10;
@@ -162,6 +163,17 @@ fn random_id(prefix: &str) -> String {
     format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
+fn derived_id(prefix: &str, parts: &[&str]) -> String {
+    use sha2::Digest;
+    let mut hash = Sha256::new();
+    hash.update(prefix.as_bytes());
+    for part in parts {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part.as_bytes());
+    }
+    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(&hash.finalize()[..16]))
+}
+
 fn parse_id(raw: &str, prefix: &str, what: &str) -> Result<String> {
     let ok = raw.len() == prefix.len() + 22
         && raw.starts_with(prefix)
@@ -189,6 +201,12 @@ macro_rules! public_id {
 
             pub fn parse(raw: &str) -> Result<Self> {
                 parse_id(raw, $prefix, $what).map($name)
+            }
+
+            /// The same id for the same parts, every time (a feed that may see a change
+            /// twice names its event, and the event's delivery to an endpoint, once).
+            pub fn derive(parts: &[&str]) -> Self {
+                $name(derived_id($prefix, parts))
             }
 
             pub fn as_str(&self) -> &str {
@@ -770,14 +788,15 @@ pub fn next_attempt_at(attempts_made: u32, now: Timestamp, jitter: f64) -> Optio
     Some(Timestamp(now.0 + (base * factor) as i64))
 }
 
-/// The store of endpoints and deliveries. `embedded` implements it; the conformance
-/// suite's `webhooks` module holds implementations to one behaviour.
+/// The endpoints and the delivery records: what the admin operations and every sender
+/// need, whatever feeds the deliveries. `embedded` and `dynamodb` implement it; the
+/// conformance suite's `webhooks` module holds both to one behaviour.
 ///
-/// Events are queued by the store itself, with the change that causes them (see the
-/// module documentation): an event goes to every enabled endpoint of the application that
-/// subscribes to its type at that moment.
+/// Events are queued from the change that causes them (see the module documentation): an
+/// event goes to every enabled endpoint of the application that subscribes to its type at
+/// that moment.
 #[async_trait]
-pub trait WebhookStore: Send + Sync + 'static {
+pub trait WebhookEndpoints: Send + Sync + 'static {
     /// NotFound without the application; Conflict when it has
     /// [`WEBHOOK_ENDPOINTS_MAX`] endpoints already.
     async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<Endpoint>;
@@ -804,7 +823,8 @@ pub trait WebhookStore: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<Endpoint>;
 
-    /// The endpoint's deliveries, newest first, after `after`, at most `limit`.
+    /// The endpoint's deliveries, newest first, after `after`, at most `limit`. NotFound
+    /// when the application has no such endpoint.
     async fn deliveries(
         &self,
         app: &AppToken,
@@ -822,17 +842,10 @@ pub trait WebhookStore: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<Delivery>;
 
-    /// PENDING deliveries of enabled endpoints due at `now`, earliest first, at most
-    /// `limit`, except those in `skip` (in flight).
-    async fn due_deliveries(
-        &self,
-        now: Timestamp,
-        limit: u32,
-        skip: &[DeliveryId],
-    ) -> Result<Vec<DueDelivery>>;
     /// Records an attempt: a success ends the delivery and the endpoint's failure run; a
     /// failure schedules `retry_at` (or ends the delivery FAILED when `None`), extends the
-    /// run, and disables the endpoint when `policy` says so.
+    /// run, and disables the endpoint when `policy` says so. An attempt of a finished (or
+    /// unknown) delivery changes nothing.
     async fn record_attempt(
         &self,
         delivery: &DeliveryId,
@@ -841,6 +854,21 @@ pub trait WebhookStore: Send + Sync + 'static {
         policy: DisablePolicy,
         now: Timestamp,
     ) -> Result<()>;
+}
+
+/// The dev server's queue: a store that queues deliveries in the change's own transaction
+/// and is polled for due work (`embedded`). On AWS the table's stream feeds a queue
+/// instead, so the DynamoDB store implements [`WebhookEndpoints`] only.
+#[async_trait]
+pub trait WebhookStore: WebhookEndpoints {
+    /// PENDING deliveries of enabled endpoints due at `now`, earliest first, at most
+    /// `limit`, except those in `skip` (in flight).
+    async fn due_deliveries(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        skip: &[DeliveryId],
+    ) -> Result<Vec<DueDelivery>>;
     /// The earliest time something queued becomes due (a delivery of an enabled endpoint,
     /// or a `message.unseen` check queued before `now - grace`): how long a worker sleeps.
     async fn next_due(&self, grace_ms: i64) -> Result<Option<Timestamp>>;
@@ -855,6 +883,62 @@ pub trait WebhookStore: Send + Sync + 'static {
     /// Ends a check: when `send`, queues `message.unseen` to the endpoints that subscribe
     /// to it, in the same write that removes the check.
     async fn settle_unseen(&self, check: &UnseenCheck, send: bool, now: Timestamp) -> Result<()>;
+}
+
+/// Whether the receiver of a checked message still has not seen it, read through the
+/// ports: the chat and the message (absent or deleted: no), the customer's lease or
+/// whether any agent is online, then [`unseen_is_due`].
+pub async fn unseen_still_due(
+    chats: &dyn ChatStore,
+    presence: &dyn PresenceStore,
+    check: &UnseenCheck,
+    now: Timestamp,
+) -> Result<bool> {
+    let scope = ChatScope {
+        app: check.app.clone(),
+        chat: check.chat,
+        customer: None,
+    };
+    let Some(chat) = chats.chat(&scope).await? else {
+        return Ok(false);
+    };
+    let Some(message) = chats.message(&scope, check.number).await? else {
+        return Ok(false);
+    };
+    if message.deleted {
+        return Ok(false);
+    }
+    let receiver = UnseenReceiver::of(message.sender_role, &chat.customer_id);
+    let (customer, agents_online) = match &receiver {
+        UnseenReceiver::Customer(id) => (presence.stored_presence(&check.app, id).await?, 0),
+        UnseenReceiver::Agents => {
+            const PAGE: u32 = 100;
+            let mut after: Option<PresenceCursor> = None;
+            let mut online = 0;
+            loop {
+                let page = presence
+                    .presences(&check.app, Some(Role::Agent), now, after.as_ref(), PAGE)
+                    .await?;
+                if page.iter().any(|p| p.status == PresenceStatus::Online) {
+                    online = 1;
+                    break;
+                }
+                if page.len() < PAGE as usize {
+                    break;
+                }
+                after = page.last().map(PresenceCursor::of);
+            }
+            (None, online)
+        }
+    };
+    Ok(unseen_is_due(
+        &chat,
+        check.number,
+        &receiver,
+        customer.as_ref(),
+        agents_online,
+        now,
+    ))
 }
 
 /// A message waiting for its `message.unseen` decision.
@@ -894,7 +978,7 @@ fn endpoint_not_found(id: &EndpointId) -> DomainError {
 
 /// The admin's operations on webhook endpoints: admin key only.
 impl ChatService {
-    fn webhook_store(&self) -> Result<&Arc<dyn WebhookStore>> {
+    fn webhook_store(&self) -> Result<&Arc<dyn WebhookEndpoints>> {
         self.webhooks().ok_or_else(|| {
             DomainError::internal(
                 "webhooks are not configured on this server",
@@ -1287,5 +1371,10 @@ mod tests {
         assert!(EndpointId::parse("we_short").is_err());
         assert!(DeliveryId::parse(id.as_str()).is_err());
         assert!(EventId::generate().as_str().starts_with("evt_"));
+        let derived = EventId::derive(&["app_x", "4", "created"]);
+        assert_eq!(EventId::parse(derived.as_str()).unwrap(), derived);
+        assert_eq!(derived, EventId::derive(&["app_x", "4", "created"]));
+        assert_ne!(derived, EventId::derive(&["app_x", "4c", "reated"]));
+        assert_ne!(derived, EventId::derive(&["app_x", "4", "updated"]));
     }
 }

@@ -1,4 +1,5 @@
-//! Webhook endpoints and deliveries on SQLite: the [`WebhookStore`] port.
+//! Webhook endpoints and deliveries on SQLite: the [`WebhookEndpoints`] and
+//! [`WebhookStore`] ports.
 //!
 //! Events are queued in the transaction of the change that causes them (`queue_*` below,
 //! called by the write operations): one `webhook_events` row with the JSON body, and one
@@ -15,8 +16,8 @@ use async_trait::async_trait;
 use chat_domain::webhooks::{
     AttemptOutcome, Delivery, DeliveryCursor, DeliveryId, DeliveryStatus, DisablePolicy,
     DueDelivery, Endpoint, EndpointId, EndpointUpdate, EventId, EventType, EventTypes, UnseenCheck,
-    UnseenReceiver, WEBHOOK_ENDPOINTS_MAX, WebhookEvent, WebhookStore, WebhookUrl, chat_data,
-    event_mask, message_data, unseen_data,
+    UnseenReceiver, WEBHOOK_ENDPOINTS_MAX, WebhookEndpoints, WebhookEvent, WebhookStore,
+    WebhookUrl, chat_data, event_mask, message_data, unseen_data,
 };
 use chat_domain::{AppToken, Chat, ChatNumber, DomainError, Message, MessageNumber, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -609,7 +610,7 @@ fn unseen_message(
 }
 
 #[async_trait]
-impl WebhookStore for SqliteStore {
+impl WebhookEndpoints for SqliteStore {
     async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<Endpoint, DomainError> {
         let endpoint = endpoint.clone();
         self.write("create_webhook_endpoint", move |c| {
@@ -698,19 +699,6 @@ impl WebhookStore for SqliteStore {
         .await
     }
 
-    async fn due_deliveries(
-        &self,
-        now: Timestamp,
-        limit: u32,
-        skip: &[DeliveryId],
-    ) -> Result<Vec<DueDelivery>, DomainError> {
-        let skip = skip.to_vec();
-        self.read("due_webhook_deliveries", move |c| {
-            due_deliveries(c, now, limit, &skip)
-        })
-        .await
-    }
-
     async fn record_attempt(
         &self,
         delivery: &DeliveryId,
@@ -722,6 +710,22 @@ impl WebhookStore for SqliteStore {
         let (delivery, outcome) = (delivery.clone(), outcome.clone());
         self.write("record_webhook_attempt", move |c| {
             record_attempt(c, &delivery, &outcome, retry_at, policy, now)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl WebhookStore for SqliteStore {
+    async fn due_deliveries(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        skip: &[DeliveryId],
+    ) -> Result<Vec<DueDelivery>, DomainError> {
+        let skip = skip.to_vec();
+        self.read("due_webhook_deliveries", move |c| {
+            due_deliveries(c, now, limit, &skip)
         })
         .await
     }
