@@ -25,6 +25,8 @@
 //!   16 fixed partitions, no index; a heartbeat is 1 read and at most 1 conditional write.
 //! - The table's stream feeds search: [`stream::change_records`] turns its records (as
 //!   Lambda delivers them) into the indexer's change records.
+//! - Webhooks ([`webhooks`]): endpoints and delivery records (the `WebhookEndpoints` port);
+//!   the same stream feeds them ([`webhooks::feed_items`]).
 
 mod backoff;
 mod client;
@@ -38,6 +40,8 @@ pub mod table;
 
 #[cfg(feature = "moto")]
 pub mod moto;
+#[cfg(feature = "moto")]
+pub mod moto_stream;
 
 pub use aws_sdk_dynamodb::Client;
 pub use backoff::RetryPolicy;
@@ -47,4 +51,5 @@ pub use client::{
 pub use error::StoreError;
 pub use requests::RequestCounter;
 pub use store::DynamoStore;
+pub use store::webhooks;
 pub use table::TableDefinition;

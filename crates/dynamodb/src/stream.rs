@@ -101,7 +101,7 @@ fn change_record(sequence: &str, record: &EventRecord) -> Result<Option<ChangeRe
 }
 
 /// An image as an item; `None` when absent (an empty map).
-fn image(raw: &serde_dynamo::Item) -> Option<Item> {
+pub(crate) fn image(raw: &serde_dynamo::Item) -> Option<Item> {
     (!raw.is_empty()).then(|| {
         raw.iter()
             .map(|(name, value)| (name.clone(), attribute(value)))

@@ -14,6 +14,9 @@
 //! | a customer's unread counter | `CUSTUNREAD#<token>#<customer>` | `UNREAD` | | | |
 //! | an agent's presence lease | `PRESENCE#<shard of hash(token)>` | `<token>#A#<agentId>` | | | |
 //! | a customer's presence lease | `PRESENCE#<shard of hash(token, customer)>` | `<token>#C#<customer>` | | | |
+//! | a webhook endpoint | `WEBHOOKS#<token>` | `EP#<endpointId>` | | | |
+//! | an application's webhook endpoint count | `WEBHOOKS#<token>` | `COUNT` | | | |
+//! | a webhook delivery | `WHDLV#<deliveryId>` | `DLV` | `WHDLV#<token>#<endpointId>` / `<createdAt:015>#<deliveryId>` | | |
 //!
 //! - Each chat is its own partition (its item, messages, idempotency keys and the agents'
 //!   own read watermarks): a busy application spreads over as many partitions as it has
@@ -33,6 +36,10 @@
 //!   [`presence_hash`] of application and user (listing them queries each shard). The sweep
 //!   finds expired leases by querying every shard; the `ttl` attribute (epoch seconds, a
 //!   day past expiry) lets DynamoDB delete what it missed.
+//! - Webhooks (`store/webhooks.rs`): an application's endpoints share one partition
+//!   (listing them is one Query); each delivery is a partition of its own, found by id,
+//!   and GSI1 lists an endpoint's deliveries newest first. The stream feed names
+//!   deliveries by (event, endpoint) and puts them only if absent.
 //! - Numbers in sort keys are zero-padded (10 digits hold `i32::MAX`); times are
 //!   milliseconds, zero-padded to 15 digits. String order is then number order.
 //! - Tokens are `[A-Za-z0-9_-]`, statuses fixed words, so `#` separates unambiguously; a

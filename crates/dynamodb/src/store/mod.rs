@@ -13,6 +13,7 @@ mod conditional_write;
 mod messages;
 mod presence;
 mod unread;
+pub mod webhooks;
 
 use std::sync::Arc;
 
