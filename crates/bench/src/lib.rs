@@ -107,10 +107,67 @@ pub async fn subscribe(
     // A small read buffer, as browsers and mobile clients have: tungstenite's default
     // (128 KiB, zeroed on every read) made this client, not the server, the bottleneck.
     let config = WebSocketConfig::default().read_buffer_size(4096);
-    let (mut socket, _) =
-        tokio_tungstenite::connect_async_with_config(request, Some(config), false)
-            .await
-            .map_err(|e| e.to_string())?;
+    let (socket, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), false)
+        .await
+        .map_err(|e| e.to_string())?;
+    start_subscription(socket, token, query, variables).await
+}
+
+/// [`subscribe`] over a TCP connection made from the local address `source` (bound before
+/// it connects): one client can then open more connections to one server port than one
+/// address's ephemeral ports allow, e.g. from 127.0.0.2, 127.0.0.3 ... on loopback.
+pub async fn subscribe_from(
+    source: std::net::IpAddr,
+    ws_url: &str,
+    token: &str,
+    query: &str,
+    variables: Value,
+) -> Result<Socket, String> {
+    let mut request = ws_url.into_client_request().map_err(|e| e.to_string())?;
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().expect("header"),
+    );
+    let uri = request.uri();
+    let host = uri
+        .host()
+        .ok_or("no host in the URL")?
+        .trim_matches(['[', ']']);
+    let port = uri.port_u16().unwrap_or(80);
+    let server = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| e.to_string())?
+        .find(|a| a.is_ipv4() == source.is_ipv4())
+        .ok_or_else(|| format!("{host} has no address of {source}'s family"))?;
+    let socket = if source.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(|e| e.to_string())?;
+    socket
+        .bind(std::net::SocketAddr::new(source, 0))
+        .map_err(|e| format!("bind {source}: {e}"))?;
+    let stream = socket.connect(server).await.map_err(|e| e.to_string())?;
+    let config = WebSocketConfig::default().read_buffer_size(4096);
+    let (socket, _) = tokio_tungstenite::client_async_with_config(
+        request,
+        tokio_tungstenite::MaybeTlsStream::Plain(stream),
+        Some(config),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    start_subscription(socket, token, query, variables).await
+}
+
+/// Initializes a connected socket with `token` and subscribes (operation id `s`); returns
+/// once the subscription is live.
+async fn start_subscription(
+    mut socket: Socket,
+    token: &str,
+    query: &str,
+    variables: Value,
+) -> Result<Socket, String> {
     let frames = [
         json!({ "type": "connection_init", "payload": { "Authorization": token } }),
         json!({ "type": "subscribe", "id": "s", "payload": { "query": query, "variables": variables } }),
@@ -165,6 +222,14 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A process's limit on open files (its soft `RLIMIT_NOFILE`), from `/proc/<pid>/limits`
+/// (`"self"` for this process).
+pub fn open_files_limit(pid: &str) -> Option<u64> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 /// A process's CPU time so far, user + system, in clock ticks (all its threads), from
