@@ -17,6 +17,8 @@
 //! | a webhook endpoint | `WEBHOOKS#<token>` | `EP#<endpointId>` | | | |
 //! | an application's webhook endpoint count | `WEBHOOKS#<token>` | `COUNT` | | | |
 //! | a webhook delivery | `WHDLV#<deliveryId>` | `DLV` | `WHDLV#<token>#<endpointId>` / `<createdAt:015>#<deliveryId>` | | |
+//! | an upload (attachments) | `UPLOAD#<uploadId>` | `UPLOAD` | | | `UPLOADS#PENDING` / `<createdAt:015>#<uploadId>` while pending; `UPLOADS#RELEASING` / `<uploadId>` once its message is deleted; `UPLOADS#RELEASED` / `<releasedAt:015>#<uploadId>` once the sweep saw that |
+//! | a message's attachment | `CHAT#<token>#<chat>` | `ATT#<message:010>#<uploadId>` | | | |
 //!
 //! - Each chat is its own partition (its item, messages, idempotency keys and the agents'
 //!   own read watermarks): a busy application spreads over as many partitions as it has
@@ -40,6 +42,15 @@
 //!   (listing them is one Query); each delivery is a partition of its own, found by id,
 //!   and GSI1 lists an endpoint's deliveries newest first. The stream feed names
 //!   deliveries by (event, endpoint) and puts them only if absent.
+//! - Uploads (`chat_domain::attachments`): the record is keyed by its id, which is all
+//!   `sendMessage` names; attaching it puts a copy, the attachment, into the chat's
+//!   partition (below `CMID#`, outside every message range), so the attachments of a page of
+//!   messages are one Query. The sweep's work lists are partitions of the `unread` index
+//!   (sparse and `KEYS_ONLY`, like the chats it lists): pending uploads by creation time,
+//!   the released ones of deleted messages by release time. A pending record also carries
+//!   `ttl`, long after the sweep would have taken it: DynamoDB deletes it even if no sweep
+//!   runs, and since attaching is conditioned on the record's age, never the ttl, a late or
+//!   early TTL deletion changes nothing.
 //! - Numbers in sort keys are zero-padded (10 digits hold `i32::MAX`); times are
 //!   milliseconds, zero-padded to 15 digits. String order is then number order.
 //! - Tokens are `[A-Za-z0-9_-]`, statuses fixed words, so `#` separates unambiguously; a
@@ -143,6 +154,21 @@ pub mod attr {
     /// DynamoDB's time to live (epoch SECONDS): set on presence leases only, a day past
     /// their expiry, so a lease the sweep never ended is deleted anyway.
     pub const TTL: &str = "ttl";
+
+    /// Uploads and attachments (`UPLOAD` and `ATT` items).
+    pub const UPLOAD_ID: &str = "uploadId";
+    pub const UPLOADER_ID: &str = "uploaderId";
+    pub const FILE_NAME: &str = "fileName";
+    pub const CONTENT_TYPE: &str = "contentType";
+    pub const SIZE: &str = "size";
+    /// The message an upload is attached to (absent while pending).
+    pub const MESSAGE_NUMBER: &str = "messageNumber";
+    pub const WIDTH: &str = "width";
+    pub const HEIGHT: &str = "height";
+    /// When the sweep saw the upload's message deleted (ms).
+    pub const RELEASED_AT: &str = "releasedAt";
+    /// On a message item: how many attachments it was sent with (absent: none).
+    pub const ATTACHMENTS: &str = "attachments";
 }
 
 /// Values of [`attr::TYPE`].
@@ -154,6 +180,8 @@ pub mod item_type {
     pub const READ_MARK: &str = "READ";
     pub const UNREAD_COUNTER: &str = "UNREAD";
     pub const PRESENCE: &str = "PRESENCE";
+    pub const UPLOAD: &str = "UPLOAD";
+    pub const ATTACHMENT: &str = "ATT";
 }
 
 // ---- keys ---------------------------------------------------------------------------------
@@ -303,6 +331,41 @@ pub fn presence_sk_range(app: &AppToken, role: Role, after: Option<&UserId>) -> 
         None => prefix,
     };
     (from, to)
+}
+
+/// The sort key of an upload record.
+pub const UPLOAD_SK: &str = "UPLOAD";
+
+pub fn upload_pk(id: &chat_domain::attachments::UploadId) -> String {
+    format!("UPLOAD#{id}")
+}
+
+/// An attachment's sort key in its chat's partition: below `CMID#` and every message.
+pub fn attachment_sk(message: MessageNumber, id: &chat_domain::attachments::UploadId) -> String {
+    format!("ATT#{:010}#{id}", message.get())
+}
+
+/// The sort-key range (`BETWEEN`) of the attachments of messages `low ..= high`.
+pub fn attachment_sk_range(low: MessageNumber, high: MessageNumber) -> (String, String) {
+    (
+        format!("ATT#{:010}#", low.get()),
+        format!("ATT#{:010}$", high.get()),
+    )
+}
+
+/// The sweep's work lists of uploads, partitions of the `unread` index.
+pub const PENDING_UPLOADS_PK: &str = "UPLOADS#PENDING";
+pub const RELEASING_UPLOADS_PK: &str = "UPLOADS#RELEASING";
+pub const RELEASED_UPLOADS_PK: &str = "UPLOADS#RELEASED";
+
+/// A time-ordered entry of a work list: `<at:015>#<uploadId>`; every entry of an upload
+/// listed before `cutoff` sorts below [`upload_list_cutoff`]`(cutoff)`.
+pub fn upload_list_sk(at: Timestamp, id: &chat_domain::attachments::UploadId) -> String {
+    format!("{:015}#{id}", at.0.max(0))
+}
+
+pub fn upload_list_cutoff(cutoff: Timestamp) -> String {
+    format!("{:015}", cutoff.0.max(0))
 }
 
 // ---- the table definition -----------------------------------------------------------------

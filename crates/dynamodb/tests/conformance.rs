@@ -27,3 +27,17 @@ async fn presence_on_emulator() -> chat_store_conformance::presence::PresenceUnd
 mod presence {
     chat_store_conformance::presence_conformance_tests!(super::presence_on_emulator());
 }
+
+/// The attachment suite: uploads and chats in one fresh table.
+async fn attachments_on_emulator() -> chat_store_conformance::attachments::AttachmentsUnderTest {
+    let (store, _requests) = chat_dynamodb::moto::fresh_store().await;
+    chat_store_conformance::attachments::AttachmentsUnderTest {
+        uploads: Arc::new(store.clone()),
+        chats: Arc::new(store),
+        guard: None,
+    }
+}
+
+mod attachments {
+    chat_store_conformance::attachment_conformance_tests!(super::attachments_on_emulator());
+}

@@ -20,13 +20,36 @@ use crate::expr::Expr;
 use crate::items::{self, Item, number_attr, string_attr};
 use crate::table::{self, attr, item_type};
 
+/// A message item sent with `count` attachments says so: deleting it then releases them.
+fn with_attachment_count(mut item: Item, count: usize) -> Item {
+    if count > 0 {
+        item.insert(attr::ATTACHMENTS.to_owned(), number_attr(count));
+    }
+    item
+}
+
+/// A changed message, and whether it has attachments.
+fn changed_message(item: &Item) -> StoreResult<(Message, bool)> {
+    let attachments: Option<u32> = items::optional_number(item, attr::ATTACHMENTS)?;
+    Ok((items::message(item)?.0, attachments.is_some_and(|n| n > 0)))
+}
+
 impl DynamoStore {
     /// GetItem (the chat's count, times and watermarks) + TransactWriteItems { count n ->
     /// n + 1 and the sender's watermark to n + 1 if the chat is still as read; put the
     /// message if absent; put the clientMessageId key if absent; an agent's own watermark;
     /// the unread counters' deltas }: 2 requests. A retried clientMessageId: GetItem +
     /// cancelled transaction (which moved nothing) + GetItem of the message.
-    pub(super) async fn append_message(&self, new: &NewMessage) -> StoreResult<Sent> {
+    ///
+    /// With `attach` (uploads read just before), the same transaction attaches each: its
+    /// record moves from pending to this message under the conditions of
+    /// [`Self::attach_writes`], and its attachment is put into the chat's partition. One
+    /// failed condition cancels it all (Conflict).
+    pub(super) async fn append_message(
+        &self,
+        new: &NewMessage,
+        attach: &[chat_domain::attachments::Upload],
+    ) -> StoreResult<Sent> {
         let scope = &new.scope;
         let chat_key = || items::key(table::chat_pk(&scope.app, scope.chat), table::CHAT_SK);
         self.conditional_write("the chat's message count")
@@ -102,7 +125,10 @@ impl DynamoStore {
                     // key.
                     let mut writes = vec![
                         self.update(chat_key(), &update, Some(&condition), &expr)?,
-                        self.put_new(items::message_item(&message, &chat.customer_id, 1))?,
+                        self.put_new(with_attachment_count(
+                            items::message_item(&message, &chat.customer_id, 1),
+                            attach.len(),
+                        ))?,
                     ];
                     if let Some(id) = &new.client_message_id {
                         writes.push(self.put_new(items::client_message_id_item(
@@ -123,13 +149,17 @@ impl DynamoStore {
                     }
                     writes
                         .extend(self.counter_writes(&chat, CounterChange::between(before, after))?);
+                    let first_upload = writes.len();
+                    for upload in attach {
+                        writes.extend(self.attach_writes(new, number, upload)?);
+                    }
                     let sent = Sent {
                         message,
                         created: true,
                     };
-                    Ok(Step::Transact(writes, sent, number))
+                    Ok(Step::Transact(writes, sent, (number, first_upload)))
                 },
-                move |cancelled, number| async move {
+                move |cancelled, (number, first_upload)| async move {
                     if let Some(id) = &new.client_message_id
                         && cancelled.failed(2)
                     {
@@ -144,6 +174,13 @@ impl DynamoStore {
                                 "a clientMessageId key vanished".to_owned(),
                             )),
                         };
+                    }
+                    if (first_upload..first_upload + 2 * attach.len()).any(|i| cancelled.failed(i))
+                    {
+                        return Err(domain(DomainError::Conflict(
+                            "an upload is not a pending upload of the sender in this chat"
+                                .to_owned(),
+                        )));
                     }
                     cancelled.numbering_verdict(|| {
                         format!(
@@ -285,7 +322,7 @@ impl DynamoStore {
         &self,
         change: &MessageChange,
         new_body: Option<&MessageBody>,
-    ) -> StoreResult<Message> {
+    ) -> StoreResult<(Message, bool)> {
         let scope = &change.scope;
         let verb = if new_body.is_some() { "edit" } else { "delete" };
         let mut expr = Expr::new();
@@ -327,41 +364,38 @@ impl DynamoStore {
         );
         let update = self.update_request(key, &update, Some(&condition), &expr)?;
         self.conditional_write("the message")
-            .update(
-                update,
-                |item| Ok(items::message(item)?.0),
-                move |cancelled| async move {
-                    let Some(old) = cancelled.item(0) else {
-                        return Err(self.missing_message(scope, change.number).await);
-                    };
-                    let (message, customer) = items::message(old)?;
-                    if !visible_to(scope, &customer) {
-                        return Err(chat_not_found(scope));
-                    }
-                    if change
-                        .only_sender
-                        .as_ref()
-                        .is_some_and(|only| *only != message.sender_id)
-                    {
-                        return Err(domain(DomainError::Forbidden(format!(
-                            "only the sender may {verb} message {}",
+            .update(update, changed_message, move |cancelled| async move {
+                let Some(old) = cancelled.item(0) else {
+                    return Err(self.missing_message(scope, change.number).await);
+                };
+                let (message, customer) = items::message(old)?;
+                let (_, has_attachments) = changed_message(old)?;
+                if !visible_to(scope, &customer) {
+                    return Err(chat_not_found(scope));
+                }
+                if change
+                    .only_sender
+                    .as_ref()
+                    .is_some_and(|only| *only != message.sender_id)
+                {
+                    return Err(domain(DomainError::Forbidden(format!(
+                        "only the sender may {verb} message {}",
+                        change.number
+                    ))));
+                }
+                if message.deleted {
+                    return match new_body {
+                        Some(_) => Err(domain(DomainError::Conflict(format!(
+                            "message {} was deleted and cannot be edited",
                             change.number
-                        ))));
-                    }
-                    if message.deleted {
-                        return match new_body {
-                            Some(_) => Err(domain(DomainError::Conflict(format!(
-                                "message {} was deleted and cannot be edited",
-                                change.number
-                            )))),
-                            // Deleting twice returns the deleted message again.
-                            None => Ok(Verdict::Done(message)),
-                        };
-                    }
-                    // Every rule holds now: the item changed between the check and the read.
-                    Ok(Verdict::RetryLater)
-                },
-            )
+                        )))),
+                        // Deleting twice returns the deleted message again.
+                        None => Ok(Verdict::Done((message, has_attachments))),
+                    };
+                }
+                // Every rule holds now: the item changed between the check and the read.
+                Ok(Verdict::RetryLater)
+            })
             .await
     }
 
@@ -390,7 +424,7 @@ impl DynamoStore {
     }
 
     /// The message a clientMessageId key points to: 2 GetItems (a retry path only).
-    async fn message_by_client_id(
+    pub(super) async fn message_by_client_id(
         &self,
         scope: &ChatScope,
         id: &ClientMessageId,

@@ -1,6 +1,7 @@
 //! The [`ChatStore`] on DynamoDB, by aggregate: [`applications`], [`chats`], [`messages`],
-//! [`unread`] (as the embedded store and the conformance suite divide it); and the
-//! [`PresenceStore`](chat_domain::PresenceStore), [`presence`]. Each operation
+//! [`unread`] (as the embedded store and the conformance suite divide it); the
+//! [`PresenceStore`](chat_domain::PresenceStore), [`presence`]; and the
+//! [`UploadStore`](chat_domain::attachments::UploadStore), [`uploads`]. Each operation
 //! says in its comment how many requests it sends when nothing races; `tests/requests.rs`
 //! holds them to it. Every conditional write is retried in one place,
 //! [`conditional_write`]. This module holds the store, the request building blocks the
@@ -13,6 +14,7 @@ mod conditional_write;
 mod messages;
 mod presence;
 mod unread;
+mod uploads;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -357,7 +359,7 @@ impl ChatStore for DynamoStore {
     }
 
     async fn send_message(&self, new: NewMessage) -> Result<Sent> {
-        self.append_message(&new)
+        self.append_message(&new, &[])
             .await
             .map_err(|e| e.into_domain("send_message"))
     }
@@ -377,13 +379,23 @@ impl ChatStore for DynamoStore {
     async fn edit_message(&self, change: MessageChange, body: MessageBody) -> Result<Message> {
         self.change_message(&change, Some(&body))
             .await
+            .map(|(message, _)| message)
             .map_err(|e| e.into_domain("edit_message"))
     }
 
     async fn delete_message(&self, change: MessageChange) -> Result<Message> {
-        self.change_message(&change, None)
+        let (deleted, has_attachments) = self
+            .change_message(&change, None)
             .await
-            .map_err(|e| e.into_domain("delete_message"))
+            .map_err(|e| e.into_domain("delete_message"))?;
+        // Its attachments leave with it (and a retried delete finishes what a failed one
+        // left).
+        if has_attachments {
+            self.release_attachments(&change.scope, change.number)
+                .await
+                .map_err(|e| e.into_domain("delete_message"))?;
+        }
+        Ok(deleted)
     }
 
     async fn messages_by_number(
