@@ -195,7 +195,7 @@ function begin({ me, api, transport, signal }) {
     const preview = document.createElement('span');
     preview.className = 'preview';
     const last = chat.lastMessage;
-    preview.textContent = !last ? 'No messages yet' : last.deleted ? 'Message deleted' : last.body;
+    preview.textContent = !last ? 'No messages yet' : last.deleted ? 'Message deleted' : messagePreview(last);
 
     link.append(top, meta, preview);
     item.append(link);
@@ -284,4 +284,12 @@ function begin({ me, api, transport, signal }) {
   inbox.refresh();
   team.refresh();
   route();
+}
+
+/** A message in one line: its text, or the names of its files ("📎 invoice.pdf"). */
+function messagePreview(message) {
+  const names = (message.attachments ?? []).map((file) => file.name);
+  if (!names.length) return message.body;
+  const files = `📎 ${names.join(', ')}`;
+  return message.body ? `${message.body} · ${files}` : files;
 }

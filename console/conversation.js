@@ -1,11 +1,12 @@
 // One open chat, for both views: its history (scrolling up loads older pages), live
-// messages, sending, marking read, who else is viewing it and who is typing, and (agent
-// view) search.
+// messages, sending (text and files: the paperclip, drag-and-drop or paste), marking read,
+// who else is viewing it and who is typing, and (agent view) search.
 //
 // Live updates follow the README's recipe: every message has a number and numbers have no
 // gaps, so `lastSeen` is the highest number held without a gap; after a (re)connection, or
 // when an event skips a number, the chat fetches messages(after: lastSeen) and merges by number.
 
+import { ACCEPTED_TYPES, AttachmentTray, MAX_FILES_PER_MESSAGE, renderAttachments } from './attachments.js';
 import { highlighted } from './highlight.js';
 import { GraphQLError } from './graphql.js';
 import { randomId } from './session.js';
@@ -19,6 +20,9 @@ const NEAR_EDGE_PX = 80;
 const TYPING_CALL_MS = 1_500;
 // "… is typing" stays this long after the last event (they come every 2 s while typing).
 const TYPING_SHOWN_MS = 3_500;
+// A message is read again for fresh attachment URLs at most this often (an image that
+// keeps failing does not loop).
+const REFRESH_MESSAGE_MS = 30_000;
 
 export class Conversation {
   /**
@@ -50,6 +54,9 @@ export class Conversation {
       input: part('composer-input'),
       send: part('composer-send'),
       sendError: part('send-error'),
+      attach: part('attach-button'),
+      attachInput: part('attach-input'),
+      tray: part('attach-tray'),
       viewers: part('chat-viewers'),
       typing: part('typing'),
       searchForm: part('search-form'),
@@ -65,6 +72,13 @@ export class Conversation {
     this.viewers = new Map(); // who else has the chat on screen, by role:userId
     this.typers = new Map(); // role:userId -> { name, timer }
     this.typingSentAt = 0;
+    this.refreshedAt = new Map(); // message number -> when it was last read again for its URLs
+    this.tray = new AttachmentTray({
+      list: this.el.tray,
+      context: () => ({ api: this.api, app: this.session.app, chatNumber: this.number }),
+      onChange: () => this.updateComposer(),
+    });
+    this.el.attachInput.accept = ACCEPTED_TYPES;
     this.bindEvents();
   }
 
@@ -90,6 +104,41 @@ export class Conversation {
       }
     });
     on(document, 'visibilitychange', () => this.markRead());
+    // Files: the paperclip (a file chooser), dropped on the conversation, or pasted.
+    on(el.attach, 'click', () => el.attachInput.click());
+    on(el.attachInput, 'change', () => {
+      this.attach([...el.attachInput.files]);
+      el.attachInput.value = '';
+    });
+    const carriesFiles = (event) => event.dataTransfer?.types?.includes('Files');
+    on(el.pane, 'dragover', (event) => {
+      if (!carriesFiles(event) || this.number == null) return;
+      event.preventDefault();
+      event.dataTransfer.dropEffect = 'copy';
+      el.pane.classList.add('dropping');
+    });
+    on(el.pane, 'dragleave', (event) => {
+      if (!el.pane.contains(event.relatedTarget)) el.pane.classList.remove('dropping');
+    });
+    on(el.pane, 'drop', (event) => {
+      el.pane.classList.remove('dropping');
+      if (!carriesFiles(event)) return;
+      event.preventDefault();
+      this.attach([...event.dataTransfer.files]);
+    });
+    // A file dropped beside the conversation must not replace the page (and end the session).
+    for (const type of ['dragover', 'drop']) {
+      on(document, type, (event) => {
+        if (carriesFiles(event) && !el.pane.contains(event.target)) event.preventDefault();
+      });
+    }
+    on(el.input, 'paste', (event) => {
+      const files = [...(event.clipboardData?.files ?? [])];
+      if (files.length) {
+        event.preventDefault();
+        this.attach(files);
+      }
+    });
     if (el.searchForm) {
       on(el.searchForm, 'submit', (event) => {
         event.preventDefault();
@@ -106,6 +155,7 @@ export class Conversation {
   /** Closes the chat and removes every listener (at sign-out). */
   dispose() {
     this.close();
+    this.tray.clear();
     this.abort.abort();
     this.el.input.value = '';
     if (this.el.searchInput) this.el.searchInput.value = '';
@@ -122,6 +172,8 @@ export class Conversation {
     this.lastSeen = 0;
     this.readUpTo = 0;
     this.loadingOlder = false;
+    this.refreshedAt.clear();
+    this.tray.clear();
     let loaded;
     this.loaded = new Promise((resolve) => { loaded = resolve; });
     const { el } = this;
@@ -250,7 +302,7 @@ export class Conversation {
     if (message.chatNumber !== this.number) return;
     const known = this.messages.has(message.number);
     this.messages.set(message.number, message);
-    const item = renderMessage(message, this.isMine(message));
+    const item = renderMessage(message, this.isMine(message), (n) => this.refreshMessage(n));
     if (known) {
       this.el.list.querySelector(`[data-number="${message.number}"]`)?.replaceWith(item);
       return;
@@ -269,7 +321,9 @@ export class Conversation {
     if (stick) this.scrollToBottom();
     if (!this.isMine(message)) {
       this.stopTyping(`${message.senderRole}:${message.senderId}`);
-      this.announce(`New message from ${message.senderId}: ${message.body}`);
+      const files = message.attachments?.length ?? 0;
+      const attached = files ? ` (${files} file${files === 1 ? '' : 's'})` : '';
+      this.announce(`New message from ${message.senderId}: ${message.body}${attached}`);
       this.markRead();
     }
     this.onChange(message);
@@ -470,16 +524,69 @@ export class Conversation {
     if (number === this.number && this.lastSeen > this.readUpTo) this.markRead();
   }
 
-  /** Sends the composer's text; retries with the same clientMessageId if the network fails. */
+  /**
+   * Reads message `number` again (its attachments' URLs signed anew) and shows it; resolves
+   * to it, or to null (gone, or read again less than REFRESH_MESSAGE_MS ago).
+   */
+  async refreshMessage(number) {
+    const chat = this.number;
+    const last = this.refreshedAt.get(number) ?? 0;
+    if (chat == null || Date.now() - last < REFRESH_MESSAGE_MS) return null;
+    this.refreshedAt.set(number, Date.now());
+    try {
+      const { message } = await this.api.request(q.MESSAGE_BY_NUMBER, { a: this.session.app, c: chat, n: number });
+      if (!message || chat !== this.number) return null;
+      this.receive(message, { live: false });
+      return message;
+    } catch (error) {
+      this.announce(`Could not load the message's files again: ${error.message}`);
+      return null;
+    }
+  }
+
+  /** Adds files to the next message; they upload at once. */
+  attach(files) {
+    if (!files.length || this.number == null || !this.chat) return;
+    this.el.sendError.textContent = '';
+    const refused = this.tray.add(files);
+    if (refused.length) {
+      this.el.sendError.textContent = `At most ${MAX_FILES_PER_MESSAGE} files per message: ${refused.join(', ')} not added.`;
+    }
+  }
+
+  updateComposer() {
+    const uploading = this.tray.items.some((item) => item.status === 'uploading');
+    this.el.tray.hidden = this.tray.items.length === 0;
+    this.el.send.textContent = uploading && this.sending ? 'Uploading…' : 'Send';
+  }
+
+  /**
+   * Sends the composer's text and the uploaded files (a message may be files alone); waits
+   * for uploads in flight first. Retries with the same clientMessageId if the network fails.
+   */
   async send() {
     const { input, send, sendError } = this.el;
     const body = input.value;
-    if (!body.trim() || this.number == null) return;
+    if ((!body.trim() && !this.tray.hasSendable()) || this.number == null || this.sending) return;
     const number = this.number;
-    const variables = { a: this.session.app, c: number, body, id: randomId() };
+    this.sending = true;
     send.disabled = true;
     sendError.textContent = '';
+    this.updateComposer();
     try {
+      const files = await this.tray.ready();
+      if (number !== this.number) return;
+      if (!body.trim() && files.length === 0) {
+        sendError.textContent = 'Not sent: no file could be uploaded (see why above).';
+        return;
+      }
+      const variables = {
+        a: this.session.app,
+        c: number,
+        body: body.trim() ? body : null,
+        id: randomId(),
+        files: files.length ? files.map((item) => item.id) : null,
+      };
       let message;
       for (let attempt = 1; ; attempt += 1) {
         try {
@@ -491,11 +598,14 @@ export class Conversation {
         }
       }
       if (input.value === body) input.value = '';
+      this.tray.forget(files);
       if (number === this.number) this.receive(message, { live: true });
     } catch (error) {
       sendError.textContent = `Not sent: ${error.message}`;
     } finally {
+      this.sending = false;
       send.disabled = false;
+      this.updateComposer();
     }
   }
 
@@ -571,7 +681,7 @@ export class Conversation {
   }
 }
 
-function renderMessage(message, mine) {
+function renderMessage(message, mine, refresh) {
   const item = document.createElement('li');
   item.className = `message from-${message.senderRole.toLowerCase()}${mine ? ' mine' : ''}`;
   item.dataset.number = message.number;
@@ -598,7 +708,11 @@ function renderMessage(message, mine) {
   } else {
     body.textContent = message.body;
   }
-  item.append(meta, body);
+  item.append(meta);
+  // A message of files alone has no text to show.
+  if (message.deleted || message.body) item.append(body);
+  const files = renderAttachments(document, message, refresh);
+  if (files) item.append(files);
   return item;
 }
 

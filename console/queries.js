@@ -4,9 +4,12 @@
 // the mutation that caused it selected. Mutations select what the views show of their own
 // answers.
 
-const MESSAGE = 'appToken chatNumber number body senderId senderRole clientMessageId createdAt editedAt deleted';
+const MESSAGE_CORE = 'appToken chatNumber number body senderId senderRole clientMessageId createdAt editedAt deleted';
+// Attachments' URLs are signed when the message is read and last minutes (docs/attachments.md).
+const MESSAGE = `${MESSAGE_CORE} attachments { name contentType size url width height }`;
+// A chat's last message is a preview: its files' names, no URLs to sign.
 const CHAT = `appToken number customerId subject status messagesCount unreadCount customerLastRead agentsLastRead
-  lastMessageAt createdAt updatedAt lastMessage { ${MESSAGE} }`;
+  lastMessageAt createdAt updatedAt lastMessage { ${MESSAGE_CORE} attachments { name } }`;
 
 // The newest page of a chat: `before` the highest possible number.
 export const NEWEST = 2147483647;
@@ -27,8 +30,16 @@ export const SEARCH = `query Search($a: ID!, $c: Int!, $q: String!, $limit: Int,
 
 export const UNREAD_SUMMARY = 'query Summary($a: ID!) { unreadSummary(appToken: $a) { appToken totalUnread unreadChats } }';
 
-export const SEND = `mutation Send($a: ID!, $c: Int!, $body: String!, $id: ID) {
-  sendMessage(appToken: $a, chatNumber: $c, body: $body, clientMessageId: $id) { ${MESSAGE} } }`;
+export const SEND = `mutation Send($a: ID!, $c: Int!, $body: String, $id: ID, $files: [ID!]) {
+  sendMessage(appToken: $a, chatNumber: $c, body: $body, clientMessageId: $id, attachmentIds: $files) { ${MESSAGE} } }`;
+
+// One message again: its attachments' URLs signed anew (they expire).
+export const MESSAGE_BY_NUMBER = `query Message($a: ID!, $c: Int!, $n: Int!) {
+  message(appToken: $a, chatNumber: $c, number: $n) { ${MESSAGE} } }`;
+
+export const CREATE_UPLOAD = `mutation Upload($a: ID!, $c: Int!, $name: String!, $type: String!, $size: Int!) {
+  createUpload(appToken: $a, chatNumber: $c, fileName: $name, contentType: $type, size: $size) {
+    id url method headers { name value } expiresAt } }`;
 
 export const CREATE_CHAT = `mutation Open($a: ID!, $subject: String) { createChat(appToken: $a, subject: $subject) { ${CHAT} } }`;
 
@@ -71,3 +82,39 @@ export const ON_CHAT_VIEWER = `subscription OnChatViewer($a: ID!, $c: Int!) {
 
 export const ON_TYPING = `subscription OnTyping($a: ID!, $c: Int!) {
   onTyping(appToken: $a, chatNumber: $c) { appToken chatNumber userId role at } }`;
+
+// The admin section (admin key; docs/webhooks.md).
+const APPLICATION = 'token name chatsCount createdAt updatedAt previousSecretExpiresAt';
+const ENDPOINT = 'id appToken url events enabled disabledReason previousSecretExpiresAt createdAt updatedAt';
+const DELIVERY = 'id eventId eventType status attempts lastResponseCode lastError lastAttemptAt nextAttemptAt createdAt';
+
+export const APPLICATION_BY_TOKEN = `query App($t: ID!) { application(token: $t) { ${APPLICATION} } }`;
+
+export const CREATE_APPLICATION = `mutation CreateApp($name: String!) {
+  createApplication(name: $name) { application { ${APPLICATION} } secret } }`;
+
+export const RENAME_APPLICATION = `mutation RenameApp($t: ID!, $name: String!) {
+  updateApplication(token: $t, name: $name) { ${APPLICATION} } }`;
+
+export const ROTATE_APPLICATION_SECRET = `mutation RotateAppSecret($t: ID!, $grace: Int) {
+  rotateApplicationSecret(token: $t, graceSeconds: $grace) { application { ${APPLICATION} } secret } }`;
+
+export const WEBHOOK_ENDPOINTS = `query Endpoints($a: ID!) { webhookEndpoints(appToken: $a) { ${ENDPOINT} } }`;
+
+export const CREATE_WEBHOOK_ENDPOINT = `mutation CreateEndpoint($a: ID!, $url: String!, $events: [String!]!) {
+  createWebhookEndpoint(appToken: $a, url: $url, events: $events) { endpoint { ${ENDPOINT} } secret } }`;
+
+export const UPDATE_WEBHOOK_ENDPOINT = `mutation UpdateEndpoint($a: ID!, $id: ID!, $enabled: Boolean) {
+  updateWebhookEndpoint(appToken: $a, id: $id, enabled: $enabled) { ${ENDPOINT} } }`;
+
+export const ROTATE_WEBHOOK_SECRET = `mutation RotateEndpointSecret($a: ID!, $id: ID!, $grace: Int) {
+  rotateWebhookSecret(appToken: $a, id: $id, graceSeconds: $grace) { endpoint { ${ENDPOINT} } secret } }`;
+
+export const DELETE_WEBHOOK_ENDPOINT = `mutation DeleteEndpoint($a: ID!, $id: ID!) {
+  deleteWebhookEndpoint(appToken: $a, id: $id) }`;
+
+export const WEBHOOK_DELIVERIES = `query Deliveries($a: ID!, $id: ID!, $limit: Int, $next: String) {
+  webhookDeliveries(appToken: $a, endpointId: $id, limit: $limit, nextToken: $next) { items { ${DELIVERY} } nextToken } }`;
+
+export const REDELIVER_WEBHOOK = `mutation Redeliver($a: ID!, $endpoint: ID!, $delivery: ID!) {
+  redeliverWebhook(appToken: $a, endpointId: $endpoint, deliveryId: $delivery) { ${DELIVERY} } }`;

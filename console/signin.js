@@ -1,4 +1,6 @@
 // The sign-in form of both views: paste a user token, or (development only) mint one.
+// A sign-in link (`…/#token=<JWT>`, as the admin page makes on a development machine) fills
+// the form in; the user still presses Sign in, so a link cannot sign anyone in unawares.
 
 import { GraphQLClient } from './graphql.js';
 import { UNREAD_SUMMARY } from './queries.js';
@@ -94,7 +96,20 @@ export function setupSignIn({ role, store, endpoints, config, onSession }) {
     });
   }
 
-  const saved = store.load();
+  const linked = tokenFromLink();
+  if (linked) {
+    tokenInput.value = linked;
+    try {
+      const claims = decodeToken(linked);
+      $('token-hint').textContent = `A sign-in link filled in a token for ${claims.sub} (${claims.role}) of `
+        + `${claims.app}: press Sign in to use it.`;
+    } catch (e) {
+      error.textContent = `The sign-in link's token is not usable: ${e.message}`;
+    }
+    tokenForm.querySelector('button').focus();
+  }
+
+  const saved = linked ? null : store.load();
   if (saved) {
     signIn(saved).catch((e) => {
       store.clear();
@@ -111,4 +126,15 @@ export function setupSignIn({ role, store, endpoints, config, onSession }) {
       tokenInput.focus();
     },
   };
+}
+
+/**
+ * The token of a sign-in link's fragment (`#token=…`; a fragment never reaches a server),
+ * removed from the address at once so that it is not kept in the history or bookmarked.
+ */
+function tokenFromLink() {
+  const match = location.hash.match(/^#token=([A-Za-z0-9_\-.]+)$/);
+  if (!match) return null;
+  history.replaceState(null, '', `${location.pathname}${location.search}`);
+  return match[1];
 }

@@ -1,10 +1,12 @@
 // The console's browser-free modules, run in Node: search highlighting (the server's
 // matching rules), endpoint configuration, the AppSync transport against a fake real-time
-// endpoint (handshake, start, keep-alive timeout, refusal), and the development token
-// helper (WebCrypto) against the reference minter of server.mjs.
+// endpoint (handshake, start, keep-alive timeout, refusal), the development token
+// helper (WebCrypto) against the reference minter of server.mjs, and the attachments'
+// helpers (thumbnail sizes, file sizes, signed URLs' expiry, the storage's refusals).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { matchRanges } from '../console/highlight.js';
+import { formatSize, isExpiredUrl, refusalMessage, thumbnailSize, urlExpiresAt } from '../console/attachments.js';
 import WebSocket, { WebSocketServer } from 'ws';
 import { operationName, resolveEndpoints, TransportAppSync } from '../console/graphql.js';
 import { decodeToken, devHelperEnabled, isExpired, mintDevToken } from '../console/session.js';
@@ -238,4 +240,42 @@ test('the development helper shows itself only on loopback hosts unless configur
   assert.equal(devHelperEnabled('auto', 'console.example.com'), false);
   assert.equal(devHelperEnabled(false, 'localhost'), false);
   assert.equal(devHelperEnabled(true, 'console.example.com'), true);
+});
+
+test('attachments: thumbnails keep the aspect ratio within 240x180 and never grow', () => {
+  assert.deepEqual(thumbnailSize(400, 200), { width: 240, height: 120 });
+  assert.deepEqual(thumbnailSize(300, 600), { width: 90, height: 180 });
+  assert.deepEqual(thumbnailSize(64, 64), { width: 64, height: 64 });
+  assert.deepEqual(thumbnailSize(10000, 1), { width: 240, height: 1 });
+  assert.equal(thumbnailSize(null, null), null);
+  assert.equal(thumbnailSize(0, 10), null);
+});
+
+test('attachments: sizes in B, KB and MB', () => {
+  assert.equal(formatSize(0), '0 B');
+  assert.equal(formatSize(1023), '1023 B');
+  assert.equal(formatSize(1536), '1.5 KB');
+  assert.equal(formatSize(25 * 1024 * 1024), '25.0 MB');
+});
+
+test("attachments: a signed URL's expiry, the dev server's and S3's", () => {
+  assert.equal(urlExpiresAt('http://127.0.0.1:4000/files/up_x?expires=1765022400000&signature=abc'), 1765022400000);
+  // S3 presigned: X-Amz-Date + X-Amz-Expires seconds.
+  const s3 = 'https://b.s3.amazonaws.com/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date=20261206T120000Z&X-Amz-Expires=600&X-Amz-Signature=f';
+  assert.equal(urlExpiresAt(s3), Date.UTC(2026, 11, 6, 12, 10, 0));
+  assert.equal(urlExpiresAt('https://example.com/file.png'), null);
+  assert.equal(urlExpiresAt('not a url'), null);
+  const now = Date.now();
+  assert.equal(isExpiredUrl(`http://h/files/up_x?expires=${now - 1}`, now), true);
+  assert.equal(isExpiredUrl(`http://h/files/up_x?expires=${now + 5_000}`, now), true, 'within the margin');
+  assert.equal(isExpiredUrl(`http://h/files/up_x?expires=${now + 60_000}`, now), false);
+  assert.equal(isExpiredUrl('https://example.com/file.png', now), false, 'a URL that does not say never expires');
+});
+
+test("attachments: the storage's reason for refusing an upload", () => {
+  assert.equal(refusalMessage(413, '{"errorType":"BadInput","message":"the upload was declared as 5 bytes; more were sent"}'),
+    'the upload was declared as 5 bytes; more were sent');
+  assert.equal(refusalMessage(403, '<?xml version="1.0"?><Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>'),
+    'Request has expired');
+  assert.equal(refusalMessage(502, ''), 'the storage answered HTTP 502');
 });

@@ -39,10 +39,13 @@ macro_rules! asset {
 pub const ASSETS: &[Asset] = &[
     asset!("index.html"),
     asset!("customer.html"),
+    asset!("admin.html"),
     asset!("style.css"),
     asset!("favicon.svg"),
     asset!("config.js"),
     asset!("app.js"),
+    asset!("admin.js"),
+    asset!("attachments.js"),
     asset!("customer.js"),
     asset!("conversation.js"),
     asset!("graphql.js"),
