@@ -20,6 +20,9 @@ export const ACCEPTED_TYPES = [
   'application/zip', '.docx', '.xlsx', '.pptx',
 ].join(',');
 
+/** Tries of one upload's bytes when the storage is busy (503, with Retry-After). */
+const BUSY_ATTEMPTS = 3;
+
 /** A URL is taken as expired this long before it says, for the time a click takes. */
 const EXPIRY_MARGIN_MS = 10_000;
 
@@ -104,9 +107,18 @@ export async function uploadFile({ api, app, chatNumber, file, onProgress = () =
     type: file.type || 'application/octet-stream',
     size: file.size,
   });
-  if (signal?.aborted) throw new DOMException('the upload was cancelled', 'AbortError');
-  await sendBytes(target, file, onProgress, signal);
-  return target.id;
+  for (let attempt = 1; ; attempt += 1) {
+    if (signal?.aborted) throw new DOMException('the upload was cancelled', 'AbortError');
+    try {
+      await sendBytes(target, file, onProgress, signal);
+      return target.id;
+    } catch (error) {
+      // Too many uploads in flight on the server: it asks to come back shortly.
+      if (error.status !== 503 || attempt === BUSY_ATTEMPTS) throw error;
+      onProgress(0);
+      await new Promise((resolve) => setTimeout(resolve, Math.min(error.retryAfter ?? 1, 10) * 1000));
+    }
+  }
 }
 
 function sendBytes(target, file, onProgress, signal) {
@@ -124,7 +136,11 @@ function sendBytes(target, file, onProgress, signal) {
         onProgress(1);
         resolve();
       } else {
-        reject(new Error(refusalMessage(xhr.status, xhr.responseText)));
+        const error = new Error(refusalMessage(xhr.status, xhr.responseText));
+        error.status = xhr.status;
+        const retryAfter = Number(xhr.getResponseHeader('Retry-After'));
+        if (retryAfter > 0) error.retryAfter = retryAfter;
+        reject(error);
       }
     });
     xhr.addEventListener('error', () => reject(new Error('the file could not be sent to the storage')));

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { matchRanges } from '../console/highlight.js';
-import { formatSize, isExpiredUrl, refusalMessage, thumbnailSize, urlExpiresAt } from '../console/attachments.js';
+import { formatSize, isExpiredUrl, refusalMessage, thumbnailSize, uploadFile, urlExpiresAt } from '../console/attachments.js';
 import WebSocket, { WebSocketServer } from 'ws';
 import { operationName, resolveEndpoints, TransportAppSync } from '../console/graphql.js';
 import { decodeToken, devHelperEnabled, isExpired, mintDevToken } from '../console/session.js';
@@ -278,4 +278,64 @@ test("attachments: the storage's reason for refusing an upload", () => {
   assert.equal(refusalMessage(403, '<?xml version="1.0"?><Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>'),
     'Request has expired');
   assert.equal(refusalMessage(502, ''), 'the storage answered HTTP 502');
+});
+
+/** An XMLHttpRequest stand-in answering each send() with the next of `answers`. */
+function fakeXhr(answers, sent) {
+  return class {
+    constructor() {
+      this.listeners = {};
+      this.headers = {};
+      this.upload = { addEventListener: (type, fn) => { this.uploadProgress = fn; } };
+    }
+    open(method, url) { this.method = method; this.url = url; }
+    setRequestHeader(name, value) { this.headers[name] = value; }
+    addEventListener(type, fn) { this.listeners[type] = fn; }
+    getResponseHeader(name) { return this.answer.headers?.[name] ?? null; }
+    abort() { this.listeners.abort?.(); }
+    send(body) {
+      sent.push({ method: this.method, url: this.url, headers: this.headers, body });
+      this.answer = answers.shift();
+      this.status = this.answer.status;
+      this.responseText = this.answer.body ?? '';
+      setTimeout(() => {
+        this.uploadProgress?.({ lengthComputable: true, loaded: 5, total: 10 });
+        this.listeners.load();
+      }, 0);
+    }
+  };
+}
+
+test('attachments: createUpload, then the bytes with the signed headers; a busy storage is tried again', async () => {
+  const requests = [];
+  const api = {
+    async request(query, variables) {
+      requests.push(variables);
+      return { createUpload: { id: 'up_1', url: 'http://h/files/up_1?expires=1&signature=s', method: 'PUT',
+        headers: [{ name: 'Content-Type', value: 'image/png' }, { name: 'Content-Length', value: '10' }] } };
+    },
+  };
+  const sent = [];
+  const progress = [];
+  globalThis.XMLHttpRequest = fakeXhr([
+    { status: 503, headers: { 'Retry-After': '1' }, body: '{"errorType":"Throttled","message":"too many uploads in flight; retry shortly"}' },
+    { status: 200 },
+  ], sent);
+  try {
+    const file = { name: 'a.png', type: 'image/png', size: 10 };
+    const id = await uploadFile({ api, app: 'app_x', chatNumber: 3, file, onProgress: (f) => progress.push(f) });
+    assert.equal(id, 'up_1');
+    assert.deepEqual(requests, [{ a: 'app_x', c: 3, name: 'a.png', type: 'image/png', size: 10 }]);
+    assert.equal(sent.length, 2, 'tried again after the 503');
+    // Content-Length is the browser's to set: skipped, not an error.
+    assert.deepEqual(sent[1].headers, { 'Content-Type': 'image/png' });
+    assert.equal(sent[1].body, file);
+    assert.equal(progress.at(-1), 1);
+
+    // Any other refusal is the storage's reason, at once.
+    globalThis.XMLHttpRequest = fakeXhr([{ status: 413, body: '{"message":"the upload was declared as 10 bytes; more were sent"}' }], sent);
+    await assert.rejects(uploadFile({ api, app: 'app_x', chatNumber: 3, file }), /declared as 10 bytes; more were sent/);
+  } finally {
+    delete globalThis.XMLHttpRequest;
+  }
 });
