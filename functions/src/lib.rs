@@ -16,6 +16,7 @@
 
 pub mod metrics;
 pub mod publish;
+pub mod webhooks;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -78,6 +79,12 @@ pub mod env {
     /// The API's GraphQL URL: where a resolver that publishes real-time events calls the
     /// publish mutations (unset: events are not published).
     pub const APPSYNC_URL: &str = "CHAT_APPSYNC_URL";
+    /// The SQS queue of webhook tasks (the webhook stream function and the sender).
+    pub const WEBHOOK_QUEUE_URL: &str = "CHAT_WEBHOOK_QUEUE_URL";
+    /// `message.unseen`'s grace in seconds (default 30, at most 900: SQS's longest delay).
+    pub const UNSEEN_GRACE_SECS: &str = "CHAT_UNSEEN_GRACE_SECS";
+    /// `1`: endpoints may point to loopback addresses (development only; default off).
+    pub const WEBHOOKS_ALLOW_LOOPBACK: &str = "CHAT_WEBHOOKS_ALLOW_LOOPBACK";
 }
 
 /// The Lambda binary of a resolver: `"Mutation.sendMessage"` -> `mutation-send-message`.
@@ -102,6 +109,8 @@ pub fn binary_name(field: &str) -> String {
 pub const AUTHORIZER_BINARY: &str = "authorizer";
 pub const STREAM_INDEXER_BINARY: &str = "stream-indexer";
 pub const PRESENCE_SWEEPER_BINARY: &str = "presence-sweeper";
+pub const STREAM_WEBHOOKS_BINARY: &str = "stream-webhooks";
+pub const WEBHOOK_SENDER_BINARY: &str = "webhook-sender";
 
 fn required(name: &str) -> Result<String, Error> {
     std::env::var(name)
@@ -338,7 +347,8 @@ async fn dynamodb_service(
         server_key(sdk).await?,
         Arc::new(SystemClock),
     )
-    .with_presence(Arc::new(store));
+    .with_presence(Arc::new(store.clone()))
+    .with_webhooks(Arc::new(store), webhook_targets());
     Ok((service, client, table))
 }
 
@@ -491,6 +501,94 @@ fn now_unix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// Where webhook endpoints may point: public addresses, and loopback only when
+/// [`env::WEBHOOKS_ALLOW_LOOPBACK`] is `1` (development).
+pub fn webhook_targets() -> chat_domain::webhooks::TargetPolicy {
+    chat_domain::webhooks::TargetPolicy {
+        allow_loopback: optional(env::WEBHOOKS_ALLOW_LOOPBACK).as_deref() == Some("1"),
+    }
+}
+
+// ---- webhooks ----------------------------------------------------------------------------
+
+fn webhook_queue(sdk: &aws_config::SdkConfig) -> Result<webhooks::TaskQueue, Error> {
+    Ok(webhooks::TaskQueue::new(
+        aws_sdk_sqs::Client::new(sdk),
+        required(env::WEBHOOK_QUEUE_URL)?,
+    ))
+}
+
+/// `message.unseen`'s grace from [`env::UNSEEN_GRACE_SECS`].
+pub fn unseen_grace() -> Result<Duration, Error> {
+    let secs = optional_number::<u64>(env::UNSEEN_GRACE_SECS)?
+        .unwrap_or((chat_domain::webhooks::UNSEEN_GRACE_DEFAULT_MS / 1000) as u64);
+    if secs > webhooks::MAX_DELAY_SECS as u64 {
+        return Err(format!(
+            "{} must be at most {} (SQS's longest delay)",
+            env::UNSEEN_GRACE_SECS,
+            webhooks::MAX_DELAY_SECS
+        )
+        .into());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// The main of the webhook stream function: the table's stream -> deliveries -> queue.
+pub fn stream_webhooks_main() -> Result<(), Error> {
+    let started = Instant::now();
+    run_main(async move {
+        init_tracing();
+        let sdk = aws_config().await;
+        let client = chat_dynamodb::Client::new(&sdk);
+        let table = required(env::TABLE)?;
+        let store = chat_dynamodb::DynamoStore::new(client.clone(), table.clone());
+        let queue = webhook_queue(&sdk)?;
+        let grace = unseen_grace()?;
+        warm_up_dynamodb(&client, &table).await;
+        log_ready(STREAM_WEBHOOKS_BINARY, started);
+        let (store, queue) = (&store, &queue);
+        lambda_runtime::run(service_fn(
+            move |event: LambdaEvent<StreamEvent>| async move {
+                Ok::<_, Error>(
+                    webhooks::handle_webhook_stream(store, queue, grace, event.payload).await,
+                )
+            },
+        ))
+        .await
+    })
+}
+
+/// The main of the webhook sender: the queue -> signed POSTs -> recorded attempts.
+pub fn webhook_sender_main() -> Result<(), Error> {
+    let started = Instant::now();
+    run_main(async move {
+        init_tracing();
+        let sdk = aws_config().await;
+        let client = chat_dynamodb::Client::new(&sdk);
+        let table = required(env::TABLE)?;
+        let store = chat_dynamodb::DynamoStore::new(client.clone(), table.clone());
+        let sender = webhooks::WebhookSender::new(
+            store,
+            webhook_queue(&sdk)?,
+            server_key(&sdk).await?,
+            Arc::new(SystemClock),
+            webhooks::SenderConfig {
+                targets: webhook_targets(),
+                ..Default::default()
+            },
+        )?;
+        warm_up_dynamodb(&client, &table).await;
+        log_ready(WEBHOOK_SENDER_BINARY, started);
+        let sender = &sender;
+        lambda_runtime::run(service_fn(
+            move |event: LambdaEvent<aws_lambda_events::sqs::SqsEvent>| async move {
+                Ok::<_, Error>(sender.handle(event.payload).await)
+            },
+        ))
+        .await
+    })
 }
 
 // ---- the presence sweeper -----------------------------------------------------------------

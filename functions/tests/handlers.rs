@@ -43,8 +43,9 @@ fn every_fixture_round_trips_through_its_event_type() {
                 round_trip::<AppSyncLambdaAuthorizerRequest>(&text)
             }
             n if n.starts_with("dynamodb-stream-") => round_trip::<StreamEvent>(&text),
+            n if n.starts_with("sqs-") => round_trip::<aws_lambda_events::sqs::SqsEvent>(&text),
             other => panic!(
-                "fixture {other}: no event type (name it appsync-, authorizer- or dynamodb-stream-)"
+                "fixture {other}: no event type (name it appsync-, authorizer-, dynamodb-stream- or sqs-)"
             ),
         }
     }

@@ -1,0 +1,560 @@
+//! Webhooks on AWS: the table's stream -> `stream-webhooks` (records each event's
+//! deliveries, idempotently, and hands them to an SQS queue; schedules `message.unseen`
+//! checks with the grace as the message's delay) -> the queue -> `webhook-sender` (signs
+//! and posts, records the attempt, re-enqueues a retry with its backoff).
+//!
+//! A queue message is a task: `{"kind": "delivery", "app", "endpoint", "delivery",
+//! "attempts", "notBefore"?}` or `{"kind": "unseen", "app", "chat", "number", "queuedAt"}`.
+//! SQS delivers at least once, so the sender acts on a delivery task only while the
+//! delivery is PENDING with the attempts the task names, and records the attempt only on
+//! that condition: a duplicate task sends at most once more and records nothing. SQS delays
+//! a message at most [`MAX_DELAY_SECS`]; a later retry is re-enqueued until it is due.
+//!
+//! The HTTP client is the dev server's: every address a name resolves to is checked at
+//! connect time ([`GuardedResolver`]), IP literals before the request, no redirects, no
+//! proxy, a timeout, and at most [`BODY_CAP`] bytes of a response read.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::dynamodb::Event as StreamEvent;
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use chat_domain::webhooks::{
+    AttemptOutcome, Delivery, DeliveryId, DeliveryStatus, DisablePolicy, DueDelivery, EndpointId,
+    EventId, EventType, TargetPolicy, UnseenCheck, UnseenReceiver, WebhookEvent, next_attempt_at,
+    refused_address, signature_header, unseen_data, unseen_still_due,
+};
+use chat_domain::{
+    AppToken, ChatNumber, ChatScope, ChatStore, Clock, DomainError, MessageNumber, ServerKey,
+    Timestamp,
+};
+use chat_dynamodb::DynamoStore;
+use chat_dynamodb::webhooks::{FeedItem, feed_items};
+use serde_json::{Value, json};
+
+/// The longest delay SQS gives a message (15 minutes).
+pub const MAX_DELAY_SECS: i64 = 900;
+/// The most of a response body the sender reads.
+pub const BODY_CAP: usize = 4 * 1024;
+pub const SIGNATURE_HEADER: &str = "Chat-Signature";
+pub const EVENT_ID_HEADER: &str = "Chat-Event-Id";
+pub const EVENT_TYPE_HEADER: &str = "Chat-Event-Type";
+
+/// The queue the functions hand tasks to.
+#[derive(Clone)]
+pub struct TaskQueue {
+    client: aws_sdk_sqs::Client,
+    url: String,
+}
+
+impl TaskQueue {
+    pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
+        TaskQueue {
+            client,
+            url: url.into(),
+        }
+    }
+
+    /// 1 SendMessage, delayed by `delay_secs` (clamped to 0 ..= [`MAX_DELAY_SECS`]).
+    pub async fn send(&self, task: &Value, delay_secs: i64) -> Result<(), DomainError> {
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(task.to_string())
+            .delay_seconds(delay_secs.clamp(0, MAX_DELAY_SECS) as i32)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                DomainError::internal(
+                    "cannot queue a webhook task",
+                    aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
+                )
+            })
+    }
+}
+
+fn delivery_task(app: &AppToken, delivery: &Delivery, not_before: Option<Timestamp>) -> Value {
+    let mut task = json!({
+        "kind": "delivery",
+        "app": app.as_str(),
+        "endpoint": delivery.endpoint.as_str(),
+        "delivery": delivery.id.as_str(),
+        "attempts": delivery.attempts,
+    });
+    if let Some(at) = not_before {
+        task["notBefore"] = json!(at.0);
+    }
+    task
+}
+
+fn unseen_task(check: &UnseenCheck) -> Value {
+    json!({
+        "kind": "unseen",
+        "app": check.app.as_str(),
+        "chat": check.chat.get(),
+        "number": check.number.get(),
+        "queuedAt": check.queued_at.0,
+    })
+}
+
+/// Seconds until `at`, rounded up (0 when due).
+fn secs_until(at: Timestamp, now: Timestamp) -> i64 {
+    ((at.0 - now.0).max(0) + 999) / 1000
+}
+
+// ---- the stream function --------------------------------------------------------------------
+
+/// Handles one batch of the table's stream: every record's events are recorded and their
+/// deliveries queued; a message's `message.unseen` check is queued with the grace as its
+/// delay when an endpoint subscribes; a redelivery is queued. A record that fails is
+/// reported in `batchItemFailures`, so Lambda retries from it (what was done is done once:
+/// deliveries are put only if absent).
+pub async fn handle_webhook_stream(
+    store: &DynamoStore,
+    queue: &TaskQueue,
+    unseen_grace: Duration,
+    event: StreamEvent,
+) -> DynamoDbEventResponse {
+    let mut failed = Vec::new();
+    let mut queued = 0usize;
+    for (sequence, items) in feed_items(&event.records) {
+        let result = match items {
+            Ok(items) => feed(store, queue, unseen_grace, items).await,
+            Err(error) => Err(error),
+        };
+        match result {
+            Ok(n) => queued += n,
+            Err(error) => {
+                crate::log_error("webhook stream record failed", &error);
+                failed.push(sequence);
+            }
+        }
+    }
+    tracing::info!(
+        records = event.records.len(),
+        queued,
+        failed = failed.len(),
+        "webhook batch"
+    );
+    let mut response = DynamoDbEventResponse::default();
+    response.batch_item_failures = failed
+        .into_iter()
+        .map(|sequence| {
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier = Some(sequence);
+            failure
+        })
+        .collect();
+    response
+}
+
+async fn feed(
+    store: &DynamoStore,
+    queue: &TaskQueue,
+    unseen_grace: Duration,
+    items: Vec<FeedItem>,
+) -> Result<usize, DomainError> {
+    let mut queued = 0;
+    for item in items {
+        match item {
+            FeedItem::Event(event) => queued += queue_event(store, queue, &event).await?,
+            FeedItem::Unseen(check) => {
+                if store
+                    .subscribes(&check.app, EventType::MessageUnseen)
+                    .await?
+                {
+                    let delay = unseen_grace.as_secs().try_into().unwrap_or(MAX_DELAY_SECS);
+                    queue.send(&unseen_task(&check), delay).await?;
+                    queued += 1;
+                }
+            }
+            FeedItem::Redelivery {
+                app,
+                endpoint,
+                delivery,
+            } => {
+                let task = json!({
+                    "kind": "delivery",
+                    "app": app.as_str(),
+                    "endpoint": endpoint.as_str(),
+                    "delivery": delivery.as_str(),
+                    "attempts": 0,
+                });
+                queue.send(&task, 0).await?;
+                queued += 1;
+            }
+        }
+    }
+    Ok(queued)
+}
+
+async fn queue_event(
+    store: &DynamoStore,
+    queue: &TaskQueue,
+    event: &WebhookEvent,
+) -> Result<usize, DomainError> {
+    let deliveries = store.record_event(event).await?;
+    for delivery in &deliveries {
+        queue
+            .send(&delivery_task(&event.app, delivery, None), 0)
+            .await?;
+    }
+    Ok(deliveries.len())
+}
+
+// ---- the sender -----------------------------------------------------------------------------
+
+/// Why the resolver refused a name: shown as the attempt's error.
+#[derive(Debug, thiserror::Error)]
+#[error("refused: {host} resolves only to {why}")]
+pub struct RefusedTarget {
+    host: String,
+    why: &'static str,
+}
+
+/// A resolver that drops the addresses [`refused_address`] refuses, so that a name is
+/// checked on what it resolves to when the connection is made.
+#[derive(Debug, Clone)]
+pub struct GuardedResolver {
+    policy: TargetPolicy,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.policy;
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut why = "no address";
+            let allowed: Vec<SocketAddr> = found
+                .into_iter()
+                .filter(|addr| match refused_address(addr.ip(), policy) {
+                    Some(reason) => {
+                        why = reason;
+                        false
+                    }
+                    None => true,
+                })
+                .collect();
+            if allowed.is_empty() {
+                return Err(Box::new(RefusedTarget { host, why }) as _);
+            }
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// What the sender function is configured with.
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    pub targets: TargetPolicy,
+    pub timeout: Duration,
+    pub disable: DisablePolicy,
+    /// Scales the retry schedule (1.0: the documented one); tests shorten it.
+    pub retry_scale: f64,
+}
+
+impl Default for SenderConfig {
+    fn default() -> Self {
+        SenderConfig {
+            targets: TargetPolicy::default(),
+            timeout: Duration::from_secs(10),
+            disable: DisablePolicy::default(),
+            retry_scale: 1.0,
+        }
+    }
+}
+
+/// The sender: the store, the queue, the key that derives the signing secrets, the client.
+pub struct WebhookSender {
+    pub store: DynamoStore,
+    pub queue: TaskQueue,
+    pub key: ServerKey,
+    pub clock: Arc<dyn Clock>,
+    pub config: SenderConfig,
+    client: reqwest::Client,
+}
+
+impl WebhookSender {
+    pub fn new(
+        store: DynamoStore,
+        queue: TaskQueue,
+        key: ServerKey,
+        clock: Arc<dyn Clock>,
+        config: SenderConfig,
+    ) -> Result<Self, crate::Error> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .dns_resolver(Arc::new(GuardedResolver {
+                policy: config.targets,
+            }))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout)
+            .user_agent("chat-webhooks/1")
+            .build()?;
+        Ok(WebhookSender {
+            store,
+            queue,
+            key,
+            clock,
+            config,
+            client,
+        })
+    }
+
+    /// Handles one batch of queue messages, concurrently; a message that fails is
+    /// reported in `batchItemFailures` (SQS makes it visible again after its visibility
+    /// timeout), the others are deleted.
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        let results = futures::future::join_all(event.records.iter().map(|message| async move {
+            let body = message.body.as_deref().unwrap_or_default();
+            (message.message_id.clone(), self.task(body).await)
+        }))
+        .await;
+        let mut response = SqsBatchResponse::default();
+        for (id, result) in results {
+            if let Err(error) = result {
+                crate::log_error("webhook task failed", &error);
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id.unwrap_or_default();
+                response.batch_item_failures.push(failure);
+            }
+        }
+        response
+    }
+
+    /// One task. A malformed one is dropped with an error log (retrying cannot help).
+    pub async fn task(&self, body: &str) -> Result<(), DomainError> {
+        let Ok(task) = serde_json::from_str::<Value>(body) else {
+            tracing::error!(body, "webhook task is not JSON: dropped");
+            return Ok(());
+        };
+        match task["kind"].as_str() {
+            Some("delivery") => match parse_delivery_task(&task) {
+                Some(parsed) => self.deliver(parsed, &task).await,
+                None => {
+                    tracing::error!(%task, "malformed delivery task: dropped");
+                    Ok(())
+                }
+            },
+            Some("unseen") => match parse_unseen_task(&task) {
+                Some(check) => self.settle_unseen(&check).await,
+                None => {
+                    tracing::error!(%task, "malformed unseen task: dropped");
+                    Ok(())
+                }
+            },
+            _ => {
+                tracing::error!(%task, "unknown webhook task: dropped");
+                Ok(())
+            }
+        }
+    }
+
+    async fn deliver(&self, task: DeliveryTask, raw: &Value) -> Result<(), DomainError> {
+        let now = self.clock.now();
+        if let Some(at) = task.not_before
+            && at.0 > now.0 + 1_000
+        {
+            // Not due yet (SQS delays 15 minutes at most): wait another round.
+            return self.queue.send(raw, secs_until(at, now)).await;
+        }
+        let Some(due) = self
+            .store
+            .load_delivery(&task.app, &task.endpoint, &task.delivery)
+            .await?
+        else {
+            return Ok(());
+        };
+        if due.delivery.status != DeliveryStatus::Pending || due.delivery.attempts != task.attempts
+        {
+            // Done, or a duplicate of an attempt already made.
+            return Ok(());
+        }
+        if !due.endpoint.enabled {
+            // Stays PENDING; it is not sent while the endpoint is disabled.
+            return Ok(());
+        }
+        let outcome = self.send(&due, now).await;
+        let attempts = due.delivery.attempts + 1;
+        let retry_at = match outcome {
+            AttemptOutcome::Delivered { .. } => None,
+            AttemptOutcome::Failed { .. } => {
+                next_attempt_at(attempts, Timestamp(0), rand::random::<f64>()).map(|delay| {
+                    Timestamp(now.0 + (delay.0 as f64 * self.config.retry_scale) as i64)
+                })
+            }
+        };
+        tracing::info!(
+            delivery = %due.delivery.id,
+            endpoint = %due.endpoint.id,
+            ?outcome,
+            attempts,
+            "webhook attempt"
+        );
+        let recorded = self
+            .store
+            .record_loaded_attempt(
+                &due,
+                &outcome,
+                retry_at,
+                self.config.disable,
+                self.clock.now(),
+            )
+            .await?;
+        if recorded && let Some(at) = retry_at {
+            let mut next = due.delivery.clone();
+            next.attempts = attempts;
+            let task = delivery_task(&task.app, &next, Some(at));
+            self.queue
+                .send(&task, secs_until(at, self.clock.now()))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// After the grace: when the receiver still has not seen the message, records
+    /// `message.unseen` for the subscribed endpoints and queues its deliveries.
+    async fn settle_unseen(&self, check: &UnseenCheck) -> Result<(), DomainError> {
+        let now = self.clock.now();
+        if !unseen_still_due(&self.store, &self.store, check, now).await? {
+            return Ok(());
+        }
+        let scope = ChatScope {
+            app: check.app.clone(),
+            chat: check.chat,
+            customer: None,
+        };
+        let (Some(chat), Some(message)) = (
+            self.store.chat(&scope).await?,
+            self.store.message(&scope, check.number).await?,
+        ) else {
+            return Ok(());
+        };
+        let receiver = UnseenReceiver::of(message.sender_role, &chat.customer_id);
+        let event = WebhookEvent {
+            id: EventId::derive(&[
+                EventType::MessageUnseen.as_str(),
+                check.app.as_str(),
+                &check.chat.get().to_string(),
+                &check.number.get().to_string(),
+            ]),
+            event_type: EventType::MessageUnseen,
+            app: check.app.clone(),
+            created_at: now,
+            data: unseen_data(&message, &receiver),
+        };
+        queue_event(&self.store, &self.queue, &event).await?;
+        Ok(())
+    }
+
+    /// One attempt, as the dev server makes it.
+    pub async fn send(&self, due: &DueDelivery, now: Timestamp) -> AttemptOutcome {
+        let url = due.endpoint.url.url();
+        // IP literals never reach the resolver: check them here.
+        let literal = url
+            .host_str()
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+            .and_then(|h| h.parse::<IpAddr>().ok());
+        if let Some(ip) = literal
+            && let Some(why) = refused_address(ip, self.config.targets)
+        {
+            return AttemptOutcome::Failed {
+                status: None,
+                error: format!("refused: {ip} is {why}"),
+            };
+        }
+        let secrets = due.endpoint.signing_secrets(&self.key, now);
+        let signature = signature_header(&secrets, now.0.div_euclid(1000), due.body.as_bytes());
+        let request = self
+            .client
+            .post(url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(SIGNATURE_HEADER, signature)
+            .header(EVENT_ID_HEADER, due.delivery.event_id.as_str())
+            .header(EVENT_TYPE_HEADER, due.delivery.event_type.as_str())
+            .body(due.body.clone());
+        match request.send().await {
+            Ok(mut response) => {
+                let status = response.status().as_u16();
+                let mut read = 0usize;
+                while read < BODY_CAP {
+                    match response.chunk().await {
+                        Ok(Some(chunk)) => read += chunk.len(),
+                        _ => break,
+                    }
+                }
+                if response.status().is_success() {
+                    AttemptOutcome::Delivered { status }
+                } else {
+                    AttemptOutcome::Failed {
+                        status: Some(status),
+                        error: format!("HTTP {status}"),
+                    }
+                }
+            }
+            Err(error) => AttemptOutcome::Failed {
+                status: None,
+                error: describe(&error),
+            },
+        }
+    }
+}
+
+struct DeliveryTask {
+    app: AppToken,
+    endpoint: EndpointId,
+    delivery: DeliveryId,
+    attempts: u32,
+    not_before: Option<Timestamp>,
+}
+
+fn parse_delivery_task(task: &Value) -> Option<DeliveryTask> {
+    Some(DeliveryTask {
+        app: AppToken::parse(task["app"].as_str()?).ok()?,
+        endpoint: EndpointId::parse(task["endpoint"].as_str()?).ok()?,
+        delivery: DeliveryId::parse(task["delivery"].as_str()?).ok()?,
+        attempts: u32::try_from(task["attempts"].as_u64()?).ok()?,
+        not_before: task["notBefore"].as_i64().map(Timestamp),
+    })
+}
+
+fn parse_unseen_task(task: &Value) -> Option<UnseenCheck> {
+    Some(UnseenCheck {
+        app: AppToken::parse(task["app"].as_str()?).ok()?,
+        chat: ChatNumber::new(task["chat"].as_i64()?).ok()?,
+        number: MessageNumber::new(task["number"].as_i64()?).ok()?,
+        queued_at: Timestamp(task["queuedAt"].as_i64()?),
+    })
+}
+
+/// An attempt's error as the admin sees it, without the request's URL.
+fn describe(error: &reqwest::Error) -> String {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = source {
+        if let Some(refused) = cause.downcast_ref::<RefusedTarget>() {
+            return refused.to_string();
+        }
+        source = cause.source();
+    }
+    if error.is_timeout() {
+        "timed out".into()
+    } else if error.is_connect() {
+        let mut chain = String::from("cannot connect");
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            chain.push_str(": ");
+            chain.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        chain
+    } else {
+        error.to_string()
+    }
+}

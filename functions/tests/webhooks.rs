@@ -1,0 +1,477 @@
+//! The webhook functions against moto (DynamoDB, its stream, SQS in server mode) and a real
+//! HTTP receiver on loopback (allowed by the development policy, as the dev server's
+//! `--webhooks-allow-loopback`): the stream function records PENDING deliveries once and
+//! queues them; the sender posts signed events, retries with the same event id, and the
+//! redeliver mutation's delivery reaches the queue through the stream.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_lambda_events::dynamodb::Event as StreamEvent;
+use aws_lambda_events::sqs::SqsEvent;
+use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
+use chat_domain::webhooks::{
+    DeliveryStatus, DisablePolicy, Endpoint, EndpointId, EventType, EventTypes,
+    SIGNATURE_TOLERANCE_SECS, TargetPolicy, WebhookEndpoints, WebhookSecret, WebhookUrl,
+    verify_signature,
+};
+use chat_domain::*;
+use chat_dynamodb::DynamoStore;
+use chat_functions::webhooks::{SenderConfig, TaskQueue, WebhookSender, handle_webhook_stream};
+use common::*;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const DEV: TargetPolicy = TargetPolicy {
+    allow_loopback: true,
+};
+
+fn sqs_client() -> aws_sdk_sqs::Client {
+    let config = aws_sdk_sqs::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .http_client(chat_dynamodb::http_client())
+        .endpoint_url(chat_dynamodb::moto::endpoint())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            "emulator", "emulator", None, None, "emulator",
+        ))
+        .build();
+    aws_sdk_sqs::Client::from_conf(config)
+}
+
+/// A queue of its own on moto.
+async fn fresh_queue() -> (aws_sdk_sqs::Client, String) {
+    let client = sqs_client();
+    let name = chat_dynamodb::moto::unique_table_name("webhooks");
+    let url = client
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .expect("CreateQueue")
+        .queue_url
+        .expect("a queue url");
+    (client, url)
+}
+
+/// Every message visible now (and within `wait`), removed from the queue, as the SQS event
+/// Lambda would deliver them.
+async fn drain(client: &aws_sdk_sqs::Client, url: &str, wait: i32) -> SqsEvent {
+    let mut records = Vec::new();
+    loop {
+        let out = client
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(if records.is_empty() { wait } else { 0 })
+            .send()
+            .await
+            .expect("ReceiveMessage");
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            break;
+        }
+        for m in messages {
+            client
+                .delete_message()
+                .queue_url(url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .expect("DeleteMessage");
+            records.push(json!({
+                "messageId": m.message_id().unwrap(),
+                "receiptHandle": m.receipt_handle().unwrap(),
+                "body": m.body().unwrap(),
+                "attributes": {},
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:webhooks",
+                "awsRegion": "us-east-1"
+            }));
+        }
+    }
+    serde_json::from_value(json!({ "Records": records })).expect("an SQS event")
+}
+
+fn tasks(event: &SqsEvent) -> Vec<Value> {
+    event
+        .records
+        .iter()
+        .map(|m| serde_json::from_str(m.body.as_deref().unwrap()).unwrap())
+        .collect()
+}
+
+async fn stream_event(store: &DynamoStore) -> StreamEvent {
+    let records = chat_dynamodb::moto_stream::stream_records(store).await;
+    let mut event = StreamEvent::default();
+    event.records = records;
+    event
+}
+
+async fn app_with_endpoint(
+    store: &DynamoStore,
+    url: &str,
+    types: &[EventType],
+) -> (AppToken, Endpoint) {
+    let app = AppToken::parse(&format!(
+        "app_{}",
+        EndpointId::generate().as_str()[3..13].replace(['-', '_'], "x")
+    ))
+    .unwrap();
+    store
+        .create_application(NewApplication {
+            token: app.clone(),
+            name: AppName::parse("Webhooks").unwrap(),
+            now: Timestamp(1_000),
+        })
+        .await
+        .unwrap();
+    let endpoint = store
+        .create_endpoint(&Endpoint {
+            app: app.clone(),
+            id: EndpointId::generate(),
+            url: WebhookUrl::parse(url, DEV).unwrap(),
+            events: EventTypes::of(types),
+            enabled: true,
+            disabled_reason: None,
+            secret_generation: 1,
+            previous_secret_expires_at: None,
+            consecutive_failures: 0,
+            failing_since: None,
+            created_at: Timestamp(1_000),
+            updated_at: Timestamp(1_000),
+        })
+        .await
+        .unwrap();
+    (app, endpoint)
+}
+
+/// What the receiver got: the headers that matter and the body.
+#[derive(Debug, Clone)]
+struct Received {
+    signature: String,
+    event_id: String,
+    body: String,
+}
+
+/// An HTTP receiver on loopback answering each request with the next scripted status
+/// (then 200).
+struct Receiver {
+    url: String,
+    got: Arc<Mutex<Vec<Received>>>,
+}
+
+async fn receiver(script: &[u16]) -> Receiver {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/hook",
+        listener.local_addr().unwrap().port()
+    );
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let script = Arc::new(Mutex::new(
+        script.iter().copied().collect::<VecDeque<u16>>(),
+    ));
+    let (got2, script2) = (got.clone(), script.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let (got, script) = (got2.clone(), script2.clone());
+            tokio::spawn(async move {
+                let mut raw = Vec::new();
+                let mut buf = [0u8; 4096];
+                let (head, body_start) = loop {
+                    let n = socket.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    raw.extend_from_slice(&buf[..n]);
+                    if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break (String::from_utf8_lossy(&raw[..i]).to_string(), i + 4);
+                    }
+                };
+                let header = |name: &str| {
+                    head.lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+                        })
+                        .unwrap_or_default()
+                };
+                let length: usize = header("content-length").parse().unwrap_or(0);
+                while raw.len() < body_start + length {
+                    let n = socket.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    raw.extend_from_slice(&buf[..n]);
+                }
+                let body = String::from_utf8_lossy(&raw[body_start..]).to_string();
+                got.lock().unwrap().push(Received {
+                    signature: header("chat-signature"),
+                    event_id: header("chat-event-id"),
+                    body,
+                });
+                let status = script.lock().unwrap().pop_front().unwrap_or(200);
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    Receiver { url, got }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_fixture_records_pending_deliveries_once_and_queues_them() {
+    let (store, requests) = chat_dynamodb::moto::fresh_store().await;
+    let (sqs, url) = fresh_queue().await;
+    let queue = TaskQueue::new(sqs.clone(), url.clone());
+    let (app, endpoint) = app_with_endpoint(
+        &store,
+        "https://hooks.example.com/chat",
+        &[
+            EventType::ChatCreated,
+            EventType::ChatUpdated,
+            EventType::MessageCreated,
+        ],
+    )
+    .await;
+    let event: StreamEvent = serde_json::from_value(fixture(
+        "dynamodb-stream-webhooks.json",
+        &[("APP", app.as_str())],
+    ))
+    .unwrap();
+    requests.take();
+    let response =
+        handle_webhook_stream(&store, &queue, Duration::from_secs(30), event.clone()).await;
+    // 600: a message without a version is malformed; every other record is handled.
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone().unwrap())
+        .collect();
+    assert_eq!(failed, ["600"]);
+    // Three events (chat.created, message.created, chat.updated; the MODIFY that only
+    // counted a message and the counter are no events): per event 1 Query of the endpoints
+    // and 1 PutItem; the message's unseen check asks once more whether anyone subscribes.
+    let counted = requests.take();
+    assert_eq!(counted.get("Query"), Some(&4), "{counted:?}");
+    assert_eq!(counted.get("PutItem"), Some(&3), "{counted:?}");
+    let deliveries = store
+        .deliveries(&app, &endpoint.id, None, 10)
+        .await
+        .unwrap();
+    let mut types: Vec<_> = deliveries.iter().map(|d| d.event_type.as_str()).collect();
+    types.sort_unstable();
+    assert_eq!(types, ["chat.created", "chat.updated", "message.created"]);
+    assert!(
+        deliveries
+            .iter()
+            .all(|d| d.status == DeliveryStatus::Pending && d.attempts == 0)
+    );
+    let queued = tasks(&drain(&sqs, &url, 1).await);
+    assert_eq!(queued.len(), 3);
+    for task in &queued {
+        assert_eq!(task["kind"], "delivery");
+        assert_eq!(task["attempts"], 0);
+        assert!(deliveries.iter().any(|d| d.id.as_str() == task["delivery"]));
+    }
+    // The same batch again (Lambda retries a batch): no delivery twice. The deliveries not
+    // yet attempted are queued again; the sender drops what it already sent.
+    handle_webhook_stream(&store, &queue, Duration::from_secs(30), event).await;
+    assert_eq!(
+        store
+            .deliveries(&app, &endpoint.id, None, 10)
+            .await
+            .unwrap(),
+        deliveries
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_reaches_the_receiver_signed_after_retries_with_one_event_id() {
+    let (store, _) = chat_dynamodb::moto::fresh_store().await;
+    let (sqs, url) = fresh_queue().await;
+    let queue = TaskQueue::new(sqs.clone(), url.clone());
+    let hook = receiver(&[500, 503]).await;
+    let (app, endpoint) = app_with_endpoint(&store, &hook.url, &[EventType::MessageCreated]).await;
+    let key = ServerKey::generate();
+    let sender = WebhookSender::new(
+        store.clone(),
+        queue.clone(),
+        key.clone(),
+        Arc::new(SystemClock),
+        SenderConfig {
+            targets: DEV,
+            timeout: Duration::from_secs(5),
+            disable: DisablePolicy::default(),
+            // 30 s, 2 min ... become 3 ms, 12 ms: the retries come due at once.
+            retry_scale: 0.0001,
+        },
+    )
+    .unwrap();
+    // A customer sends a message; the stream function turns it into a delivery.
+    let now = SystemClock.now();
+    let chat = store
+        .create_chat(NewChat {
+            app: app.clone(),
+            customer_id: UserId::parse("cust-1").unwrap(),
+            subject: None,
+            now,
+        })
+        .await
+        .unwrap();
+    let scope = ChatScope {
+        app: app.clone(),
+        chat: chat.number,
+        customer: None,
+    };
+    store
+        .send_message(NewMessage {
+            scope: scope.clone(),
+            body: MessageBody::parse("Where is my order?").unwrap(),
+            sender_id: UserId::parse("cust-1").unwrap(),
+            sender_role: Role::Customer,
+            client_message_id: None,
+            now,
+        })
+        .await
+        .unwrap();
+    let response = handle_webhook_stream(
+        &store,
+        &queue,
+        Duration::from_secs(30),
+        stream_event(&store).await,
+    )
+    .await;
+    assert!(response.batch_item_failures.is_empty());
+    // The sender takes what the queue holds until the receiver has answered 200.
+    for _ in 0..10 {
+        let batch = drain(&sqs, &url, 2).await;
+        if batch.records.is_empty() {
+            break;
+        }
+        let answer = sender.handle(batch).await;
+        assert!(answer.batch_item_failures.is_empty());
+    }
+    let got = hook.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 3, "two failures, then the success: {got:?}");
+    assert!(
+        got.iter()
+            .all(|r| r.event_id == got[0].event_id && r.body == got[0].body)
+    );
+    let body: Value = serde_json::from_str(&got[2].body).unwrap();
+    assert_eq!(body["type"], "message.created");
+    assert_eq!(body["id"], got[2].event_id);
+    assert_eq!(body["appToken"], app.as_str());
+    assert_eq!(body["data"]["message"]["body"], "Where is my order?");
+    let secret = WebhookSecret::derive(&key, &app, &endpoint.id, 1);
+    let unix = SystemClock.now().0 / 1000;
+    verify_signature(
+        &got[2].signature,
+        &secret,
+        got[2].body.as_bytes(),
+        unix,
+        SIGNATURE_TOLERANCE_SECS,
+    )
+    .expect("the signature verifies with the endpoint's secret");
+    let deliveries = store
+        .deliveries(&app, &endpoint.id, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].status, DeliveryStatus::Succeeded);
+    assert_eq!(deliveries[0].attempts, 3);
+    assert_eq!(deliveries[0].last_response_code, Some(200));
+    // A stale copy of the first task (SQS delivers at least once) sends nothing more.
+    let stale = json!({"kind": "delivery", "app": app.as_str(), "endpoint": endpoint.id.as_str(),
+        "delivery": deliveries[0].id.as_str(), "attempts": 0});
+    sender.task(&stale.to_string()).await.unwrap();
+    assert_eq!(hook.got.lock().unwrap().len(), 3);
+
+    // Redelivering it (the mutation's store call) reaches the queue through the stream, and
+    // the receiver gets the same event again.
+    let again = store
+        .redeliver(&app, &endpoint.id, &deliveries[0].id, SystemClock.now())
+        .await
+        .unwrap();
+    handle_webhook_stream(
+        &store,
+        &queue,
+        Duration::from_secs(30),
+        stream_event(&store).await,
+    )
+    .await;
+    let batch = drain(&sqs, &url, 1).await;
+    let redelivery: Vec<Value> = tasks(&batch)
+        .into_iter()
+        .filter(|t| t["delivery"] == again.id.as_str())
+        .collect();
+    assert_eq!(redelivery.len(), 1);
+    sender.handle(batch).await;
+    let got = hook.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 4);
+    assert_eq!(got[3].event_id, got[0].event_id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sender_refuses_private_targets_and_drops_malformed_tasks() {
+    let (store, _) = chat_dynamodb::moto::fresh_store().await;
+    let (sqs, url) = fresh_queue().await;
+    let queue = TaskQueue::new(sqs.clone(), url.clone());
+    let hook = receiver(&[]).await;
+    // An endpoint on loopback, but a sender in production mode.
+    let (app, endpoint) = app_with_endpoint(&store, &hook.url, &[EventType::ChatCreated]).await;
+    let sender = WebhookSender::new(
+        store.clone(),
+        queue,
+        ServerKey::generate(),
+        Arc::new(SystemClock),
+        SenderConfig::default(),
+    )
+    .unwrap();
+    store
+        .create_chat(NewChat {
+            app: app.clone(),
+            customer_id: UserId::parse("cust-1").unwrap(),
+            subject: None,
+            now: SystemClock.now(),
+        })
+        .await
+        .unwrap();
+    handle_webhook_stream(
+        &store,
+        &sender.queue,
+        Duration::from_secs(30),
+        stream_event(&store).await,
+    )
+    .await;
+    let task = tasks(&drain(&sqs, &url, 1).await).remove(0);
+    // The fixture's shape: one malformed message (dropped, not retried) and the task.
+    let event: SqsEvent = serde_json::from_str(&fixture_text(
+        "sqs-webhook-tasks.json",
+        &[("TASK", &task.to_string().replace('"', "\\\""))],
+    ))
+    .unwrap();
+    let answer = sender.handle(event).await;
+    assert!(answer.batch_item_failures.is_empty());
+    assert!(
+        hook.got.lock().unwrap().is_empty(),
+        "nothing reaches loopback"
+    );
+    let delivery = &store.deliveries(&app, &endpoint.id, None, 1).await.unwrap()[0];
+    assert_eq!(delivery.attempts, 1);
+    assert_eq!(delivery.status, DeliveryStatus::Pending);
+    let error = delivery.last_error.as_deref().unwrap();
+    assert!(
+        error.starts_with("refused: 127.0.0.1 is a loopback address"),
+        "{error}"
+    );
+}
