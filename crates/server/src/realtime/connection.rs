@@ -37,8 +37,10 @@ use crate::shutdown::{GOING_AWAY, GOING_AWAY_REASON, Shutdown};
 pub const CONNECTION_INIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one write may take before the peer is considered dead.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-/// The read buffer of one connection (frames may still be up to the request body limit).
-pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// The read buffer of one connection, which every connection keeps while it is open (a
+/// client's frames are mostly well under it; larger ones, up to the request body limit,
+/// are read in more steps).
+pub const READ_BUFFER_BYTES: usize = 2 * 1024;
 /// Frames are written out once this much is waiting, or at each flush.
 pub const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 /// Operations one connection may have running at once (AppSync's limit too).
@@ -212,6 +214,10 @@ pub(super) async fn run<P: Protocol>(
         ticks
     });
     let mut idle_since = Instant::now();
+    // One wait for the whole connection: made again each time round the loop, it would
+    // subscribe to the server's shutdown signal (a counter and a lock every connection
+    // shares) for every event delivered.
+    let mut stopping = std::pin::pin!(shutdown.stopping());
 
     let end = loop {
         // The one deadline that applies now: initialisation, or idleness.
@@ -261,7 +267,7 @@ pub(super) async fn run<P: Protocol>(
             lost = credentials_lost(&mut connection.identity) => {
                 protocol.lost(&mut connection, lost, &mut frames)
             }
-            _ = shutdown.stopping() => Flow::close(GOING_AWAY, GOING_AWAY_REASON),
+            _ = &mut stopping => Flow::close(GOING_AWAY, GOING_AWAY_REASON),
         };
         if !send_all(&mut sink, frames).await {
             break None;
