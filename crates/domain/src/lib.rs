@@ -3,6 +3,7 @@
 //! Invariant: this crate does no I/O and knows no wire format. Time comes from a
 //! [`Clock`], storage from a [`ChatStore`]; both are injected.
 
+pub mod assignment;
 pub mod attachments;
 pub mod cursor;
 pub mod error;
@@ -18,6 +19,7 @@ pub mod throttle;
 pub mod unread;
 pub mod webhooks;
 
+pub use assignment::{AssigneeFilter, ChatFilter, ChatFilterArgs, Team};
 pub use cursor::PageTokenCodec;
 pub use error::{DomainError, ErrorCode, Result};
 pub use model::*;

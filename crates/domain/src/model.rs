@@ -358,6 +358,9 @@ pub struct Chat {
     pub last_activity_at: Timestamp,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// The agent handling the chat (see [`crate::assignment`]).
+    pub assignee: Option<UserId>,
+    pub team: Option<crate::assignment::Team>,
 }
 
 impl Chat {

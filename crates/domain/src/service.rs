@@ -474,41 +474,11 @@ impl ChatService {
         limit: PageSize,
         next_token: Option<&str>,
     ) -> Result<Page<Chat>> {
-        let user = user_of(caller, app)?;
-        let customer = (user.role == Role::Customer).then(|| user.user_id.clone());
-        // The token is bound to everything that shapes the list.
-        let context = format!(
-            "chats\0{}\0{}\0{}",
-            app,
-            customer.as_ref().map_or("", UserId::as_str),
-            status.map_or("", ChatStatus::as_str)
-        );
-        let after = next_token
-            .map(|t| self.pages.decode::<ChatCursor>(&context, t))
-            .transpose()?;
-        let query = ChatQuery {
-            app: app.clone(),
-            customer,
+        let args = crate::assignment::ChatFilterArgs {
             status,
-            after,
-            limit: limit.get() + 1,
+            ..Default::default()
         };
-        let mut items = self.store.chats(&query).await?;
-        let next_token = if items.len() > limit.get() as usize {
-            items.truncate(limit.get() as usize);
-            items.last().map(|last| {
-                self.pages.encode(
-                    &context,
-                    &ChatCursor {
-                        last_activity_at: last.last_activity_at,
-                        number: last.number,
-                    },
-                )
-            })
-        } else {
-            None
-        };
-        Ok(Page { items, next_token })
+        self.inbox(caller, app, &args, limit, next_token).await
     }
 
     // ---- subscriptions (authorized when subscribing) -----------------------------------

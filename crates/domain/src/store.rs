@@ -13,10 +13,14 @@
 //!   sender's watermark, and every write that moves a chat's [`crate::ReadMarks`] moves the
 //!   application's agent counter and the customer's counter by
 //!   [`crate::CounterChange::between`] in the same atomic write; a retried send that returns
-//!   an existing message moves nothing.
+//!   an existing message moves nothing;
+//! - an assigned chat's agents' delta also moves its assignee's counter in that write, and
+//!   an assignment moves the chat's agents' unread from the old assignee's counter to the
+//!   new one's in the write that changes the assignee (see [`crate::assignment`]).
 
 use async_trait::async_trait;
 
+use crate::assignment::{ChatFilter, Team};
 use crate::error::Result;
 use crate::model::*;
 use crate::service::UserIdentity;
@@ -63,6 +67,8 @@ impl NewChat {
             last_activity_at: self.now,
             created_at: self.now,
             updated_at: self.now,
+            assignee: None,
+            team: None,
         }
     }
 }
@@ -72,6 +78,16 @@ impl NewChat {
 pub struct ChatUpdate {
     pub subject: Option<Option<Subject>>,
     pub status: Option<ChatStatus>,
+    pub now: Timestamp,
+}
+
+/// `assignChat`: the chat's new assignee (`None`: unassigned) and team (`None`: as it is;
+/// `Some(None)`: none). The scope is an agent's.
+#[derive(Debug, Clone)]
+pub struct Assignment {
+    pub scope: ChatScope,
+    pub assignee: Option<UserId>,
+    pub team: Option<Option<Team>>,
     pub now: Timestamp,
 }
 
@@ -88,6 +104,8 @@ pub struct ChatQuery {
     pub app: AppToken,
     pub customer: Option<UserId>,
     pub status: Option<ChatStatus>,
+    /// Assignee or team (agents' queries only; the default keeps every chat).
+    pub filter: ChatFilter,
     pub after: Option<ChatCursor>,
     /// How many to return at most (the service asks for one more than a page to know
     /// whether another page exists).
@@ -192,6 +210,11 @@ pub trait ChatStore: Send + Sync + 'static {
     async fn update_chat(&self, scope: &ChatScope, update: ChatUpdate) -> Result<Chat>;
     async fn chat(&self, scope: &ChatScope) -> Result<Option<Chat>>;
     async fn chats(&self, query: &ChatQuery) -> Result<Vec<Chat>>;
+    /// Sets the chat's assignee (and team when given) and moves the assignee counters (see
+    /// the contract above) in one atomic write; `updatedAt` moves, the inbox order not.
+    /// An assignment that changes nothing writes nothing and returns the chat. NotFound
+    /// when the scope does not see the chat.
+    async fn assign_chat(&self, assignment: Assignment) -> Result<Chat>;
 
     /// Allocates the next message number of the chat, or returns the message already sent
     /// with the same clientMessageId.

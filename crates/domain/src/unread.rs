@@ -73,11 +73,19 @@ pub struct UnreadDelta {
 }
 
 impl UnreadDelta {
-    fn of(marks: ReadMarks, role: Role) -> UnreadDelta {
+    /// What one chat with `marks` adds to `role`'s counter.
+    pub fn of(marks: ReadMarks, role: Role) -> UnreadDelta {
         let unread = marks.unread_for(role);
         UnreadDelta {
             messages: i64::from(unread),
             chats: i64::from(unread > 0),
+        }
+    }
+
+    pub fn negated(self) -> UnreadDelta {
+        UnreadDelta {
+            messages: -self.messages,
+            chats: -self.chats,
         }
     }
 
@@ -136,6 +144,10 @@ pub struct UnreadSummary {
     pub app: AppToken,
     pub total_unread: u64,
     pub unread_chats: u64,
+    /// AGENT: the agents' unread over the chats assigned to the caller ("my unread"); 0 for
+    /// a CUSTOMER.
+    pub assigned_unread: u64,
+    pub assigned_unread_chats: u64,
 }
 
 #[cfg(test)]

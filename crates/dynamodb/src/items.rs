@@ -7,7 +7,8 @@ use std::str::FromStr;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chat_domain::{
     AppName, AppToken, Application, Chat, ChatNumber, ChatStatus, ClientMessageId, Message,
-    MessageNumber, NewApplication, Presence, PresenceStatus, Role, Subject, Timestamp, UserId,
+    MessageNumber, NewApplication, Presence, PresenceStatus, Role, Subject, Team, Timestamp,
+    UserId,
 };
 
 use crate::error::{Result, StoreError};
@@ -199,8 +200,28 @@ pub(crate) fn chat_item(chat: &Chat) -> Result<Item> {
                 &chat.customer_id,
             )),
         ),
-        (attr::GSI2SK.to_owned(), string_attr(activity)),
+        (attr::GSI2SK.to_owned(), string_attr(activity.clone())),
+        (
+            attr::GSI4PK.to_owned(),
+            string_attr(table::assignee_pk(
+                &chat.app,
+                chat.status,
+                chat.assignee.as_ref(),
+            )),
+        ),
+        (attr::GSI4SK.to_owned(), string_attr(activity.clone())),
     ]);
+    if let Some(assignee) = &chat.assignee {
+        item.insert(attr::ASSIGNEE_ID.to_owned(), string_attr(assignee.as_str()));
+    }
+    if let Some(team) = &chat.team {
+        item.insert(attr::TEAM.to_owned(), string_attr(team.as_str()));
+        item.insert(
+            attr::GSI5PK.to_owned(),
+            string_attr(table::team_pk(&chat.app, chat.status, team)),
+        );
+        item.insert(attr::GSI5SK.to_owned(), string_attr(activity));
+    }
     if let Some(subject) = &chat.subject {
         item.insert(attr::SUBJECT.to_owned(), string_attr(subject.as_str()));
     }
@@ -261,6 +282,13 @@ pub(crate) fn chat(item: &Item) -> Result<Chat> {
         last_activity_at: timestamp(item, attr::LAST_ACTIVITY_AT)?,
         created_at: timestamp(item, attr::CREATED_AT)?,
         updated_at: timestamp(item, attr::UPDATED_AT)?,
+        assignee: optional_string(item, attr::ASSIGNEE_ID)?
+            .map(|raw| parsed("assignee id", UserId::parse(raw)))
+            .transpose()?,
+        team: match optional_string(item, attr::TEAM)? {
+            None => None,
+            Some(raw) => parsed("chat team", Team::parse(raw))?,
+        },
     })
 }
 
@@ -532,6 +560,8 @@ mod tests {
             last_activity_at: Timestamp(5),
             created_at: Timestamp(5),
             updated_at: Timestamp(6),
+            assignee: Some(UserId::parse("agent#7").unwrap()),
+            team: Team::parse("Billing").unwrap(),
         }
     }
 
@@ -555,6 +585,29 @@ mod tests {
             ..chat.clone()
         };
         assert!(!chat_item(&read).unwrap().contains_key(attr::GSI3PK));
+        assert_eq!(
+            item[attr::GSI4PK],
+            string_attr("ASSIGNEE#app_1#RESOLVED#agent#7")
+        );
+        assert_eq!(
+            item[attr::GSI5PK],
+            string_attr("TEAM#app_1#RESOLVED#Billing")
+        );
+        let alone = Chat {
+            assignee: None,
+            team: None,
+            ..chat.clone()
+        };
+        let item_alone = chat_item(&alone).unwrap();
+        assert_eq!(self::chat(&item_alone).unwrap(), alone);
+        assert_eq!(
+            item_alone[attr::GSI4PK],
+            string_attr("UNASSIGNED#app_1#RESOLVED")
+        );
+        assert!(
+            !item_alone.contains_key(attr::GSI5PK),
+            "sparse: no team, no entry"
+        );
         let message = Message {
             app: chat.app.clone(),
             chat_number: chat.number,

@@ -8,6 +8,8 @@
 //! | application | `APP#<token>` | `APP` | | | |
 //! | chat | `CHAT#<token>#<number>` | `MSG#META` | `INBOX#<token>#<status>#<shard>` / `<activity>#<number>` | `CUST#<token>#<status>#<customer>` / `<activity>#<number>` | `TEAMUNREAD#<token>#<shard>` / `<number:010>`, only while the agents have something unread |
 //! | message | `CHAT#<token>#<chat>` | `MSG#<number:010>` | | | |
+//! | (chat, continued) | GSI4 (`assignee`): `ASSIGNEE#<token>#<status>#<agentId>` or `UNASSIGNED#<token>#<status>` / `<activity>#<number>` | GSI5 (`team`): `TEAM#<token>#<status>#<team>` / `<activity>#<number>`, only with a team | | | |
+//! | an agent's "my unread" counter | `AGENTUNREAD#<token>#<agentId>` | `UNREAD` | | | |
 //! | clientMessageId | `CHAT#<token>#<chat>` | `CMID#<clientMessageId>` | | | |
 //! | an agent's read watermark | `CHAT#<token>#<chat>` | `READ#<agentId>` | | | |
 //! | the agents' unread counter (one per shard) | `TEAMUNREAD#<token>#<shard>` | `UNREAD` | | | |
@@ -90,6 +92,12 @@ pub const CUSTOMER_INDEX: &str = "customer";
 /// `KEYS_ONLY`: a chat enters when its agents' unread count leaves 0 and leaves when it
 /// returns to 0; a send that changes neither writes no index entry.
 pub const UNREAD_INDEX: &str = "unread";
+/// An application's chats of one status and one assignee (or unassigned), by last activity:
+/// `chats(filter: {assignee: ME | UNASSIGNED | <agentId>})` is one Query per status.
+pub const ASSIGNEE_INDEX: &str = "assignee";
+/// An application's chats of one status and one team, by last activity. Sparse: only
+/// chats with a team.
+pub const TEAM_INDEX: &str = "team";
 
 /// Attribute names. Keys are generic (`PK`, `GSI1SK` ...) because several item types share
 /// them; everything else is named for what it holds, flat (no nested maps).
@@ -102,6 +110,10 @@ pub mod attr {
     pub const GSI2SK: &str = "GSI2SK";
     pub const GSI3PK: &str = "GSI3PK";
     pub const GSI3SK: &str = "GSI3SK";
+    pub const GSI4PK: &str = "GSI4PK";
+    pub const GSI4SK: &str = "GSI4SK";
+    pub const GSI5PK: &str = "GSI5PK";
+    pub const GSI5SK: &str = "GSI5SK";
     /// The item type: `APP`, `CHAT`, `MSG`, `CMID`, `READ` or `UNREAD` (stream consumers
     /// switch on it).
     pub const TYPE: &str = "type";
@@ -126,6 +138,9 @@ pub mod attr {
     pub const CUSTOMER_LAST_READ: &str = "customerLastRead";
     /// The agents' team read watermark on a chat item (absent = 0).
     pub const AGENTS_LAST_READ: &str = "agentsLastRead";
+    /// The chat's assignee (an agent's user id) and team, absent when none.
+    pub const ASSIGNEE_ID: &str = "assigneeId";
+    pub const TEAM: &str = "team";
 
     /// An agent's own watermark (`READ#<agentId>` items).
     pub const LAST_READ: &str = "lastRead";
@@ -238,6 +253,25 @@ pub fn team_unread_pk(app: &AppToken, shard: u32) -> String {
 /// A customer's unread counter over its chats of the application.
 pub fn customer_unread_pk(app: &AppToken, customer: &UserId) -> String {
     format!("CUSTUNREAD#{app}#{}", customer.as_str())
+}
+
+/// An agent's "my unread" counter over the chats assigned to it.
+pub fn assignee_unread_pk(app: &AppToken, agent: &UserId) -> String {
+    format!("AGENTUNREAD#{app}#{}", agent.as_str())
+}
+
+/// The `assignee` index partition of an application's chats of `status` assigned to
+/// `assignee` (`None`: unassigned).
+pub fn assignee_pk(app: &AppToken, status: ChatStatus, assignee: Option<&UserId>) -> String {
+    match assignee {
+        Some(agent) => format!("ASSIGNEE#{app}#{}#{}", status.as_str(), agent.as_str()),
+        None => format!("UNASSIGNED#{app}#{}", status.as_str()),
+    }
+}
+
+/// The `team` index partition of an application's chats of `status` in `team`.
+pub fn team_pk(app: &AppToken, status: ChatStatus, team: &chat_domain::Team) -> String {
+    format!("TEAM#{app}#{}#{}", status.as_str(), team.as_str())
 }
 
 /// The `unread` index sort key: the chat number, zero-padded (number order).
@@ -468,6 +502,22 @@ impl TableDefinition {
                     ],
                     projection: Projection::KeysOnly,
                 },
+                IndexDefinition {
+                    name: ASSIGNEE_INDEX,
+                    key_schema: vec![
+                        key(attr::GSI4PK, KeyType::Hash),
+                        key(attr::GSI4SK, KeyType::Range),
+                    ],
+                    projection: Projection::All,
+                },
+                IndexDefinition {
+                    name: TEAM_INDEX,
+                    key_schema: vec![
+                        key(attr::GSI5PK, KeyType::Hash),
+                        key(attr::GSI5SK, KeyType::Range),
+                    ],
+                    projection: Projection::All,
+                },
             ],
             billing_mode: "PAY_PER_REQUEST",
             stream_view_type: "NEW_AND_OLD_IMAGES",
@@ -660,6 +710,20 @@ mod tests {
         );
         assert_eq!(customer_unread_pk(&app, &customer), "CUSTUNREAD#app_x#a#b");
         assert_eq!(unread_sk(chat(42)), "0000000042");
+        assert_eq!(
+            assignee_pk(&app, ChatStatus::Open, Some(&customer)),
+            "ASSIGNEE#app_x#OPEN#a#b"
+        );
+        assert_eq!(
+            assignee_pk(&app, ChatStatus::Open, None),
+            "UNASSIGNED#app_x#OPEN"
+        );
+        let team = chat_domain::Team::parse("Billing EU").unwrap().unwrap();
+        assert_eq!(
+            team_pk(&app, ChatStatus::Resolved, &team),
+            "TEAM#app_x#RESOLVED#Billing EU"
+        );
+        assert_eq!(assignee_unread_pk(&app, &customer), "AGENTUNREAD#app_x#a#b");
         let agent = presence_key(&app, Role::Agent, &customer);
         assert_eq!(agent.1, "app_x#A#a#b");
         assert!(agent.0.starts_with("PRESENCE#"));
@@ -741,7 +805,8 @@ mod tests {
         assert_eq!(
             names,
             [
-                "PK", "SK", "GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK", "GSI3PK", "GSI3SK"
+                "PK", "SK", "GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK", "GSI3PK", "GSI3SK", "GSI4PK",
+                "GSI4SK", "GSI5PK", "GSI5SK"
             ]
         );
         assert_eq!(cfn["GlobalSecondaryIndexes"][0]["IndexName"], INBOX_INDEX);
@@ -791,6 +856,8 @@ mod tests {
                 (INBOX_INDEX, Some(ProjectionType::All)),
                 (CUSTOMER_INDEX, Some(ProjectionType::All)),
                 (UNREAD_INDEX, Some(ProjectionType::KeysOnly)),
+                (ASSIGNEE_INDEX, Some(ProjectionType::All)),
+                (TEAM_INDEX, Some(ProjectionType::All)),
             ]
         );
     }

@@ -608,3 +608,148 @@ async fn presence_heartbeats_and_listings_stay_within_their_request_budget() {
         &[("DeleteItem", 3), ("Query", shards)]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assignment_and_filtered_pages_stay_within_their_request_budget() {
+    let (store, counter) = setup().await;
+    let app = create_app(&store, "app_assign_budget").await;
+    for n in 1..=6 {
+        create_chat(&store, &app, &format!("cust-{n}"), at(n)).await;
+        send(
+            &store,
+            &customer_scope(&app, n as u32, &format!("cust-{n}")),
+            "hi",
+            at(10 + n),
+        )
+        .await;
+    }
+    let assign = |chat: u32, to: Option<&str>, team: Option<Option<&str>>, now: i64| Assignment {
+        scope: agent_scope(&app, chat),
+        assignee: to.map(user),
+        team: team.map(|t| t.and_then(|t| Team::parse(t).unwrap())),
+        now: at(now),
+    };
+    let taken = assert_requests!(
+        counter,
+        "assignChat (take, unread moves to the agent)",
+        store
+            .assign_chat(assign(1, Some("alice"), Some(Some("Billing")), 100))
+            .await
+            .unwrap(),
+        &[("Query", 1), ("TransactWriteItems", 1)]
+    );
+    assert_eq!(taken.assignee, Some(user("alice")));
+    assert_requests!(
+        counter,
+        "assignChat (transfer: two counters)",
+        store
+            .assign_chat(assign(1, Some("bob"), None, 101))
+            .await
+            .unwrap(),
+        &[("Query", 1), ("TransactWriteItems", 1)]
+    );
+    assert_requests!(
+        counter,
+        "assignChat (nothing changes)",
+        store
+            .assign_chat(assign(1, Some("bob"), None, 102))
+            .await
+            .unwrap(),
+        &[("Query", 1)]
+    );
+    for chat in 2..=4 {
+        store
+            .assign_chat(assign(chat, Some("bob"), None, 103))
+            .await
+            .unwrap();
+    }
+    let bob = UserIdentity {
+        app: app.clone(),
+        user_id: user("bob"),
+        role: Role::Agent,
+    };
+    let summary = assert_requests!(
+        counter,
+        "unreadSummary (agent, with my unread)",
+        store.unread_summary(&bob).await.unwrap(),
+        &[("BatchGetItem", 1)]
+    );
+    assert_eq!(
+        (summary.assigned_unread, summary.assigned_unread_chats),
+        (4, 4)
+    );
+    let filter = |assignee: AssigneeFilter, team: Option<&str>| ChatFilter {
+        assignee,
+        team: team.and_then(|t| Team::parse(t).unwrap()),
+    };
+    let page = assert_requests!(
+        counter,
+        "chats (assignee, one status): a page",
+        store
+            .chats(&ChatQuery {
+                status: Some(ChatStatus::Open),
+                filter: filter(AssigneeFilter::Agent(user("bob")), None),
+                ..query(&app, 3)
+            })
+            .await
+            .unwrap(),
+        &[("BatchGetItem", 1), ("Query", 1)]
+    );
+    assert_eq!(numbers_of_chats(&page), vec![4, 3, 2]);
+    let next = assert_requests!(
+        counter,
+        "chats (assignee, one status): the next page",
+        store
+            .chats(&ChatQuery {
+                status: Some(ChatStatus::Open),
+                filter: filter(AssigneeFilter::Agent(user("bob")), None),
+                after: Some(ChatCursor {
+                    last_activity_at: page[2].last_activity_at,
+                    number: page[2].number,
+                }),
+                ..query(&app, 3)
+            })
+            .await
+            .unwrap(),
+        &[("BatchGetItem", 1), ("Query", 1)]
+    );
+    assert_eq!(numbers_of_chats(&next), vec![1]);
+    assert_requests!(
+        counter,
+        "chats (unassigned, one status)",
+        store
+            .chats(&ChatQuery {
+                status: Some(ChatStatus::Open),
+                filter: filter(AssigneeFilter::Unassigned, None),
+                ..query(&app, 20)
+            })
+            .await
+            .unwrap(),
+        &[("BatchGetItem", 1), ("Query", 1)]
+    );
+    assert_requests!(
+        counter,
+        "chats (team, one status)",
+        store
+            .chats(&ChatQuery {
+                status: Some(ChatStatus::Open),
+                filter: filter(AssigneeFilter::Any, Some("Billing")),
+                ..query(&app, 20)
+            })
+            .await
+            .unwrap(),
+        &[("BatchGetItem", 1), ("Query", 1)]
+    );
+    assert_requests!(
+        counter,
+        "chats (assignee, every status)",
+        store
+            .chats(&ChatQuery {
+                filter: filter(AssigneeFilter::Agent(user("bob")), None),
+                ..query(&app, 20)
+            })
+            .await
+            .unwrap(),
+        &[("BatchGetItem", 1), ("Query", 2)]
+    );
+}

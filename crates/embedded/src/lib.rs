@@ -10,6 +10,7 @@
 //!   (`UPDATE ... SET count = count + 1 RETURNING`), each command in its own savepoint, so
 //!   they are dense and a failed command consumes none.
 
+mod assignment;
 mod attachments;
 mod error;
 pub mod feed;
@@ -27,8 +28,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chat_domain::{
-    AppName, AppToken, Application, ChangeRecord, Chat, ChatNumber, ChatQuery, ChatScope,
-    ChatStore, ChatUpdate, DomainError, MarkRead, Message, MessageBody, MessageChange,
+    AppName, AppToken, Application, Assignment, ChangeRecord, Chat, ChatNumber, ChatQuery,
+    ChatScope, ChatStore, ChatUpdate, DomainError, MarkRead, Message, MessageBody, MessageChange,
     MessageNumber, MessageRange, NewApplication, NewChat, NewMessage, ReadReceipt, Sent, Timestamp,
     UnreadSummary, UserIdentity,
 };
@@ -469,6 +470,13 @@ impl ChatStore for SqliteStore {
         let scope = scope.clone();
         self.write("update_chat", move |c| ops::update_chat(c, &scope, &update))
             .await
+    }
+
+    async fn assign_chat(&self, assignment: Assignment) -> Result<Chat, DomainError> {
+        self.write("assign_chat", move |c| {
+            assignment::assign_chat(c, &assignment)
+        })
+        .await
     }
 
     async fn chat(&self, scope: &ChatScope) -> Result<Option<Chat>, DomainError> {

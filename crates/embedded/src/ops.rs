@@ -4,10 +4,10 @@
 
 use chat_domain::webhooks::EventType;
 use chat_domain::{
-    AppName, AppToken, Application, ChangeKind, ChangeRecord, Chat, ChatNumber, ChatQuery,
-    ChatScope, ChatStatus, ChatUpdate, ClientMessageId, DocKey, DomainError, Message, MessageBody,
-    MessageChange, MessageNumber, MessageRange, NewApplication, NewChat, NewMessage, Sent, Subject,
-    Timestamp, UserId,
+    AppName, AppToken, Application, AssigneeFilter, ChangeKind, ChangeRecord, Chat, ChatNumber,
+    ChatQuery, ChatScope, ChatStatus, ChatUpdate, ClientMessageId, DocKey, DomainError, Message,
+    MessageBody, MessageChange, MessageNumber, MessageRange, NewApplication, NewChat, NewMessage,
+    Sent, Subject, Team, Timestamp, UserId,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -208,18 +208,60 @@ pub(crate) fn chat(conn: &Connection, scope: &ChatScope) -> Result<Option<Chat>>
         .transpose()
 }
 
+/// Which assignee condition an inbox query has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AssigneeCondition {
+    Any,
+    Unassigned,
+    Agent,
+}
+
 /// The inbox query with a condition only for the filters present: one SQL text (and one
-/// cached statement) per combination, so that the planner picks the matching index.
-/// Placeholders: the token, then customer, status, cursor (two) as present, then limit.
-fn chats_sql(customer: bool, status: bool, after: bool) -> String {
-    let mut sql = format!(
-        "{} WHERE c.app_id = (SELECT id FROM applications WHERE token = ?1)",
-        rows::CHAT_SELECT
-    );
+/// cached statement) per combination, so that the planner picks the matching index (named
+/// with `INDEXED BY` for the assignee and team filters: without statistics the planner may
+/// prefer walking the whole inbox in order and filtering).
+/// Placeholders: the token, then customer, assignee, team, status, cursor (two) as
+/// present, then limit.
+fn chats_sql(
+    customer: bool,
+    assignee: AssigneeCondition,
+    team: bool,
+    status: bool,
+    after: bool,
+) -> String {
+    let index = match (assignee, team, status) {
+        (AssigneeCondition::Any, false, _) => None,
+        (AssigneeCondition::Any, true, false) => Some("chats_inbox_team"),
+        (AssigneeCondition::Any, true, true) => Some("chats_inbox_team_status"),
+        (_, _, false) => Some("chats_inbox_assignee"),
+        (_, _, true) => Some("chats_inbox_assignee_status"),
+    };
+    let select = match index {
+        Some(index) => rows::CHAT_SELECT.replacen(
+            "FROM chats c ",
+            &format!("FROM chats c INDEXED BY {index} "),
+            1,
+        ),
+        None => rows::CHAT_SELECT.to_owned(),
+    };
+    let mut sql =
+        format!("{select} WHERE c.app_id = (SELECT id FROM applications WHERE token = ?1)");
     let mut n = 1;
     if customer {
         n += 1;
         sql.push_str(&format!(" AND c.customer_id = ?{n}"));
+    }
+    match assignee {
+        AssigneeCondition::Any => {}
+        AssigneeCondition::Unassigned => sql.push_str(" AND c.assignee_id IS NULL"),
+        AssigneeCondition::Agent => {
+            n += 1;
+            sql.push_str(&format!(" AND c.assignee_id = ?{n}"));
+        }
+    }
+    if team {
+        n += 1;
+        sql.push_str(&format!(" AND c.team = ?{n}"));
     }
     if status {
         n += 1;
@@ -242,6 +284,12 @@ fn chats_sql(customer: bool, status: bool, after: bool) -> String {
 pub(crate) fn chats(conn: &Connection, query: &ChatQuery) -> Result<Vec<Chat>> {
     let token = query.app.as_str();
     let customer = query.customer.as_ref().map(UserId::as_str);
+    let (assignee, agent) = match &query.filter.assignee {
+        AssigneeFilter::Any => (AssigneeCondition::Any, None),
+        AssigneeFilter::Unassigned => (AssigneeCondition::Unassigned, None),
+        AssigneeFilter::Agent(id) => (AssigneeCondition::Agent, Some(id.as_str())),
+    };
+    let team = query.filter.team.as_ref().map(Team::as_str);
     let status = query.status.map(ChatStatus::as_str);
     let after = query.after.map(|a| (a.last_activity_at.0, a.number.get()));
     let limit = i64::from(query.limit);
@@ -249,6 +297,12 @@ pub(crate) fn chats(conn: &Connection, query: &ChatQuery) -> Result<Vec<Chat>> {
     let mut values: Vec<&dyn rusqlite::ToSql> = vec![&token];
     if let Some(customer) = &customer {
         values.push(customer);
+    }
+    if let Some(agent) = &agent {
+        values.push(agent);
+    }
+    if let Some(team) = &team {
+        values.push(team);
     }
     if let Some(status) = &status {
         values.push(status);
@@ -259,7 +313,13 @@ pub(crate) fn chats(conn: &Connection, query: &ChatQuery) -> Result<Vec<Chat>> {
     }
     values.push(&limit);
 
-    let sql = chats_sql(customer.is_some(), status.is_some(), after.is_some());
+    let sql = chats_sql(
+        customer.is_some(),
+        assignee,
+        team.is_some(),
+        status.is_some(),
+        after.is_some(),
+    );
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut found = stmt.query(rusqlite::params_from_iter(values))?;
     let mut chats = Vec::new();
@@ -687,13 +747,40 @@ mod tests {
         for customer in [false, true] {
             for status in [false, true] {
                 for after in [false, true] {
-                    let plan = plan(&conn, &chats_sql(customer, status, after));
+                    let sql = chats_sql(customer, AssigneeCondition::Any, false, status, after);
+                    let plan = plan(&conn, &sql);
                     let index = match (customer, status) {
                         (true, _) => "chats_inbox_customer",
                         (false, true) => "chats_inbox_status",
                         (false, false) => "chats_inbox ",
                     };
                     assert!(plan.contains(index), "{customer} {status} {after}:\n{plan}");
+                    assert!(!plan.contains("TEMP B-TREE"), "sorts in memory:\n{plan}");
+                    assert!(!plan.contains("SCAN"), "scans a table:\n{plan}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_assignee_and_team_query_walks_its_index_in_order() {
+        let conn = Connection::open_in_memory().unwrap();
+        crate::schema::migrate(&conn).unwrap();
+        let filters = [
+            (AssigneeCondition::Unassigned, false, "chats_inbox_assignee"),
+            (AssigneeCondition::Agent, false, "chats_inbox_assignee"),
+            (AssigneeCondition::Any, true, "chats_inbox_team"),
+        ];
+        for (assignee, team, index) in filters {
+            for status in [false, true] {
+                for after in [false, true] {
+                    let plan = plan(&conn, &chats_sql(false, assignee, team, status, after));
+                    let index = if status {
+                        format!("{index}_status")
+                    } else {
+                        format!("{index} ")
+                    };
+                    assert!(plan.contains(&index), "{assignee:?} {status}:\n{plan}");
                     assert!(!plan.contains("TEMP B-TREE"), "sorts in memory:\n{plan}");
                     assert!(!plan.contains("SCAN"), "scans a table:\n{plan}");
                 }

@@ -3,7 +3,7 @@
 
 use chat_domain::{
     AppName, AppToken, Chat, ChatNumber, ChatStatus, ClientMessageId, Message, MessageNumber, Role,
-    Subject, Timestamp, UserId,
+    Subject, Team, Timestamp, UserId,
 };
 use rusqlite::Row;
 
@@ -84,7 +84,7 @@ pub(crate) fn message(
 pub(crate) const CHAT_SELECT: &str = "SELECT c.number, c.customer_id, c.subject, c.status, \
      c.messages_count, c.last_message_at, c.last_activity_at, c.created_at, c.updated_at, \
      c.customer_last_read, c.agents_last_read, m.number, m.body, m.sender_id, m.sender_role, m.client_message_id, m.created_at, \
-     m.edited_at, m.deleted \
+     m.edited_at, m.deleted, c.assignee_id, c.team \
      FROM chats c LEFT JOIN messages m \
      ON m.app_id = c.app_id AND m.chat_number = c.number AND m.number = c.messages_count";
 
@@ -104,5 +104,13 @@ pub(crate) fn chat(app: &AppToken, row: &Row<'_>) -> Result<Chat> {
         customer_last_read: count(row.get(9)?, "customer watermark")?,
         agents_last_read: count(row.get(10)?, "agents watermark")?,
         last_message: message(app, number, row, 11)?,
+        assignee: row
+            .get::<_, Option<String>>(19)?
+            .map(|raw| user_id(&raw))
+            .transpose()?,
+        team: match row.get::<_, Option<String>>(20)? {
+            None => None,
+            Some(raw) => Team::parse(&raw).map_err(|e| StoreError::corrupt("chat team", e))?,
+        },
     })
 }

@@ -212,6 +212,31 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX webhook_deliveries_event ON webhook_deliveries (event_id);
     "#,
+    // 8: assignment. A chat's assignee (an agent's id) and team; the inbox per assignee and
+    // per team, with and without a status, in inbox order; each agent's unread counter over
+    // the chats assigned to it ("my unread"), moved with the agents' team counter.
+    r#"
+    ALTER TABLE chats ADD COLUMN assignee_id TEXT;
+    ALTER TABLE chats ADD COLUMN team TEXT;
+
+    CREATE INDEX chats_inbox_assignee
+        ON chats (app_id, assignee_id, last_activity_at DESC, number DESC);
+    CREATE INDEX chats_inbox_assignee_status
+        ON chats (app_id, assignee_id, status, last_activity_at DESC, number DESC);
+    CREATE INDEX chats_inbox_team
+        ON chats (app_id, team, last_activity_at DESC, number DESC) WHERE team IS NOT NULL;
+    CREATE INDEX chats_inbox_team_status
+        ON chats (app_id, team, status, last_activity_at DESC, number DESC)
+        WHERE team IS NOT NULL;
+
+    CREATE TABLE assignee_unread (
+        app_id       INTEGER NOT NULL REFERENCES applications (id),
+        agent_id     TEXT    NOT NULL,
+        total_unread INTEGER NOT NULL CHECK (total_unread >= 0),
+        unread_chats INTEGER NOT NULL CHECK (unread_chats >= 0),
+        PRIMARY KEY (app_id, agent_id)
+    ) STRICT, WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes.

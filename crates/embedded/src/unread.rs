@@ -4,7 +4,7 @@
 
 use chat_domain::{
     ChatNumber, ChatScope, CounterChange, DomainError, MarkRead, ReadMarks, ReadReceipt, Role,
-    UnreadSummary, UserId, UserIdentity,
+    UnreadDelta, UnreadSummary, UserId, UserIdentity,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -20,13 +20,15 @@ pub(crate) struct ChatMarks {
     pub app_id: i64,
     pub customer_id: String,
     pub marks: ReadMarks,
+    /// The agent the chat is assigned to, if any.
+    pub assignee: Option<String>,
 }
 
 /// The chat as the scope sees it, with its marks.
 pub(crate) fn chat_marks(conn: &Connection, scope: &ChatScope) -> Result<Option<ChatMarks>> {
     conn.prepare_cached(&format!(
         "SELECT c.app_id, c.customer_id, c.messages_count, c.customer_last_read, \
-         c.agents_last_read FROM chats c WHERE {SCOPE}"
+         c.agents_last_read, c.assignee_id FROM chats c WHERE {SCOPE}"
     ))?
     .query_row(
         params![
@@ -41,14 +43,16 @@ pub(crate) fn chat_marks(conn: &Connection, scope: &ChatScope) -> Result<Option<
                 row.get::<_, i64>(2)?,
                 row.get::<_, i64>(3)?,
                 row.get::<_, i64>(4)?,
+                row.get::<_, Option<String>>(5)?,
             ))
         },
     )
     .optional()?
-    .map(|(app_id, customer_id, last, customer, agents)| {
+    .map(|(app_id, customer_id, last, customer, agents, assignee)| {
         Ok(ChatMarks {
             app_id,
             customer_id,
+            assignee,
             marks: ReadMarks {
                 last: rows::count(last, "messages count")?,
                 customer: rows::count(customer, "customer watermark")?,
@@ -116,6 +120,36 @@ pub(crate) fn moved(
                 delta.chats
             ])?;
         }
+    }
+    if let Some(assignee) = &chat.assignee {
+        move_assignee_counter(conn, chat.app_id, assignee, change.agents)?;
+    }
+    Ok(())
+}
+
+/// Adds `delta` to the "my unread" counter of `agent` (update, else insert: a counter is
+/// born positive; a CHECK refuses a negative one).
+pub(crate) fn move_assignee_counter(
+    conn: &Connection,
+    app_id: i64,
+    agent: &str,
+    delta: UnreadDelta,
+) -> Result<()> {
+    if delta.is_zero() {
+        return Ok(());
+    }
+    let updated = conn
+        .prepare_cached(
+            "UPDATE assignee_unread SET total_unread = total_unread + ?3, \
+             unread_chats = unread_chats + ?4 WHERE app_id = ?1 AND agent_id = ?2",
+        )?
+        .execute(params![app_id, agent, delta.messages, delta.chats])?;
+    if updated == 0 {
+        conn.prepare_cached(
+            "INSERT INTO assignee_unread (app_id, agent_id, total_unread, unread_chats) \
+             VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![app_id, agent, delta.messages, delta.chats])?;
     }
     Ok(())
 }
@@ -217,7 +251,7 @@ fn side(reader: &UserIdentity) -> (&'static str, &str) {
     }
 }
 
-/// One primary-key lookup.
+/// One primary-key lookup (an agent: two, its team's counter and its own "my unread").
 pub(crate) fn unread_summary(conn: &Connection, reader: &UserIdentity) -> Result<UnreadSummary> {
     let (side, customer_id) = side(reader);
     let found = conn
@@ -233,10 +267,27 @@ pub(crate) fn unread_summary(conn: &Connection, reader: &UserIdentity) -> Result
     let (total, chats) = found.unwrap_or_default();
     let counter =
         |raw: i64, what| u64::try_from(raw).map_err(|e| crate::error::StoreError::corrupt(what, e));
+    let (mine_total, mine_chats) = match reader.role {
+        Role::Customer => (0, 0),
+        Role::Agent => conn
+            .prepare_cached(
+                "SELECT total_unread, unread_chats FROM assignee_unread \
+                 WHERE app_id = (SELECT id FROM applications WHERE token = ?1) \
+                 AND agent_id = ?2",
+            )?
+            .query_row(
+                params![reader.app.as_str(), reader.user_id.as_str()],
+                |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
+            )
+            .optional()?
+            .unwrap_or_default(),
+    };
     Ok(UnreadSummary {
         app: reader.app.clone(),
         total_unread: counter(total, "unread counter")?,
         unread_chats: counter(chats, "unread chats counter")?,
+        assigned_unread: counter(mine_total, "assignee unread counter")?,
+        assigned_unread_chats: counter(mine_chats, "assignee unread chats counter")?,
     })
 }
 

@@ -7,6 +7,12 @@ use chat_domain::{
 };
 use tokio::task::JoinSet;
 
+pub use crate::assignment::{
+    agents_assign_take_transfer_and_unassign,
+    concurrent_assignments_sends_and_reads_keep_my_unread_exact,
+    inbox_filters_page_every_chat_once_in_inbox_order,
+    my_unread_follows_sends_reads_and_assignment,
+};
 use crate::fixtures::*;
 pub use crate::unread::{
     mark_all_read_clears_what_the_reader_sees,

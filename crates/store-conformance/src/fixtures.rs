@@ -163,6 +163,7 @@ pub fn query(app: &AppToken, limit: u32) -> ChatQuery {
         app: app.clone(),
         customer: None,
         status: None,
+        filter: Default::default(),
         after: None,
         limit,
     }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use chat_domain::ChatStore;
 
+pub mod assignment;
 pub mod attachments;
 pub mod behaviours;
 pub mod fixtures;
@@ -79,6 +80,10 @@ macro_rules! __with_behaviours {
             unread_follows_watermarks,
             mark_all_read_clears_what_the_reader_sees,
             unread_counters_equal_a_recount_after_random_interleavings,
+            agents_assign_take_transfer_and_unassign,
+            inbox_filters_page_every_chat_once_in_inbox_order,
+            my_unread_follows_sends_reads_and_assignment,
+            concurrent_assignments_sends_and_reads_keep_my_unread_exact,
         }
     };
 }

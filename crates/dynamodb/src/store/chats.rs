@@ -5,12 +5,13 @@
 use std::collections::HashMap;
 
 use chat_domain::{
-    Chat, ChatNumber, ChatQuery, ChatScope, ChatStatus, ChatUpdate, DomainError, Message,
-    MessageNumber, NewChat,
+    AssigneeFilter, Chat, ChatFilter, ChatNumber, ChatQuery, ChatScope, ChatStatus, ChatUpdate,
+    DomainError, Message, MessageNumber, NewChat,
 };
 use futures::future::try_join_all;
 
-use super::conditional_write::Step;
+use super::conditional_write::{Step, Verdict};
+use super::unread::{assignee_unchanged, team_unchanged};
 use super::{
     BATCH_GET_MAX_KEYS, DynamoStore, app_not_found, chat_not_found, chat_partition_between, domain,
     require_scope, update_expression, visible_to,
@@ -64,49 +65,92 @@ impl DynamoStore {
             .await
     }
 
-    /// Query (chat item + last message) + UpdateItem: 2 requests.
+    /// Query (chat item + last message) + UpdateItem: 2 requests. A status change moves the
+    /// chat's index keys, which also name its assignee and team: the write holds only while
+    /// those are as read (an assignment in between: read again and retry).
     pub(super) async fn change_chat(
         &self,
         scope: &ChatScope,
         update: &ChatUpdate,
     ) -> StoreResult<Chat> {
-        let Some(current) = self.chat_with_last_message(scope).await? else {
-            return Err(chat_not_found(scope));
-        };
-        let mut expr = Expr::new();
-        let mut set = vec![expr.equals(attr::UPDATED_AT, "now", number_attr(update.now.0))];
-        let mut remove = Vec::new();
-        match &update.subject {
-            None => {}
-            Some(Some(subject)) => {
-                set.push(expr.equals(attr::SUBJECT, "subject", string_attr(subject.as_str())))
-            }
-            Some(None) => remove.push(expr.name(attr::SUBJECT)),
-        }
-        if let Some(status) = update.status {
-            // The index keys follow the status; the customer and number never change.
-            set.push(expr.equals(attr::STATUS, "status", string_attr(status.as_str())));
-            let inbox = table::inbox_pk(&scope.app, status, table::inbox_shard(scope.chat));
-            set.push(expr.equals(attr::GSI1PK, "inbox", string_attr(inbox)));
-            let customer = table::customer_pk(&scope.app, status, &current.customer_id);
-            set.push(expr.equals(attr::GSI2PK, "customer", string_attr(customer)));
-        }
-        let mut condition = format!("attribute_exists({})", expr.name(attr::PK));
-        require_scope(&mut condition, &mut expr, scope);
-        let key = items::key(table::chat_pk(&scope.app, scope.chat), table::CHAT_SK);
-        let update_expression = update_expression(&set, &remove);
-        let update = self.update_request(key, &update_expression, Some(&condition), &expr)?;
+        let key = || items::key(table::chat_pk(&scope.app, scope.chat), table::CHAT_SK);
+        // The last attempt's read, for its last message.
+        let read = std::sync::Mutex::new(None::<Chat>);
+        let read = &read;
         let updated = self
             .conditional_write("the chat")
-            .update(update, items::chat, move |_| async move {
-                Err(chat_not_found(scope))
-            })
+            .run(
+                move |_| async move {
+                    let Some(current) = self.chat_with_last_message(scope).await? else {
+                        return Err(chat_not_found(scope));
+                    };
+                    let mut expr = Expr::new();
+                    let mut set =
+                        vec![expr.equals(attr::UPDATED_AT, "now", number_attr(update.now.0))];
+                    let mut remove = Vec::new();
+                    match &update.subject {
+                        None => {}
+                        Some(Some(subject)) => set.push(expr.equals(
+                            attr::SUBJECT,
+                            "subject",
+                            string_attr(subject.as_str()),
+                        )),
+                        Some(None) => remove.push(expr.name(attr::SUBJECT)),
+                    }
+                    let mut condition = format!("attribute_exists({})", expr.name(attr::PK));
+                    if let Some(status) = update.status {
+                        // The index keys follow the status; the customer and number never
+                        // change, the assignee and team are as read.
+                        set.push(expr.equals(attr::STATUS, "status", string_attr(status.as_str())));
+                        let inbox =
+                            table::inbox_pk(&scope.app, status, table::inbox_shard(scope.chat));
+                        set.push(expr.equals(attr::GSI1PK, "inbox", string_attr(inbox)));
+                        let customer = table::customer_pk(&scope.app, status, &current.customer_id);
+                        set.push(expr.equals(attr::GSI2PK, "customer", string_attr(customer)));
+                        let assignee =
+                            table::assignee_pk(&scope.app, status, current.assignee.as_ref());
+                        set.push(expr.equals(attr::GSI4PK, "assigneePk", string_attr(assignee)));
+                        if let Some(team) = &current.team {
+                            let team = table::team_pk(&scope.app, status, team);
+                            set.push(expr.equals(attr::GSI5PK, "teamPk", string_attr(team)));
+                        }
+                        condition.push_str(&format!(
+                            " AND {} AND {}",
+                            assignee_unchanged(&mut expr, current.assignee.as_ref()),
+                            team_unchanged(&mut expr, current.team.as_ref()),
+                        ));
+                    }
+                    require_scope(&mut condition, &mut expr, scope);
+                    let update_expression = update_expression(&set, &remove);
+                    let request =
+                        self.update_request(key(), &update_expression, Some(&condition), &expr)?;
+                    if let Ok(mut last_read) = read.lock() {
+                        *last_read = Some(current);
+                    }
+                    Ok(Step::Update(Box::new(request), items::chat, ()))
+                },
+                move |cancelled, _| async move {
+                    // Gone (or another customer's): NotFound; otherwise the assignee or
+                    // team moved: read again.
+                    match cancelled.item(0) {
+                        Some(item)
+                            if items::chat(item)
+                                .is_ok_and(|c| visible_to(scope, &c.customer_id)) =>
+                        {
+                            Ok(Verdict::Retry)
+                        }
+                        _ => Err(chat_not_found(scope)),
+                    }
+                },
+            )
             .await?;
+        let current = read.lock().ok().and_then(|mut r| r.take());
         // A message sent in between moved the count: read the new last message.
-        let last = if updated.messages_count == current.messages_count {
-            current.last_message
-        } else {
-            self.last_message(&updated).await?
+        let last = match current {
+            Some(current) if updated.messages_count == current.messages_count => {
+                current.last_message
+            }
+            _ => self.last_message(&updated).await?,
         };
         items::with_last_message(updated, last)
     }
@@ -163,7 +207,9 @@ impl DynamoStore {
     }
 
     /// One Query per index partition the filters select (in parallel), then one
-    /// BatchGetItem per 100 chats for their last messages.
+    /// BatchGetItem per 100 chats for their last messages: with a status, a filter by
+    /// assignee or team is one Query of the `assignee` or `team` index (two without: one
+    /// per status); the unfiltered inbox is one per inbox shard and status.
     pub(super) async fn chats_page(&self, query: &ChatQuery) -> StoreResult<Vec<Chat>> {
         if query.limit == 0 {
             return Ok(Vec::new());
@@ -180,7 +226,40 @@ impl DynamoStore {
             Some(status) => vec![status],
             None => vec![ChatStatus::Open, ChatStatus::Resolved],
         };
+        let filtered = query.filter != ChatFilter::default();
+        if filtered && query.customer.is_some() {
+            return Err(domain(DomainError::Forbidden(
+                "only agents filter chats by assignee or team".into(),
+            )));
+        }
         let partitions: Vec<(&str, &str, &str, String)> = match &query.customer {
+            // By assignee or team: one partition per status.
+            None if filtered => statuses
+                .iter()
+                .map(
+                    |status| match (&query.filter.team, &query.filter.assignee) {
+                        (Some(team), _) => (
+                            table::TEAM_INDEX,
+                            attr::GSI5PK,
+                            attr::GSI5SK,
+                            table::team_pk(&query.app, *status, team),
+                        ),
+                        (None, assignee) => (
+                            table::ASSIGNEE_INDEX,
+                            attr::GSI4PK,
+                            attr::GSI4SK,
+                            table::assignee_pk(
+                                &query.app,
+                                *status,
+                                match assignee {
+                                    AssigneeFilter::Agent(agent) => Some(agent),
+                                    _ => None,
+                                },
+                            ),
+                        ),
+                    },
+                )
+                .collect(),
             Some(customer) => statuses
                 .iter()
                 .map(|status| {

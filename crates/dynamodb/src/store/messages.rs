@@ -106,8 +106,14 @@ impl DynamoStore {
                         expr.equals(attr::LAST_ACTIVITY_AT, "at", number_attr(created_at.0)),
                         expr.equals(attr::UPDATED_AT, "updated", number_attr(updated_at.0)),
                         expr.equals(attr::GSI1SK, "activity", string_attr(activity.clone())),
-                        expr.equals(attr::GSI2SK, "activity", string_attr(activity)),
+                        expr.equals(attr::GSI2SK, "activity", string_attr(activity.clone())),
+                        expr.equals(attr::GSI4SK, "activity", string_attr(activity.clone())),
                     ];
+                    // The team index entry exists only with a team (an assignment between
+                    // the read and this write moves updatedAt, which fails the condition).
+                    if chat.team.is_some() {
+                        set.push(expr.equals(attr::GSI5SK, "activity", string_attr(activity)));
+                    }
                     let (set_index, remove_index) =
                         unread_index_clauses(&mut expr, &chat, before, after);
                     set.extend(set_index);

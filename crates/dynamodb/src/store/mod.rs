@@ -9,6 +9,7 @@
 //! domain's once.
 
 mod applications;
+mod assignment;
 mod chats;
 mod conditional_write;
 mod messages;
@@ -25,10 +26,10 @@ use aws_sdk_dynamodb::types::{
     KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use chat_domain::{
-    AppName, AppToken, Application, Chat, ChatNumber, ChatQuery, ChatScope, ChatStore, ChatUpdate,
-    DomainError, MarkRead, Message, MessageBody, MessageChange, MessageNumber, MessageRange,
-    NewApplication, NewChat, NewMessage, ReadReceipt, Result, Sent, Timestamp, UnreadSummary,
-    UserId, UserIdentity,
+    AppName, AppToken, Application, Assignment, Chat, ChatNumber, ChatQuery, ChatScope, ChatStore,
+    ChatUpdate, DomainError, MarkRead, Message, MessageBody, MessageChange, MessageNumber,
+    MessageRange, NewApplication, NewChat, NewMessage, ReadReceipt, Result, Sent, Timestamp,
+    UnreadSummary, UserId, UserIdentity,
 };
 
 use self::conditional_write::WriterLanes;
@@ -344,6 +345,12 @@ impl ChatStore for DynamoStore {
         self.change_chat(scope, &update)
             .await
             .map_err(|e| e.into_domain("update_chat"))
+    }
+
+    async fn assign_chat(&self, assignment: Assignment) -> Result<Chat> {
+        self.assign(&assignment)
+            .await
+            .map_err(|e| e.into_domain("assign_chat"))
     }
 
     async fn chat(&self, scope: &ChatScope) -> Result<Option<Chat>> {

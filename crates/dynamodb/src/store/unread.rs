@@ -5,7 +5,7 @@
 use aws_sdk_dynamodb::types::TransactWriteItem;
 use chat_domain::{
     AppToken, Chat, ChatNumber, ChatScope, ChatStatus, CounterChange, DomainError, MarkRead,
-    ReadMarks, ReadReceipt, Role, UnreadSummary, UserIdentity,
+    ReadMarks, ReadReceipt, Role, Team, UnreadDelta, UnreadSummary, UserId, UserIdentity,
 };
 use futures::future::try_join_all;
 
@@ -45,6 +45,22 @@ pub(super) fn watermarks_unchanged(expr: &mut Expr, marks: ReadMarks) -> String 
         unchanged(attr::CUSTOMER_LAST_READ, "customerRead", marks.customer),
         unchanged(attr::AGENTS_LAST_READ, "agentsRead", marks.agents),
     )
+}
+
+/// The chat's assignee is still `assignee` (the counter it moves is that agent's).
+pub(super) fn assignee_unchanged(expr: &mut Expr, assignee: Option<&UserId>) -> String {
+    match assignee {
+        None => format!("attribute_not_exists({})", expr.name(attr::ASSIGNEE_ID)),
+        Some(agent) => expr.equals(attr::ASSIGNEE_ID, "assignee", string_attr(agent.as_str())),
+    }
+}
+
+/// The chat's team is still `team`.
+pub(super) fn team_unchanged(expr: &mut Expr, team: Option<&Team>) -> String {
+    match team {
+        None => format!("attribute_not_exists({})", expr.name(attr::TEAM)),
+        Some(team) => expr.equals(attr::TEAM, "team", string_attr(team.as_str())),
+    }
 }
 
 /// The SET and REMOVE clauses that keep a chat in the `unread` index exactly while its
@@ -129,9 +145,10 @@ impl DynamoStore {
                         set.extend(set_index);
                         let update = update_expression(&set, &remove_index);
                         let mut condition = format!(
-                            "{} AND {}",
+                            "{} AND {} AND {}",
                             expr.equals(attr::MESSAGES_COUNT, "count", number_attr(last)),
                             watermarks_unchanged(&mut expr, before),
+                            assignee_unchanged(&mut expr, chat.assignee.as_ref()),
                         );
                         require_scope(&mut condition, &mut expr, scope);
                         writes.push(self.update(chat_key(), &update, Some(&condition), &expr)?);
@@ -183,9 +200,14 @@ impl DynamoStore {
         let app = &reader.app;
         let counters = match reader.role {
             Role::Agent => {
-                let keys = (0..table::UNREAD_SHARDS)
+                let mut keys: Vec<_> = (0..table::UNREAD_SHARDS)
                     .map(|shard| items::key(table::team_unread_pk(app, shard), table::UNREAD_SK))
                     .collect();
+                // "My unread" in the same request.
+                keys.push(items::key(
+                    table::assignee_unread_pk(app, &reader.user_id),
+                    table::UNREAD_SK,
+                ));
                 self.batch_get(keys).await?
             }
             Role::Customer => {
@@ -200,11 +222,19 @@ impl DynamoStore {
             app: app.clone(),
             total_unread: 0,
             unread_chats: 0,
+            assigned_unread: 0,
+            assigned_unread_chats: 0,
         };
+        let mine = table::assignee_unread_pk(app, &reader.user_id);
         for counter in &counters {
             let (messages, chats) = items::unread_counts(counter)?;
-            summary.total_unread += messages;
-            summary.unread_chats += chats;
+            if reader.role == Role::Agent && items::string(counter, attr::PK)? == mine {
+                summary.assigned_unread += messages;
+                summary.assigned_unread_chats += chats;
+            } else {
+                summary.total_unread += messages;
+                summary.unread_chats += chats;
+            }
         }
         Ok(summary)
     }
@@ -263,8 +293,8 @@ impl DynamoStore {
     }
 
     /// The counter updates a change of one chat's marks makes, in the same transaction:
-    /// `ADD` to the agents' counter shard of the chat and to its customer's counter, each
-    /// skipped when its delta is zero. Unconditional: atomic increments need no read, and
+    /// `ADD` to the agents' counter shard of the chat, to its customer's counter and to its
+    /// assignee's ("my unread") if it has one, each skipped when its delta is zero. Unconditional: atomic increments need no read, and
     /// the chat's own condition already guards the marks the deltas came from.
     pub(super) fn counter_writes(
         &self,
@@ -281,24 +311,41 @@ impl DynamoStore {
                 change.customer,
             ),
         ];
+        let mut counters = counters.to_vec();
+        if let Some(assignee) = &chat.assignee {
+            counters.push((
+                table::assignee_unread_pk(&chat.app, assignee),
+                change.agents,
+            ));
+        }
         let mut writes = Vec::new();
         for (pk, delta) in counters {
-            if delta.is_zero() {
-                continue;
-            }
-            let mut expr = Expr::new();
-            // The first change creates the item: it gets its type then.
-            let update = format!(
-                "SET {} ADD {} {}, {} {}",
-                expr.equals(attr::TYPE, "type", string_attr(item_type::UNREAD_COUNTER)),
-                expr.name(attr::TOTAL_UNREAD),
-                expr.value("messages", number_attr(delta.messages)),
-                expr.name(attr::UNREAD_CHATS),
-                expr.value("chats", number_attr(delta.chats)),
-            );
-            writes.push(self.update(items::key(pk, table::UNREAD_SK), &update, None, &expr)?);
+            writes.extend(self.counter_write(pk, delta)?);
         }
         Ok(writes)
+    }
+
+    /// `ADD delta` to one counter item (nothing when the delta is zero).
+    pub(super) fn counter_write(
+        &self,
+        pk: String,
+        delta: UnreadDelta,
+    ) -> StoreResult<Option<TransactWriteItem>> {
+        if delta.is_zero() {
+            return Ok(None);
+        }
+        let mut expr = Expr::new();
+        // The first change creates the item: it gets its type then.
+        let update = format!(
+            "SET {} ADD {} {}, {} {}",
+            expr.equals(attr::TYPE, "type", string_attr(item_type::UNREAD_COUNTER)),
+            expr.name(attr::TOTAL_UNREAD),
+            expr.value("messages", number_attr(delta.messages)),
+            expr.name(attr::UNREAD_CHATS),
+            expr.value("chats", number_attr(delta.chats)),
+        );
+        self.update(items::key(pk, table::UNREAD_SK), &update, None, &expr)
+            .map(Some)
     }
 
     /// The chat as the reader sees it and the reader's own watermark on it, in 1 request:
