@@ -475,7 +475,11 @@ async fn search_messages(
     args: Map<String, Value>,
 ) -> Result<Value> {
     let args = Args(&args);
-    let (app, chat) = chat_of(&args)?;
+    let app = app_token(&args, "appToken")?;
+    let chat = args
+        .opt_int("chatNumber")?
+        .map(ChatNumber::new)
+        .transpose()?;
     let query = SearchQuery::parse(args.str("query")?)?;
     let limit = PageSize::parse(args.opt_int("limit")?)?;
     let page = svc

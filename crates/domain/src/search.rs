@@ -63,6 +63,9 @@ pub const WHOLE_WORD_SCORE: u32 = 2;
 pub const PREFIX_SCORE: u32 = 1;
 /// The shortest word matched as a substring; shorter query words match whole words only.
 pub const SEARCH_GRAM_MIN_CHARS: usize = 3;
+/// A CUSTOMER's search without a chat number covers its chats, at most this many (its most
+/// recently active): the list is read from the store and sent to the index as a filter.
+pub const SEARCH_CUSTOMER_CHATS_MAX: usize = 1_000;
 
 /// A validated search query: trimmed, 1..=200 characters, at least one word, at most
 /// [`SEARCH_QUERY_MAX_WORDS`] distinct words.
@@ -334,36 +337,106 @@ pub enum Applied {
     Stale,
 }
 
-/// Where a page of search results continues: after this (score, number) in ranking order.
+/// Where a page of search results continues: after this hit in ranking order. `chat` and
+/// `created_at` are set in a search across chats (whose order uses them), absent in one
+/// chat's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SearchCursor {
     pub score: u32,
     pub number: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<i64>,
 }
 
-/// One chat's messages matching a query, in ranking order.
+/// Which chats of the application a search covers. The caller (the service) decides, by
+/// role: an AGENT may search one chat or the whole application; a CUSTOMER one of its
+/// chats or the list of its chats, read from the store. The index never decides who sees
+/// what: it only applies the filter it is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchScope {
+    /// One chat: ranked best match first, then by message number (newest first).
+    Chat(ChatNumber),
+    /// These chats (an empty list matches nothing): ranked as [`SearchScope::App`].
+    Chats(Vec<ChatNumber>),
+    /// Every chat of the application: ranked best match first, then newest by creation
+    /// time, then by chat number and message number (both descending), a total order.
+    App,
+}
+
+impl SearchScope {
+    /// Whether hits are ranked across chats (by creation time) rather than in one chat
+    /// (by message number).
+    pub fn across_chats(&self) -> bool {
+        !matches!(self, SearchScope::Chat(_))
+    }
+}
+
+/// Messages of a [`SearchScope`] of one application matching a query, in ranking order.
 #[derive(Debug, Clone)]
 pub struct SearchRequest {
     pub app: AppToken,
-    pub chat: ChatNumber,
+    pub scope: SearchScope,
     pub query: SearchQuery,
     pub after: Option<SearchCursor>,
     /// How many hits at most.
     pub limit: u32,
 }
 
+impl SearchRequest {
+    /// One chat's messages (the common case).
+    pub fn in_chat(app: AppToken, chat: ChatNumber, query: SearchQuery, limit: u32) -> Self {
+        SearchRequest {
+            app,
+            scope: SearchScope::Chat(chat),
+            query,
+            after: None,
+            limit,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SearchHit {
+    pub chat: ChatNumber,
     pub number: MessageNumber,
     pub score: u32,
+    /// The message's creation time (milliseconds), which orders hits across chats.
+    pub created_at: Timestamp,
 }
 
 impl SearchHit {
-    pub fn cursor(&self) -> SearchCursor {
+    /// Where the next page starts; `across_chats` as the request's scope says.
+    pub fn cursor(&self, across_chats: bool) -> SearchCursor {
         SearchCursor {
             score: self.score,
             number: self.number.get(),
+            chat: across_chats.then(|| self.chat.get()),
+            created_at: across_chats.then_some(self.created_at.0),
         }
+    }
+
+    /// The ranking key across chats: higher is first.
+    pub fn across_key(&self) -> (u32, i64, u32, u32) {
+        (
+            self.score,
+            self.created_at.0,
+            self.chat.get(),
+            self.number.get(),
+        )
+    }
+}
+
+impl SearchCursor {
+    /// The ranking key across chats of the hit this cursor was taken from.
+    pub fn across_key(&self) -> (u32, i64, u32, u32) {
+        (
+            self.score,
+            self.created_at.unwrap_or(i64::MAX),
+            self.chat.unwrap_or(u32::MAX),
+            self.number,
+        )
     }
 }
 
@@ -377,8 +450,9 @@ pub trait SearchIndex: Send + Sync + 'static {
     /// about any operation (the index is unreachable).
     async fn apply(&self, ops: &[IndexOp]) -> Result<Vec<Result<Applied>>>;
 
-    /// Hits of one chat, best match first then newest, strictly after `request.after`.
-    /// Never a hit of another chat or application, never a deleted message.
+    /// Hits of the request's scope in its ranking order ([`SearchScope`]), strictly after
+    /// `request.after`. Never a hit outside the scope or of another application, never a
+    /// deleted message.
     async fn search(&self, request: &SearchRequest) -> Result<Vec<SearchHit>>;
 }
 

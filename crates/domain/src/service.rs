@@ -18,7 +18,9 @@ use crate::keyring::{Generations, Keyring};
 use crate::limits::{SECRET_GRACE_DEFAULT_SECS, SECRET_GRACE_MAX_SECS};
 use crate::model::*;
 use crate::presence::{PresenceStore, TypingGate};
-use crate::search::{SearchCursor, SearchIndex, SearchQuery, SearchRequest};
+use crate::search::{
+    SEARCH_CUSTOMER_CHATS_MAX, SearchCursor, SearchIndex, SearchQuery, SearchRequest, SearchScope,
+};
 use crate::secrets::{AppSecret, ServerKey, generate_app_token};
 use crate::store::*;
 use crate::throttle::Throttle;
@@ -624,50 +626,88 @@ impl ChatService {
         Ok(Page { items, next_token })
     }
 
-    /// Messages of one chat whose body matches the query (see [`crate::search`] for the
-    /// rules), best match first then newest. Same access rules as `messages`: a CUSTOMER
-    /// searches only its own chats (another's is NotFound, checked in the store before the
-    /// index is asked). Hits are shown as the store has them now: a message deleted since
-    /// it was indexed is left out (so a page may be shorter than `limit` and still have a
-    /// nextToken), an edited one shows its new body.
+    /// Messages whose body matches the query (see [`crate::search`] for the rules), best
+    /// match first then newest. With a chat: that chat's, with the access rules of
+    /// `messages` (a CUSTOMER's other chat is NotFound, checked in the store before the
+    /// index is asked). Without: an AGENT searches the whole application; a CUSTOMER the
+    /// chats the store lists as its own (its [`SEARCH_CUSTOMER_CHATS_MAX`] most recently
+    /// active), so it never sees another customer's messages. Hits are shown as the store
+    /// has them now: a message deleted since it was indexed is left out (so a page may be
+    /// shorter than `limit` and still have a nextToken), an edited one shows its new body.
     pub async fn search_messages(
         &self,
         caller: &Caller,
         app: &AppToken,
-        chat: ChatNumber,
+        chat: Option<ChatNumber>,
         query: SearchQuery,
         limit: PageSize,
         next_token: Option<&str>,
     ) -> Result<Page<Message>> {
         let user = user_of(caller, app)?;
-        let scope = user.scope(chat);
         let index = self.search.as_ref().ok_or_else(|| {
             DomainError::internal("search_messages", "no search index configured")
         })?;
-        // The token is bound to the chat and the query: replayed elsewhere it is BadInput.
-        let context = format!("search\0{app}\0{chat}\0{}", query.as_str());
+        // The token is bound to the scope and the query: replayed elsewhere it is BadInput.
+        let context = match chat {
+            Some(chat) => format!("search\0{app}\0{chat}\0{}", query.as_str()),
+            None => format!(
+                "search\0{app}\0*{}\0{}",
+                user.user_id.as_str(),
+                query.as_str()
+            ),
+        };
         let after = next_token
             .map(|t| self.pages.decode::<SearchCursor>(&context, t))
             .transpose()?;
-        if self.store.chat(&scope).await?.is_none() {
-            return Err(DomainError::chat_not_found(chat));
-        }
+        let scope = match chat {
+            Some(chat) => {
+                if self.store.chat(&user.scope(chat)).await?.is_none() {
+                    return Err(DomainError::chat_not_found(chat));
+                }
+                SearchScope::Chat(chat)
+            }
+            None if user.role == Role::Agent => SearchScope::App,
+            None => SearchScope::Chats(self.customer_chat_numbers(caller, app).await?),
+        };
+        let across = scope.across_chats();
         let request = SearchRequest {
             app: app.clone(),
-            chat,
+            scope,
             query,
             after,
             limit: limit.get() + 1,
         };
-        let mut hits = index.search(&request).await?;
+        let mut hits = if matches!(&request.scope, SearchScope::Chats(c) if c.is_empty()) {
+            Vec::new()
+        } else {
+            index.search(&request).await?
+        };
         let more = hits.len() > limit.get() as usize;
         hits.truncate(limit.get() as usize);
-        let numbers: Vec<MessageNumber> = hits.iter().map(|h| h.number).collect();
-        let mut found = self.store.messages_by_number(&scope, &numbers).await?;
+        // The messages, read per chat (one read in the common case of one chat).
+        let mut found: Vec<Message> = Vec::with_capacity(hits.len());
+        let mut chats: Vec<ChatNumber> = hits.iter().map(|h| h.chat).collect();
+        chats.sort_unstable();
+        chats.dedup();
+        for chat in chats {
+            let numbers: Vec<MessageNumber> = hits
+                .iter()
+                .filter(|h| h.chat == chat)
+                .map(|h| h.number)
+                .collect();
+            found.extend(
+                self.store
+                    .messages_by_number(&user.scope(chat), &numbers)
+                    .await?,
+            );
+        }
         // In ranking order; deleted (or vanished) messages left out.
         let mut items = Vec::with_capacity(hits.len());
         for hit in &hits {
-            if let Some(at) = found.iter().position(|m| m.number == hit.number) {
+            if let Some(at) = found
+                .iter()
+                .position(|m| m.chat_number == hit.chat && m.number == hit.number)
+            {
                 let message = found.swap_remove(at);
                 if !message.deleted {
                     items.push(message);
@@ -677,10 +717,39 @@ impl ChatService {
         let next_token = more
             .then(|| {
                 hits.last()
-                    .map(|last| self.pages.encode(&context, &last.cursor()))
+                    .map(|last| self.pages.encode(&context, &last.cursor(across)))
             })
             .flatten();
         Ok(Page { items, next_token })
+    }
+
+    /// A CUSTOMER's chats as the store lists them (most recent activity first), at most
+    /// [`SEARCH_CUSTOMER_CHATS_MAX`]: the scope of its search without a chat number.
+    async fn customer_chat_numbers(
+        &self,
+        caller: &Caller,
+        app: &AppToken,
+    ) -> Result<Vec<ChatNumber>> {
+        let mut numbers = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .chats(
+                    caller,
+                    app,
+                    None,
+                    PageSize::parse(Some(i64::from(crate::limits::PAGE_SIZE_MAX)))?,
+                    token.as_deref(),
+                )
+                .await?;
+            numbers.extend(page.items.iter().map(|c| c.number));
+            token = page.next_token;
+            if token.is_none() || numbers.len() >= SEARCH_CUSTOMER_CHATS_MAX {
+                break;
+            }
+        }
+        numbers.truncate(SEARCH_CUSTOMER_CHATS_MAX);
+        Ok(numbers)
     }
 
     pub async fn edit_message(

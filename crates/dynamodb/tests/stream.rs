@@ -157,7 +157,7 @@ fn lambda_record(arn: &str, record: &Record) -> EventRecord {
 async fn hits(index: &TantivyIndex, app: &AppToken, chat: u32, query: &str) -> Vec<u32> {
     let request = SearchRequest {
         app: app.clone(),
-        chat: chat_no(chat),
+        scope: chat_domain::search::SearchScope::Chat(chat_no(chat)),
         query: SearchQuery::parse(query).unwrap(),
         after: None,
         limit: 50,

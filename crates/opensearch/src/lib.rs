@@ -26,7 +26,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chat_domain::{
     Applied, DomainError, ErrorCode, IndexOp, Result, SearchHit, SearchIndex, SearchRequest,
-    chat_key,
 };
 use opensearch::OpenSearch;
 use opensearch::auth::Credentials;
@@ -673,8 +672,8 @@ impl SearchIndex for OpenSearchIndex {
         }
         let body = requests::search(request).to_string().into_bytes();
         let path = format!("/{}/_search", self.config.index);
-        let routing = chat_key(&request.app, request.chat);
-        let query = [("routing", routing.as_str())];
+        let routing = requests::search_routing(request);
+        let query: Vec<(&str, &str)> = routing.iter().map(|r| ("routing", r.as_str())).collect();
         let response = self
             .with_retries("search", || {
                 self.transport

@@ -26,11 +26,13 @@
 //! - scores are `constant_score` boosts (2 whole word, 1 word start), never BM25, so they
 //!   equal tantivy's and stay put for `search_after` paging;
 //! - documents are routed by chat (`routing` = `app/chat`): a chat lives in one shard and a
-//!   search asks only that shard.
+//!   search of one chat asks only that shard; a search across chats (an agent's whole
+//!   application, a customer's chats as a `terms` filter) asks every shard.
 
 use chat_domain::limits::SEARCH_GRAM_MAX_CHARS;
 use chat_domain::search::{
-    CJK_RANGES, PREFIX_SCORE, SEARCH_GRAM_MIN_CHARS, WHOLE_WORD_SCORE, WordKind, normalize,
+    CJK_RANGES, PREFIX_SCORE, SEARCH_GRAM_MIN_CHARS, SearchScope, WHOLE_WORD_SCORE, WordKind,
+    normalize,
 };
 use chat_domain::{IndexOp, SearchRequest, chat_key};
 use serde_json::{Value, json};
@@ -284,14 +286,32 @@ pub fn bulk_lines(index: &str, op: &IndexOp) -> String {
     format!("{action}\n{source}\n")
 }
 
-/// The search body for one chat; send it with `routing` = [`chat_key`].
+/// The `routing` of a search: the chat's key for one chat (one shard is asked), none
+/// across chats (every shard is).
+pub fn search_routing(request: &SearchRequest) -> Option<String> {
+    match &request.scope {
+        SearchScope::Chat(chat) => Some(chat_key(&request.app, *chat)),
+        SearchScope::Chats(_) | SearchScope::App => None,
+    }
+}
+
+/// The search body. The scope is a `term` on the `app` keyword, plus a `term` (one chat)
+/// or `terms` (a customer's chats) on the `chat` keyword. One chat's hits are sorted by
+/// score then number; hits across chats by score, `created_at`, the `chat` keyword and the
+/// number (the order tantivy uses), so `search_after` pages them exactly.
 pub fn search(request: &SearchRequest) -> Value {
-    let chat = chat_key(&request.app, request.chat);
-    let mut filter = vec![
-        json!({ "term": { "app": request.app.as_str() } }),
-        json!({ "term": { "chat": chat } }),
-        json!({ "term": { "live": true } }),
-    ];
+    let mut filter = vec![json!({ "term": { "app": request.app.as_str() } })];
+    match &request.scope {
+        SearchScope::Chat(chat) => {
+            filter.push(json!({ "term": { "chat": chat_key(&request.app, *chat) } }));
+        }
+        SearchScope::Chats(chats) => {
+            let keys: Vec<String> = chats.iter().map(|c| chat_key(&request.app, *c)).collect();
+            filter.push(json!({ "terms": { "chat": keys } }));
+        }
+        SearchScope::App => {}
+    }
+    filter.push(json!({ "term": { "live": true } }));
     let mut should = Vec::new();
     for word in request.query.words() {
         let (grams, whole, prefixes) = match word.kind {
@@ -315,15 +335,32 @@ pub fn search(request: &SearchRequest) -> Value {
             }
         }));
     }
+    let across = request.scope.across_chats();
+    let sort = if across {
+        json!([
+            { "_score": "desc" }, { "created_at": "desc" }, { "chat": "desc" },
+            { "number": "desc" }
+        ])
+    } else {
+        json!([ { "_score": "desc" }, { "number": "desc" } ])
+    };
     let mut body = json!({
         "size": request.limit,
         "_source": false,
         "track_total_hits": false,
         "query": { "bool": { "filter": filter, "should": should } },
-        "sort": [ { "_score": "desc" }, { "number": "desc" } ]
+        "sort": sort
     });
     if let Some(after) = request.after {
-        body["search_after"] = json!([after.score, after.number]);
+        body["search_after"] = match (across, after.chat, after.created_at) {
+            (true, Some(chat), Some(created_at)) => {
+                let chat = chat_domain::ChatNumber::new(i64::from(chat))
+                    .map(|chat| chat_key(&request.app, chat))
+                    .unwrap_or_default();
+                json!([after.score, created_at, chat, after.number])
+            }
+            _ => json!([after.score, after.number]),
+        };
     }
     body
 }

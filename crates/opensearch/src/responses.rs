@@ -1,6 +1,6 @@
 //! Parsing OpenSearch's answers: bulk responses item by item, search hits, error bodies.
 
-use chat_domain::{MessageNumber, SearchHit};
+use chat_domain::{ChatNumber, MessageNumber, SearchHit, Timestamp};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -161,10 +161,15 @@ struct Hits {
 
 #[derive(Debug, Deserialize)]
 struct Hit {
-    sort: (f64, i64),
+    #[serde(rename = "_id")]
+    id: String,
+    sort: Vec<Value>,
 }
 
-/// The hits of a search response from their sort values `[score, number]`.
+/// The hits of a search response: the chat and number from the document id
+/// (`app/chat/number`), the score from the first sort value, and the creation time from
+/// the second when the search was across chats (`[score, created_at, chat, number]`;
+/// one chat's is `[score, number]`).
 pub fn search_hits(body: &[u8]) -> Result<Vec<SearchHit>, String> {
     let response: SearchResponse =
         serde_json::from_slice(body).map_err(|e| format!("unreadable search response: {e}"))?;
@@ -173,14 +178,33 @@ pub fn search_hits(body: &[u8]) -> Result<Vec<SearchHit>, String> {
         .hits
         .into_iter()
         .map(|hit| {
-            let (score, number) = hit.sort;
-            let number = MessageNumber::new(number).map_err(|e| e.to_string())?;
+            let mut parts = hit.id.rsplit('/');
+            let (Some(number), Some(chat), Some(_app)) = (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(format!("a hit with the id {:?}", hit.id));
+            };
+            let parse = |text: &str| {
+                text.parse::<i64>()
+                    .map_err(|_| format!("a hit with the id {:?}", hit.id))
+            };
+            let number = MessageNumber::new(parse(number)?).map_err(|e| e.to_string())?;
+            let chat = ChatNumber::new(parse(chat)?).map_err(|e| e.to_string())?;
+            let score = hit.sort.first().and_then(Value::as_f64).unwrap_or(-1.0);
             if !(0.0..=f64::from(u32::MAX)).contains(&score) {
                 return Err(format!("a hit with the score {score}"));
             }
+            let created_at = match hit.sort.len() {
+                2 => 0,
+                4 => hit.sort[1]
+                    .as_i64()
+                    .ok_or_else(|| format!("a hit with the sort values {:?}", hit.sort))?,
+                _ => return Err(format!("a hit with the sort values {:?}", hit.sort)),
+            };
             Ok(SearchHit {
+                chat,
                 number,
                 score: score.round() as u32,
+                created_at: Timestamp(created_at),
             })
         })
         .collect()

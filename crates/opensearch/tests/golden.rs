@@ -138,6 +138,8 @@ fn search_next_page_and_long_word() {
     let after = Some(SearchCursor {
         score: 3,
         number: 42,
+        chat: None,
+        created_at: None,
     });
     check(
         "search_after",
@@ -148,5 +150,49 @@ fn search_next_page_and_long_word() {
             after,
             11,
         )),
+    );
+}
+
+#[test]
+fn search_across_the_application_and_across_a_customers_chats() {
+    use chat_domain::ChatNumber;
+    use chat_domain::search::SearchScope;
+    // An agent's search of the whole application: the app term only, the order across
+    // chats, and a cursor of four values.
+    let mut app_wide = request("app_abc-1", 7, "refund", None, 21);
+    app_wide.scope = SearchScope::App;
+    app_wide.after = Some(SearchCursor {
+        score: 2,
+        number: 9,
+        chat: Some(7),
+        created_at: Some(1_764_979_100_000),
+    });
+    let body = requests::search(&app_wide);
+    check("search_app", &body);
+    assert_eq!(requests::search_routing(&app_wide), None, "every shard");
+    let filters = body["query"]["bool"]["filter"].as_array().unwrap();
+    assert!(
+        filters
+            .iter()
+            .all(|f| f.get("match").is_some()
+                || f.get("term").is_some_and(|t| t.get("chat").is_none())),
+        "no chat filter: {filters:?}"
+    );
+    // A customer's search without a chat number: a terms filter on the chat keyword.
+    let mut customer = request("app_abc-1", 7, "refund", None, 21);
+    customer.scope = SearchScope::Chats(vec![
+        ChatNumber::new(3).unwrap(),
+        ChatNumber::new(12).unwrap(),
+    ]);
+    let body = requests::search(&customer);
+    check("search_chats", &body);
+    assert_eq!(
+        body["query"]["bool"]["filter"][1],
+        serde_json::json!({ "terms": { "chat": ["app_abc-1/3", "app_abc-1/12"] } })
+    );
+    // One chat stays routed to its shard.
+    assert_eq!(
+        requests::search_routing(&request("app_abc-1", 7, "refund", None, 21)).as_deref(),
+        Some("app_abc-1/7")
     );
 }

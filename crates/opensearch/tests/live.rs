@@ -100,7 +100,7 @@ async fn live_opensearch_matches_the_embedded_index() {
                     .await
                     .unwrap();
                 let Some(last) = hits.last() else { break };
-                after = Some(last.cursor());
+                after = Some(last.cursor(false));
                 seen.extend(hits.iter().map(|h| (h.score, h.number.get())));
             }
             pages.push(seen);

@@ -162,6 +162,48 @@ fn errors_and_hits_are_read() {
     let hits = responses::search_hits(&fixture("search.json")).unwrap();
     let pairs: Vec<(u32, u32)> = hits.iter().map(|h| (h.score, h.number.get())).collect();
     assert_eq!(pairs, vec![(3, 9), (3, 4), (1, 12), (0, 2)]);
+    assert!(hits.iter().all(|h| h.chat.get() == 7));
+    // Across chats: the chat from the id, the creation time from the second sort value.
+    let hits = responses::search_hits(&fixture("search_across_chats.json")).unwrap();
+    let found: Vec<(u32, u32, u32, i64)> = hits
+        .iter()
+        .map(|h| (h.score, h.chat.get(), h.number.get(), h.created_at.0))
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            (3, 12, 3, 1_764_979_200_500),
+            (3, 7, 9, 1_764_979_100_000),
+            (1, 7, 4, 1_764_979_000_000)
+        ]
+    );
+    let cursor = hits[2].cursor(true);
+    assert_eq!(
+        (cursor.chat, cursor.created_at),
+        (Some(7), Some(1_764_979_000_000))
+    );
+    // A hit whose id is not a message's is an error, not a wrong hit.
+    let bad = br#"{"hits":{"hits":[{"_id":"app_abc-1/x/3","sort":[1.0,3]}]}}"#;
+    assert!(responses::search_hits(bad).is_err());
+    let bad = br#"{"hits":{"hits":[{"_id":"app_abc-1/7/3","sort":[1.0,3,4]}]}}"#;
+    assert!(responses::search_hits(bad).is_err());
+}
+
+#[tokio::test]
+async fn a_search_across_chats_asks_every_shard() {
+    let transport = Scripted::new(vec![Ok((200, fixture("search_across_chats.json")))]);
+    let index = index(transport.clone());
+    let mut app_wide = request("app_abc-1", 7, "refund", None, 5);
+    app_wide.scope = chat_domain::search::SearchScope::App;
+    let hits = index.search(&app_wide).await.unwrap();
+    assert_eq!(hits.len(), 3);
+    let (method, path, query, body) = &transport.requests()[0];
+    assert_eq!(
+        (*method, path.as_str()),
+        (Method::Post, "/chat-messages/_search")
+    );
+    assert!(query.is_empty(), "no routing: {query:?}");
+    assert!(body.contains(r#"{"created_at":"desc"}"#));
 }
 
 #[tokio::test]

@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chat_domain::search::SearchScope;
 use chat_domain::*;
 use chat_embedded::SqliteStore;
 use chat_embedded::feed::{IndexerConfig, run_indexer};
@@ -357,7 +358,7 @@ fn main() {
         let q = &queries[rng.below(queries.len() as u64) as usize];
         let request = SearchRequest {
             app: app(),
-            chat: ChatNumber::new(1 + rng.below(args.chats) as i64).unwrap(),
+            scope: SearchScope::Chat(ChatNumber::new(1 + rng.below(args.chats) as i64).unwrap()),
             query: SearchQuery::parse(q).unwrap(),
             after: None,
             limit: 21,
@@ -390,7 +391,7 @@ fn main() {
                 let q: String = run[at..at + chars].iter().collect();
                 let request = SearchRequest {
                     app: app(),
-                    chat: ChatNumber::new(*chat as i64).unwrap(),
+                    scope: SearchScope::Chat(ChatNumber::new(*chat as i64).unwrap()),
                     query: SearchQuery::parse(&q).unwrap(),
                     after: None,
                     limit: 21,
@@ -462,7 +463,7 @@ async fn lag(args: &Args, dir: &std::path::Path, index: Arc<TantivyIndex>) {
             let mut lag = Histogram::<u64>::new(3).unwrap();
             let request = SearchRequest {
                 app,
-                chat,
+                scope: SearchScope::Chat(chat),
                 query: SearchQuery::parse("lagprobe").unwrap(),
                 after: None,
                 limit: 1,

@@ -42,22 +42,23 @@
 //! caller batches (the outbox indexer drains up to a thousand changes per call), so commits
 //! are few.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use chat_domain::limits::SEARCH_GRAM_MAX_CHARS;
 use chat_domain::search::{
-    PREFIX_SCORE, SEARCH_GRAM_MIN_CHARS, WHOLE_WORD_SCORE, WordKind, is_cjk, normalize, words,
+    PREFIX_SCORE, SEARCH_GRAM_MIN_CHARS, SearchScope, WHOLE_WORD_SCORE, WordKind, is_cjk,
+    normalize, words,
 };
 use chat_domain::{
-    Applied, DomainError, IndexOp, MessageNumber, Result, SearchHit, SearchIndex, SearchRequest,
-    chat_key,
+    Applied, ChatNumber, DomainError, IndexOp, MessageNumber, Result, SearchHit, SearchIndex,
+    SearchRequest, Timestamp, chat_key,
 };
-use tantivy::collector::DocSetCollector;
 use tantivy::directory::MmapDirectory;
-use tantivy::query::{BooleanQuery, Occur, PhraseQuery, Query, TermQuery};
+use tantivy::query::{BooleanQuery, EnableScoring, Occur, PhraseQuery, Query, TermQuery};
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STRING, Schema, TextFieldIndexing, TextOptions,
 };
@@ -65,8 +66,7 @@ use tantivy::tokenizer::{
     AsciiFoldingFilter, LowerCaser, TextAnalyzer, Token, TokenFilter, TokenStream, Tokenizer,
 };
 use tantivy::{
-    DocAddress, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, TERMINATED, TantivyDocument,
-    Term,
+    DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, TERMINATED, TantivyDocument, Term,
 };
 
 /// Memory the writer may buffer before it flushes a segment.
@@ -86,6 +86,8 @@ struct Fields {
     id: Field,
     app: Field,
     chat: Field,
+    chat_number: Field,
+    created_at: Field,
     number: Field,
     version: Field,
     live: Field,
@@ -104,6 +106,8 @@ fn schema() -> (Schema, Fields) {
         id: builder.add_text_field("id", STRING),
         app: builder.add_text_field("app", STRING),
         chat: builder.add_text_field("chat", STRING),
+        chat_number: builder.add_u64_field("chat_number", FAST),
+        created_at: builder.add_i64_field("created_at", FAST),
         number: builder.add_u64_field("number", FAST),
         version: builder.add_u64_field("version", FAST),
         live: builder.add_u64_field("live", INDEXED),
@@ -293,12 +297,17 @@ impl TantivyIndex {
         doc.add_text(f.id, key.id());
         doc.add_text(f.app, key.app.as_str());
         doc.add_text(f.chat, key.chat_key());
+        doc.add_u64(f.chat_number, u64::from(key.chat.get()));
         doc.add_u64(f.number, u64::from(key.number.get()));
         doc.add_u64(f.version, op.version());
         match op {
-            IndexOp::Delete { .. } => doc.add_u64(f.live, 0),
+            IndexOp::Delete { .. } => {
+                doc.add_u64(f.live, 0);
+                doc.add_i64(f.created_at, 0);
+            }
             IndexOp::Upsert(document) => {
                 doc.add_u64(f.live, 1);
+                doc.add_i64(f.created_at, document.created_at.0);
                 doc.add_text(f.body, &document.body);
             }
         }
@@ -374,11 +383,24 @@ impl TantivyIndex {
     /// adds its points to the results it matches).
     fn clauses(&self, request: &SearchRequest) -> (Vec<Box<dyn Query>>, Vec<Scoring>) {
         let f = self.inner.fields;
-        let mut required: Vec<Box<dyn Query>> = vec![
+        let term = |field: Field, text: &str| -> Box<dyn Query> {
             Box::new(TermQuery::new(
-                Term::from_field_text(f.chat, &chat_key(&request.app, request.chat)),
+                Term::from_field_text(field, text),
                 IndexRecordOption::Basic,
+            ))
+        };
+        let scope: Box<dyn Query> = match &request.scope {
+            SearchScope::Chat(chat) => term(f.chat, &chat_key(&request.app, *chat)),
+            SearchScope::Chats(chats) => Box::new(BooleanQuery::new(
+                chats
+                    .iter()
+                    .map(|chat| (Occur::Should, term(f.chat, &chat_key(&request.app, *chat))))
+                    .collect(),
             )),
+            SearchScope::App => term(f.app, request.app.as_str()),
+        };
+        let mut required: Vec<Box<dyn Query>> = vec![
+            scope,
             Box::new(TermQuery::new(
                 Term::from_field_u64(f.live, 1),
                 IndexRecordOption::Basic,
@@ -402,22 +424,22 @@ impl TantivyIndex {
                         } else {
                             phrase(f.body, &folded, 2)
                         });
-                        scoring.push((phrase(f.body, &whole, 2), WHOLE_WORD_SCORE));
+                        scoring.push((Clause::Query(phrase(f.body, &whole, 2)), WHOLE_WORD_SCORE));
                         if chars <= SEARCH_GRAM_MAX_CHARS {
-                            scoring.push((phrase(f.body, &start, 2), PREFIX_SCORE));
+                            scoring.push((Clause::Query(phrase(f.body, &start, 2)), PREFIX_SCORE));
                         }
                     }
                     WordKind::Latin if chars >= SEARCH_GRAM_MIN_CHARS => {
                         required.push(phrase(f.body, &folded, 3));
-                        scoring.push((phrase(f.body, &whole, 3), WHOLE_WORD_SCORE));
+                        scoring.push((Clause::Query(phrase(f.body, &whole, 3)), WHOLE_WORD_SCORE));
                         if chars <= SEARCH_GRAM_MAX_CHARS {
-                            scoring.push((phrase(f.body, &start, 3), PREFIX_SCORE));
+                            scoring.push((Clause::Query(phrase(f.body, &start, 3)), PREFIX_SCORE));
                         }
                     }
                     WordKind::Latin => {
                         // Matched as a whole word only: every result scores it.
                         required.push(phrase(f.body, &whole, 3));
-                        scoring.push((Box::new(tantivy::query::AllQuery), WHOLE_WORD_SCORE));
+                        scoring.push((Clause::Always, WHOLE_WORD_SCORE));
                     }
                 }
             }
@@ -426,84 +448,178 @@ impl TantivyIndex {
     }
 
     fn search_blocking(&self, request: &SearchRequest) -> Result<Vec<SearchHit>> {
-        if request.limit == 0 {
+        if request.limit == 0 || matches!(&request.scope, SearchScope::Chats(c) if c.is_empty()) {
             return Ok(Vec::new());
         }
-        // Scoring clauses are evaluated one by one, each intersected with the matching
-        // clauses (driven by the chat's postings, so every step skips through the index),
-        // instead of as optional clauses of one query: tantivy evaluates a union of
-        // optional clauses over whole windows of documents, i.e. over most of the index for
-        // common words.
+        // One pass per segment, document at a time: the matching clauses (one intersection,
+        // driven by its rarest term, so every step skips through the index) yield the
+        // candidates in order, each scoring clause is moved forward to the candidate to see
+        // whether it adds its points, and the best `limit` keys are kept in a heap. Memory
+        // stays at the page, whatever the matches (an application-wide query for a common
+        // word matches a large part of the index), and no scoring clause is evaluated over
+        // documents outside the matches (a union of optional clauses in one boolean query
+        // would be, over whole windows of documents).
         let (required, scoring) = self.clauses(request);
-        let all = |extra: Option<Box<dyn Query>>| -> BooleanQuery {
-            let mut clauses: Vec<(Occur, Box<dyn Query>)> = required
-                .iter()
-                .map(|q| (Occur::Must, q.box_clone()))
-                .collect();
-            clauses.extend(extra.map(|q| (Occur::Must, q)));
-            BooleanQuery::new(clauses)
-        };
         let searcher = self.inner.reader.searcher();
-        let matching = searcher
-            .search(&all(None), &DocSetCollector)
+        let disabled = EnableScoring::disabled_from_searcher(&searcher);
+        let matching = BooleanQuery::new(required.into_iter().map(|q| (Occur::Must, q)).collect())
+            .weight(disabled)
             .map_err(internal("search"))?;
-        if matching.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut scores: HashMap<DocAddress, u32> = matching.into_iter().map(|d| (d, 0)).collect();
+        let mut bonus = 0u32;
+        let mut weights = Vec::with_capacity(scoring.len());
         for (clause, points) in scoring {
-            let found = searcher
-                .search(&all(Some(clause)), &DocSetCollector)
-                .map_err(internal("search"))?;
-            for doc in found {
-                if let Some(score) = scores.get_mut(&doc) {
-                    *score += points;
+            match clause {
+                Clause::Always => bonus += points,
+                Clause::Query(query) => {
+                    weights.push((query.weight(disabled).map_err(internal("search"))?, points))
                 }
             }
         }
-        let mut numbers = HashMap::new();
-        let after = request
-            .after
-            .map(|c| (u64::from(c.score) << 32) | u64::from(c.number));
-        let mut keys = Vec::with_capacity(scores.len());
-        for (doc, score) in scores {
-            let column = match numbers.entry(doc.segment_ord) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => e.insert(
-                    searcher
-                        .segment_reader(doc.segment_ord)
-                        .fast_fields()
-                        .u64("number")
-                        .map_err(internal("read the numbers"))?,
-                ),
+        let across = request.scope.across_chats();
+        let single_chat = match request.scope {
+            SearchScope::Chat(chat) => Some(chat),
+            _ => None,
+        };
+        // (score, created_at, chat, number), higher first; one chat's ranking leaves the
+        // middle two at 0.
+        let after = request.after.map(|c| {
+            if across {
+                let (score, created_at, chat, number) = c.across_key();
+                (score, created_at, ChatKeyOrder(chat), number)
+            } else {
+                (c.score, 0, ChatKeyOrder(0), c.number)
+            }
+        });
+        let limit = request.limit as usize;
+        let mut best: BinaryHeap<Reverse<RankKey>> = BinaryHeap::with_capacity(limit + 1);
+        for segment in searcher.segment_readers() {
+            let mut docs = matching.scorer(segment, 1.0).map_err(internal("search"))?;
+            if docs.doc() == TERMINATED {
+                continue;
+            }
+            let mut scorers = Vec::with_capacity(weights.len());
+            for (weight, points) in &weights {
+                scorers.push((
+                    weight.scorer(segment, 1.0).map_err(internal("search"))?,
+                    *points,
+                ));
+            }
+            let fast = segment.fast_fields();
+            let numbers = fast.u64("number").map_err(internal("read the numbers"))?;
+            let columns = if across {
+                Some((
+                    fast.u64("chat_number")
+                        .map_err(internal("read the chat numbers"))?,
+                    fast.i64("created_at")
+                        .map_err(internal("read the creation times"))?,
+                ))
+            } else {
+                None
             };
-            let number = column.first(doc.doc_id).unwrap_or(0) & u64::from(u32::MAX);
-            let key = (u64::from(score) << 32) | number;
-            if after.is_none_or(|after| key < after) && number > 0 {
-                keys.push(key);
+            let alive = segment.alive_bitset();
+            let mut doc = docs.doc();
+            while doc != TERMINATED {
+                if alive.is_none_or(|bits| bits.is_alive(doc)) {
+                    let mut score = bonus;
+                    for (scorer, points) in scorers.iter_mut() {
+                        if scorer.doc() < doc {
+                            scorer.seek(doc);
+                        }
+                        if scorer.doc() == doc {
+                            score += *points;
+                        }
+                    }
+                    let number = numbers.first(doc).unwrap_or(0) as u32;
+                    let key = match &columns {
+                        Some((chats, created)) => (
+                            score,
+                            created.first(doc).unwrap_or(0),
+                            ChatKeyOrder(chats.first(doc).unwrap_or(0) as u32),
+                            number,
+                        ),
+                        None => (score, 0, ChatKeyOrder(0), number),
+                    };
+                    let wanted = number > 0
+                        && after.is_none_or(|after| key < after)
+                        && (best.len() < limit || best.peek().is_some_and(|min| key > min.0));
+                    if wanted {
+                        best.push(Reverse(key));
+                        if best.len() > limit {
+                            best.pop();
+                        }
+                    }
+                }
+                doc = docs.advance();
             }
         }
-        let limit = request.limit as usize;
-        if keys.len() > limit {
-            keys.select_nth_unstable_by(limit - 1, |a, b| b.cmp(a));
-            keys.truncate(limit);
-        }
+        let mut keys: Vec<RankKey> = best.into_iter().map(|Reverse(key)| key).collect();
         keys.sort_unstable_by(|a, b| b.cmp(a));
         keys.into_iter()
-            .map(|key| {
-                let number = MessageNumber::new((key & u64::from(u32::MAX)) as i64)
-                    .map_err(|e| DomainError::internal("tantivy index: corrupt number", e))?;
+            .map(|(score, created_at, ChatKeyOrder(chat), number)| {
+                let corrupt = |e| DomainError::internal("tantivy index: corrupt number", e);
+                let chat = match single_chat {
+                    Some(chat) => chat,
+                    None => ChatNumber::new(i64::from(chat)).map_err(corrupt)?,
+                };
                 Ok(SearchHit {
-                    number,
-                    score: (key >> 32) as u32,
+                    chat,
+                    number: MessageNumber::new(i64::from(number)).map_err(corrupt)?,
+                    score,
+                    created_at: Timestamp(created_at),
                 })
             })
             .collect()
     }
 }
 
+/// A hit's place in the ranking, higher first: (score, created_at, chat, number).
+type RankKey = (u32, i64, ChatKeyOrder, u32);
+
+/// A chat number ordered as OpenSearch orders the `chat` keyword (`app/<number>`) within
+/// one application: by its decimal digits as text ("10" < "9"), so that hits across chats
+/// tie-break the same way on both indexes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ChatKeyOrder(u32);
+
+impl ChatKeyOrder {
+    fn digits(self, buffer: &mut [u8; 10]) -> &[u8] {
+        let mut n = self.0;
+        let mut at = buffer.len();
+        loop {
+            at -= 1;
+            buffer[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                return &buffer[at..];
+            }
+        }
+    }
+}
+
+impl Ord for ChatKeyOrder {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if self.0 == other.0 {
+            return std::cmp::Ordering::Equal;
+        }
+        let (mut a, mut b) = ([0u8; 10], [0u8; 10]);
+        self.digits(&mut a).cmp(other.digits(&mut b))
+    }
+}
+
+impl PartialOrd for ChatKeyOrder {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A scoring clause: a query, or one that every match satisfies.
+enum Clause {
+    Query(Box<dyn Query>),
+    Always,
+}
+
 /// A scoring clause and the points it adds.
-type Scoring = (Box<dyn Query>, u32);
+type Scoring = (Clause, u32);
 
 /// The name of the body's analyzer (a new name is a new schema: an index of an older
 /// layout is rebuilt at start).

@@ -52,7 +52,7 @@ async fn every_script_finds_what_the_corpus_expects() {
         let hits = index
             .search(&SearchRequest {
                 app: app.clone(),
-                chat,
+                scope: chat_domain::search::SearchScope::Chat(chat),
                 query: SearchQuery::parse(text).unwrap(),
                 after: None,
                 limit: 50,

@@ -1,6 +1,7 @@
 //! The matching, ranking, versioning and paging rules of `chat_domain::search`, held
 //! against the tantivy index.
 
+use chat_domain::search::SearchScope;
 use chat_domain::*;
 use chat_search_tantivy::{Opened, TantivyIndex};
 
@@ -42,7 +43,7 @@ fn request(
 ) -> SearchRequest {
     SearchRequest {
         app: app(a),
-        chat: ChatNumber::new(chat).unwrap(),
+        scope: SearchScope::Chat(ChatNumber::new(chat).unwrap()),
         query: SearchQuery::parse(query).unwrap(),
         after,
         limit,
@@ -286,7 +287,7 @@ async fn pages_return_every_hit_exactly_once_in_ranking_order() {
             .await
             .unwrap();
         let Some(last) = page.last() else { break };
-        after = Some(last.cursor());
+        after = Some(last.cursor(false));
         seen.extend(page.iter().map(|h| (h.score, h.number.get())));
         assert!(page.len() <= 7);
     }

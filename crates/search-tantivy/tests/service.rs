@@ -81,7 +81,7 @@ impl World {
     async fn search(
         &self,
         caller: &Caller,
-        chat: ChatNumber,
+        chat: impl Into<Option<ChatNumber>>,
         query: &str,
         limit: i64,
         token: Option<&str>,
@@ -90,7 +90,7 @@ impl World {
             .search_messages(
                 caller,
                 &self.app,
-                chat,
+                chat.into(),
                 SearchQuery::parse(query).unwrap(),
                 PageSize::parse(Some(limit)).unwrap(),
                 token,
@@ -244,7 +244,7 @@ async fn a_service_without_an_index_says_so() {
         .search_messages(
             &user(&app, "a", Role::Agent),
             &app,
-            ChatNumber::new(1).unwrap(),
+            Some(ChatNumber::new(1).unwrap()),
             SearchQuery::parse("x").unwrap(),
             PageSize::parse(None).unwrap(),
             None,
@@ -252,4 +252,174 @@ async fn a_service_without_an_index_says_so() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::Internal);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_searches_the_whole_application_and_hits_carry_their_chat() {
+    // Given two chats of this application and a chat of another application in the same
+    // store and index, all mentioning an order number.
+    let w = world().await;
+    let first = w.chat("alice").await;
+    let second = w.chat("bob").await;
+    w.send("alice", first, "order 4471 is late").await;
+    w.send("bob", second, "where is order 4471?").await;
+    w.send("bob", second, "nothing to see").await;
+    let other_app = w
+        .service
+        .create_application(&Caller::Admin, AppName::parse("Other").unwrap())
+        .await
+        .unwrap()
+        .application
+        .token;
+    let other_customer = user(&other_app, "carol", Role::Customer);
+    let other_chat = w
+        .service
+        .create_chat(&other_customer, &other_app, None, None)
+        .await
+        .unwrap()
+        .number;
+    w.service
+        .send_message(
+            &other_customer,
+            &other_app,
+            other_chat,
+            MessageBody::parse("my order 4471 too").unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+    w.drain().await;
+
+    // When an agent searches without a chat number, then it finds both chats' messages,
+    // newest first, each with its chat number, and nothing of the other application.
+    let agent = user(&w.app, "agent", Role::Agent);
+    let page = w.search(&agent, None, "4471", 20, None).await.unwrap();
+    let found: Vec<(u32, &str)> = page
+        .items
+        .iter()
+        .map(|m| (m.chat_number.get(), m.body.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (second.get(), "where is order 4471?"),
+            (first.get(), "order 4471 is late")
+        ]
+    );
+    assert!(page.items.iter().all(|m| m.app == w.app));
+
+    // And the other application's agent finds only its own.
+    let other_agent = user(&other_app, "agent", Role::Agent);
+    let page = w
+        .service
+        .search_messages(
+            &other_agent,
+            &other_app,
+            None,
+            SearchQuery::parse("4471").unwrap(),
+            PageSize::parse(None).unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+    let bodies: Vec<&str> = page.items.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["my order 4471 too"]);
+    // A user of another application asking for this one is refused.
+    let err = w
+        .search(&other_agent, None, "4471", 20, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Forbidden);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_without_a_chat_number_searches_only_its_own_chats() {
+    // Given alice with two chats, bob with one, all mentioning a refund.
+    let w = world().await;
+    let a1 = w.chat("alice").await;
+    let b1 = w.chat("bob").await;
+    let a2 = w.chat("alice").await;
+    w.send("alice", a1, "refund please").await;
+    w.send("bob", b1, "bob wants a refund").await;
+    w.send("alice", a2, "refund again").await;
+    w.drain().await;
+
+    // When alice searches without a chat number, then she sees her two chats' messages
+    // and never bob's.
+    let alice = user(&w.app, "alice", Role::Customer);
+    let page = w.search(&alice, None, "refund", 20, None).await.unwrap();
+    let found: Vec<(u32, &str)> = page
+        .items
+        .iter()
+        .map(|m| (m.chat_number.get(), m.body.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [(a2.get(), "refund again"), (a1.get(), "refund please")]
+    );
+    // And a customer with no chat finds nothing, not the others' messages.
+    let dave = user(&w.app, "dave", Role::Customer);
+    let page = w.search(&dave, None, "refund", 20, None).await.unwrap();
+    assert!(page.items.is_empty() && page.next_token.is_none());
+    // And bob's token replayed by alice does not turn into bob's scope.
+    let bob = user(&w.app, "bob", Role::Customer);
+    for i in 0..3 {
+        w.send("bob", b1, &format!("refund {i}")).await;
+    }
+    w.drain().await;
+    let bobs = w.search(&bob, None, "refund", 1, None).await.unwrap();
+    let err = w
+        .search(&alice, None, "refund", 1, bobs.next_token.as_deref())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::BadInput);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_across_chats_return_every_hit_once_in_ranking_order() {
+    // Given 30 matching messages over 4 chats, some scoring more (a whole word).
+    let w = world().await;
+    let mut chats = Vec::new();
+    for c in 0..4 {
+        chats.push(w.chat(&format!("customer-{c}")).await);
+    }
+    let mut sent = Vec::new();
+    for i in 0..30 {
+        let chat = chats[i % 4];
+        let whole = i % 3 == 0;
+        let body = if whole {
+            format!("parcel {i}")
+        } else {
+            format!("parcels {i}")
+        };
+        let m = w.send(&format!("customer-{}", i % 4), chat, &body).await;
+        sent.push((
+            whole,
+            m.created_at.0,
+            m.chat_number.to_string(),
+            m.number.get(),
+            body,
+        ));
+    }
+    w.drain().await;
+    // When an agent pages through app-wide results 7 at a time.
+    let agent = user(&w.app, "agent", Role::Agent);
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = w
+            .search(&agent, None, "parcel", 7, token.as_deref())
+            .await
+            .unwrap();
+        seen.extend(page.items.into_iter().map(|m| m.body));
+        match page.next_token {
+            Some(next) => token = Some(next),
+            None => break,
+        }
+    }
+    // Then every message comes once: the whole words first, then newest first (creation
+    // time, then the chat's key as text, then the number).
+    sent.sort_by(|a, b| (b.0, b.1, &b.2, b.3).cmp(&(a.0, a.1, &a.2, a.3)));
+    let expected: Vec<String> = sent.into_iter().map(|s| s.4).collect();
+    assert_eq!(seen, expected);
 }

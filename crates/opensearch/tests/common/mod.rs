@@ -37,7 +37,7 @@ pub fn request(
 ) -> SearchRequest {
     SearchRequest {
         app: AppToken::parse(app).unwrap(),
-        chat: ChatNumber::new(chat).unwrap(),
+        scope: chat_domain::search::SearchScope::Chat(ChatNumber::new(chat).unwrap()),
         query: SearchQuery::parse(query).unwrap(),
         after,
         limit,
