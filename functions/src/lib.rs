@@ -79,6 +79,9 @@ pub mod env {
     /// The API's GraphQL URL: where a resolver that publishes real-time events calls the
     /// publish mutations (unset: events are not published).
     pub const APPSYNC_URL: &str = "CHAT_APPSYNC_URL";
+    /// The S3 bucket of attachments' files (docs/attachments.md, "On AWS"). Unset:
+    /// createUpload answers that attachments are not configured and messages show none.
+    pub const ATTACHMENTS_BUCKET: &str = "CHAT_ATTACHMENTS_BUCKET";
     /// The SQS queue of webhook tasks (the webhook stream function and the sender).
     pub const WEBHOOK_QUEUE_URL: &str = "CHAT_WEBHOOK_QUEUE_URL";
     /// `message.unseen`'s grace in seconds (default 30, at most 900: SQS's longest delay).
@@ -348,8 +351,27 @@ async fn dynamodb_service(
         Arc::new(SystemClock),
     )
     .with_presence(Arc::new(store.clone()))
-    .with_webhooks(Arc::new(store), webhook_targets());
+    .with_webhooks(Arc::new(store.clone()), webhook_targets());
+    let service = match attachments(sdk, store) {
+        Some(ports) => service.with_attachments(ports),
+        None => service,
+    };
     Ok((service, client, table))
+}
+
+/// The attachment ports when [`env::ATTACHMENTS_BUCKET`] names a bucket: upload records
+/// in the table, files in the bucket (presigned URLs are signed with the function's own
+/// credentials, so only its role's S3 permissions matter).
+fn attachments(
+    sdk: &aws_config::SdkConfig,
+    store: chat_dynamodb::DynamoStore,
+) -> Option<chat_domain::attachments::Attachments> {
+    let bucket = optional(env::ATTACHMENTS_BUCKET)?;
+    let client = aws_sdk_s3::Client::from_conf(chat_s3::config(sdk));
+    Some(chat_domain::attachments::Attachments {
+        uploads: Arc::new(store),
+        files: Arc::new(chat_s3::S3Files::new(client, bucket.trim())),
+    })
 }
 
 /// The send rate limits from the environment ([`env::SEND_RATE_PER_USER`] ...). They hold
@@ -609,7 +631,11 @@ pub fn presence_sweeper_main() -> Result<(), Error> {
         log_ready(PRESENCE_SWEEPER_BINARY, started);
         let (service, publisher) = (&service, publisher.as_ref());
         lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
-            sweep_presence(service, publisher, SWEEP_BUDGET).await
+            let mut report = sweep_presence(service, publisher, SWEEP_BUDGET).await?;
+            if service.attachments().is_some() {
+                report["filesRemoved"] = json!(sweep_uploads(service).await?);
+            }
+            Ok::<Value, Error>(report)
         }))
         .await
     })
@@ -633,6 +659,28 @@ pub async fn sweep_presence(
     let (found, published) = (report.found, report.published);
     tracing::info!(found, published, "presence swept");
     Ok(json!({ "found": found, "published": published }))
+}
+
+/// How many uploads one round of the attachment sweep takes.
+const UPLOAD_SWEEP_BATCH: u32 = 100;
+
+/// The attachment lifecycle, as the dev server runs it every minute: releases the
+/// attachments of deleted messages, then removes the files of uploads never attached
+/// after a day and of released ones after their delay, round after full round. Answers
+/// how many files it removed.
+pub async fn sweep_uploads(service: &ChatService) -> Result<usize, Error> {
+    let mut removed = 0;
+    loop {
+        let round = service
+            .sweep_uploads(UPLOAD_SWEEP_BATCH)
+            .await
+            .map_err(|e| format!("upload sweep: {e}"))?;
+        removed += round;
+        if round < UPLOAD_SWEEP_BATCH as usize {
+            tracing::info!(removed, "uploads swept");
+            return Ok(removed);
+        }
+    }
 }
 
 // ---- the stream indexer -------------------------------------------------------------------
