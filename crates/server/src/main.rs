@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chat_appsync::{Authenticator, Registry};
-use chat_domain::{ChatService, ChatStore, Role, ServerKey, SystemClock, Throttle, ThrottleConfig};
+use chat_domain::{
+    AppToken, ChatService, ChatStore, Role, ServerKey, SystemClock, Throttle, ThrottleConfig,
+};
 use chat_embedded::SqliteStore;
 use chat_server::metrics::MetricsAccess;
 use chat_server::shutdown::Shutdown;
@@ -112,6 +114,13 @@ struct ServeArgs {
     #[arg(long, env = "CHAT_GRAPHIQL", value_name = "BOOL",
           action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     graphiql: Option<bool>,
+    /// Create a demo application (once; its token is kept in the data dir) and print
+    /// sign-in links for an agent and a customer in the banner, so a newcomer reaches the
+    /// console without curl [default: on when --listen is a loopback address and the store
+    /// is the embedded one, i.e. development; refused otherwise].
+    #[arg(long, env = "CHAT_DEMO", value_name = "BOOL",
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    demo: Option<bool>,
     /// Let webhook endpoints point to loopback addresses (http or https), for a receiver
     /// on this machine [default: off: https to public addresses only].
     #[arg(long, env = "CHAT_WEBHOOKS_ALLOW_LOOPBACK")]
@@ -447,6 +456,24 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         Authenticator::new(admin_key.clone(), service.clone())
             .with_max_token_lifetime(args.max_token_lifetime_secs),
     );
+    let development = args.listen.ip().is_loopback() && args.store == StoreKind::Embedded;
+    let demo = match args.demo {
+        Some(true) if !development => {
+            return Err(
+                "--demo is for development: a loopback --listen address and the \
+                        embedded store"
+                    .into(),
+            );
+        }
+        Some(on) => on,
+        None => development,
+    };
+    let demo = if demo {
+        let kept = (!args.memory).then(|| args.data_dir.join(DEMO_APP_FILE));
+        Some(demo_application(&service, &server_key, kept.as_deref()).await?)
+    } else {
+        None
+    };
     let registry = Arc::new(Registry::new(service));
     let api = schema::build_with(
         registry.clone(),
@@ -507,6 +534,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         args.tls_cert.as_deref(),
         graphiql,
     );
+    if let Some(demo) = &demo {
+        print_demo(&public_url(&args, addr), demo);
+    }
     // On SIGTERM or Ctrl-C: the listener closes, in-flight requests finish, and every
     // WebSocket session gets a close frame (they left hyper's bookkeeping at their upgrade,
     // so `shutdown` tracks them).
@@ -627,6 +657,89 @@ fn print_banner(
     );
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(banner.as_bytes());
+    let _ = out.flush();
+}
+
+/// The file in the data dir that keeps the demo application's token.
+const DEMO_APP_FILE: &str = "demo-app";
+/// How long the demo sign-in links' tokens live.
+const DEMO_TOKEN_SECS: u64 = 12 * 3600;
+
+/// The demo application of a development server, and the tokens of its sign-in links.
+struct Demo {
+    app: AppToken,
+    agent: String,
+    customer: String,
+}
+
+/// The demo application: the one whose token `kept` holds, or a new one (written there).
+/// Its secret is derived from the server key, so the links are minted here.
+async fn demo_application(
+    service: &ChatService,
+    key: &ServerKey,
+    kept: Option<&Path>,
+) -> Result<Demo, String> {
+    let admin = chat_domain::Caller::Admin;
+    let existing = match kept.map(std::fs::read_to_string) {
+        Some(Ok(text)) => match AppToken::parse(text.trim()) {
+            Ok(token) => service
+                .application(&admin, &token)
+                .await
+                .map_err(|e| format!("cannot read the demo application: {e}"))?,
+            Err(_) => None,
+        },
+        _ => None,
+    };
+    let application = match existing {
+        Some(application) => application,
+        None => {
+            let name = chat_domain::AppName::parse("Demo").map_err(|e| e.to_string())?;
+            let created = service
+                .create_application(&admin, name)
+                .await
+                .map_err(|e| format!("cannot create the demo application: {e}"))?;
+            if let Some(path) = kept {
+                std::fs::write(path, created.application.token.as_str())
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            }
+            created.application
+        }
+    };
+    let secret = key.app_secret(&application.token, application.secret_generation);
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs()
+        + DEMO_TOKEN_SECS;
+    let mint = |user: &str, role: Role| {
+        chat_appsync::auth::mint_user_token(
+            secret.expose(),
+            application.token.as_str(),
+            user,
+            role,
+            exp,
+        )
+        .map_err(|e| e.to_string())
+    };
+    Ok(Demo {
+        agent: mint("demo-agent", Role::Agent)?,
+        customer: mint("demo-customer", Role::Customer)?,
+        app: application.token,
+    })
+}
+
+fn print_demo(base: &str, demo: &Demo) {
+    use std::io::Write;
+    let text = format!(
+        "  demo:      application {app} (development only; --demo false turns it off)\n    \
+         agent console:   {base}/#token={agent}\n    \
+         customer widget: {base}/customer.html#token={customer}\n",
+        app = demo.app,
+        agent = demo.agent,
+        customer = demo.customer,
+    );
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
 }
 
