@@ -42,6 +42,15 @@ impl<'a> Args<'a> {
             .ok_or_else(|| DomainError::bad_input(format!("{name} is required")))
     }
 
+    /// An input object argument (`None` when absent or null).
+    pub fn opt_object(&self, name: &str) -> Result<Option<Args<'a>>> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::Object(map)) => Ok(Some(Args(map))),
+            Some(_) => Err(DomainError::bad_input(format!("{name} must be an object"))),
+        }
+    }
+
     /// Distinguishes an absent argument (`None`) from an explicit null (`Some(None)`).
     pub fn nullable_str(&self, name: &str) -> Result<Option<Option<&'a str>>> {
         match self.0.get(name) {

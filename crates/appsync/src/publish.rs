@@ -76,7 +76,8 @@ pub fn document(mutation: &str) -> Option<String> {
         MESSAGE_SENT | MESSAGE_CHANGED => MESSAGE_FIELDS.to_owned(),
         CHAT => format!(
             "appToken number customerId subject status messagesCount lastMessage {{ {MESSAGE_FIELDS} }} \
-             lastMessageAt unreadCount customerLastRead agentsLastRead createdAt updatedAt"
+             lastMessageAt unreadCount customerLastRead agentsLastRead createdAt updatedAt \
+             hasAgent assigneeId team"
         ),
         READ_RECEIPT => {
             "appToken chatNumber readerId readerRole lastReadNumber unreadCount".to_owned()

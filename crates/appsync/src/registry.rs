@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use aws_lambda_events::appsync::{AppSyncDirectResolverEvent, AppSyncIdentity};
 use chat_domain::{
-    AppName, AppToken, Caller, Chat, ChatNumber, ChatService, ChatStatus, DomainError, ErrorCode,
-    MessageBody, MessageNumber, MessagesArgs, PageSize, Result, Role, SearchQuery, Subject, UserId,
+    AppName, AppToken, Caller, Chat, ChatFilterArgs, ChatNumber, ChatService, ChatStatus,
+    DomainError, ErrorCode, MessageBody, MessageNumber, MessagesArgs, PageSize, Result, Role,
+    SearchQuery, Subject, Team, UserId,
 };
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -139,6 +140,7 @@ impl Registry {
         );
         registry.add_publishing("Mutation.createChat", &[publish::CHAT], create_chat);
         registry.add_publishing("Mutation.updateChat", &[publish::CHAT], update_chat);
+        registry.add_publishing("Mutation.assignChat", &[publish::CHAT], assign_chat);
         registry.add_publishing(
             "Mutation.sendMessage",
             &[publish::MESSAGE_SENT],
@@ -385,12 +387,52 @@ async fn chats(svc: Arc<ChatService>, caller: Caller, args: Map<String, Value>) 
     let app = app_token(&args, "appToken")?;
     let status = args.opt_str("status")?.map(ChatStatus::parse).transpose()?;
     let limit = PageSize::parse(args.opt_int("limit")?)?;
+    let mut query = ChatFilterArgs {
+        status,
+        ..Default::default()
+    };
+    if let Some(filter) = args.opt_object("filter")? {
+        let filtered = filter
+            .opt_str("status")?
+            .map(ChatStatus::parse)
+            .transpose()?;
+        if filtered.is_some() && status.is_some() && filtered != status {
+            return Err(DomainError::bad_input(
+                "status and filter.status disagree: give one of them",
+            ));
+        }
+        query = ChatFilterArgs {
+            assignee: filter.opt_str("assignee")?.map(str::to_owned),
+            team: filter.opt_str("team")?.map(str::to_owned),
+            status: filtered.or(status),
+        };
+    }
     let page = svc
-        .chats(&caller, &app, status, limit, args.opt_str("nextToken")?)
+        .inbox(&caller, &app, &query, limit, args.opt_str("nextToken")?)
         .await?;
     let mut json = wire::page(&page, |c| wire::chat(c, viewer(&caller)));
     attachments::add_to_chat_page(&svc, &mut json).await?;
     Ok(json)
+}
+
+async fn assign_chat(
+    svc: Arc<ChatService>,
+    caller: Caller,
+    args: Map<String, Value>,
+) -> Result<Resolved> {
+    let args = Args(&args);
+    let (app, number) = chat_of(&args)?;
+    let assignee = args.opt_str("assignee")?.map(UserId::parse).transpose()?;
+    // An absent team leaves it; an explicit null or blank one clears it.
+    let team = match args.nullable_str("team")? {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(raw)) => Some(Team::parse(raw)?),
+    };
+    let chat = svc
+        .assign_chat(&caller, &app, number, assignee, team)
+        .await?;
+    chat_event(&svc, &chat, &caller).await
 }
 
 /// A chat for the caller, published as the agents see it (`onChat` is the agents' feed).

@@ -26,8 +26,10 @@ pub fn credentials(credentials: &AppCredentials) -> Value {
     })
 }
 
-/// A chat as `viewer` sees it: `unreadCount` is what that role has not read.
+/// A chat as `viewer` sees it: `unreadCount` is what that role has not read; the
+/// assignee's id and the team are for agents only (a customer sees `hasAgent`).
 pub fn chat(chat: &Chat, viewer: Role) -> Value {
+    let agent = viewer == Role::Agent;
     json!({
         "appToken": chat.app.as_str(),
         "number": chat.number.get(),
@@ -42,6 +44,9 @@ pub fn chat(chat: &Chat, viewer: Role) -> Value {
         "agentsLastRead": chat.agents_last_read,
         "createdAt": chat.created_at.to_rfc3339(),
         "updatedAt": chat.updated_at.to_rfc3339(),
+        "hasAgent": chat.assignee.is_some(),
+        "assigneeId": chat.assignee.as_ref().filter(|_| agent).map(|a| a.as_str()),
+        "team": chat.team.as_ref().filter(|_| agent).map(|t| t.as_str()),
     })
 }
 
@@ -130,5 +135,7 @@ pub fn unread_summary(summary: &UnreadSummary) -> Value {
         "appToken": summary.app.as_str(),
         "totalUnread": graphql_int(summary.total_unread),
         "unreadChats": graphql_int(summary.unread_chats),
+        "assignedUnread": graphql_int(summary.assigned_unread),
+        "assignedUnreadChats": graphql_int(summary.assigned_unread_chats),
     })
 }

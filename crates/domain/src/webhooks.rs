@@ -519,6 +519,8 @@ pub fn chat_data(chat: &Chat) -> Value {
         "subject": chat.subject.as_ref().map(|s| s.as_str()),
         "status": chat.status.as_str(),
         "messagesCount": chat.messages_count,
+        "assigneeId": chat.assignee.as_ref().map(UserId::as_str),
+        "team": chat.team.as_ref().map(|t| t.as_str()),
         "createdAt": chat.created_at.to_rfc3339(),
         "updatedAt": chat.updated_at.to_rfc3339(),
     }})

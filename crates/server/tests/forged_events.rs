@@ -351,6 +351,16 @@ fn case(rng: &mut StdRng, world: &World, mutation: &str, inside: bool) -> Case {
                 vec![format!("onChat({label})")],
                 vec![("appToken", json!(app)), ("number", json!(1))],
             ),
+            "assignChat" => (
+                format!(
+                    "assignChat(appToken: $app, chatNumber: 1, assignee: \"agent-{}\")",
+                    rng.random::<u32>()
+                ),
+                json!({ "app": app }),
+                agent,
+                vec![format!("onChat({label})")],
+                vec![("appToken", json!(app)), ("number", json!(1))],
+            ),
             "markChatRead" => (
                 "markChatRead(appToken: $app, chatNumber: 1)".into(),
                 json!({ "app": app }),

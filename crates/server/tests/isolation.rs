@@ -34,6 +34,11 @@ fn operations(a: &str) -> Vec<(&'static str, &'static str, Value)> {
             json!({ "a": a }),
         ),
         (
+            "chatsFiltered",
+            "query($a: ID!) { chatsFiltered: chats(appToken: $a, filter: { assignee: \"UNASSIGNED\", status: OPEN }) { items { number assigneeId } } }",
+            json!({ "a": a }),
+        ),
+        (
             "message",
             "query($a: ID!) { message(appToken: $a, chatNumber: 1, number: 1) { body } }",
             json!({ "a": a }),
@@ -66,6 +71,11 @@ fn operations(a: &str) -> Vec<(&'static str, &'static str, Value)> {
         (
             "updateChat",
             "mutation($a: ID!) { updateChat(appToken: $a, number: 1, status: RESOLVED) { status } }",
+            json!({ "a": a }),
+        ),
+        (
+            "assignChat",
+            "mutation($a: ID!) { assignChat(appToken: $a, chatNumber: 1, assignee: \"intruder\", team: \"Mine\") { assigneeId team } }",
             json!({ "a": a }),
         ),
         (
@@ -243,7 +253,7 @@ async fn snapshot(w: &World) -> Value {
     w.server
         .ok(
             &agent,
-            "query($a: ID!) { chats(appToken: $a) { items { number subject status messagesCount customerLastRead agentsLastRead lastMessage { body editedAt deleted } } } unreadSummary(appToken: $a) { totalUnread unreadChats } messages(appToken: $a, chatNumber: 1) { items { number body deleted } } }",
+            "query($a: ID!) { chats(appToken: $a) { items { number subject status messagesCount customerLastRead agentsLastRead assigneeId team hasAgent updatedAt lastMessage { body editedAt deleted } } } unreadSummary(appToken: $a) { totalUnread unreadChats } messages(appToken: $a, chatNumber: 1) { items { number body deleted } } }",
             json!({ "a": w.a.token }),
         )
         .await
@@ -418,6 +428,8 @@ async fn another_customer_sees_no_chat_and_changes_nothing() {
     let stranger = w.a.customer("stranger");
     refuse_all(&w, Some(&stranger), |op| match op {
         "application" | "updateApplication" => "Forbidden",
+        // Assignment and the assignee filters are for agents.
+        "assignChat" | "chatsFiltered" => "Forbidden",
         // A customer must not learn whether another customer's chat exists.
         "chat" | "message" => "null",
         "createChat" => "Forbidden",

@@ -415,7 +415,8 @@ pub fn publish_event(input: &str, app: &str) -> Value {
             "status": "OPEN", "messagesCount": 9, "lastMessage": message,
             "lastMessageAt": "2026-01-01T00:00:00Z", "unreadCount": 9, "customerLastRead": 0,
             "agentsLastRead": 0, "createdAt": "2026-01-01T00:00:00Z",
-            "updatedAt": "2026-01-01T00:00:00Z"
+            "updatedAt": "2026-01-01T00:00:00Z", "hasAgent": true, "assigneeId": "forged",
+            "team": "forged"
         }),
         "ReadReceiptEventInput" => json!({
             "appToken": app, "chatNumber": 1, "readerId": "c1", "readerRole": "CUSTOMER",
