@@ -12,6 +12,7 @@
 //! Everything else in `template.yaml` is written by hand.
 
 pub mod search;
+pub mod webhooks;
 pub mod yaml;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -322,6 +323,8 @@ const OTHER_FUNCTIONS: &[(&str, &str)] = &[
     ("AuthorizerFunction", "authorizer"),
     ("StreamIndexerFunction", "stream indexer"),
     ("PresenceSweeperFunction", "presence sweeper"),
+    ("StreamWebhooksFunction", "webhook stream"),
+    ("WebhookSenderFunction", "webhook sender"),
 ];
 
 /// The CloudWatch dashboard `chat-<stage>`: latency per resolver (p50, p99), faults and
@@ -626,6 +629,7 @@ pub fn generated_resources(
         );
     }
     resources.insert("Dashboard".into(), dashboard(resolvers));
+    webhooks::add(&mut resources);
     resources.insert("PresenceSweeperFunction".into(), presence_sweeper());
     resources.insert(
         "PresenceSweeperErrorsAlarm".into(),

@@ -129,19 +129,53 @@ fn every_function_in_the_template_is_a_binary_and_every_binary_is_deployed() {
 }
 
 #[test]
-fn the_stream_mapping_retries_finitely_reports_items_and_keeps_failures() {
+fn the_stream_mappings_retry_finitely_report_items_and_keep_failures() {
     let template = template();
     let mappings = resources(&template, "AWS::Lambda::EventSourceMapping");
-    assert_eq!(mappings.len(), 1);
-    let p = &mappings[0].1["Properties"];
-    assert_eq!(p["BisectBatchOnFunctionError"].as_bool(), Some(true));
+    // The search indexer's and the webhook stream function's, each on the table's stream.
+    assert_eq!(mappings.len(), 2);
+    for (id, mapping) in &mappings {
+        let p = &mapping["Properties"];
+        let source = format!("{:?}", p["EventSourceArn"]);
+        assert!(
+            source.contains("Table") && source.contains("StreamArn"),
+            "{id}: {source}"
+        );
+        assert_eq!(
+            p["BisectBatchOnFunctionError"].as_bool(),
+            Some(true),
+            "{id}"
+        );
+        assert_eq!(
+            p["FunctionResponseTypes"][0].as_str(),
+            Some("ReportBatchItemFailures"),
+            "{id}"
+        );
+        let retries = p["MaximumRetryAttempts"].as_i64().unwrap();
+        assert!((0..=10_000).contains(&retries), "{id}: finite retries");
+        assert!(
+            !p["DestinationConfig"]["OnFailure"]["Destination"].is_null(),
+            "{id}"
+        );
+    }
+}
+
+#[test]
+fn the_webhook_sender_reports_items_and_its_queue_has_a_dead_letter_queue() {
+    let template = template();
+    let sender = &template["Resources"]["WebhookSenderFunction"]["Properties"];
+    let tasks = &sender["Events"]["Tasks"];
+    assert_eq!(tasks["Type"].as_str(), Some("SQS"));
     assert_eq!(
-        p["FunctionResponseTypes"][0].as_str(),
+        tasks["Properties"]["FunctionResponseTypes"][0].as_str(),
         Some("ReportBatchItemFailures")
     );
-    let retries = p["MaximumRetryAttempts"].as_i64().unwrap();
-    assert!((0..=10_000).contains(&retries), "finite retries");
-    assert!(!p["DestinationConfig"]["OnFailure"]["Destination"].is_null());
+    let queue = &template["Resources"]["WebhookQueue"]["Properties"];
+    assert!(!queue["RedrivePolicy"]["deadLetterTargetArn"].is_null());
+    // Lambda's guidance: a visibility timeout of at least six times the function's timeout.
+    assert!(
+        queue["VisibilityTimeout"].as_u64().unwrap() >= 6 * sender["Timeout"].as_u64().unwrap()
+    );
 }
 
 #[test]
