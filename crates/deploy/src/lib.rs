@@ -11,6 +11,7 @@
 //! `cargo run -p chat-deploy -- check` (and this crate's tests) fail when either is stale.
 //! Everything else in `template.yaml` is written by hand.
 
+pub mod attachments;
 pub mod search;
 pub mod webhooks;
 pub mod yaml;
@@ -216,7 +217,7 @@ const WRITE_ACTIONS: [&str; 3] = [
     "dynamodb:ConditionCheckItem",
 ];
 
-fn table_resources() -> Value {
+pub(crate) fn table_resources() -> Value {
     json!([
         {"Fn::GetAtt": ["Table", "Arn"]},
         {"Fn::Sub": "${Table.Arn}/index/*"}
@@ -699,6 +700,7 @@ pub fn generated_resources(
             }
         }),
     );
+    attachments::add(&mut resources);
     resources
 }
 
