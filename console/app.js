@@ -1,9 +1,11 @@
 // The agent console: the inbox (most recent activity first, unread badges, the team's total
-// in the title, which chats their customer is viewing), the agents online and away, the
-// agent's own status, one open chat, live updates.
+// in the title, which chats their customer is viewing) in three tabs (Mine, Unassigned, All)
+// with each chat's assignee, search across all chats, the agents online and away, the
+// agent's own status, one open chat with its assignment controls, live updates.
 
 import config from './config.js';
 import { formatTime } from './conversation.js';
+import { highlighted } from './highlight.js';
 import * as q from './queries.js';
 import { TokenStore } from './session.js';
 import {
@@ -17,6 +19,9 @@ const PRESENCE_PAGE = 100;
 // Presences read at most (per role): the inbox shows 50 chats, the team list is a glance.
 const PRESENCE_PAGES = 10;
 const TITLE = 'Inbox — Chat console';
+// The inbox's tabs: the `chats` filter's assignee of each (docs/assignment.md).
+const TABS = ['ME', 'UNASSIGNED', 'ANY'];
+const TAB_STORE = 'chat-console.inbox-tab';
 
 const endpoints = resolveEndpointsOrReport(config, location);
 
@@ -34,7 +39,9 @@ runSessions({
 function begin({ me, api, transport, signal }) {
   $('whoami').textContent = `${me.sub} · agent · ${me.app}`;
 
-  const { conversation, list: inbox } = openChatWithList({ root: $('chat-main'), api, transport, me, loadList: loadInbox, signal });
+  const { conversation, list: inbox } = openChatWithList({
+    root: $('chat-main'), api, transport, me, loadList: loadInbox, signal, onShowChat: showAssignment,
+  });
   const presence = holdPresence({ api, me, signal });
   $('my-status').value = 'ONLINE';
 
@@ -45,19 +52,39 @@ function begin({ me, api, transport, signal }) {
     badge.hidden = total === 0;
     badge.textContent = String(total);
     badge.setAttribute('aria-label', `${total} unread message${total === 1 ? '' : 's'} in ${summary.unreadChats} chat${summary.unreadChats === 1 ? '' : 's'}`);
+    // "My unread": the agents' unread over the chats assigned to me.
+    const mine = summary.assignedUnread ?? 0;
+    const myBadge = $('tab-mine').querySelector('.badge');
+    if (mine > 0) {
+      const next = unreadBadge(mine);
+      next.setAttribute('aria-label', `${mine} unread in ${summary.assignedUnreadChats} of my chat${summary.assignedUnreadChats === 1 ? '' : 's'}`);
+      if (myBadge) myBadge.replaceWith(next);
+      else $('tab-mine').append(next);
+    } else {
+      myBadge?.remove();
+    }
   }
 
-  const state = { chats: [], nextToken: null };
+  // One page of chats per tab, read together: each tab's count is what is loaded of it.
+  const stored = sessionStorage.getItem(TAB_STORE);
+  const state = {
+    tab: TABS.includes(stored) ? stored : 'ANY',
+    lists: Object.fromEntries(TABS.map((tab) => [tab, { chats: [], nextToken: null }])),
+  };
+
+  const chatsOf = (tab, next = null) => api.request(q.CHATS, {
+    a: me.app, limit: INBOX_PAGE, next, filter: { assignee: tab, status: $('status-filter').value || null },
+  });
 
   async function loadInbox() {
     try {
-      const status = $('status-filter').value || null;
-      const [{ chats }, { unreadSummary }] = await Promise.all([
-        api.request(q.CHATS, { a: me.app, status, limit: INBOX_PAGE }),
+      const [pages, { unreadSummary }] = await Promise.all([
+        Promise.all(TABS.map((tab) => chatsOf(tab))),
         api.request(q.UNREAD_SUMMARY, { a: me.app }),
       ]);
-      state.chats = chats.items;
-      state.nextToken = chats.nextToken;
+      TABS.forEach((tab, i) => {
+        state.lists[tab] = { chats: pages[i].chats.items, nextToken: pages[i].chats.nextToken };
+      });
       renderInbox();
       applySummary(unreadSummary);
       $('inbox-error').textContent = '';
@@ -67,13 +94,15 @@ function begin({ me, api, transport, signal }) {
   }
 
   async function loadMoreChats() {
-    if (!state.nextToken) return;
+    const tab = state.tab;
+    const list = state.lists[tab];
+    if (!list.nextToken) return;
     try {
-      const status = $('status-filter').value || null;
-      const { chats } = await api.request(q.CHATS, { a: me.app, status, limit: INBOX_PAGE, next: state.nextToken });
-      const known = new Set(state.chats.map((c) => c.number));
-      state.chats.push(...chats.items.filter((c) => !known.has(c.number)));
-      state.nextToken = chats.nextToken;
+      const { chats } = await chatsOf(tab, list.nextToken);
+      if (state.lists[tab] !== list) return; // the inbox was read again meanwhile
+      const known = new Set(list.chats.map((c) => c.number));
+      list.chats.push(...chats.items.filter((c) => !known.has(c.number)));
+      list.nextToken = chats.nextToken;
       renderInbox();
     } catch (error) {
       $('inbox-error').textContent = `Could not load more chats: ${error.message}`;
@@ -81,13 +110,147 @@ function begin({ me, api, transport, signal }) {
   }
 
   function renderInbox() {
+    const { chats, nextToken } = state.lists[state.tab];
     const list = $('chat-list');
     const focused = document.activeElement?.closest?.('#chat-list a')?.dataset.chat;
-    list.replaceChildren(...state.chats.map(renderChatItem));
-    $('inbox-empty').hidden = state.chats.length > 0;
-    $('more-chats').hidden = !state.nextToken;
+    list.replaceChildren(...chats.map(renderChatItem));
+    $('inbox-empty').textContent = { ME: 'No chats assigned to you.', UNASSIGNED: 'No unassigned chats.', ANY: 'No chats yet.' }[state.tab];
+    $('inbox-empty').hidden = chats.length > 0;
+    $('more-chats').hidden = !nextToken;
+    renderTabs();
     markViewedChats();
     if (focused) list.querySelector(`a[data-chat="${focused}"]`)?.focus();
+  }
+
+  /** The tabs: the selected one, and how many chats of each are loaded ("50+": more pages). */
+  function renderTabs() {
+    for (const button of $('inbox-tabs').querySelectorAll('[role="tab"]')) {
+      const tab = button.dataset.assignee;
+      const selected = tab === state.tab;
+      button.setAttribute('aria-selected', String(selected));
+      button.tabIndex = selected ? 0 : -1;
+      const { chats, nextToken } = state.lists[tab];
+      button.querySelector('.tab-count').textContent = `${chats.length}${nextToken ? '+' : ''}`;
+    }
+  }
+
+  function selectTab(tab) {
+    if (!TABS.includes(tab) || tab === state.tab) return;
+    state.tab = tab;
+    sessionStorage.setItem(TAB_STORE, tab);
+    renderInbox();
+  }
+
+  function onTabKey(event) {
+    const step = { ArrowRight: 1, ArrowLeft: -1 }[event.key];
+    if (!step) return;
+    event.preventDefault();
+    const tab = TABS[(TABS.indexOf(state.tab) + step + TABS.length) % TABS.length];
+    selectTab(tab);
+    $('inbox-tabs').querySelector(`[data-assignee="${tab}"]`).focus();
+  }
+
+  /** Who handles a chat, in words: "Assigned to you", "Assigned to agent-2", "Unassigned". */
+  const assigneeText = (chat) => (!chat.assigneeId ? 'Unassigned'
+    : chat.assigneeId === me.sub ? 'Assigned to you' : `Assigned to ${chat.assigneeId}`);
+
+  /** The open chat's assignee and the controls that fit it. */
+  function showAssignment(chat) {
+    $('chat-assignee').textContent = `${assigneeText(chat)}${chat.team ? ` · team ${chat.team}` : ''}`;
+    $('take-chat').hidden = chat.assigneeId === me.sub;
+    $('unassign-chat').hidden = !chat.assigneeId;
+    $('transfer-chat').textContent = chat.assigneeId ? 'Transfer' : 'Assign';
+  }
+
+  async function assign(assignee) {
+    const number = conversation.number;
+    if (number == null) return;
+    const buttons = $('assignment').querySelectorAll('button');
+    for (const button of buttons) button.disabled = true;
+    try {
+      const { assignChat } = await api.request(q.ASSIGN, { a: me.app, n: number, assignee });
+      if (number === conversation.number) conversation.showChat(assignChat);
+      announce(`Chat #${number}: ${assigneeText(assignChat).toLowerCase()}`);
+      inbox.refresh();
+      return true;
+    } catch (error) {
+      announce(`Could not assign chat #${number}: ${error.message}`);
+      $('inbox-error').textContent = `Could not assign chat #${number}: ${error.message}`;
+      return false;
+    } finally {
+      for (const button of buttons) button.disabled = false;
+    }
+  }
+
+  async function transfer(event) {
+    event.preventDefault();
+    const agent = $('transfer-input').value.trim();
+    if (!agent) return;
+    if (await assign(agent)) $('transfer-input').value = '';
+  }
+
+  // Search across all chats: each result names its chat and opens it at the message.
+  const wide = { query: null, next: null };
+
+  async function searchAll(text, next = null) {
+    const query = text.trim();
+    if (!query) {
+      closeSearchAll();
+      return;
+    }
+    $('search-all-results').hidden = false;
+    if (!next) {
+      $('search-all-list').replaceChildren();
+      $('search-all-heading').textContent = `Searching all chats for “${query}”…`;
+    }
+    try {
+      const { searchMessages } = await api.request(q.SEARCH_ALL, { a: me.app, q: query, limit: 20, next });
+      wide.query = query;
+      wide.next = searchMessages.nextToken;
+      for (const message of searchMessages.items) $('search-all-list').append(renderWideResult(message, query));
+      const count = $('search-all-list').children.length;
+      $('search-all-heading').textContent = count === 0
+        ? `No message in any chat matches “${query}”`
+        : `${count}${wide.next ? '+' : ''} message${count === 1 && !wide.next ? ' matches' : 's match'} “${query}”`;
+      $('search-all-more').hidden = !wide.next;
+    } catch (error) {
+      $('search-all-heading').textContent = `Search failed: ${error.message}`;
+    }
+  }
+
+  function renderWideResult(message, query) {
+    const item = document.createElement('li');
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'result';
+    button.dataset.chat = message.chatNumber;
+    button.dataset.number = message.number;
+    const meta = document.createElement('span');
+    meta.className = 'result-meta';
+    meta.textContent = `Chat #${message.chatNumber} · #${message.number} · ${message.senderId} · ${formatTime(message.createdAt)}`;
+    const body = document.createElement('span');
+    body.className = 'result-body';
+    body.append(highlighted(document, message.body, query));
+    button.append(meta, body);
+    button.addEventListener('click', () => openResult(message.chatNumber, message.number));
+    item.append(button);
+    return item;
+  }
+
+  async function openResult(chatNumber, number) {
+    if (conversation.number !== chatNumber) {
+      location.hash = `#chat/${chatNumber}`;
+      route();
+    }
+    await conversation.loaded;
+    if (conversation.number === chatNumber) conversation.reveal(number);
+  }
+
+  function closeSearchAll() {
+    $('search-all-results').hidden = true;
+    $('search-all-list').replaceChildren();
+    wide.query = null;
+    wide.next = null;
   }
 
   // Who is here, by role:userId: the agents (the team list) and the customers (the chat
@@ -134,6 +297,12 @@ function begin({ me, api, transport, signal }) {
     // Only a change is written: the summary is a live region.
     if ($('team-summary').textContent !== summary) $('team-summary').textContent = summary;
     $('agent-list').replaceChildren(...agents.map(renderAgent));
+    // The other agents here, offered when assigning a chat (any agent id may be typed).
+    $('agent-ids').replaceChildren(...agents.filter((p) => p.userId !== me.sub).map((p) => {
+      const option = document.createElement('option');
+      option.value = p.userId;
+      return option;
+    }));
     markViewedChats();
   }
 
@@ -190,7 +359,10 @@ function begin({ me, api, transport, signal }) {
     const when = document.createElement('time');
     when.dateTime = chat.lastMessageAt ?? chat.createdAt;
     when.textContent = formatTime(chat.lastMessageAt ?? chat.createdAt);
-    meta.append(status, ` · ${chat.customerId} · `, when);
+    const assignee = document.createElement('span');
+    assignee.className = 'assignee';
+    assignee.textContent = assigneeText(chat);
+    meta.append(status, ` · ${chat.customerId} · `, when, ' · ', assignee);
 
     const preview = document.createElement('span');
     preview.className = 'preview';
@@ -249,6 +421,22 @@ function begin({ me, api, transport, signal }) {
   on($('status-filter'), 'change', inbox.refresh);
   on($('chat-status'), 'change', changeStatus);
   on($('my-status'), 'change', changeMyStatus);
+  for (const button of $('inbox-tabs').querySelectorAll('[role="tab"]')) {
+    on(button, 'click', () => selectTab(button.dataset.assignee));
+    on(button, 'keydown', onTabKey);
+  }
+  on($('take-chat'), 'click', () => assign(me.sub));
+  on($('unassign-chat'), 'click', () => assign(null));
+  on($('transfer-form'), 'submit', transfer);
+  on($('search-all-form'), 'submit', (event) => {
+    event.preventDefault();
+    searchAll($('search-all-input').value);
+  });
+  on($('search-all-input'), 'keydown', (event) => {
+    if (event.key === 'Escape') closeSearchAll();
+  });
+  on($('search-all-more'), 'click', () => searchAll(wide.query, wide.next));
+  on($('search-all-close'), 'click', closeSearchAll);
 
   const filter = { a: me.app };
   const notLive = (e) => announce(`Inbox not live: ${e.message}`);
@@ -277,10 +465,14 @@ function begin({ me, api, transport, signal }) {
     team.cancel();
     here.clear();
     $('agent-list').replaceChildren();
+    $('agent-ids').replaceChildren();
+    closeSearchAll();
+    $('search-all-input').value = '';
     $('team-summary').textContent = '';
     document.title = TITLE;
   });
 
+  renderTabs();
   inbox.refresh();
   team.refresh();
   route();

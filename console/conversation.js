@@ -29,15 +29,17 @@ export class Conversation {
    * root: the element holding the chat pane's parts (found by id below);
    * api: GraphQLClient; transport: a live transport; session: {app, sub, role};
    * announce(text): the page's aria-live announcer;
-   * onRead(receipt) / onChange(message): so the page can update its badges and lists.
+   * onRead(receipt) / onChange(message): so the page can update its badges and lists;
+   * onShow(chat): the open chat's header was (re)drawn from `chat`.
    */
-  constructor({ root, api, transport, session, announce, onRead = () => {}, onChange = () => {} }) {
+  constructor({ root, api, transport, session, announce, onRead = () => {}, onChange = () => {}, onShow = () => {} }) {
     this.api = api;
     this.transport = transport;
     this.session = session;
     this.announce = announce;
     this.onRead = onRead;
     this.onChange = onChange;
+    this.onShow = onShow;
     const part = (id) => root.querySelector(`#${id}`);
     this.el = {
       pane: part('chat-pane'),
@@ -283,10 +285,12 @@ export class Conversation {
     const { el } = this;
     el.title.textContent = `#${chat.number} ${chat.subject ?? 'No subject'}`;
     const count = `${chat.messagesCount} message${chat.messagesCount === 1 ? '' : 's'}`;
+    // A customer learns whether an agent handles its chat, never who (it has no agent's id).
     el.meta.textContent = this.session.role === 'AGENT'
       ? `Customer ${chat.customerId} · ${count} · ${chat.status === 'OPEN' ? 'open' : 'resolved'}`
-      : `${count} · ${chat.status === 'OPEN' ? 'open' : 'resolved'}`;
+      : `${count} · ${chat.status === 'OPEN' ? 'open' : 'resolved'} · ${chat.hasAgent ? 'an agent is handling it' : 'waiting for an agent'}`;
     if (el.status) el.status.value = chat.status;
+    this.onShow(chat);
   }
 
   /** Re-reads the chat's header (status, subject) after an onChat event or a poll. */

@@ -8,14 +8,21 @@ const MESSAGE_CORE = 'appToken chatNumber number body senderId senderRole client
 // Attachments' URLs are signed when the message is read and last minutes (docs/attachments.md).
 const MESSAGE = `${MESSAGE_CORE} attachments { name contentType size url width height }`;
 // A chat's last message is a preview: its files' names, no URLs to sign.
+// hasAgent: whether an agent handles the chat (everyone); assigneeId and team: null for a
+// CUSTOMER (docs/assignment.md).
 const CHAT = `appToken number customerId subject status messagesCount unreadCount customerLastRead agentsLastRead
-  lastMessageAt createdAt updatedAt lastMessage { ${MESSAGE_CORE} attachments { name } }`;
+  lastMessageAt createdAt updatedAt hasAgent assigneeId team lastMessage { ${MESSAGE_CORE} attachments { name } }`;
 
 // The newest page of a chat: `before` the highest possible number.
 export const NEWEST = 2147483647;
 
-export const CHATS = `query Chats($a: ID!, $status: ChatStatus, $limit: Int, $next: String) {
-  chats(appToken: $a, status: $status, limit: $limit, nextToken: $next) { items { ${CHAT} } nextToken } }`;
+// filter (agents only): { assignee: "ME" | "UNASSIGNED" | "ANY" | <agentId>, team, status }.
+export const CHATS = `query Chats($a: ID!, $status: ChatStatus, $limit: Int, $next: String, $filter: ChatFilter) {
+  chats(appToken: $a, status: $status, limit: $limit, nextToken: $next, filter: $filter) { items { ${CHAT} } nextToken } }`;
+
+// assignee: an agent's id (the caller's own: take; another's: transfer), null: unassign.
+export const ASSIGN = `mutation Assign($a: ID!, $n: Int!, $assignee: ID) {
+  assignChat(appToken: $a, chatNumber: $n, assignee: $assignee) { ${CHAT} } }`;
 
 export const CHAT_BY_NUMBER = `query Chat($a: ID!, $n: Int!) { chat(appToken: $a, number: $n) { ${CHAT} } }`;
 
@@ -28,7 +35,12 @@ export const MESSAGES_AFTER = `query Newer($a: ID!, $c: Int!, $after: Int, $limi
 export const SEARCH = `query Search($a: ID!, $c: Int!, $q: String!, $limit: Int, $next: String) {
   searchMessages(appToken: $a, chatNumber: $c, query: $q, limit: $limit, nextToken: $next) { items { ${MESSAGE} } nextToken } }`;
 
-export const UNREAD_SUMMARY = 'query Summary($a: ID!) { unreadSummary(appToken: $a) { appToken totalUnread unreadChats } }';
+// Across chats: every chat of an agent's application, a customer's own chats.
+export const SEARCH_ALL = `query SearchAll($a: ID!, $q: String!, $limit: Int, $next: String) {
+  searchMessages(appToken: $a, query: $q, limit: $limit, nextToken: $next) { items { ${MESSAGE} } nextToken } }`;
+
+export const UNREAD_SUMMARY = `query Summary($a: ID!) {
+  unreadSummary(appToken: $a) { appToken totalUnread unreadChats assignedUnread assignedUnreadChats } }`;
 
 export const SEND = `mutation Send($a: ID!, $c: Int!, $body: String, $id: ID, $files: [ID!]) {
   sendMessage(appToken: $a, chatNumber: $c, body: $body, clientMessageId: $id, attachmentIds: $files) { ${MESSAGE} } }`;
@@ -50,7 +62,7 @@ export const UPDATE_STATUS = `mutation Status($a: ID!, $n: Int!, $status: ChatSt
 export const MARK_READ = `mutation Read($a: ID!, $c: Int!, $upTo: Int) {
   markChatRead(appToken: $a, chatNumber: $c, upTo: $upTo) { appToken chatNumber readerId readerRole lastReadNumber unreadCount } }`;
 
-export const MARK_ALL_READ = 'mutation ReadAll($a: ID!) { markAllRead(appToken: $a) { appToken totalUnread unreadChats } }';
+export const MARK_ALL_READ = 'mutation ReadAll($a: ID!) { markAllRead(appToken: $a) { appToken totalUnread unreadChats assignedUnread assignedUnreadChats } }';
 
 export const ON_MESSAGE = `subscription OnMessage($a: ID!, $c: Int!) { onMessage(appToken: $a, chatNumber: $c) { ${MESSAGE} } }`;
 

@@ -122,7 +122,7 @@ export function runSessions({ role, store, endpoints, config, view, pollingLabel
  * kept in step: reading or changing the chat refreshes the list, and after a (re)connection
  * or a poll the list is re-read and the chat catches up on what it missed. Ends with `signal`.
  */
-export function openChatWithList({ root, api, transport, me, loadList, signal }) {
+export function openChatWithList({ root, api, transport, me, loadList, signal, onShowChat }) {
   const list = createRefresher(loadList);
   const conversation = new Conversation({
     root,
@@ -132,6 +132,7 @@ export function openChatWithList({ root, api, transport, me, loadList, signal })
     announce,
     onRead: list.schedule,
     onChange: list.schedule,
+    onShow: onShowChat,
   });
   const stopResync = transport.on('resync', () => {
     list.schedule();
