@@ -2,6 +2,10 @@
 //!
 //!   cargo bench -p chat-search-tantivy --bench search -- [--messages N] [--chats N]
 //!       [--queries N] [--lag-seconds S] [--rate R] [--cjk-percent P] [--dir PATH]
+//!       [--clients N] [--concurrent-seconds S]
+//!
+//! With `--dir`, an index there that holds N documents is the corpus of an earlier run
+//! (the generator is deterministic) and is reused: indexing is skipped.
 //!
 //! 1. indexing: N synthetic messages (default 1,000,000) over C chats (default 1,000),
 //!    P% of them (default 20) in Japanese, Chinese or Korean, into a file-backed index
@@ -13,6 +17,11 @@
 //!    20 (21 asked, as the service does); p50 / p99 / max, single client; then, when
 //!    there are CJK messages, Q one-character and Q two-character CJK queries (each taken
 //!    from a CJK message and asked in its chat, so it has hits), reported apart;
+//!    then the same Latin mix across the whole application (`SearchScope::App`), single
+//!    client; then `--clients` (32) concurrent clients through `SearchIndex::search` (the
+//!    server's path: a permit per core, the blocking pool) for `--concurrent-seconds` (10)
+//!    each, one chat's and the application's: p50 / p99 / max, searches/s, the process's
+//!    CPU per search;
 //! 3. index lag: a file SQLite store + its outbox indexer feeding the same index; sends
 //!    at R per second (default 1,000) for S seconds (default 20); lag = from the
 //!    acknowledged send to the first search that finds it; p50 / p99 / max.
@@ -36,6 +45,9 @@ struct Args {
     rate: u64,
     cjk_percent: u64,
     dir: Option<std::path::PathBuf>,
+    /// Clients of the concurrent phase, and its seconds per scope.
+    clients: usize,
+    concurrent_seconds: u64,
 }
 
 fn args() -> Args {
@@ -47,6 +59,8 @@ fn args() -> Args {
         rate: 1_000,
         cjk_percent: 20,
         dir: None,
+        clients: 32,
+        concurrent_seconds: 10,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -59,6 +73,8 @@ fn args() -> Args {
             "--rate" => args.rate = value().parse().unwrap(),
             "--cjk-percent" => args.cjk_percent = value().parse().unwrap(),
             "--dir" => args.dir = Some(value().into()),
+            "--clients" => args.clients = value().parse().unwrap(),
+            "--concurrent-seconds" => args.concurrent_seconds = value().parse().unwrap(),
             "--bench" => {}
             other => panic!("unknown flag {other}"),
         }
@@ -275,7 +291,9 @@ fn main() {
     // CJK bodies and their chats, kept as sources of CJK queries.
     let mut cjk_samples: Vec<(u64, String)> = Vec::new();
 
-    // 1. indexing throughput.
+    // 1. indexing throughput (skipped when `--dir` holds the corpus from an earlier run:
+    // the same generator makes the same messages).
+    let reused = index.num_docs() == args.messages;
     let mut rng = Rng(42);
     let per_chat = args.messages.div_ceil(args.chats);
     let started = Instant::now();
@@ -283,7 +301,7 @@ fn main() {
     let mut done = 0u64;
     for number in 1..=per_chat {
         for chat in 1..=args.chats {
-            if done == args.messages {
+            if done == args.messages || (reused && cjk_samples.len() >= 10_000) {
                 break;
             }
             batch.push(IndexOp::Upsert(SearchDocument {
@@ -306,7 +324,9 @@ fn main() {
                 version: 1,
             }));
             done += 1;
-            if batch.len() == 10_000 {
+            if reused {
+                batch.clear();
+            } else if batch.len() == 10_000 {
                 index.apply_now(&batch).unwrap();
                 batch.clear();
             }
@@ -316,12 +336,16 @@ fn main() {
         index.apply_now(&batch).unwrap();
     }
     let elapsed = started.elapsed();
-    println!(
-        "indexing: {done} messages in {:.1} s = {:.0} messages/s ({} segments)",
-        elapsed.as_secs_f64(),
-        done as f64 / elapsed.as_secs_f64(),
-        index.segments()
-    );
+    if reused {
+        println!("indexing: skipped, the corpus in --dir is reused");
+    } else {
+        println!(
+            "indexing: {done} messages in {:.1} s = {:.0} messages/s ({} segments)",
+            elapsed.as_secs_f64(),
+            done as f64 / elapsed.as_secs_f64(),
+            index.segments()
+        );
+    }
     // Search a settled index: let the background merges of the bulk load finish (they
     // compete for the 2 cores), then reopen it as a server would.
     let merging = Instant::now();
@@ -414,6 +438,41 @@ fn main() {
         }
     }
 
+    // The same mix across the whole application (an agent's search without a chat).
+    let mut latency = Histogram::<u64>::new(3).unwrap();
+    let mut hits_total = 0usize;
+    for _ in 0..args.queries {
+        let q = &queries[rng.below(queries.len() as u64) as usize];
+        let request = SearchRequest {
+            app: app(),
+            scope: SearchScope::App,
+            query: SearchQuery::parse(q).unwrap(),
+            after: None,
+            limit: 21,
+        };
+        let t = Instant::now();
+        hits_total += index.search_now(&request).unwrap().len();
+        latency.record(t.elapsed().as_micros() as u64).unwrap();
+    }
+    println!(
+        "{} (mean hits per page {:.1})",
+        percentiles("search, whole application", &latency, " ms", 1000.0),
+        hits_total as f64 / args.queries as f64
+    );
+
+    // Concurrent clients through `SearchIndex::search` (the server's path) on a runtime
+    // of one worker per core, one chat's and then the application's.
+    if args.concurrent_seconds > 0 {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .enable_all()
+            .build()
+            .unwrap();
+        for app_wide in [false, true] {
+            rt.block_on(concurrent(&args, index.clone(), &queries, app_wide));
+        }
+    }
+
     // 3. index lag through the outbox at a fixed send rate.
     if args.lag_seconds > 0 {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -423,6 +482,88 @@ fn main() {
             .unwrap();
         rt.block_on(lag(&args, &dir, index.clone()));
     }
+}
+
+/// This process's CPU time (user + system), from /proc.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
+/// `args.clients` clients, each searching one after another for `args.concurrent_seconds`
+/// seconds: latency percentiles and CPU per search.
+async fn concurrent(args: &Args, index: Arc<TantivyIndex>, queries: &[String], app_wide: bool) {
+    let end = Instant::now() + Duration::from_secs(args.concurrent_seconds);
+    let cpu = cpu_time();
+    let clients = (0..args.clients).map(|client| {
+        let index = index.clone();
+        let queries = queries.to_vec();
+        let chats = args.chats;
+        tokio::spawn(async move {
+            let mut rng = Rng(1000 + client as u64);
+            let mut latency = Histogram::<u64>::new(3).unwrap();
+            while Instant::now() < end {
+                let q = &queries[rng.below(queries.len() as u64) as usize];
+                let scope = if app_wide {
+                    SearchScope::App
+                } else {
+                    SearchScope::Chat(ChatNumber::new(1 + rng.below(chats) as i64).unwrap())
+                };
+                let request = SearchRequest {
+                    app: app(),
+                    scope,
+                    query: SearchQuery::parse(q).unwrap(),
+                    after: None,
+                    limit: 21,
+                };
+                let t = Instant::now();
+                index.search(&request).await.unwrap();
+                latency.record(t.elapsed().as_micros() as u64).unwrap();
+            }
+            latency
+        })
+    });
+    let mut total = Histogram::<u64>::new(3).unwrap();
+    for h in futures_join(clients.collect()).await {
+        total.add(h).unwrap();
+    }
+    let cpu = cpu_time() - cpu;
+    println!(
+        "{} ({:.0} searches/s, CPU {:.0} µs per search)",
+        percentiles(
+            &format!(
+                "search, {} clients, {}",
+                args.clients,
+                if app_wide {
+                    "whole application"
+                } else {
+                    "one chat"
+                }
+            ),
+            &total,
+            " ms",
+            1000.0
+        ),
+        total.len() as f64 / args.concurrent_seconds as f64,
+        cpu.as_micros() as f64 / total.len().max(1) as f64
+    );
+}
+
+async fn futures_join<T: Send + 'static>(handles: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::with_capacity(handles.len());
+    for handle in handles {
+        out.push(handle.await.unwrap());
+    }
+    out
 }
 
 async fn lag(args: &Args, dir: &std::path::Path, index: Arc<TantivyIndex>) {

@@ -3,7 +3,10 @@
 //!
 //! # Layout
 //! One document per message, id `app/chat/number` (a raw `STRING` term). Filters are exact
-//! terms: `chat` (`app/chat`), `live` (1; tombstones have 0 and no text). The body is not
+//! terms: `app`, `chat` (`app/chat`), `live` (1; tombstones have 0 and no text). A filter
+//! on another keyword of the chat (assignee, status) would be one more `STRING` field
+//! here, filled by the indexer, and a new schema (an index of an older one is rebuilt
+//! from the store at start). The body is not
 //! stored: a hit is a message number, and the service reads the message from the store.
 //!
 //! The body is indexed in one positional field by the `chat_grams` analyzer: the text in
@@ -30,9 +33,12 @@
 //! phrase of the bigrams of `^q`.
 //!
 //! Scores (+2 whole word, +1 word start) are small integers that do not depend on corpus
-//! statistics. A search collects the documents of the chat matching every required
-//! phrase, then runs each scoring phrase intersected with them and adds its points; the
-//! ranking key `(score << 32) | number` is exact and stable for cursor paging.
+//! statistics. A search walks, segment by segment, the documents of its scope (`chat` for
+//! one chat, `app` for the application, a union of `chat` terms for a customer's chats)
+//! that match every required phrase, moves each scoring phrase forward to each of them to
+//! add its points, and keeps the best page in a heap. The ranking key is exact and stable
+//! for cursor paging: `(score, number)` in one chat, `(score, created_at, chat, number)`
+//! across chats (`chat_number` and `created_at` are fast fields).
 //!
 //! # Writes
 //! [`SearchIndex::apply`] takes the one writer (a mutex), keeps for each document the
@@ -57,6 +63,7 @@ use chat_domain::{
     Applied, ChatNumber, DomainError, IndexOp, MessageNumber, Result, SearchHit, SearchIndex,
     SearchRequest, Timestamp, chat_key,
 };
+use tantivy::SeekDangerResult;
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{BooleanQuery, EnableScoring, Occur, PhraseQuery, Query, TermQuery};
 use tantivy::schema::{
@@ -66,7 +73,7 @@ use tantivy::tokenizer::{
     AsciiFoldingFilter, LowerCaser, TextAnalyzer, Token, TokenFilter, TokenStream, Tokenizer,
 };
 use tantivy::{
-    DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, TERMINATED, TantivyDocument, Term,
+    DocId, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, TERMINATED, TantivyDocument, Term,
 };
 
 /// Memory the writer may buffer before it flushes a segment.
@@ -462,16 +469,13 @@ impl TantivyIndex {
         let (required, scoring) = self.clauses(request);
         let searcher = self.inner.reader.searcher();
         let disabled = EnableScoring::disabled_from_searcher(&searcher);
-        let matching = BooleanQuery::new(required.into_iter().map(|q| (Occur::Must, q)).collect())
-            .weight(disabled)
-            .map_err(internal("search"))?;
         let mut bonus = 0u32;
         let mut weights = Vec::with_capacity(scoring.len());
         for (clause, points) in scoring {
             match clause {
                 Clause::Always => bonus += points,
                 Clause::Query(query) => {
-                    weights.push((query.weight(disabled).map_err(internal("search"))?, points))
+                    weights.push((query.weight(disabled).map_err(internal("search"))?, points));
                 }
             }
         }
@@ -491,18 +495,74 @@ impl TantivyIndex {
             }
         });
         let limit = request.limit as usize;
+        let must = |queries: Vec<Box<dyn Query>>| -> Result<Box<dyn tantivy::query::Weight>> {
+            BooleanQuery::new(queries.into_iter().map(|q| (Occur::Must, q)).collect())
+                .weight(disabled)
+                .map_err(internal("search"))
+        };
+        let page = Page {
+            across,
+            after,
+            limit,
+        };
+        let best = page.collect(&searcher, must(required)?.as_ref(), &weights, bonus)?;
+        let mut keys: Vec<RankKey> = best.into_iter().map(|Reverse(key)| key).collect();
+        keys.sort_unstable_by(|a, b| b.cmp(a));
+        keys.into_iter()
+            .map(|(score, created_at, ChatKeyOrder(chat), number)| {
+                let corrupt = |e| DomainError::internal("tantivy index: corrupt number", e);
+                let chat = match single_chat {
+                    Some(chat) => chat,
+                    None => ChatNumber::new(i64::from(chat)).map_err(corrupt)?,
+                };
+                Ok(SearchHit {
+                    chat,
+                    number: MessageNumber::new(i64::from(number)).map_err(corrupt)?,
+                    score,
+                    created_at: Timestamp(created_at),
+                })
+            })
+            .collect()
+    }
+}
+
+/// The ranking of one search: its order, its cursor and its page size.
+struct Page {
+    across: bool,
+    after: Option<RankKey>,
+    limit: usize,
+}
+
+impl Page {
+    /// The best `limit` keys after the cursor among the documents `matching` yields, each
+    /// scoring `bonus` plus the points of the `weights` it matches: one pass per segment,
+    /// document at a time, a heap of the page.
+    fn collect(
+        &self,
+        searcher: &tantivy::Searcher,
+        matching: &dyn tantivy::query::Weight,
+        weights: &[(Box<dyn tantivy::query::Weight>, u32)],
+        bonus: u32,
+    ) -> Result<BinaryHeap<Reverse<RankKey>>> {
+        let (across, after, limit) = (self.across, self.after, self.limit);
         let mut best: BinaryHeap<Reverse<RankKey>> = BinaryHeap::with_capacity(limit + 1);
         for segment in searcher.segment_readers() {
             let mut docs = matching.scorer(segment, 1.0).map_err(internal("search"))?;
             if docs.doc() == TERMINATED {
                 continue;
             }
+            let first = docs.doc();
             let mut scorers = Vec::with_capacity(weights.len());
-            for (weight, points) in &weights {
-                scorers.push((
-                    weight.scorer(segment, 1.0).map_err(internal("search"))?,
-                    *points,
-                ));
+            for (weight, points) in weights {
+                let (found, scorer) = weight
+                    .scorer_danger(segment, first, 1.0)
+                    .map_err(internal("search"))?;
+                scorers.push(Probe {
+                    scorer,
+                    points: *points,
+                    first: Some((first, found)),
+                    next: 0,
+                });
             }
             let fast = segment.fast_fields();
             let numbers = fast.u64("number").map_err(internal("read the numbers"))?;
@@ -521,12 +581,9 @@ impl TantivyIndex {
             while doc != TERMINATED {
                 if alive.is_none_or(|bits| bits.is_alive(doc)) {
                     let mut score = bonus;
-                    for (scorer, points) in scorers.iter_mut() {
-                        if scorer.doc() < doc {
-                            scorer.seek(doc);
-                        }
-                        if scorer.doc() == doc {
-                            score += *points;
+                    for probe in scorers.iter_mut() {
+                        if probe.matches(doc) {
+                            score += probe.points;
                         }
                     }
                     let number = numbers.first(doc).unwrap_or(0) as u32;
@@ -552,23 +609,7 @@ impl TantivyIndex {
                 doc = docs.advance();
             }
         }
-        let mut keys: Vec<RankKey> = best.into_iter().map(|Reverse(key)| key).collect();
-        keys.sort_unstable_by(|a, b| b.cmp(a));
-        keys.into_iter()
-            .map(|(score, created_at, ChatKeyOrder(chat), number)| {
-                let corrupt = |e| DomainError::internal("tantivy index: corrupt number", e);
-                let chat = match single_chat {
-                    Some(chat) => chat,
-                    None => ChatNumber::new(i64::from(chat)).map_err(corrupt)?,
-                };
-                Ok(SearchHit {
-                    chat,
-                    number: MessageNumber::new(i64::from(number)).map_err(corrupt)?,
-                    score,
-                    created_at: Timestamp(created_at),
-                })
-            })
-            .collect()
+        Ok(best)
     }
 }
 
@@ -609,6 +650,48 @@ impl Ord for ChatKeyOrder {
 impl PartialOrd for ChatKeyOrder {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
+    }
+}
+
+/// A scoring clause's scorer in one segment, asked about the candidates in increasing
+/// order with `seek_danger`: it checks the one document (a phrase's positions there)
+/// instead of running ahead to its next match, which for a phrase of common grams can
+/// mean reading far through the segment for documents outside the scope.
+struct Probe {
+    scorer: Box<dyn tantivy::query::Scorer>,
+    points: u32,
+    /// The answer for the first candidate, from `scorer_danger`.
+    first: Option<(DocId, SeekDangerResult)>,
+    /// No document below this can match.
+    next: DocId,
+}
+
+impl Probe {
+    fn matches(&mut self, doc: DocId) -> bool {
+        if let Some((first, answer)) = self.first.take() {
+            let found = self.record(first, answer);
+            if first == doc {
+                return found;
+            }
+        }
+        if doc < self.next {
+            return false;
+        }
+        let answer = self.scorer.seek_danger(doc);
+        self.record(doc, answer)
+    }
+
+    fn record(&mut self, doc: DocId, answer: SeekDangerResult) -> bool {
+        match answer {
+            SeekDangerResult::Found => {
+                self.next = doc + 1;
+                true
+            }
+            SeekDangerResult::SeekLowerBound(bound) => {
+                self.next = bound.max(doc + 1);
+                false
+            }
+        }
     }
 }
 
