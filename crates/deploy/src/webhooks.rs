@@ -18,10 +18,11 @@ pub const MAX_RECEIVES: u32 = 5;
 pub const SENDER_TIMEOUT_SECS: u32 = 30;
 
 /// Only records that can be events reach the stream function (Lambda drops the others
-/// before invoking it): chats and messages, and deliveries made by redeliver.
+/// before invoking it): chats and messages, and deliveries made by redeliver (the function
+/// queues only their INSERT). A DynamoDB filter looks at the record's `dynamodb` key only.
 pub const STREAM_FILTERS: [&str; 2] = [
     r#"{"dynamodb": {"NewImage": {"type": {"S": ["CHAT", "MSG"]}}}}"#,
-    r#"{"eventName": ["INSERT"], "dynamodb": {"NewImage": {"type": {"S": ["WHDLV"]}, "redelivery": {"BOOL": [true]}}}}"#,
+    r#"{"dynamodb": {"NewImage": {"type": {"S": ["WHDLV"]}, "redelivery": {"BOOL": [true]}}}}"#,
 ];
 
 fn table_policy(actions: &[&str]) -> Value {
