@@ -347,3 +347,89 @@ fn outbox_len_via_reader(dir: &std::path::Path) -> i64 {
     conn.query_row("SELECT count(*) FROM search_outbox", [], |r| r.get(0))
         .unwrap()
 }
+
+const SEARCH_ACROSS: &str = "query($a: ID!, $q: String!) { searchMessages(appToken: $a, query: $q) { items { chatNumber number body } nextToken } }";
+
+/// `(chatNumber, body)` of the hits of a search without a chat number.
+async fn across(server: &TestServer, token: &str, app: &TestApp, q: &str) -> Vec<(i64, String)> {
+    let data = server
+        .ok(token, SEARCH_ACROSS, json!({ "a": app.token, "q": q }))
+        .await;
+    data["searchMessages"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["chatNumber"].as_i64().unwrap(),
+                m["body"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_chat_number_an_agent_searches_the_application_and_a_customer_its_chats() {
+    // Given two customers' chats in one application and a chat in another application,
+    // all mentioning the same order number.
+    let server = TestServer::start();
+    let app = TestApp::create(&server, "Acme").await;
+    let other = TestApp::create(&server, "Other").await;
+    let (alice, bob) = (app.customer("alice"), app.customer("bob"));
+    let alices = open_chat(&server, &app, &alice).await;
+    let bobs = open_chat(&server, &app, &bob).await;
+    let carol = other.customer("carol");
+    let carols = open_chat(&server, &other, &carol).await;
+    send(&server, &app, &alice, alices, "order 4471 is late").await;
+    send(&server, &app, &bob, bobs, "bob's order 4471").await;
+    send(&server, &other, &carol, carols, "carol's order 4471").await;
+    let agent = app.agent("agent");
+    let started = Instant::now();
+    while across(&server, &agent, &app, "4471").await.len() < 2 {
+        assert!(started.elapsed() < LAG_DEADLINE, "not indexed in time");
+        tokio::task::yield_now().await;
+    }
+    // When the agent searches without a chat number, then both chats' messages come, each
+    // with its chat number, and none of the other application.
+    let mut found = across(&server, &agent, &app, "4471").await;
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            (alices, "order 4471 is late".to_owned()),
+            (bobs, "bob's order 4471".to_owned())
+        ]
+    );
+    // When a customer does, then only its own chat's.
+    assert_eq!(
+        across(&server, &alice, &app, "4471").await,
+        [(alices, "order 4471 is late".to_owned())]
+    );
+    assert_eq!(
+        across(&server, &bob, &app, "4471").await,
+        [(bobs, "bob's order 4471".to_owned())]
+    );
+    // And the other application's agent sees only its own (once indexed); asking for this
+    // application
+    // with its token is refused.
+    while across(&server, &other.agent("agent"), &other, "4471")
+        .await
+        .is_empty()
+    {
+        assert!(started.elapsed() < LAG_DEADLINE, "not indexed in time");
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        across(&server, &other.agent("agent"), &other, "4471").await,
+        [(carols, "carol's order 4471".to_owned())]
+    );
+    let (_, refused) = server
+        .post(
+            Some(&other.agent("agent")),
+            SEARCH_ACROSS,
+            json!({ "a": app.token, "q": "4471" }),
+        )
+        .await;
+    assert!(refused["errors"].is_array(), "{refused}");
+    assert!(refused["data"].is_null() || refused["data"]["searchMessages"].is_null());
+}
