@@ -2,7 +2,8 @@
 //! HTTP receiver on loopback (allowed by the development policy, as the dev server's
 //! `--webhooks-allow-loopback`): the stream function records PENDING deliveries once and
 //! queues them; the sender posts signed events, retries with the same event id, and the
-//! redeliver mutation's delivery reaches the queue through the stream.
+//! redeliver mutation's delivery reaches the queue through the stream; `message.unseen`
+//! goes out after the grace only for what its absent receiver has not read.
 
 mod common;
 
@@ -474,4 +475,95 @@ async fn the_sender_refuses_private_targets_and_drops_malformed_tasks() {
         error.starts_with("refused: 127.0.0.1 is a loopback address"),
         "{error}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_unseen_goes_out_for_what_an_absent_customer_has_not_read() {
+    let (store, _) = chat_dynamodb::moto::fresh_store().await;
+    let (sqs, url) = fresh_queue().await;
+    let queue = TaskQueue::new(sqs.clone(), url.clone());
+    let hook = receiver(&[]).await;
+    let (app, _) = app_with_endpoint(&store, &hook.url, &[EventType::MessageUnseen]).await;
+    let sender = WebhookSender::new(
+        store.clone(),
+        queue.clone(),
+        ServerKey::generate(),
+        Arc::new(SystemClock),
+        SenderConfig {
+            targets: DEV,
+            timeout: Duration::from_secs(5),
+            disable: DisablePolicy::default(),
+            retry_scale: 0.0001,
+        },
+    )
+    .unwrap();
+    let now = SystemClock.now();
+    let chat = store
+        .create_chat(NewChat {
+            app: app.clone(),
+            customer_id: UserId::parse("cust-1").unwrap(),
+            subject: None,
+            now,
+        })
+        .await
+        .unwrap();
+    let scope = ChatScope {
+        app: app.clone(),
+        chat: chat.number,
+        customer: None,
+    };
+    // An agent answers twice; the customer, with no presence anywhere, reads the first
+    // answer only before the grace is over.
+    for body in ["Your parcel left today.", "Tracking: ZX-1."] {
+        store
+            .send_message(NewMessage {
+                scope: scope.clone(),
+                body: MessageBody::parse(body).unwrap(),
+                sender_id: UserId::parse("agent-1").unwrap(),
+                sender_role: Role::Agent,
+                client_message_id: None,
+                now,
+            })
+            .await
+            .unwrap();
+    }
+    // The stream function queues one check per message, delayed by the grace (0 here).
+    let response =
+        handle_webhook_stream(&store, &queue, Duration::ZERO, stream_event(&store).await).await;
+    assert!(response.batch_item_failures.is_empty());
+    store
+        .mark_chat_read(MarkRead {
+            scope: scope.clone(),
+            reader: UserIdentity {
+                app: app.clone(),
+                user_id: UserId::parse("cust-1").unwrap(),
+                role: Role::Customer,
+            },
+            up_to: Some(MessageNumber::new(1).unwrap()),
+        })
+        .await
+        .unwrap();
+    let mut checks = 0;
+    for _ in 0..10 {
+        let batch = drain(&sqs, &url, 2).await;
+        if batch.records.is_empty() {
+            break;
+        }
+        checks += tasks(&batch)
+            .iter()
+            .filter(|t| t["kind"] == "unseen")
+            .count();
+        let answer = sender.handle(batch).await;
+        assert!(answer.batch_item_failures.is_empty());
+    }
+    assert_eq!(checks, 2, "one check per message");
+    // The read message is settled silently; the unread one reaches the receiver, addressed
+    // to the customer.
+    let got = hook.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let body: Value = serde_json::from_str(&got[0].body).unwrap();
+    assert_eq!(body["type"], "message.unseen");
+    assert_eq!(body["data"]["message"]["number"], 2);
+    assert_eq!(body["data"]["receiver"]["role"], "CUSTOMER");
+    assert_eq!(body["data"]["receiver"]["userId"], "cust-1");
 }
