@@ -51,6 +51,7 @@ pub async fn stream_records(store: &DynamoStore) -> Vec<EventRecord> {
         .stream_description()
         .map(|d| d.shards().to_vec())
         .unwrap_or_default();
+    assert!(!shards.is_empty(), "the stream has shards");
     let mut records = Vec::new();
     for shard in shards {
         let mut iterator = streams
