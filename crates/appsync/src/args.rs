@@ -42,6 +42,19 @@ impl<'a> Args<'a> {
             .ok_or_else(|| DomainError::bad_input(format!("{name} is required")))
     }
 
+    pub fn opt_bool(&self, name: &str) -> Result<Option<bool>> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(DomainError::bad_input(format!("{name} must be a boolean"))),
+        }
+    }
+
+    pub fn bool(&self, name: &str) -> Result<bool> {
+        self.opt_bool(name)?
+            .ok_or_else(|| DomainError::bad_input(format!("{name} is required")))
+    }
+
     /// An input object argument (`None` when absent or null).
     pub fn opt_object(&self, name: &str) -> Result<Option<Args<'a>>> {
         match self.get(name) {

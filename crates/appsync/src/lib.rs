@@ -22,6 +22,7 @@ pub mod outcome;
 pub mod presence;
 pub mod publish;
 pub mod registry;
+pub mod routing;
 pub mod webhooks;
 pub mod wire;
 

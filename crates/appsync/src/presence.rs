@@ -25,11 +25,20 @@ pub const PRESENCE_EVENTS: &[&str] = &[
     publish::AVAILABILITY,
 ];
 
+/// What a heartbeat may publish: its presence events, and the chats routed to an agent
+/// who became available.
+const HEARTBEAT_EVENTS: &[&str] = &[
+    publish::PRESENCE,
+    publish::CHAT_VIEWER,
+    publish::AVAILABILITY,
+    publish::CHAT,
+];
+
 pub(crate) fn register(registry: &mut Registry) {
     registry.add("Query.presences", presences);
     registry.add("Query.availability", availability);
     registry.add("Query.chatViewers", chat_viewers);
-    registry.add_publishing("Mutation.heartbeat", PRESENCE_EVENTS, heartbeat);
+    registry.add_publishing("Mutation.heartbeat", HEARTBEAT_EVENTS, heartbeat);
     registry.add_publishing("Mutation.typing", &[publish::TYPING], typing);
     registry.add("Subscription.onPresence", on_presence);
     registry.add("Subscription.onAvailability", on_availability);
@@ -143,10 +152,14 @@ async fn heartbeat(
         .heartbeat(&caller, &app, Heartbeat { status, chat })
         .await?;
     let publications = publications(&svc, std::slice::from_ref(&change)).await?;
-    Ok(Resolved {
+    let mut resolved = Resolved {
         data: wire::presence(&change.after),
         publications,
-    })
+    };
+    if change.makes_agent_available() {
+        crate::routing::pick_up(&svc, &app, &mut resolved).await;
+    }
+    Ok(resolved)
 }
 
 async fn typing(

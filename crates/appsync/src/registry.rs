@@ -10,7 +10,7 @@ use aws_lambda_events::appsync::{AppSyncDirectResolverEvent, AppSyncIdentity};
 use chat_domain::{
     AppName, AppToken, Caller, Chat, ChatFilterArgs, ChatNumber, ChatService, ChatStatus,
     DomainError, ErrorCode, MessageBody, MessageNumber, MessagesArgs, PageSize, Result, Role,
-    SearchQuery, Subject, Team, UserId,
+    RoutingArgs, SearchQuery, Subject, Team, UserId,
 };
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -133,7 +133,11 @@ impl Registry {
         registry.add("Query.searchMessages", search_messages);
         registry.add("Query.unreadSummary", unread_summary);
         registry.add("Mutation.createApplication", create_application);
-        registry.add("Mutation.updateApplication", update_application);
+        registry.add_publishing(
+            "Mutation.updateApplication",
+            &[publish::CHAT],
+            update_application,
+        );
         registry.add(
             "Mutation.rotateApplicationSecret",
             rotate_application_secret,
@@ -362,12 +366,27 @@ async fn update_application(
     svc: Arc<ChatService>,
     caller: Caller,
     args: Map<String, Value>,
-) -> Result<Value> {
+) -> Result<Resolved> {
     let args = Args(&args);
     let token = app_token(&args, "token")?;
-    let name = AppName::parse(args.str("name")?)?;
-    let app = svc.update_application(&caller, &token, name).await?;
-    Ok(wire::application(&app))
+    let name = args.opt_str("name")?.map(AppName::parse).transpose()?;
+    let routing = args
+        .opt_object("routing")?
+        .map(|r| -> Result<RoutingArgs> {
+            Ok(RoutingArgs {
+                enabled: r.bool("enabled")?,
+                max_open_chats: r.opt_int("maxOpenChatsPerAgent")?,
+            })
+        })
+        .transpose()?;
+    let (before, after) = svc
+        .update_application(&caller, &token, name, routing)
+        .await?;
+    let mut resolved = Resolved::from(wire::application(&after));
+    if before.routing.opens_room(&after.routing) {
+        crate::routing::pick_up(&svc, &token, &mut resolved).await;
+    }
+    Ok(resolved)
 }
 
 async fn chat(svc: Arc<ChatService>, caller: Caller, args: Map<String, Value>) -> Result<Value> {
@@ -432,7 +451,10 @@ async fn assign_chat(
     let chat = svc
         .assign_chat(&caller, &app, number, assignee, team)
         .await?;
-    chat_event(&svc, &chat, &caller).await
+    let mut resolved = chat_event(&svc, &chat, &caller).await?;
+    // A chat put back in the queue, or a slot freed by a transfer.
+    crate::routing::pick_up(&svc, &app, &mut resolved).await;
+    Ok(resolved)
 }
 
 /// A chat for the caller, published as the agents see it (`onChat` is the agents' feed).
@@ -457,6 +479,7 @@ async fn create_chat(
         .flatten();
     let customer = args.opt_str("customerId")?.map(UserId::parse).transpose()?;
     let chat = svc.create_chat(&caller, &app, subject, customer).await?;
+    let chat = crate::routing::route_new(&svc, chat).await;
     chat_event(&svc, &chat, &caller).await
 }
 
@@ -478,7 +501,12 @@ async fn update_chat(
     let chat = svc
         .update_chat(&caller, &app, number, subject, status)
         .await?;
-    chat_event(&svc, &chat, &caller).await
+    let mut resolved = chat_event(&svc, &chat, &caller).await?;
+    if status.is_some() {
+        // A resolved chat frees its assignee's slot; a reopened one may wait for an agent.
+        crate::routing::pick_up(&svc, &app, &mut resolved).await;
+    }
+    Ok(resolved)
 }
 
 async fn message(svc: Arc<ChatService>, caller: Caller, args: Map<String, Value>) -> Result<Value> {

@@ -15,6 +15,10 @@ pub fn application(app: &Application) -> Value {
         "createdAt": app.created_at.to_rfc3339(),
         "updatedAt": app.updated_at.to_rfc3339(),
         "previousSecretExpiresAt": app.previous_secret_expires_at.map(|t| t.to_rfc3339()),
+        "routing": {
+            "enabled": app.routing.enabled,
+            "maxOpenChatsPerAgent": app.routing.max_open_chats,
+        },
     })
 }
 

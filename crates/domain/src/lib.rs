@@ -11,6 +11,7 @@ pub mod keyring;
 pub mod limits;
 pub mod model;
 pub mod presence;
+pub mod routing;
 pub mod search;
 pub mod secrets;
 pub mod service;
@@ -27,6 +28,7 @@ pub use presence::{
     Availability, ChatViewer, Heartbeat, Presence, PresenceChange, PresenceCursor, PresenceStatus,
     PresenceStore, Typing,
 };
+pub use routing::{AgentLoad, Route, Routed, RoutingArgs, RoutingSettings, RoutingStore};
 pub use search::{
     Applied, ChangeKind, ChangeRecord, DocKey, IndexOp, IndexReport, RecordFailure, SearchCursor,
     SearchDocument, SearchHit, SearchIndex, SearchQuery, SearchRequest, chat_key, index_changes,

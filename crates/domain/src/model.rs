@@ -335,6 +335,8 @@ pub struct Application {
     /// until this moment (the grace period); `None` when it no longer matters.
     pub previous_secret_expires_at: Option<Timestamp>,
     pub chats_count: u32,
+    /// How new and waiting chats go to agents (see [`crate::routing`]).
+    pub routing: crate::routing::RoutingSettings,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }

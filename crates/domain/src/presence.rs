@@ -133,6 +133,12 @@ impl PresenceChange {
         (self.before.as_ref().and_then(|b| b.chat) != Some(after)).then_some(after)
     }
 
+    /// An agent who was not available (no live lease, or AWAY) is ONLINE now: routing may
+    /// give it waiting chats.
+    pub fn makes_agent_available(&self) -> bool {
+        self.after.is_agent_online() && self.moves_availability()
+    }
+
     /// Whether the number of agents online changed.
     pub fn moves_availability(&self) -> bool {
         let before = self.before.as_ref().is_some_and(Presence::is_agent_online);
@@ -435,7 +441,7 @@ impl ChatService {
     }
 
     /// Every live agent lease of the application.
-    async fn live_agents(&self, app: &AppToken) -> Result<Vec<Presence>> {
+    pub(crate) async fn live_agents(&self, app: &AppToken) -> Result<Vec<Presence>> {
         let store = self.presence_store()?;
         let now = self.now();
         let mut agents: Vec<Presence> = Vec::new();

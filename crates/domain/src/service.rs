@@ -18,6 +18,7 @@ use crate::keyring::{Generations, Keyring};
 use crate::limits::{SECRET_GRACE_DEFAULT_SECS, SECRET_GRACE_MAX_SECS};
 use crate::model::*;
 use crate::presence::{PresenceStore, TypingGate};
+use crate::routing::{RoutingArgs, RoutingSettings};
 use crate::search::{
     SEARCH_CUSTOMER_CHATS_MAX, SearchCursor, SearchIndex, SearchQuery, SearchRequest, SearchScope,
 };
@@ -369,16 +370,37 @@ impl ChatService {
         Ok(self.credentials(application))
     }
 
+    /// Renames the application and/or changes its routing (see [`crate::routing`]); answers
+    /// it as it was before and after.
     pub async fn update_application(
         &self,
         caller: &Caller,
         token: &AppToken,
-        name: AppName,
-    ) -> Result<Application> {
+        name: Option<AppName>,
+        routing: Option<RoutingArgs>,
+    ) -> Result<(Application, Application)> {
         require_admin(caller)?;
-        self.store
-            .update_application(token, name, self.clock.now())
-            .await
+        if name.is_none() && routing.is_none() {
+            return Err(DomainError::bad_input("give a name or routing to change"));
+        }
+        let Some(before) = self.store.application(token).await? else {
+            return Err(DomainError::application_not_found(token));
+        };
+        let routing = routing
+            .map(|r| RoutingSettings::parse(r.enabled, r.max_open_chats, before.routing))
+            .transpose()?;
+        let after = self
+            .store
+            .update_application(
+                token,
+                ApplicationUpdate {
+                    name,
+                    routing,
+                    now: self.clock.now(),
+                },
+            )
+            .await?;
+        Ok((before, after))
     }
 
     /// The admin sees any application; an agent sees its own; a customer none (chatsCount

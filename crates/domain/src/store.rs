@@ -41,6 +41,14 @@ pub struct NewApplication {
     pub now: Timestamp,
 }
 
+/// What `updateApplication` changes: `None` parts stay.
+#[derive(Debug, Clone)]
+pub struct ApplicationUpdate {
+    pub name: Option<AppName>,
+    pub routing: Option<crate::routing::RoutingSettings>,
+    pub now: Timestamp,
+}
+
 #[derive(Debug, Clone)]
 pub struct NewChat {
     pub app: AppToken,
@@ -184,15 +192,16 @@ pub struct MessageChange {
 }
 
 #[async_trait]
-pub trait ChatStore: Send + Sync + 'static {
+pub trait ChatStore: crate::routing::RoutingStore + Send + Sync + 'static {
     /// Conflict if the token exists (tokens are random, so only on a collision).
     async fn create_application(&self, new: NewApplication) -> Result<Application>;
     /// NotFound if there is no such application.
+    /// Changes what the update gives (at least one of its parts). NotFound if there is no
+    /// such application.
     async fn update_application(
         &self,
         token: &AppToken,
-        name: AppName,
-        now: Timestamp,
+        update: ApplicationUpdate,
     ) -> Result<Application>;
     async fn application(&self, token: &AppToken) -> Result<Option<Application>>;
     /// Makes the next secret generation current; the one it replaces keeps verifying until

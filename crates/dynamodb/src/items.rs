@@ -6,9 +6,9 @@ use std::str::FromStr;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chat_domain::{
-    AppName, AppToken, Application, Chat, ChatNumber, ChatStatus, ClientMessageId, Message,
-    MessageNumber, NewApplication, Presence, PresenceStatus, Role, Subject, Team, Timestamp,
-    UserId,
+    AgentLoad, AppName, AppToken, Application, Chat, ChatNumber, ChatStatus, ClientMessageId,
+    Message, MessageNumber, NewApplication, Presence, PresenceStatus, Role, RoutingSettings,
+    Subject, Team, Timestamp, UserId,
 };
 
 use crate::error::{Result, StoreError};
@@ -73,9 +73,14 @@ where
 }
 
 fn boolean(item: &Item, name: &str) -> Result<bool> {
+    optional_bool(item, name)?.ok_or_else(|| missing(name))
+}
+
+fn optional_bool(item: &Item, name: &str) -> Result<Option<bool>> {
     match item.get(name) {
-        Some(AttributeValue::Bool(value)) => Ok(*value),
-        _ => Err(missing(name)),
+        None | Some(AttributeValue::Null(_)) => Ok(None),
+        Some(AttributeValue::Bool(value)) => Ok(Some(*value)),
+        Some(_) => Err(missing(name)),
     }
 }
 
@@ -140,8 +145,25 @@ pub(crate) fn application(item: &Item) -> Result<Application> {
         secret_generation: count(item, attr::SECRET_GENERATION)?,
         previous_secret_expires_at: optional_timestamp(item, attr::PREVIOUS_SECRET_EXPIRES_AT)?,
         chats_count: count(item, attr::CHATS_COUNT)?,
+        routing: RoutingSettings {
+            enabled: optional_bool(item, attr::ROUTING_ENABLED)?.unwrap_or(false),
+            max_open_chats: optional_number(item, attr::ROUTING_CAP)?
+                .unwrap_or(chat_domain::routing::ROUTING_CAP_DEFAULT),
+        },
         created_at: timestamp(item, attr::CREATED_AT)?,
         updated_at: timestamp(item, attr::UPDATED_AT)?,
+    })
+}
+
+/// An agent's routing load item (absent attributes: nothing counted yet).
+pub(crate) fn agent_load(agent: &UserId, item: &Item) -> Result<AgentLoad> {
+    Ok(AgentLoad {
+        agent: agent.clone(),
+        open_chats: optional_number::<i64>(item, attr::OPEN_CHATS)?
+            .unwrap_or(0)
+            .try_into()
+            .map_err(|_| StoreError::corrupt(format!("{} below zero", attr::OPEN_CHATS)))?,
+        routed_at: optional_timestamp(item, attr::ROUTED_AT)?,
     })
 }
 

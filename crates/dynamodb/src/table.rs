@@ -10,6 +10,7 @@
 //! | message | `CHAT#<token>#<chat>` | `MSG#<number:010>` | | | |
 //! | (chat, continued) | GSI4 (`assignee`): `ASSIGNEE#<token>#<status>#<agentId>` or `UNASSIGNED#<token>#<status>` / `<activity>#<number>` | GSI5 (`team`): `TEAM#<token>#<status>#<team>` / `<activity>#<number>`, only with a team | | | |
 //! | an agent's "my unread" counter | `AGENTUNREAD#<token>#<agentId>` | `UNREAD` | | | |
+//! | an agent's routing load (open assigned chats, last routed) | `AGENTLOAD#<token>#<agentId>` | `LOAD` | | | |
 //! | clientMessageId | `CHAT#<token>#<chat>` | `CMID#<clientMessageId>` | | | |
 //! | an agent's read watermark | `CHAT#<token>#<chat>` | `READ#<agentId>` | | | |
 //! | the agents' unread counter (one per shard) | `TEAMUNREAD#<token>#<shard>` | `UNREAD` | | | |
@@ -123,6 +124,12 @@ pub mod attr {
     pub const SECRET_GENERATION: &str = "secretGeneration";
     pub const PREVIOUS_SECRET_EXPIRES_AT: &str = "previousSecretExpiresAt";
     pub const CHATS_COUNT: &str = "chatsCount";
+    pub const ROUTING_ENABLED: &str = "routingEnabled";
+    pub const ROUTING_CAP: &str = "routingCap";
+    /// An agent's open assigned chats (its routing load).
+    pub const OPEN_CHATS: &str = "openChats";
+    /// When routing last gave the agent a chat.
+    pub const ROUTED_AT: &str = "routedAt";
     pub const CREATED_AT: &str = "createdAt";
     pub const UPDATED_AT: &str = "updatedAt";
 
@@ -197,6 +204,7 @@ pub mod item_type {
     pub const PRESENCE: &str = "PRESENCE";
     pub const UPLOAD: &str = "UPLOAD";
     pub const ATTACHMENT: &str = "ATT";
+    pub const AGENT_LOAD: &str = "LOAD";
 }
 
 // ---- keys ---------------------------------------------------------------------------------
@@ -253,6 +261,14 @@ pub fn team_unread_pk(app: &AppToken, shard: u32) -> String {
 /// A customer's unread counter over its chats of the application.
 pub fn customer_unread_pk(app: &AppToken, customer: &UserId) -> String {
     format!("CUSTUNREAD#{app}#{}", customer.as_str())
+}
+
+/// The sort key of an agent's routing load item.
+pub const AGENT_LOAD_SK: &str = "LOAD";
+
+/// An agent's routing load: its open assigned chats and when routing last gave it one.
+pub fn agent_load_pk(app: &AppToken, agent: &UserId) -> String {
+    format!("AGENTLOAD#{app}#{}", agent.as_str())
 }
 
 /// An agent's "my unread" counter over the chats assigned to it.

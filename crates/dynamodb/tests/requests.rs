@@ -47,7 +47,14 @@ async fn writes_and_single_item_reads_stay_within_their_request_budget() {
         counter,
         "updateApplication",
         store
-            .update_application(&app, AppName::parse("Renamed").unwrap(), at(1))
+            .update_application(
+                &app,
+                chat_domain::ApplicationUpdate {
+                    name: Some(AppName::parse("Renamed").unwrap()),
+                    routing: None,
+                    now: at(1),
+                },
+            )
             .await
             .unwrap(),
         &[("UpdateItem", 1)]

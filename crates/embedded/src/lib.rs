@@ -16,6 +16,7 @@ mod error;
 pub mod feed;
 mod ops;
 mod presence;
+mod routing;
 mod rows;
 mod schema;
 mod unread;
@@ -28,10 +29,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chat_domain::{
-    AppName, AppToken, Application, Assignment, ChangeRecord, Chat, ChatNumber, ChatQuery,
-    ChatScope, ChatStore, ChatUpdate, DomainError, MarkRead, Message, MessageBody, MessageChange,
-    MessageNumber, MessageRange, NewApplication, NewChat, NewMessage, ReadReceipt, Sent, Timestamp,
-    UnreadSummary, UserIdentity,
+    AgentLoad, AppToken, Application, ApplicationUpdate, Assignment, ChangeRecord, Chat,
+    ChatNumber, ChatQuery, ChatScope, ChatStore, ChatUpdate, DomainError, MarkRead, Message,
+    MessageBody, MessageChange, MessageNumber, MessageRange, NewApplication, NewChat, NewMessage,
+    ReadReceipt, Route, Routed, RoutingStore, Sent, Timestamp, UnreadSummary, UserId, UserIdentity,
 };
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
@@ -417,6 +418,35 @@ impl Drop for SqliteStore {
 }
 
 #[async_trait]
+impl RoutingStore for SqliteStore {
+    async fn agent_loads(
+        &self,
+        app: &AppToken,
+        agents: &[UserId],
+    ) -> Result<Vec<AgentLoad>, DomainError> {
+        let (app, agents) = (app.clone(), agents.to_vec());
+        self.read("agent_loads", move |c| {
+            routing::agent_loads(c, &app, &agents)
+        })
+        .await
+    }
+
+    async fn route_chat(&self, route: &Route) -> Result<Routed, DomainError> {
+        let route = route.clone();
+        self.write("route_chat", move |c| routing::route_chat(c, &route))
+            .await
+    }
+
+    async fn waiting_chats(&self, app: &AppToken, limit: u32) -> Result<Vec<Chat>, DomainError> {
+        let app = app.clone();
+        self.read("waiting_chats", move |c| {
+            routing::waiting_chats(c, &app, limit)
+        })
+        .await
+    }
+}
+
+#[async_trait]
 impl ChatStore for SqliteStore {
     async fn create_application(&self, new: NewApplication) -> Result<Application, DomainError> {
         self.write("create_application", move |c| {
@@ -428,12 +458,11 @@ impl ChatStore for SqliteStore {
     async fn update_application(
         &self,
         token: &AppToken,
-        name: AppName,
-        now: Timestamp,
+        update: ApplicationUpdate,
     ) -> Result<Application, DomainError> {
         let token = token.clone();
         self.write("update_application", move |c| {
-            ops::update_application(c, &token, &name, now)
+            ops::update_application(c, &token, &update)
         })
         .await
     }

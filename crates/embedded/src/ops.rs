@@ -4,10 +4,10 @@
 
 use chat_domain::webhooks::EventType;
 use chat_domain::{
-    AppName, AppToken, Application, AssigneeFilter, ChangeKind, ChangeRecord, Chat, ChatNumber,
-    ChatQuery, ChatScope, ChatStatus, ChatUpdate, ClientMessageId, DocKey, DomainError, Message,
-    MessageBody, MessageChange, MessageNumber, MessageRange, NewApplication, NewChat, NewMessage,
-    Sent, Subject, Team, Timestamp, UserId,
+    AppName, AppToken, Application, ApplicationUpdate, AssigneeFilter, ChangeKind, ChangeRecord,
+    Chat, ChatNumber, ChatQuery, ChatScope, ChatStatus, ChatUpdate, ClientMessageId, DocKey,
+    DomainError, Message, MessageBody, MessageChange, MessageNumber, MessageRange, NewApplication,
+    NewChat, NewMessage, RoutingSettings, Sent, Subject, Team, Timestamp, UserId,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -32,7 +32,8 @@ fn app_not_found(token: &AppToken) -> StoreError {
 /// each statement at compile time).
 macro_rules! application_columns {
     () => {
-        "name, secret_generation, chats_count, created_at, updated_at, previous_secret_expires_at"
+        "name, secret_generation, chats_count, created_at, updated_at, previous_secret_expires_at, \
+         routing_enabled, routing_cap"
     };
 }
 
@@ -59,6 +60,7 @@ pub(crate) fn create_application(conn: &Connection, new: &NewApplication) -> Res
         secret_generation: 1,
         previous_secret_expires_at: None,
         chats_count: 0,
+        routing: RoutingSettings::default(),
         created_at: new.now,
         updated_at: new.now,
     })
@@ -67,14 +69,21 @@ pub(crate) fn create_application(conn: &Connection, new: &NewApplication) -> Res
 pub(crate) fn update_application(
     conn: &Connection,
     token: &AppToken,
-    name: &AppName,
-    now: Timestamp,
+    update: &ApplicationUpdate,
 ) -> Result<Application> {
     let mut stmt = conn.prepare_cached(concat!(
-        "UPDATE applications SET name = ?2, updated_at = ?3 WHERE token = ?1 RETURNING ",
+        "UPDATE applications SET name = COALESCE(?2, name), \
+         routing_enabled = COALESCE(?3, routing_enabled), routing_cap = COALESCE(?4, routing_cap), \
+         updated_at = ?5 WHERE token = ?1 RETURNING ",
         application_columns!()
     ))?;
-    let mut rows = stmt.query(params![token.as_str(), name.as_str(), now.0])?;
+    let mut rows = stmt.query(params![
+        token.as_str(),
+        update.name.as_ref().map(AppName::as_str),
+        update.routing.map(|r| r.enabled),
+        update.routing.map(|r| r.max_open_chats),
+        update.now.0
+    ])?;
     match rows.next()? {
         Some(row) => application_row(token, row),
         None => Err(app_not_found(token)),
@@ -118,6 +127,10 @@ fn application_row(token: &AppToken, row: &rusqlite::Row<'_>) -> Result<Applicat
         secret_generation: rows::count(row.get(1)?, "secret generation")?,
         previous_secret_expires_at: row.get::<_, Option<i64>>(5)?.map(Timestamp),
         chats_count: rows::count(row.get(2)?, "chats count")?,
+        routing: RoutingSettings {
+            enabled: row.get(6)?,
+            max_open_chats: rows::count(row.get(7)?, "routing cap")?,
+        },
         created_at: Timestamp(row.get(3)?),
         updated_at: Timestamp(row.get(4)?),
     })

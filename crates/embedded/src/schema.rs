@@ -237,6 +237,19 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (app_id, agent_id)
     ) STRICT, WITHOUT ROWID;
     "#,
+    // 9: routing. The application's settings, and when routing last gave each agent a chat
+    // (its round-robin turn); an agent's load is counted from the chats.
+    r#"
+    ALTER TABLE applications ADD COLUMN routing_enabled INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE applications ADD COLUMN routing_cap INTEGER NOT NULL DEFAULT 5;
+
+    CREATE TABLE agent_routing (
+        app_id    INTEGER NOT NULL REFERENCES applications (id),
+        agent_id  TEXT    NOT NULL,
+        routed_at INTEGER NOT NULL,
+        PRIMARY KEY (app_id, agent_id)
+    ) STRICT, WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes.

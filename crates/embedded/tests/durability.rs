@@ -60,7 +60,14 @@ async fn data_and_counts_survive_close_and_reopen() {
         .await
         .unwrap();
     store
-        .update_application(&other, AppName::parse("Renamed").unwrap(), at(50))
+        .update_application(
+            &other,
+            chat_domain::ApplicationUpdate {
+                name: Some(AppName::parse("Renamed").unwrap()),
+                routing: None,
+                now: at(50),
+            },
+        )
         .await
         .unwrap();
     let apps = (

@@ -254,3 +254,110 @@ async fn bad_assignments_and_filters_are_bad_input() {
         .await;
     assert_eq!(code, "BadInput");
 }
+
+const ROUTING: &str = "mutation($t: ID!, $r: RoutingInput, $n: String) { updateApplication(token: $t, name: $n, routing: $r) { name routing { enabled maxOpenChatsPerAgent } } }";
+const HEARTBEAT: &str =
+    "mutation($a: ID!, $s: PresenceStatus) { heartbeat(appToken: $a, status: $s) { status } }";
+const CREATE: &str =
+    "mutation($a: ID!) { createChat(appToken: $a) { number assigneeId hasAgent } }";
+const RESOLVE: &str = "mutation($a: ID!, $c: Int!) { updateChat(appToken: $a, number: $c, status: RESOLVED) { number status } }";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_gives_chats_to_online_agents_and_picks_up_waiting_ones() {
+    let server = TestServer::start();
+    let app = TestApp::create(&server, "Routed").await;
+    let (alice, bob) = (app.agent("alice"), app.agent("bob"));
+    let customer = app.customer("c1");
+
+    // Only the admin turns routing on; the cap is bounded; the name stays.
+    let code = server
+        .error_code(
+            Some(&alice),
+            ROUTING,
+            json!({ "t": app.token, "r": { "enabled": true } }),
+        )
+        .await;
+    assert_eq!(code, "Forbidden");
+    let code = server
+        .error_code(
+            Some(ADMIN_KEY),
+            ROUTING,
+            json!({ "t": app.token, "r": { "enabled": true, "maxOpenChatsPerAgent": 101 } }),
+        )
+        .await;
+    assert_eq!(code, "BadInput");
+    let code = server
+        .error_code(Some(ADMIN_KEY), ROUTING, json!({ "t": app.token }))
+        .await;
+    assert_eq!(code, "BadInput");
+    let on = server
+        .ok(
+            ADMIN_KEY,
+            ROUTING,
+            json!({ "t": app.token, "r": { "enabled": true, "maxOpenChatsPerAgent": 1 } }),
+        )
+        .await;
+    assert_eq!(
+        on["updateApplication"],
+        json!({ "name": "Routed", "routing": { "enabled": true, "maxOpenChatsPerAgent": 1 } })
+    );
+
+    // With alice ONLINE, a customer's new chat is hers at once, and agents see it on onChat.
+    let mut feed = WsClient::connect(&server.url, &bob).await;
+    feed.subscribe("chats", ON_CHAT, json!({ "a": app.token }))
+        .await;
+    server
+        .ok(&alice, HEARTBEAT, json!({ "a": app.token, "s": "ONLINE" }))
+        .await;
+    let first = server
+        .ok(&customer, CREATE, json!({ "a": app.token }))
+        .await;
+    assert_eq!(
+        first["createChat"],
+        json!({ "number": 1, "assigneeId": null, "hasAgent": true }),
+        "the customer sees that an agent is there, not who"
+    );
+    assert_eq!(
+        feed.next_data("chats").await["onChat"]["assigneeId"],
+        "alice"
+    );
+
+    // Alice is full: the next chat waits; bob coming ONLINE picks it up, published.
+    let second = server
+        .ok(&customer, CREATE, json!({ "a": app.token }))
+        .await;
+    assert_eq!(second["createChat"]["hasAgent"], false);
+    assert_eq!(
+        feed.next_data("chats").await["onChat"]["assigneeId"],
+        Value::Null
+    );
+    server
+        .ok(&bob, HEARTBEAT, json!({ "a": app.token, "s": "ONLINE" }))
+        .await;
+    assert_eq!(
+        feed.next_data("chats").await["onChat"],
+        json!({ "number": 2, "assigneeId": "bob", "team": null, "hasAgent": true })
+    );
+
+    // A third waits; alice resolving her chat frees her slot and it goes to her.
+    server
+        .ok(&customer, CREATE, json!({ "a": app.token }))
+        .await;
+    assert_eq!(feed.next_data("chats").await["onChat"]["number"], 3);
+    server
+        .ok(&alice, RESOLVE, json!({ "a": app.token, "c": 1 }))
+        .await;
+    assert_eq!(feed.next_data("chats").await["onChat"]["number"], 1);
+    assert_eq!(
+        feed.next_data("chats").await["onChat"],
+        json!({ "number": 3, "assigneeId": "alice", "team": null, "hasAgent": true })
+    );
+    let mine = filtered(
+        &server,
+        &alice,
+        &app,
+        json!({ "assignee": "ME", "status": "OPEN" }),
+    )
+    .await;
+    assert_eq!(mine, vec![3]);
+}

@@ -2,8 +2,8 @@
 //! fresh store. A behaviour panics (assert) when the store breaks the contract.
 
 use chat_domain::{
-    AppName, Chat, ChatCursor, ChatQuery, ChatStatus, ChatUpdate, ErrorCode, NewApplication,
-    NewChat, NewMessage, Role,
+    AppName, ApplicationUpdate, Chat, ChatCursor, ChatQuery, ChatStatus, ChatUpdate, ErrorCode,
+    NewApplication, NewChat, NewMessage, Role, RoutingSettings,
 };
 use tokio::task::JoinSet;
 
@@ -59,21 +59,57 @@ pub async fn applications_are_created_read_and_renamed(store: Store) {
     );
 
     // When it is renamed: name and updatedAt change, nothing else.
+    assert_eq!(created.routing, RoutingSettings::default());
     let renamed = store
-        .update_application(&token, AppName::parse("Acme Support").unwrap(), at(20))
+        .update_application(
+            &token,
+            ApplicationUpdate {
+                name: Some(AppName::parse("Acme Support").unwrap()),
+                routing: None,
+                now: at(20),
+            },
+        )
         .await
         .expect("update_application");
     assert_eq!(renamed.name.as_str(), "Acme Support");
     assert_eq!(renamed.updated_at, at(20));
     assert_eq!(renamed.created_at, at(10));
     assert_eq!(renamed.secret_generation, 1);
+    assert_eq!(renamed.routing, RoutingSettings::default());
     assert_eq!(store.application(&token).await.unwrap(), Some(renamed));
+
+    // When its routing changes: the routing and updatedAt change, the name stays.
+    let routing = RoutingSettings {
+        enabled: true,
+        max_open_chats: 9,
+    };
+    let routed = store
+        .update_application(
+            &token,
+            ApplicationUpdate {
+                name: None,
+                routing: Some(routing),
+                now: at(25),
+            },
+        )
+        .await
+        .expect("update_application routing");
+    assert_eq!(routed.name.as_str(), "Acme Support");
+    assert_eq!((routed.routing, routed.updated_at), (routing, at(25)));
+    assert_eq!(store.application(&token).await.unwrap(), Some(routed));
 
     // An unknown application: None to read, NotFound to rename.
     let unknown = self::token("app_unknown");
     assert_eq!(store.application(&unknown).await.unwrap(), None);
     let rename_unknown = store
-        .update_application(&unknown, AppName::parse("X").unwrap(), at(30))
+        .update_application(
+            &unknown,
+            ApplicationUpdate {
+                name: Some(AppName::parse("X").unwrap()),
+                routing: None,
+                now: at(30),
+            },
+        )
         .await;
     assert_code(
         rename_unknown,

@@ -24,6 +24,7 @@ pub mod attachments;
 pub mod behaviours;
 pub mod fixtures;
 pub mod presence;
+pub mod routing;
 pub mod unread;
 pub mod webhooks;
 

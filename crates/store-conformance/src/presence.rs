@@ -15,6 +15,12 @@ use chat_domain::{
 
 use crate::fixtures::{at, chat_no, create_app, create_chat, token, user};
 
+pub use crate::routing::{
+    concurrent_new_chats_never_put_an_agent_over_its_cap,
+    loads_follow_assignments_and_status_changes,
+    routing_goes_round_robin_to_online_agents_up_to_the_cap,
+};
+
 /// A presence store for one test, with the chat store its service checks chats in.
 pub struct PresenceUnderTest {
     pub presence: Arc<dyn PresenceStore>,
@@ -477,6 +483,9 @@ macro_rules! presence_conformance_tests {
             heartbeats_announce_transitions_and_write_only_when_the_lease_needs_it,
             leases_expire_by_themselves_and_the_sweep_announces_each_once,
             presence_follows_the_access_rules,
+            routing_goes_round_robin_to_online_agents_up_to_the_cap,
+            loads_follow_assignments_and_status_changes,
+            concurrent_new_chats_never_put_an_agent_over_its_cap,
         }
     };
 }

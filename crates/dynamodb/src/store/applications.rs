@@ -1,7 +1,11 @@
 //! Applications: one item each, keyed by the token.
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use chat_domain::{AppName, AppToken, Application, DomainError, NewApplication, Timestamp};
+use aws_sdk_dynamodb::types::AttributeValue;
+use chat_domain::{
+    AppToken, Application, ApplicationUpdate, DomainError, NewApplication, RoutingSettings,
+    Timestamp,
+};
 
 use super::{DynamoStore, app_not_found, domain};
 use crate::error::{Result as StoreResult, StoreError};
@@ -33,6 +37,7 @@ impl DynamoStore {
                 secret_generation: 1,
                 previous_secret_expires_at: None,
                 chats_count: 0,
+                routing: RoutingSettings::default(),
                 created_at: new.now,
                 updated_at: new.now,
             }),
@@ -52,18 +57,29 @@ impl DynamoStore {
     }
 
     /// 1 UpdateItem.
-    pub(super) async fn rename_application(
+    pub(super) async fn change_application(
         &self,
         token: &AppToken,
-        name: &AppName,
-        now: Timestamp,
+        change: &ApplicationUpdate,
     ) -> StoreResult<Application> {
         let mut expr = Expr::new();
-        let update = format!(
-            "SET {}, {}",
-            expr.equals(attr::NAME, "name", string_attr(name.as_str())),
-            expr.equals(attr::UPDATED_AT, "now", number_attr(now.0)),
-        );
+        let mut set = vec![expr.equals(attr::UPDATED_AT, "now", number_attr(change.now.0))];
+        if let Some(name) = &change.name {
+            set.push(expr.equals(attr::NAME, "name", string_attr(name.as_str())));
+        }
+        if let Some(routing) = &change.routing {
+            set.push(expr.equals(
+                attr::ROUTING_ENABLED,
+                "routing",
+                AttributeValue::Bool(routing.enabled),
+            ));
+            set.push(expr.equals(
+                attr::ROUTING_CAP,
+                "cap",
+                number_attr(routing.max_open_chats),
+            ));
+        }
+        let update = format!("SET {}", set.join(", "));
         self.update_application_item(token, expr, update).await
     }
 

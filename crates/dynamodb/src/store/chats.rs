@@ -120,18 +120,60 @@ impl DynamoStore {
                             team_unchanged(&mut expr, current.team.as_ref()),
                         ));
                     }
+                    // An assigned chat that opens or closes moves its assignee's load,
+                    // in one transaction with the chat while its status and count are as
+                    // read (the answer is then the chat as read, changed).
+                    let load_move = match (update.status, &current.assignee) {
+                        (Some(status), Some(agent)) if status != current.status => {
+                            condition.push_str(&format!(
+                                " AND {} AND {}",
+                                expr.equals(
+                                    attr::STATUS,
+                                    "seenStatus",
+                                    string_attr(current.status.as_str())
+                                ),
+                                expr.equals(
+                                    attr::MESSAGES_COUNT,
+                                    "seenCount",
+                                    number_attr(current.messages_count)
+                                ),
+                            ));
+                            let delta = if status == ChatStatus::Open { 1 } else { -1 };
+                            Some(self.load_write(&scope.app, agent, delta, None)?)
+                        }
+                        _ => None,
+                    };
                     require_scope(&mut condition, &mut expr, scope);
                     let update_expression = update_expression(&set, &remove);
                     let request =
                         self.update_request(key(), &update_expression, Some(&condition), &expr)?;
                     if let Ok(mut last_read) = read.lock() {
-                        *last_read = Some(current);
+                        *last_read = Some(current.clone());
                     }
-                    Ok(Step::Update(Box::new(request), items::chat, ()))
+                    match load_move {
+                        None => Ok(Step::Update(Box::new(request), items::chat, ())),
+                        Some(load) => {
+                            let chat = aws_sdk_dynamodb::types::TransactWriteItem::builder()
+                                .update(request)
+                                .build();
+                            let mut changed = current;
+                            if let Some(subject) = &update.subject {
+                                changed.subject = subject.clone();
+                            }
+                            if let Some(status) = update.status {
+                                changed.status = status;
+                            }
+                            changed.updated_at = update.now;
+                            Ok(Step::Transact(vec![chat, load], changed, ()))
+                        }
+                    }
                 },
                 move |cancelled, _| async move {
-                    // Gone (or another customer's): NotFound; otherwise the assignee or
-                    // team moved: read again.
+                    if !cancelled.failed(0) {
+                        return Ok(Verdict::RetryLater);
+                    }
+                    // Gone (or another customer's): NotFound; otherwise the assignee,
+                    // team, status or count moved: read again.
                     match cancelled.item(0) {
                         Some(item)
                             if items::chat(item)
@@ -318,7 +360,7 @@ impl DynamoStore {
             .map(|(message, _)| message))
     }
 
-    async fn attach_last_messages(&self, chats: Vec<Chat>) -> StoreResult<Vec<Chat>> {
+    pub(super) async fn attach_last_messages(&self, chats: Vec<Chat>) -> StoreResult<Vec<Chat>> {
         let keys: Vec<Item> = chats
             .iter()
             .filter(|c| c.messages_count > 0)

@@ -26,10 +26,10 @@ use aws_sdk_dynamodb::types::{
     KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use chat_domain::{
-    AppName, AppToken, Application, Assignment, Chat, ChatNumber, ChatQuery, ChatScope, ChatStore,
-    ChatUpdate, DomainError, MarkRead, Message, MessageBody, MessageChange, MessageNumber,
-    MessageRange, NewApplication, NewChat, NewMessage, ReadReceipt, Result, Sent, Timestamp,
-    UnreadSummary, UserId, UserIdentity,
+    AgentLoad, AppToken, Application, ApplicationUpdate, Assignment, Chat, ChatNumber, ChatQuery,
+    ChatScope, ChatStore, ChatUpdate, DomainError, MarkRead, Message, MessageBody, MessageChange,
+    MessageNumber, MessageRange, NewApplication, NewChat, NewMessage, ReadReceipt, Result, Route,
+    Routed, RoutingStore, Sent, Timestamp, UnreadSummary, UserId, UserIdentity,
 };
 
 use self::conditional_write::WriterLanes;
@@ -300,6 +300,27 @@ impl DynamoStore {
 }
 
 #[async_trait]
+impl RoutingStore for DynamoStore {
+    async fn agent_loads(&self, app: &AppToken, agents: &[UserId]) -> Result<Vec<AgentLoad>> {
+        self.loads_of(app, agents)
+            .await
+            .map_err(|e| e.into_domain("agent_loads"))
+    }
+
+    async fn route_chat(&self, route: &Route) -> Result<Routed> {
+        self.route(route)
+            .await
+            .map_err(|e| e.into_domain("route_chat"))
+    }
+
+    async fn waiting_chats(&self, app: &AppToken, limit: u32) -> Result<Vec<Chat>> {
+        self.waiting(app, limit)
+            .await
+            .map_err(|e| e.into_domain("waiting_chats"))
+    }
+}
+
+#[async_trait]
 impl ChatStore for DynamoStore {
     async fn create_application(&self, new: NewApplication) -> Result<Application> {
         self.insert_application(&new)
@@ -310,10 +331,9 @@ impl ChatStore for DynamoStore {
     async fn update_application(
         &self,
         token: &AppToken,
-        name: AppName,
-        now: Timestamp,
+        update: ApplicationUpdate,
     ) -> Result<Application> {
-        self.rename_application(token, &name, now)
+        self.change_application(token, &update)
             .await
             .map_err(|e| e.into_domain("update_application"))
     }
