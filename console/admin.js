@@ -177,11 +177,16 @@ function begin(api) {
       actions.append(
         button('Webhooks', () => selectApp(app.token), `Webhooks of ${app.name}`),
         button('Rename', () => rename(app), `Rename ${app.name}`),
+        button('Routing', () => setRouting(app), `Routing of ${app.name}`),
         button('Rotate secret', () => rotateAppSecret(app), `Rotate the secret of ${app.name}`),
         button('Forget', () => forget(app), `Forget ${app.name} in this browser`),
       );
       const created = cell(formatDate(app.createdAt));
-      row.append(name, token, cell(String(app.chatsCount)), created, actions);
+      const routing = cell(app.routing.enabled
+        ? `on, ${app.routing.maxOpenChatsPerAgent} open chats per agent`
+        : 'off');
+      routing.className = 'app-routing';
+      row.append(name, token, cell(String(app.chatsCount)), routing, created, actions);
       if (app.previousSecretExpiresAt) {
         created.append(document.createElement('br'), `previous secret valid until ${formatDate(app.previousSecretExpiresAt)}`);
       }
@@ -233,6 +238,32 @@ function begin(api) {
       if (state.app === app.token) renderWebhooksHeading();
     } catch (error) {
       fail('Could not rename the application')(error);
+    }
+  }
+
+  // Routing (docs/assignment.md): new chats go round robin to ONLINE agents, each up to a
+  // cap of open chats; 0 turns it off.
+  async function setRouting(app) {
+    const current = app.routing.enabled ? String(app.routing.maxOpenChatsPerAgent) : '0';
+    const answer = prompt(
+      `Routing of ${app.name}: open chats per agent (1-100) to route new chats to ONLINE agents, or 0 to turn routing off`,
+      current,
+    )?.trim();
+    if (answer === undefined || answer === '' || answer === current) return;
+    const cap = Number(answer);
+    if (!Number.isInteger(cap) || cap < 0 || cap > 100) {
+      fail('Could not change routing')(new Error('give a whole number from 0 to 100'));
+      return;
+    }
+    clearError();
+    const routing = cap === 0 ? { enabled: false } : { enabled: true, maxOpenChatsPerAgent: cap };
+    try {
+      const { updateApplication } = await api.request(q.SET_ROUTING, { t: app.token, routing });
+      remember(updateApplication);
+      renderApps();
+      announce(`Routing of ${app.name}: ${cap === 0 ? 'off' : `on, ${cap} per agent`}`);
+    } catch (error) {
+      fail('Could not change routing')(error);
     }
   }
 

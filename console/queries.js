@@ -96,7 +96,7 @@ export const ON_TYPING = `subscription OnTyping($a: ID!, $c: Int!) {
   onTyping(appToken: $a, chatNumber: $c) { appToken chatNumber userId role at } }`;
 
 // The admin section (admin key; docs/webhooks.md).
-const APPLICATION = 'token name chatsCount createdAt updatedAt previousSecretExpiresAt';
+const APPLICATION = 'token name chatsCount createdAt updatedAt previousSecretExpiresAt routing { enabled maxOpenChatsPerAgent }';
 const ENDPOINT = 'id appToken url events enabled disabledReason previousSecretExpiresAt createdAt updatedAt';
 const DELIVERY = 'id eventId eventType status attempts lastResponseCode lastError lastAttemptAt nextAttemptAt createdAt';
 
@@ -107,6 +107,9 @@ export const CREATE_APPLICATION = `mutation CreateApp($name: String!) {
 
 export const RENAME_APPLICATION = `mutation RenameApp($t: ID!, $name: String!) {
   updateApplication(token: $t, name: $name) { ${APPLICATION} } }`;
+
+export const SET_ROUTING = `mutation SetRouting($t: ID!, $routing: RoutingInput!) {
+  updateApplication(token: $t, routing: $routing) { ${APPLICATION} } }`;
 
 export const ROTATE_APPLICATION_SECRET = `mutation RotateAppSecret($t: ID!, $grace: Int) {
   rotateApplicationSecret(token: $t, graceSeconds: $grace) { application { ${APPLICATION} } secret } }`;

@@ -393,6 +393,20 @@ test('admin page: applications, a webhook endpoint to a loopback receiver, its d
     p.answers = ['Acme support'];
     await row.getByRole('button', { name: /^Rename/ }).click();
     await p.locator('#apps-body .app-name', { hasText: /^Acme support$/ }).waitFor();
+
+    // Routing: off at first; a bad cap is refused on the page; 3 turns it on, 0 off.
+    assert.equal(await row.locator('.app-routing').innerText(), 'off');
+    p.answers = ['500'];
+    await row.getByRole('button', { name: /^Routing of/ }).click();
+    await p.locator('#admin-error', { hasText: 'Could not change routing' }).waitFor();
+    p.answers = ['3'];
+    await row.getByRole('button', { name: /^Routing of/ }).click();
+    await p.locator('#apps-body .app-routing', { hasText: 'on, 3 open chats per agent' }).waitFor();
+    const stored = await gql(server.url, ADMIN_KEY, 'query($t: ID!) { application(token: $t) { routing { enabled maxOpenChatsPerAgent } } }', { t: appToken });
+    assert.deepEqual(stored.application.routing, { enabled: true, maxOpenChatsPerAgent: 3 });
+    p.answers = ['0'];
+    await p.locator(`#apps-body tr[data-app="${appToken}"]`).getByRole('button', { name: /^Routing of/ }).click();
+    await p.locator('#apps-body .app-routing', { hasText: /^off$/ }).waitFor();
     p.answers = [''];
     await p.locator(`#apps-body tr[data-app="${appToken}"]`).getByRole('button', { name: /^Rotate the secret/ }).click();
     await p.locator('#secret-panel').waitFor();
