@@ -410,20 +410,15 @@ async fn chats(svc: Arc<ChatService>, caller: Caller, args: Map<String, Value>) 
         status,
         ..Default::default()
     };
-    if let Some(filter) = args.opt_object("filter")? {
-        let filtered = filter
-            .opt_str("status")?
-            .map(ChatStatus::parse)
-            .transpose()?;
-        if filtered.is_some() && status.is_some() && filtered != status {
+    if let Some(filter) = filter_args(&args)? {
+        if filter.status.is_some() && status.is_some() && filter.status != status {
             return Err(DomainError::bad_input(
                 "status and filter.status disagree: give one of them",
             ));
         }
         query = ChatFilterArgs {
-            assignee: filter.opt_str("assignee")?.map(str::to_owned),
-            team: filter.opt_str("team")?.map(str::to_owned),
-            status: filtered.or(status),
+            status: filter.status.or(status),
+            ..filter
         };
     }
     let page = svc
@@ -432,6 +427,21 @@ async fn chats(svc: Arc<ChatService>, caller: Caller, args: Map<String, Value>) 
     let mut json = wire::page(&page, |c| wire::chat(c, viewer(&caller)));
     attachments::add_to_chat_page(&svc, &mut json).await?;
     Ok(json)
+}
+
+/// The `filter: ChatFilter` argument, if given.
+fn filter_args(args: &Args<'_>) -> Result<Option<ChatFilterArgs>> {
+    let Some(filter) = args.opt_object("filter")? else {
+        return Ok(None);
+    };
+    Ok(Some(ChatFilterArgs {
+        assignee: filter.opt_str("assignee")?.map(str::to_owned),
+        team: filter.opt_str("team")?.map(str::to_owned),
+        status: filter
+            .opt_str("status")?
+            .map(ChatStatus::parse)
+            .transpose()?,
+    }))
 }
 
 async fn assign_chat(
@@ -552,11 +562,13 @@ async fn search_messages(
         .transpose()?;
     let query = SearchQuery::parse(args.str("query")?)?;
     let limit = PageSize::parse(args.opt_int("limit")?)?;
+    let filter = filter_args(&args)?;
     let page = svc
         .search_messages(
             &caller,
             &app,
             chat,
+            filter.as_ref(),
             query,
             limit,
             args.opt_str("nextToken")?,

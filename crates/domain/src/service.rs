@@ -653,14 +653,19 @@ impl ChatService {
     /// `messages` (a CUSTOMER's other chat is NotFound, checked in the store before the
     /// index is asked). Without: an AGENT searches the whole application; a CUSTOMER the
     /// chats the store lists as its own (its [`SEARCH_CUSTOMER_CHATS_MAX`] most recently
-    /// active), so it never sees another customer's messages. Hits are shown as the store
-    /// has them now: a message deleted since it was indexed is left out (so a page may be
-    /// shorter than `limit` and still have a nextToken), an edited one shows its new body.
+    /// active), so it never sees another customer's messages. Across chats, `filter` (an
+    /// inbox filter: assignee, team, status) narrows the search to the chats of that inbox
+    /// (its [`SEARCH_CUSTOMER_CHATS_MAX`] most recently active), with the inbox's rules (a
+    /// CUSTOMER filters by status only). Hits are shown as the store has them now: a
+    /// message deleted since it was indexed is left out (so a page may be shorter than
+    /// `limit` and still have a nextToken), an edited one shows its new body.
+    #[allow(clippy::too_many_arguments)]
     pub async fn search_messages(
         &self,
         caller: &Caller,
         app: &AppToken,
         chat: Option<ChatNumber>,
+        filter: Option<&crate::assignment::ChatFilterArgs>,
         query: SearchQuery,
         limit: PageSize,
         next_token: Option<&str>,
@@ -669,13 +674,24 @@ impl ChatService {
         let index = self.search.as_ref().ok_or_else(|| {
             DomainError::internal("search_messages", "no search index configured")
         })?;
+        if chat.is_some() && filter.is_some() {
+            return Err(DomainError::bad_input(
+                "filter narrows a search across chats: give chatNumber or filter, not both",
+            ));
+        }
         // The token is bound to the scope and the query: replayed elsewhere it is BadInput.
         let context = match chat {
             Some(chat) => format!("search\0{app}\0{chat}\0{}", query.as_str()),
             None => format!(
-                "search\0{app}\0*{}\0{}",
+                "search\0{app}\0*{}\0{}{}",
                 user.user_id.as_str(),
-                query.as_str()
+                query.as_str(),
+                filter.map_or(String::new(), |f| format!(
+                    "\0{}\0{}\0{}",
+                    f.assignee.as_deref().unwrap_or(""),
+                    f.team.as_deref().unwrap_or(""),
+                    f.status.map_or("", ChatStatus::as_str)
+                )),
             ),
         };
         let after = next_token
@@ -688,8 +704,16 @@ impl ChatService {
                 }
                 SearchScope::Chat(chat)
             }
-            None if user.role == Role::Agent => SearchScope::App,
-            None => SearchScope::Chats(self.customer_chat_numbers(caller, app).await?),
+            None => match filter {
+                None if user.role == Role::Agent => SearchScope::App,
+                None => SearchScope::Chats(
+                    self.inbox_chat_numbers(caller, app, &Default::default())
+                        .await?,
+                ),
+                Some(filter) => {
+                    SearchScope::Chats(self.inbox_chat_numbers(caller, app, filter).await?)
+                }
+            },
         };
         let across = scope.across_chats();
         let request = SearchRequest {
@@ -745,21 +769,23 @@ impl ChatService {
         Ok(Page { items, next_token })
     }
 
-    /// A CUSTOMER's chats as the store lists them (most recent activity first), at most
-    /// [`SEARCH_CUSTOMER_CHATS_MAX`]: the scope of its search without a chat number.
-    async fn customer_chat_numbers(
+    /// The chats of the caller's inbox under `filter` as the store lists them (most recent
+    /// activity first), at most [`SEARCH_CUSTOMER_CHATS_MAX`]: the scope of a CUSTOMER's
+    /// search without a chat number, or of a filtered search across chats.
+    async fn inbox_chat_numbers(
         &self,
         caller: &Caller,
         app: &AppToken,
+        filter: &crate::assignment::ChatFilterArgs,
     ) -> Result<Vec<ChatNumber>> {
         let mut numbers = Vec::new();
         let mut token: Option<String> = None;
         loop {
             let page = self
-                .chats(
+                .inbox(
                     caller,
                     app,
-                    None,
+                    filter,
                     PageSize::parse(Some(i64::from(crate::limits::PAGE_SIZE_MAX)))?,
                     token.as_deref(),
                 )

@@ -91,6 +91,7 @@ impl World {
                 caller,
                 &self.app,
                 chat.into(),
+                None,
                 SearchQuery::parse(query).unwrap(),
                 PageSize::parse(Some(limit)).unwrap(),
                 token,
@@ -245,6 +246,7 @@ async fn a_service_without_an_index_says_so() {
             &user(&app, "a", Role::Agent),
             &app,
             Some(ChatNumber::new(1).unwrap()),
+            None,
             SearchQuery::parse("x").unwrap(),
             PageSize::parse(None).unwrap(),
             None,
@@ -308,6 +310,72 @@ async fn an_agent_searches_the_whole_application_and_hits_carry_their_chat() {
     );
     assert!(page.items.iter().all(|m| m.app == w.app));
 
+    // Filtered by the inbox: the agent's own chats, a status; a filter with a chat number
+    // is BadInput; a customer filters by status only.
+    w.service
+        .assign_chat(
+            &agent,
+            &w.app,
+            first,
+            Some(UserId::parse("agent").unwrap()),
+            None,
+        )
+        .await
+        .unwrap();
+    let filtered = |assignee: Option<&str>, status: Option<ChatStatus>| ChatFilterArgs {
+        assignee: assignee.map(str::to_owned),
+        team: None,
+        status,
+    };
+    let search_in = |who: Caller, chat: Option<ChatNumber>, filter: ChatFilterArgs| {
+        let w = &w;
+        async move {
+            w.service
+                .search_messages(
+                    &who,
+                    &w.app,
+                    chat,
+                    Some(&filter),
+                    SearchQuery::parse("4471").unwrap(),
+                    PageSize::parse(None).unwrap(),
+                    None,
+                )
+                .await
+        }
+    };
+    let mine = search_in(agent.clone(), None, filtered(Some("ME"), None))
+        .await
+        .unwrap();
+    let bodies: Vec<&str> = mine.items.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["order 4471 is late"]);
+    let unassigned = search_in(agent.clone(), None, filtered(Some("UNASSIGNED"), None))
+        .await
+        .unwrap();
+    let bodies: Vec<&str> = unassigned.items.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["where is order 4471?"]);
+    let resolved = search_in(
+        agent.clone(),
+        None,
+        filtered(None, Some(ChatStatus::Resolved)),
+    )
+    .await
+    .unwrap();
+    assert!(resolved.items.is_empty());
+    let both = search_in(agent.clone(), Some(first), filtered(Some("ME"), None))
+        .await
+        .unwrap_err();
+    assert_eq!(both.code(), ErrorCode::BadInput);
+    let customer = user(&w.app, "alice", Role::Customer);
+    let refused = search_in(customer.clone(), None, filtered(Some("ME"), None))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::Forbidden);
+    let own_open = search_in(customer, None, filtered(None, Some(ChatStatus::Open)))
+        .await
+        .unwrap();
+    let bodies: Vec<&str> = own_open.items.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["order 4471 is late"]);
+
     // And the other application's agent finds only its own.
     let other_agent = user(&other_app, "agent", Role::Agent);
     let page = w
@@ -315,6 +383,7 @@ async fn an_agent_searches_the_whole_application_and_hits_carry_their_chat() {
         .search_messages(
             &other_agent,
             &other_app,
+            None,
             None,
             SearchQuery::parse("4471").unwrap(),
             PageSize::parse(None).unwrap(),

@@ -409,6 +409,33 @@ async fn without_a_chat_number_an_agent_searches_the_application_and_a_customer_
         across(&server, &bob, &app, "4471").await,
         [(bobs, "bob's order 4471".to_owned())]
     );
+    // With an inbox filter: the agent's own chats only; with a chat number, BadInput.
+    server
+        .ok(
+            &agent,
+            "mutation($a: ID!, $c: Int!) { assignChat(appToken: $a, chatNumber: $c, assignee: \"agent\") { number } }",
+            json!({ "a": app.token, "c": bobs }),
+        )
+        .await;
+    let mine = server
+        .ok(
+            &agent,
+            "query($a: ID!, $f: ChatFilter) { searchMessages(appToken: $a, query: \"4471\", filter: $f) { items { chatNumber } } }",
+            json!({ "a": app.token, "f": { "assignee": "ME" } }),
+        )
+        .await;
+    assert_eq!(
+        mine["searchMessages"]["items"],
+        json!([{ "chatNumber": bobs }])
+    );
+    let code = server
+        .error_code(
+            Some(&agent),
+            "query($a: ID!, $c: Int) { searchMessages(appToken: $a, chatNumber: $c, query: \"4471\", filter: { status: OPEN }) { nextToken } }",
+            json!({ "a": app.token, "c": bobs }),
+        )
+        .await;
+    assert_eq!(code, "BadInput");
     // And the other application's agent sees only its own (once indexed); asking for this
     // application
     // with its token is refused.
