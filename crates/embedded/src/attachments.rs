@@ -7,7 +7,8 @@
 
 use async_trait::async_trait;
 use chat_domain::attachments::{
-    FileName, FileType, ImageSize, Upload, UploadId, UploadState, UploadStore, VerifiedUpload,
+    AttachedFile, FileName, FileType, ImageSize, Upload, UploadId, UploadState, UploadStore,
+    VerifiedUpload, attached_files,
 };
 use chat_domain::{AppToken, ChatNumber, DomainError, MessageNumber, NewMessage, Sent, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -30,6 +31,27 @@ pub(crate) fn searchable_text(body: &str, names: &str) -> String {
     } else {
         format!("{body}\n{names}")
     }
+}
+
+/// The files attached to a live message, in upload order (webhook events carry them).
+pub(crate) fn message_files(
+    conn: &Connection,
+    app: &AppToken,
+    chat: ChatNumber,
+    number: MessageNumber,
+) -> Result<Vec<AttachedFile>> {
+    let sql = format!(
+        "SELECT {UPLOAD_COLUMNS} FROM uploads u JOIN applications a ON a.id = u.app_id \
+         WHERE u.app_id = (SELECT id FROM applications WHERE token = ?1) \
+         AND u.chat_number = ?2 AND u.message_number = ?3 AND u.released_at IS NULL"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params![app.as_str(), chat.get(), number.get()])?;
+    let mut uploads = Vec::new();
+    while let Some(row) = rows.next()? {
+        uploads.push(upload_row(row)?);
+    }
+    Ok(attached_files(&uploads))
 }
 
 const UPLOAD_COLUMNS: &str = "u.id, a.token, u.chat_number, u.uploader_id, u.name, \
@@ -113,7 +135,7 @@ fn send_with_attachments(
     new: &NewMessage,
     uploads: &[VerifiedUpload],
 ) -> Result<Sent> {
-    let sent = crate::ops::send_message(conn, new)?;
+    let sent = crate::ops::insert_message(conn, new)?;
     if !sent.created {
         return Ok(sent);
     }
@@ -141,6 +163,7 @@ fn send_with_attachments(
             .into());
         }
     }
+    crate::webhooks::message_created(conn, &sent.message)?;
     Ok(sent)
 }
 
