@@ -23,14 +23,11 @@ pub(crate) const FILE_NAMES_OF_OUTBOX_ROW: &str = "(SELECT group_concat(u.name, 
      FROM uploads u WHERE u.app_id = o.app_id AND u.chat_number = o.chat_number \
      AND u.message_number = o.number AND u.released_at IS NULL)";
 
-/// What the search index sees of a message with attachments: its body, then its files'
-/// names on lines of their own.
+/// What the search index sees of a message with attachments
+/// (`chat_domain::search::searchable_text`), from the newline-separated `names` of
+/// [`FILE_NAMES_OF_OUTBOX_ROW`] (a file name holds no newline).
 pub(crate) fn searchable_text(body: &str, names: &str) -> String {
-    if body.is_empty() {
-        names.to_owned()
-    } else {
-        format!("{body}\n{names}")
-    }
+    chat_domain::search::searchable_text(body, names.split('\n'))
 }
 
 /// The files attached to a live message, in upload order (webhook events carry them).
