@@ -431,9 +431,11 @@ impl WebhookSender {
             chat: check.chat,
             customer: None,
         };
-        let (Some(chat), Some(message)) = (
+        let (Some(chat), Some((message, files))) = (
             self.store.chat(&scope).await?,
-            self.store.message(&scope, check.number).await?,
+            self.store
+                .message_with_files(&check.app, check.chat, check.number)
+                .await?,
         ) else {
             return Ok(());
         };
@@ -448,7 +450,7 @@ impl WebhookSender {
             event_type: EventType::MessageUnseen,
             app: check.app.clone(),
             created_at: now,
-            data: unseen_data(&message, &receiver),
+            data: unseen_data(&message, &files, &receiver),
         };
         queue_event(&self.store, &self.queue, &event).await?;
         Ok(())

@@ -215,10 +215,32 @@ async fn the_stream_indexer_reports_exactly_the_records_it_could_not_index() {
     );
 }
 
+#[tokio::test]
+async fn the_stream_indexer_indexes_file_names_after_the_body_until_the_delete() {
+    let index = FakeIndex::default();
+    let event: StreamEvent = serde_json::from_value(fixture(
+        "dynamodb-stream-files.json",
+        &[("APP", "app_fixture")],
+    ))
+    .unwrap();
+    // A message sent with two files, edited, then deleted.
+    let response = handle_stream(&index, event).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(
+        *index.bodies.lock().unwrap(),
+        [
+            "Broken on arrival\ninvoice-4471.pdf\nｐａｒｃｅｌ.png",
+            "Broken on arrival, photo attached\ninvoice-4471.pdf\nｐａｒｃｅｌ.png",
+        ]
+    );
+    assert_eq!(*index.deleted.lock().unwrap(), ["app_fixture/1/2"]);
+}
+
 /// An index that keeps what it is given and rejects bodies containing "REJECT".
 #[derive(Default)]
 struct FakeIndex {
     bodies: Mutex<Vec<String>>,
+    deleted: Mutex<Vec<String>>,
 }
 
 #[async_trait::async_trait]
@@ -237,7 +259,10 @@ impl SearchIndex for FakeIndex {
                     self.bodies.lock().unwrap().push(doc.body.clone());
                     Ok(Applied::Written)
                 }
-                IndexOp::Delete { .. } => Ok(Applied::Written),
+                IndexOp::Delete { key, .. } => {
+                    self.deleted.lock().unwrap().push(key.id());
+                    Ok(Applied::Written)
+                }
             })
             .collect())
     }

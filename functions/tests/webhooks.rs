@@ -14,6 +14,9 @@ use std::time::Duration;
 use aws_lambda_events::dynamodb::Event as StreamEvent;
 use aws_lambda_events::sqs::SqsEvent;
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
+use chat_domain::attachments::{
+    FileName, FileType, ImageSize, Upload, UploadId, UploadState, UploadStore, VerifiedUpload,
+};
 use chat_domain::webhooks::{
     DeliveryStatus, DisablePolicy, Endpoint, EndpointId, EventType, EventTypes,
     SIGNATURE_TOLERANCE_SECS, TargetPolicy, WebhookEndpoints, WebhookSecret, WebhookUrl,
@@ -21,6 +24,7 @@ use chat_domain::webhooks::{
 };
 use chat_domain::*;
 use chat_dynamodb::DynamoStore;
+use chat_dynamodb::webhooks::{FeedItem, feed_items};
 use chat_functions::webhooks::{SenderConfig, TaskQueue, WebhookSender, handle_webhook_stream};
 use common::*;
 use serde_json::{Value, json};
@@ -149,6 +153,34 @@ async fn app_with_endpoint(
         .await
         .unwrap();
     (app, endpoint)
+}
+
+/// Records a pending upload of `name` in the chat at `created_at`, as createUpload does,
+/// and answers it as verified (the bytes are S3's business: `tests/attachments.rs`).
+async fn pending_upload(
+    store: &DynamoStore,
+    scope: &ChatScope,
+    uploader: &str,
+    created_at: Timestamp,
+    (name, file_type, size, image): (&str, FileType, u64, Option<ImageSize>),
+) -> VerifiedUpload {
+    let upload = Upload {
+        id: UploadId::generate(),
+        app: scope.app.clone(),
+        chat: scope.chat,
+        uploader: UserId::parse(uploader).unwrap(),
+        name: FileName::parse(name).unwrap(),
+        file_type,
+        size,
+        created_at,
+        state: UploadState::Pending,
+        image: None,
+    };
+    store.create_upload(&upload).await.unwrap();
+    VerifiedUpload {
+        id: upload.id,
+        image,
+    }
 }
 
 /// What the receiver got: the headers that matter and the body.
@@ -512,21 +544,36 @@ async fn message_unseen_goes_out_for_what_an_absent_customer_has_not_read() {
         chat: chat.number,
         customer: None,
     };
-    // An agent answers twice; the customer, with no presence anywhere, reads the first
-    // answer only before the grace is over.
-    for body in ["Your parcel left today.", "Tracking: ZX-1."] {
-        store
-            .send_message(NewMessage {
-                scope: scope.clone(),
-                body: MessageBody::parse(body).unwrap(),
-                sender_id: UserId::parse("agent-1").unwrap(),
-                sender_role: Role::Agent,
-                client_message_id: None,
-                now,
-            })
-            .await
-            .unwrap();
-    }
+    // An agent answers twice, the second time with a photo of the label; the customer,
+    // with no presence anywhere, reads the first answer only before the grace is over.
+    let answer = |body: &str| NewMessage {
+        scope: scope.clone(),
+        body: MessageBody::parse(body).unwrap(),
+        sender_id: UserId::parse("agent-1").unwrap(),
+        sender_role: Role::Agent,
+        client_message_id: None,
+        now,
+    };
+    store
+        .send_message(answer("Your parcel left today."))
+        .await
+        .unwrap();
+    let label = ImageSize {
+        width: 640,
+        height: 480,
+    };
+    let photo = pending_upload(
+        &store,
+        &scope,
+        "agent-1",
+        now,
+        ("label.jpg", FileType::Jpeg, 48_213, Some(label)),
+    )
+    .await;
+    store
+        .send_with_attachments(answer("Tracking: ZX-1."), vec![photo])
+        .await
+        .unwrap();
     // The stream function queues one check per message, delayed by the grace (0 here).
     let response =
         handle_webhook_stream(&store, &queue, Duration::ZERO, stream_event(&store).await).await;
@@ -566,4 +613,125 @@ async fn message_unseen_goes_out_for_what_an_absent_customer_has_not_read() {
     assert_eq!(body["data"]["message"]["number"], 2);
     assert_eq!(body["data"]["receiver"]["role"], "CUSTOMER");
     assert_eq!(body["data"]["receiver"]["userId"], "cust-1");
+    // With the photo's metadata, read with the message (no URL: it would expire).
+    assert_eq!(
+        body["data"]["message"]["attachments"],
+        json!([{ "name": "label.jpg", "contentType": "image/jpeg", "size": 48_213,
+                 "width": 640, "height": 480 }])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_events_from_the_stream_carry_files_and_a_deleted_message_none() {
+    let (store, _) = chat_dynamodb::moto::fresh_store().await;
+    let (app, _) = app_with_endpoint(
+        &store,
+        "https://hooks.example.com/chat",
+        &[EventType::MessageCreated],
+    )
+    .await;
+    let now = SystemClock.now();
+    let chat = store
+        .create_chat(NewChat {
+            app: app.clone(),
+            customer_id: UserId::parse("cust-1").unwrap(),
+            subject: None,
+            now,
+        })
+        .await
+        .unwrap();
+    let scope = ChatScope {
+        app: app.clone(),
+        chat: chat.number,
+        customer: None,
+    };
+    // Given a message sent with a PDF and a photo (uploaded in that order), edited, then
+    // deleted.
+    let pdf = pending_upload(
+        &store,
+        &scope,
+        "cust-1",
+        now,
+        ("invoice-4471.pdf", FileType::Pdf, 5_120, None),
+    )
+    .await;
+    let photo = pending_upload(
+        &store,
+        &scope,
+        "cust-1",
+        Timestamp(now.0 + 1),
+        (
+            "parcel.png",
+            FileType::Png,
+            482_113,
+            Some(ImageSize {
+                width: 1_200,
+                height: 900,
+            }),
+        ),
+    )
+    .await;
+    let sent = store
+        .send_with_attachments(
+            NewMessage {
+                scope: scope.clone(),
+                body: MessageBody::parse("Broken on arrival").unwrap(),
+                sender_id: UserId::parse("cust-1").unwrap(),
+                sender_role: Role::Customer,
+                client_message_id: None,
+                now,
+            },
+            vec![photo, pdf],
+        )
+        .await
+        .unwrap();
+    let change = MessageChange {
+        scope: scope.clone(),
+        number: sent.message.number,
+        only_sender: None,
+        now: SystemClock.now(),
+    };
+    store
+        .edit_message(
+            change.clone(),
+            MessageBody::parse("Broken on arrival, see both").unwrap(),
+        )
+        .await
+        .unwrap();
+    store.delete_message(change).await.unwrap();
+    // When the stream function turns the stream's records into events.
+    let mut events: Vec<(String, Value)> = Vec::new();
+    for (sequence, items) in feed_items(&stream_event(&store).await.records) {
+        for item in items.unwrap_or_else(|e| panic!("record {sequence}: {e}")) {
+            if let FeedItem::Event(event) = item {
+                let body: Value = serde_json::from_str(&event.body()).unwrap();
+                events.push((event.event_type.as_str().to_owned(), body));
+            }
+        }
+    }
+    // Then created and edited carry both files' metadata, in upload order, without URLs;
+    // deleted carries none.
+    let files = json!([
+        { "name": "invoice-4471.pdf", "contentType": "application/pdf", "size": 5_120,
+          "width": null, "height": null },
+        { "name": "parcel.png", "contentType": "image/png", "size": 482_113,
+          "width": 1_200, "height": 900 },
+    ]);
+    let attachments = |kind: &str| -> Value {
+        let (_, body) = events
+            .iter()
+            .find(|(t, _)| t == kind)
+            .unwrap_or_else(|| panic!("no {kind} in {events:?}"));
+        body["data"]["message"]["attachments"].clone()
+    };
+    assert_eq!(attachments("message.created"), files);
+    assert_eq!(attachments("message.edited"), files);
+    assert_eq!(attachments("message.deleted"), json!([]));
+    // And the message item keeps no file names once deleted.
+    let (message, kept) = store
+        .message_with_files(&app, chat.number, sent.message.number)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(message.deleted && kept.is_empty());
 }

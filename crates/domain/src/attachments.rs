@@ -293,6 +293,36 @@ pub struct Upload {
     pub image: Option<ImageSize>,
 }
 
+impl Upload {
+    /// What webhooks and the search index carry of this file.
+    pub fn attached_file(&self) -> AttachedFile {
+        AttachedFile {
+            name: self.name.clone(),
+            file_type: self.file_type,
+            size: self.size,
+            image: self.image,
+        }
+    }
+}
+
+/// An attached file as a webhook event or the search index knows it: what it is, never
+/// where. Download URLs expire within minutes, so events carry none; a receiver reads the
+/// message through the API for fresh ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachedFile {
+    pub name: FileName,
+    pub file_type: FileType,
+    pub size: u64,
+    pub image: Option<ImageSize>,
+}
+
+/// The files of a message's uploads, in upload order (as `Message.attachments` lists them).
+pub fn attached_files(uploads: &[Upload]) -> Vec<AttachedFile> {
+    let mut ordered: Vec<&Upload> = uploads.iter().collect();
+    ordered.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    ordered.into_iter().map(Upload::attached_file).collect()
+}
+
 /// What a client sends the bytes to: an HTTP request it makes as given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadTarget {

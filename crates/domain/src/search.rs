@@ -138,6 +138,21 @@ pub fn normalize(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// What the indexes hold of a message: its body, then the names of its attached files on
+/// lines of their own, so that a file's name finds its message by the body's rules
+/// ("invoice" finds a message whose only content is `invoice-4471.pdf`). Both feeds (the
+/// SQLite outbox, the DynamoDB stream) build their documents' text with it.
+pub fn searchable_text<'a>(body: &str, file_names: impl IntoIterator<Item = &'a str>) -> String {
+    let mut text = body.to_owned();
+    for name in file_names {
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(name);
+    }
+    text
+}
+
 /// The code points that make CJK words, inclusive ranges in order: Hangul jamo, CJK
 /// radicals, ideographic iteration and number marks (々〆〇), Hiragana, Katakana (not the
 /// middle dot ・, which separates), Bopomofo, Hangul compatibility jamo, CJK ideographs
@@ -634,6 +649,21 @@ mod tests {
                 .collect()
         };
         assert_eq!(texts("Café, café! no-no"), ["Café", "café", "no"]);
+    }
+
+    #[test]
+    fn file_names_follow_the_body_on_lines_of_their_own() {
+        assert_eq!(
+            searchable_text("Here it is", ["invoice-4471.pdf", "parcel.jpg"]),
+            "Here it is\ninvoice-4471.pdf\nparcel.jpg"
+        );
+        assert_eq!(
+            searchable_text("", ["invoice-4471.pdf"]),
+            "invoice-4471.pdf"
+        );
+        assert_eq!(searchable_text("no files", []), "no files");
+        let words: Vec<&str> = words("note\ninvoice-4471.pdf").map(|w| w.text).collect();
+        assert_eq!(words, ["note", "invoice", "4471", "pdf"]);
     }
 
     #[test]

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
+use crate::attachments::AttachedFile;
 use crate::error::{DomainError, Result};
 use crate::limits::{SECRET_GRACE_DEFAULT_SECS, SECRET_GRACE_MAX_SECS};
 use crate::model::*;
@@ -526,7 +527,25 @@ pub fn chat_data(chat: &Chat) -> Value {
     }})
 }
 
-fn message_json(message: &Message) -> Value {
+/// A message with its attached files' metadata (`name`, `contentType`, `size`, `width`,
+/// `height`; no URL, see [`AttachedFile`]). A deleted message has none.
+fn message_json(message: &Message, files: &[AttachedFile]) -> Value {
+    let attachments: Vec<Value> = if message.deleted {
+        Vec::new()
+    } else {
+        files
+            .iter()
+            .map(|file| {
+                json!({
+                    "name": file.name.as_str(),
+                    "contentType": file.file_type.mime(),
+                    "size": file.size,
+                    "width": file.image.map(|i| i.width),
+                    "height": file.image.map(|i| i.height),
+                })
+            })
+            .collect()
+    };
     json!({
         "number": message.number.get(),
         "body": message.body,
@@ -535,15 +554,16 @@ fn message_json(message: &Message) -> Value {
         "createdAt": message.created_at.to_rfc3339(),
         "editedAt": message.edited_at.map(Timestamp::to_rfc3339),
         "deleted": message.deleted,
+        "attachments": attachments,
     })
 }
 
 /// `message.created` / `message.edited` / `message.deleted`:
-/// `{"chatNumber", "message": {...}}`.
-pub fn message_data(message: &Message) -> Value {
+/// `{"chatNumber", "message": {...}}`, with the message's files in upload order.
+pub fn message_data(message: &Message, files: &[AttachedFile]) -> Value {
     json!({
         "chatNumber": message.chat_number.get(),
-        "message": message_json(message),
+        "message": message_json(message, files),
     })
 }
 
@@ -573,7 +593,7 @@ impl UnseenReceiver {
 
 /// `message.unseen`: `{"chatNumber", "receiver": {"role", "userId"}, "message": {...}}`
 /// (`userId` is the customer's; null for the agents).
-pub fn unseen_data(message: &Message, receiver: &UnseenReceiver) -> Value {
+pub fn unseen_data(message: &Message, files: &[AttachedFile], receiver: &UnseenReceiver) -> Value {
     let user_id = match receiver {
         UnseenReceiver::Customer(id) => Some(id.as_str()),
         UnseenReceiver::Agents => None,
@@ -581,7 +601,7 @@ pub fn unseen_data(message: &Message, receiver: &UnseenReceiver) -> Value {
     json!({
         "chatNumber": message.chat_number.get(),
         "receiver": { "role": receiver.role().as_str(), "userId": user_id },
-        "message": message_json(message),
+        "message": message_json(message, files),
     })
 }
 
@@ -1364,6 +1384,61 @@ mod tests {
         assert!(unseen_is_due(&chat(3, 2), third, &agents, None, 0, now));
         assert!(!unseen_is_due(&chat(3, 2), third, &agents, None, 1, now));
         assert!(!unseen_is_due(&chat(3, 3), third, &agents, None, 0, now));
+    }
+
+    #[test]
+    fn message_events_carry_file_metadata_without_urls_and_none_once_deleted() {
+        use crate::attachments::{AttachedFile, FileName, FileType, ImageSize};
+        let mut message = Message {
+            app: AppToken::parse("app_x").unwrap(),
+            chat_number: ChatNumber::new(4).unwrap(),
+            number: MessageNumber::new(2).unwrap(),
+            body: String::new(),
+            sender_id: UserId::parse("cust").unwrap(),
+            sender_role: Role::Customer,
+            client_message_id: None,
+            created_at: Timestamp(0),
+            edited_at: None,
+            deleted: false,
+        };
+        let files = [
+            AttachedFile {
+                name: FileName::parse("parcel.jpg").unwrap(),
+                file_type: FileType::Jpeg,
+                size: 482_113,
+                image: Some(ImageSize {
+                    width: 1_200,
+                    height: 900,
+                }),
+            },
+            AttachedFile {
+                name: FileName::parse("invoice-4471.pdf").unwrap(),
+                file_type: FileType::Pdf,
+                size: 5_120,
+                image: None,
+            },
+        ];
+        let data = message_data(&message, &files);
+        assert_eq!(
+            data["message"]["attachments"],
+            json!([
+                { "name": "parcel.jpg", "contentType": "image/jpeg", "size": 482_113,
+                  "width": 1_200, "height": 900 },
+                { "name": "invoice-4471.pdf", "contentType": "application/pdf", "size": 5_120,
+                  "width": null, "height": null },
+            ])
+        );
+        let unseen = unseen_data(&message, &files, &UnseenReceiver::Agents);
+        assert_eq!(unseen["message"], data["message"]);
+        assert_eq!(
+            message_data(&message, &[])["message"]["attachments"],
+            json!([])
+        );
+        message.deleted = true;
+        assert_eq!(
+            message_data(&message, &files)["message"]["attachments"],
+            json!([])
+        );
     }
 
     #[test]

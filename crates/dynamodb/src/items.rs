@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::str::FromStr;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use chat_domain::attachments::{AttachedFile, FileName, FileType, ImageSize};
 use chat_domain::{
     AgentLoad, AppName, AppToken, Application, Chat, ChatNumber, ChatStatus, ClientMessageId,
     Message, MessageNumber, NewApplication, Presence, PresenceStatus, Role, RoutingSettings,
@@ -373,6 +374,62 @@ pub(crate) fn message_item(message: &Message, customer: &UserId, version: u64) -
         item.insert(attr::EDITED_AT.to_owned(), number_attr(at.0));
     }
     item
+}
+
+/// A message's files as its item holds them ([`attr::FILES`]).
+pub(crate) fn files_attr(files: &[AttachedFile]) -> AttributeValue {
+    AttributeValue::L(
+        files
+            .iter()
+            .map(|file| {
+                let mut map = HashMap::from([
+                    (attr::FILE_NAME.to_owned(), string_attr(file.name.as_str())),
+                    (
+                        attr::CONTENT_TYPE.to_owned(),
+                        string_attr(file.file_type.mime()),
+                    ),
+                    (attr::SIZE.to_owned(), number_attr(file.size)),
+                ]);
+                if let Some(image) = file.image {
+                    map.insert(attr::WIDTH.to_owned(), number_attr(image.width));
+                    map.insert(attr::HEIGHT.to_owned(), number_attr(image.height));
+                }
+                AttributeValue::M(map)
+            })
+            .collect(),
+    )
+}
+
+/// The files on a message item, in upload order; none when it has no [`attr::FILES`].
+pub(crate) fn message_files(item: &Item) -> Result<Vec<AttachedFile>> {
+    let list = match item.get(attr::FILES) {
+        None | Some(AttributeValue::Null(_)) => return Ok(Vec::new()),
+        Some(AttributeValue::L(list)) => list,
+        Some(_) => return Err(missing(attr::FILES)),
+    };
+    list.iter()
+        .map(|value| {
+            let AttributeValue::M(file) = value else {
+                return Err(missing(attr::FILES));
+            };
+            let image = match (
+                optional_number::<u32>(file, attr::WIDTH)?,
+                optional_number::<u32>(file, attr::HEIGHT)?,
+            ) {
+                (Some(width), Some(height)) => Some(ImageSize { width, height }),
+                _ => None,
+            };
+            Ok(AttachedFile {
+                name: parsed("file name", FileName::parse(string(file, attr::FILE_NAME)?))?,
+                file_type: parsed(
+                    "content type",
+                    FileType::parse(string(file, attr::CONTENT_TYPE)?),
+                )?,
+                size: number(file, attr::SIZE)?,
+                image,
+            })
+        })
+        .collect()
 }
 
 /// A message item and the customer of its chat.

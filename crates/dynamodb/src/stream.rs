@@ -5,6 +5,8 @@
 //!
 //! - INSERT and MODIFY: the new image is the message after the change, its `version`
 //!   attribute the change's version; the old image (MODIFY) is parsed too when present.
+//!   The new message's searchable text is its body followed by its files' names (the
+//!   image's `files`), as on the dev server.
 //! - REMOVE (the store never removes a message; only a manual or TTL delete does): the old
 //!   image is the message, and the change's version is its version + 1, so the tombstone
 //!   wins over every indexed state of the message.
@@ -68,7 +70,7 @@ fn change_record(sequence: &str, record: &EventRecord) -> Result<Option<ChangeRe
     for image in [&new, &old].into_iter().flatten() {
         same_key(keys.as_ref(), image)?;
     }
-    let new_message = new.as_ref().map(items::message).transpose()?.map(|m| m.0);
+    let new_message = new.as_ref().map(searchable_message).transpose()?;
     let old_message = old.as_ref().map(items::message).transpose()?.map(|m| m.0);
     let (key, version) = match kind {
         ChangeKind::Insert | ChangeKind::Modify => {
@@ -98,6 +100,20 @@ fn change_record(sequence: &str, record: &EventRecord) -> Result<Option<ChangeRe
         new: new_message,
         version,
     }))
+}
+
+/// The message of an image as the index sees it: its body followed by its files' names
+/// (`chat_domain::search::searchable_text`, as the SQLite outbox does).
+fn searchable_message(image: &Item) -> Result<chat_domain::Message, StoreError> {
+    let (mut message, _) = items::message(image)?;
+    let files = items::message_files(image)?;
+    if !files.is_empty() {
+        message.body = chat_domain::search::searchable_text(
+            &message.body,
+            files.iter().map(|f| f.name.as_str()),
+        );
+    }
+    Ok(message)
 }
 
 /// An image as an item; `None` when absent (an empty map).
@@ -270,6 +286,58 @@ mod tests {
             remove.to_op().unwrap(),
             chat_domain::IndexOp::Delete { version: 4, .. }
         ));
+    }
+
+    #[test]
+    fn file_names_are_searchable_text_after_the_body_until_the_delete() {
+        let files = json!({"L": [
+            {"M": {"fileName": {"S": "invoice-4471.pdf"}, "contentType": {"S": "application/pdf"},
+                   "size": {"N": "5120"}}},
+            {"M": {"fileName": {"S": "parcel.jpg"}, "contentType": {"S": "image/jpeg"},
+                   "size": {"N": "482113"}, "width": {"N": "1200"}, "height": {"N": "900"}}}
+        ]});
+        let mut sent = message_image(7, "See attached", false, 1);
+        sent["attachments"] = json!({"N": "2"});
+        sent["files"] = files.clone();
+        let insert = one(record("INSERT", "100", keys(7), Some(sent.clone()), None))
+            .1
+            .unwrap()
+            .unwrap();
+        assert!(matches!(insert.to_op().unwrap(),
+            chat_domain::IndexOp::Upsert(d) if d.body == "See attached\ninvoice-4471.pdf\nparcel.jpg"));
+        // Only files: the names alone.
+        let mut only_files = message_image(8, "", false, 1);
+        only_files["files"] = files;
+        let insert = one(record("INSERT", "101", keys(8), Some(only_files), None))
+            .1
+            .unwrap()
+            .unwrap();
+        assert_eq!(insert.new.unwrap().body, "invoice-4471.pdf\nparcel.jpg");
+        // The delete removes the files with the body: a tombstone, as without files.
+        let mut deleted = message_image(7, "", true, 2);
+        deleted["attachments"] = json!({"N": "2"});
+        let delete = one(record(
+            "MODIFY",
+            "102",
+            keys(7),
+            Some(deleted),
+            Some(sent.clone()),
+        ))
+        .1
+        .unwrap()
+        .unwrap();
+        assert!(matches!(
+            delete.to_op().unwrap(),
+            chat_domain::IndexOp::Delete { version: 2, .. }
+        ));
+        // A file that is not a file's map is malformed.
+        let mut bad = sent;
+        bad["files"] = json!({"L": [{"S": "invoice.pdf"}]});
+        assert!(
+            one(record("INSERT", "103", keys(7), Some(bad), None))
+                .1
+                .is_err()
+        );
     }
 
     #[test]

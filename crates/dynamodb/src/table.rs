@@ -101,7 +101,8 @@ pub const ASSIGNEE_INDEX: &str = "assignee";
 pub const TEAM_INDEX: &str = "team";
 
 /// Attribute names. Keys are generic (`PK`, `GSI1SK` ...) because several item types share
-/// them; everything else is named for what it holds, flat (no nested maps).
+/// them; everything else is named for what it holds, flat (no nested maps but a message's
+/// [`attr::FILES`]).
 pub mod attr {
     pub const PK: &str = "PK";
     pub const SK: &str = "SK";
@@ -191,6 +192,12 @@ pub mod attr {
     pub const RELEASED_AT: &str = "releasedAt";
     /// On a message item: how many attachments it was sent with (absent: none).
     pub const ATTACHMENTS: &str = "attachments";
+    /// On a message item sent with attachments: its files in upload order, a list of maps
+    /// (`fileName`, `contentType`, `size`, and `width`/`height` for images). The one
+    /// nested attribute: a copy written with the message, so that its stream record alone
+    /// gives webhook events and the search index the files. Removed when the message is
+    /// deleted.
+    pub const FILES: &str = "files";
 }
 
 /// Values of [`attr::TYPE`].

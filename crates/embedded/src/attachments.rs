@@ -7,7 +7,8 @@
 
 use async_trait::async_trait;
 use chat_domain::attachments::{
-    FileName, FileType, ImageSize, Upload, UploadId, UploadState, UploadStore, VerifiedUpload,
+    AttachedFile, FileName, FileType, ImageSize, Upload, UploadId, UploadState, UploadStore,
+    VerifiedUpload, attached_files,
 };
 use chat_domain::{AppToken, ChatNumber, DomainError, MessageNumber, NewMessage, Sent, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -22,14 +23,32 @@ pub(crate) const FILE_NAMES_OF_OUTBOX_ROW: &str = "(SELECT group_concat(u.name, 
      FROM uploads u WHERE u.app_id = o.app_id AND u.chat_number = o.chat_number \
      AND u.message_number = o.number AND u.released_at IS NULL)";
 
-/// What the search index sees of a message with attachments: its body, then its files'
-/// names on lines of their own.
+/// What the search index sees of a message with attachments
+/// (`chat_domain::search::searchable_text`), from the newline-separated `names` of
+/// [`FILE_NAMES_OF_OUTBOX_ROW`] (a file name holds no newline).
 pub(crate) fn searchable_text(body: &str, names: &str) -> String {
-    if body.is_empty() {
-        names.to_owned()
-    } else {
-        format!("{body}\n{names}")
+    chat_domain::search::searchable_text(body, names.split('\n'))
+}
+
+/// The files attached to a live message, in upload order (webhook events carry them).
+pub(crate) fn message_files(
+    conn: &Connection,
+    app: &AppToken,
+    chat: ChatNumber,
+    number: MessageNumber,
+) -> Result<Vec<AttachedFile>> {
+    let sql = format!(
+        "SELECT {UPLOAD_COLUMNS} FROM uploads u JOIN applications a ON a.id = u.app_id \
+         WHERE u.app_id = (SELECT id FROM applications WHERE token = ?1) \
+         AND u.chat_number = ?2 AND u.message_number = ?3 AND u.released_at IS NULL"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params![app.as_str(), chat.get(), number.get()])?;
+    let mut uploads = Vec::new();
+    while let Some(row) = rows.next()? {
+        uploads.push(upload_row(row)?);
     }
+    Ok(attached_files(&uploads))
 }
 
 const UPLOAD_COLUMNS: &str = "u.id, a.token, u.chat_number, u.uploader_id, u.name, \
@@ -113,7 +132,7 @@ fn send_with_attachments(
     new: &NewMessage,
     uploads: &[VerifiedUpload],
 ) -> Result<Sent> {
-    let sent = crate::ops::send_message(conn, new)?;
+    let sent = crate::ops::insert_message(conn, new)?;
     if !sent.created {
         return Ok(sent);
     }
@@ -141,6 +160,7 @@ fn send_with_attachments(
             .into());
         }
     }
+    crate::webhooks::message_created(conn, &sent.message)?;
     Ok(sent)
 }
 

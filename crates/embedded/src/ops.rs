@@ -374,6 +374,16 @@ fn chat_and_message(
 }
 
 pub(crate) fn send_message(conn: &Connection, new: &NewMessage) -> Result<Sent> {
+    let sent = insert_message(conn, new)?;
+    if sent.created {
+        crate::webhooks::message_created(conn, &sent.message)?;
+    }
+    Ok(sent)
+}
+
+/// The send without its webhook events, which the caller queues once the message is
+/// complete (with its attachments: `crate::attachments`).
+pub(crate) fn insert_message(conn: &Connection, new: &NewMessage) -> Result<Sent> {
     let scope = &new.scope;
     if let Some(id) = &new.client_message_id {
         // Idempotency first: a retry must not allocate a number.
@@ -426,10 +436,8 @@ pub(crate) fn send_message(conn: &Connection, new: &NewMessage) -> Result<Sent> 
     ])?;
     outbox(conn, app_id, scope.chat, number, ChangeKind::Insert, 1)?;
     crate::unread::sent(conn, &marks, scope.chat, &new.sender_id, new.sender_role)?;
-    let message = new.sent_as(number, created_at);
-    crate::webhooks::message_created(conn, &message, created_at)?;
     Ok(Sent {
-        message,
+        message: new.sent_as(number, created_at),
         created: true,
     })
 }

@@ -34,14 +34,14 @@ fn queue_event(
     conn: &Connection,
     app: &AppToken,
     event_type: EventType,
-    data: impl FnOnce() -> serde_json::Value,
+    data: impl FnOnce() -> Result<serde_json::Value>,
     now: Timestamp,
 ) -> Result<()> {
     let endpoints = subscribed(conn, app, event_type)?;
     let Some((app_id, _)) = endpoints.first() else {
         return Ok(());
     };
-    let event = WebhookEvent::new(event_type, app, now, data());
+    let event = WebhookEvent::new(event_type, app, now, data()?);
     conn.prepare_cached(
         "INSERT INTO webhook_events (id, app_id, type, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
@@ -97,7 +97,7 @@ pub(crate) fn chat_created(conn: &Connection, chat: &Chat) -> Result<()> {
         conn,
         &chat.app,
         EventType::ChatCreated,
-        || chat_data(chat),
+        || Ok(chat_data(chat)),
         chat.created_at,
     )
 }
@@ -107,19 +107,30 @@ pub(crate) fn chat_updated(conn: &Connection, chat: &Chat) -> Result<()> {
         conn,
         &chat.app,
         EventType::ChatUpdated,
-        || chat_data(chat),
+        || Ok(chat_data(chat)),
         chat.updated_at,
     )
 }
 
-/// A message was sent: `message.created`, and the `message.unseen` check when an endpoint
-/// subscribes to it.
-pub(crate) fn message_created(conn: &Connection, message: &Message, now: Timestamp) -> Result<()> {
+/// A message and its attached files (none once deleted).
+fn message_with_files(conn: &Connection, message: &Message) -> Result<serde_json::Value> {
+    let files = if message.deleted {
+        Vec::new()
+    } else {
+        crate::attachments::message_files(conn, &message.app, message.chat_number, message.number)?
+    };
+    Ok(message_data(message, &files))
+}
+
+/// A message was sent (with its attachments): `message.created`, and the `message.unseen`
+/// check when an endpoint subscribes to it.
+pub(crate) fn message_created(conn: &Connection, message: &Message) -> Result<()> {
+    let now = message.created_at;
     queue_event(
         conn,
         &message.app,
         EventType::MessageCreated,
-        || message_data(message),
+        || message_with_files(conn, message),
         now,
     )?;
     if let Some((app_id, _)) = subscribed(conn, &message.app, EventType::MessageUnseen)?.first() {
@@ -147,7 +158,7 @@ pub(crate) fn message_changed(
         conn,
         &message.app,
         event_type,
-        || message_data(message),
+        || message_with_files(conn, message),
         now,
     )
 }
@@ -583,7 +594,15 @@ fn settle_unseen(conn: &Connection, check: &UnseenCheck, send: bool, now: Timest
         conn,
         &check.app,
         EventType::MessageUnseen,
-        || unseen_data(&message, &receiver),
+        || {
+            let files = crate::attachments::message_files(
+                conn,
+                &check.app,
+                message.chat_number,
+                message.number,
+            )?;
+            Ok(unseen_data(&message, &files, &receiver))
+        },
         now,
     )
 }

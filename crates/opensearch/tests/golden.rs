@@ -95,6 +95,14 @@ fn bulk_lines_with_external_versions_and_tombstones() {
         upsert("app_abc-1", 7, 1, "Refund for my Café order", 1),
         upsert("app_abc-1", 7, 2, "edited text", 3),
         delete("app_abc-1", 7, 3, 2),
+        // A message with files: their names follow the body, a line each.
+        upsert(
+            "app_abc-1",
+            7,
+            4,
+            &chat_domain::search::searchable_text("See attached", ["invoice-4471.pdf"]),
+            1,
+        ),
     ];
     let lines: Vec<Value> = ops
         .iter()

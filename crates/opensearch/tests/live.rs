@@ -66,6 +66,21 @@ async fn live_opensearch_matches_the_embedded_index() {
         upsert("app_a", 1, 7, "to be deleted refund", 1),
         upsert("app_a", 2, 1, "refund in another chat", 1),
         upsert("app_a1", 1, 1, "refund in another app", 1),
+        // Attachments' names follow the body (chat_domain::search::searchable_text).
+        upsert(
+            "app_a",
+            1,
+            8,
+            &search::searchable_text("see attached", ["invoice-4471.pdf", "parcel.png"]),
+            1,
+        ),
+        upsert(
+            "app_a",
+            1,
+            9,
+            &search::searchable_text("", ["Refund-form.pdf"]),
+            1,
+        ),
     ];
     ops.extend((10..40).map(|n| upsert("app_a", 1, n, &format!("ticket {n}"), 1)));
     ops.push(delete("app_a", 1, 7, 2));
@@ -89,6 +104,10 @@ async fn live_opensearch_matches_the_embedded_index() {
         "ticket",
         "refund no",
         "nothing",
+        "invoice",
+        "4471 pdf",
+        "attached parcel",
+        "form",
     ] {
         let mut pages = Vec::new();
         for target in [&index as &dyn SearchIndex, &embedded as &dyn SearchIndex] {

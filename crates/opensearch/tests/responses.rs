@@ -319,6 +319,72 @@ async fn the_indexer_reports_the_failed_records_for_batch_item_failures() {
 }
 
 #[tokio::test]
+async fn file_names_are_indexed_with_the_body_and_a_deleted_message_leaves_a_tombstone() {
+    let transport = Scripted::ready(vec![Ok((
+        200,
+        br#"{"errors":false,"items":[{"index":{"status":201}},{"index":{"status":201}},{"index":{"status":200}}]}"#
+            .to_vec(),
+    ))]);
+    let index = index(transport.clone());
+    // As the feeds give them: the body followed by the files' names; then the delete.
+    let with_files = |n: i64, body: &str, files: &[&str]| {
+        let mut message = message(n);
+        message.body = chat_domain::search::searchable_text(body, files.iter().copied());
+        message
+    };
+    let mut deleted = message(1);
+    deleted.body = String::new();
+    deleted.deleted = true;
+    let records: Vec<ChangeRecord> = [
+        (
+            1,
+            with_files(1, "See attached", &["invoice-4471.pdf", "ｐａｒｃｅｌ.png"]),
+        ),
+        (1, with_files(2, "", &["Ｒｅｃｅｉｐｔ ①.pdf"])),
+        (2, deleted),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, (version, message))| ChangeRecord {
+        sequence: format!("{}", 2000 + i),
+        kind: if version == 1 {
+            ChangeKind::Insert
+        } else {
+            ChangeKind::Modify
+        },
+        key: DocKey::of(&message),
+        old: None,
+        new: Some(message),
+        version,
+    })
+    .collect();
+    let report = index_changes(&index, &records).await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(report.written, 3);
+    let bulks = transport.bulks();
+    assert_eq!(bulks.len(), 1);
+    let sources: Vec<serde_json::Value> = bulks[0]
+        .3
+        .lines()
+        .skip(1)
+        .step_by(2)
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // The names are body text, in NFKC like the body: the mapping's analyzers give them
+    // the body's partial-match rules.
+    assert_eq!(
+        sources[0]["body"],
+        "See attached\ninvoice-4471.pdf\nparcel.png"
+    );
+    assert_eq!(sources[1]["body"], "Receipt 1.pdf");
+    assert_eq!(sources[1]["live"], true);
+    // The delete: a tombstone without text, over the document that had the names.
+    assert_eq!(sources[2]["live"], false);
+    assert_eq!(sources[2]["number"], 1);
+    assert!(sources[2].get("body").is_none(), "{}", sources[2]);
+}
+
+#[tokio::test]
 async fn bulk_bodies_are_split_by_bytes() {
     let transport = Scripted::ready(vec![
         Ok((

@@ -162,6 +162,55 @@ const ALL_EVENTS: [&str; 6] = [
     "message.unseen",
 ];
 
+const CREATE_UPLOAD: &str = "mutation($a: ID!, $c: Int!, $n: String!, $t: String!, $s: Int!) { createUpload(appToken: $a, chatNumber: $c, fileName: $n, contentType: $t, size: $s) { id url headers { name value } } }";
+const SEND_FILES: &str = "mutation($a: ID!, $c: Int!, $b: String, $ids: [ID!]) { sendMessage(appToken: $a, chatNumber: $c, body: $b, attachmentIds: $ids) { number } }";
+
+/// A PNG of 2 x 3 pixels as far as a reader of its header is concerned.
+fn png_2x3() -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+    png.extend_from_slice(&2u32.to_be_bytes());
+    png.extend_from_slice(&3u32.to_be_bytes());
+    png.extend_from_slice(&[8, 6, 0, 0, 0, 0, 0, 0, 0]);
+    png
+}
+
+/// Sends `body` with one file: createUpload, the PUT of `bytes` to its URL, sendMessage.
+async fn send_with_file(
+    server: &TestServer,
+    app: &TestApp,
+    token: &str,
+    chat: i64,
+    body: &str,
+    (name, content_type, bytes): (&str, &str, Vec<u8>),
+) {
+    let upload = server
+        .ok(
+            token,
+            CREATE_UPLOAD,
+            json!({ "a": app.token, "c": chat, "n": name, "t": content_type, "s": bytes.len() }),
+        )
+        .await["createUpload"]
+        .clone();
+    let mut put = server
+        .client()
+        .put(upload["url"].as_str().unwrap())
+        .body(bytes);
+    for header in upload["headers"].as_array().unwrap() {
+        put = put.header(
+            header["name"].as_str().unwrap(),
+            header["value"].as_str().unwrap(),
+        );
+    }
+    assert_eq!(put.send().await.unwrap().status(), 200);
+    server
+        .ok(
+            token,
+            SEND_FILES,
+            json!({ "a": app.token, "c": chat, "b": body, "ids": [upload["id"]] }),
+        )
+        .await;
+}
+
 /// A dev server that may deliver to loopback, with `extra` flags.
 fn dev_server(extra: &[&str]) -> TestServer {
     let mut args = vec!["--webhooks-allow-loopback"];
@@ -259,12 +308,23 @@ async fn every_event_type_arrives_signed_and_verifiable() {
     let server = dev_server(&["--unseen-grace-ms", "300"]);
     let app = TestApp::create(&server, "Hooks").await;
     let (_, secret) = endpoint(&server, &app, &receiver.url("/ok"), &ALL_EVENTS).await;
-    // Given a customer's chat: it opens it, writes, edits, deletes; an agent resolves it and
-    // answers while the customer is away.
+    // Given a customer's chat: it opens it, writes (with a PDF), edits, writes (with a text
+    // file) and deletes; an agent resolves it and answers with an image while the customer
+    // is away.
     let customer = app.customer("cust-1");
     let agent = app.agent("agent-1");
     let chat = open_chat(&server, &app, &customer).await;
-    send(&server, &app, &customer, chat, "my order is late").await;
+    let pdf = b"%PDF-1.4 invoice".to_vec();
+    let pdf_size = pdf.len();
+    send_with_file(
+        &server,
+        &app,
+        &customer,
+        chat,
+        "my order is late",
+        ("invoice-4471.pdf", "application/pdf", pdf),
+    )
+    .await;
     server
         .ok(
             &customer,
@@ -272,7 +332,15 @@ async fn every_event_type_arrives_signed_and_verifiable() {
             json!({ "a": app.token, "c": chat }),
         )
         .await;
-    send(&server, &app, &customer, chat, "oops").await;
+    send_with_file(
+        &server,
+        &app,
+        &customer,
+        chat,
+        "oops",
+        ("oops.txt", "text/plain", b"wrong chat".to_vec()),
+    )
+    .await;
     server
         .ok(
             &customer,
@@ -287,7 +355,15 @@ async fn every_event_type_arrives_signed_and_verifiable() {
             json!({ "a": app.token, "c": chat }),
         )
         .await;
-    send(&server, &app, &agent, chat, "it ships today").await;
+    send_with_file(
+        &server,
+        &app,
+        &agent,
+        chat,
+        "it ships today",
+        ("label.png", "image/png", png_2x3()),
+    )
+    .await;
     // Then every type arrives, each signed with the endpoint's secret.
     receiver.wait_for("/ok", 8, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -338,6 +414,36 @@ async fn every_event_type_arrives_signed_and_verifiable() {
     assert_eq!(
         edited.json()["data"]["message"]["body"],
         "my order #12 is late"
+    );
+    // Message events carry the files' metadata, never a URL; a deleted message none.
+    let pdf = json!([{ "name": "invoice-4471.pdf", "contentType": "application/pdf",
+                       "size": pdf_size, "width": null, "height": null }]);
+    assert_eq!(edited.json()["data"]["message"]["attachments"], pdf);
+    let image = json!([{ "name": "label.png", "contentType": "image/png",
+                         "size": png_2x3().len(), "width": 2, "height": 3 }]);
+    assert_eq!(to_customer["data"]["message"]["attachments"], image);
+    let created: HashMap<i64, Value> = hits
+        .iter()
+        .filter(|h| h.event_type() == "message.created")
+        .map(|h| {
+            let message = h.json()["data"]["message"].clone();
+            (
+                message["number"].as_i64().unwrap(),
+                message["attachments"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(created[&1], pdf);
+    assert_eq!(created[&2][0]["name"], "oops.txt");
+    assert_eq!(created[&3], image);
+    let deleted = hits
+        .iter()
+        .find(|h| h.event_type() == "message.deleted")
+        .unwrap();
+    assert_eq!(deleted.json()["data"]["message"]["attachments"], json!([]));
+    assert!(
+        hits.iter().all(|h| !h.body.contains("\"url\"")),
+        "no URL in any event"
     );
 }
 

@@ -2,6 +2,7 @@
 //! clientMessageId key beside each message sent with one.
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use chat_domain::attachments::{AttachedFile, Upload, attached_files};
 use chat_domain::limits::NUMBER_MAX;
 use chat_domain::{
     AppToken, ChatNumber, ChatScope, ClientMessageId, CounterChange, DomainError, Message,
@@ -20,10 +21,16 @@ use crate::expr::Expr;
 use crate::items::{self, Item, number_attr, string_attr};
 use crate::table::{self, attr, item_type};
 
-/// A message item sent with `count` attachments says so: deleting it then releases them.
-fn with_attachment_count(mut item: Item, count: usize) -> Item {
-    if count > 0 {
-        item.insert(attr::ATTACHMENTS.to_owned(), number_attr(count));
+/// A message item sent with attachments says how many (deleting it then releases them)
+/// and carries their files' metadata (its stream record then gives them to webhook events
+/// and the search index).
+fn with_attachments(mut item: Item, attach: &[Upload]) -> Item {
+    if !attach.is_empty() {
+        item.insert(attr::ATTACHMENTS.to_owned(), number_attr(attach.len()));
+        item.insert(
+            attr::FILES.to_owned(),
+            items::files_attr(&attached_files(attach)),
+        );
     }
     item
 }
@@ -48,7 +55,7 @@ impl DynamoStore {
     pub(super) async fn append_message(
         &self,
         new: &NewMessage,
-        attach: &[chat_domain::attachments::Upload],
+        attach: &[Upload],
     ) -> StoreResult<Sent> {
         let scope = &new.scope;
         let chat_key = || items::key(table::chat_pk(&scope.app, scope.chat), table::CHAT_SK);
@@ -131,9 +138,9 @@ impl DynamoStore {
                     // key.
                     let mut writes = vec![
                         self.update(chat_key(), &update, Some(&condition), &expr)?,
-                        self.put_new(with_attachment_count(
+                        self.put_new(with_attachments(
                             items::message_item(&message, &chat.customer_id, 1),
-                            attach.len(),
+                            attach,
                         ))?,
                     ];
                     if let Some(id) = &new.client_message_id {
@@ -338,10 +345,12 @@ impl DynamoStore {
                 expr.equals(attr::BODY, "body", string_attr(body.as_str())),
                 expr.equals(attr::EDITED_AT, "now", number_attr(change.now.0)),
             ),
+            // The files' metadata goes with the body.
             None => format!(
-                "SET {}, {}",
+                "SET {}, {} REMOVE {}",
                 expr.equals(attr::BODY, "body", string_attr("")),
                 expr.equals(attr::DELETED, "deleted", AttributeValue::Bool(true)),
+                expr.name(attr::FILES),
             ),
         };
         // Every change moves the version (the search index orders changes by it).
@@ -418,6 +427,26 @@ impl DynamoStore {
             .as_ref()
             .map(items::message)
             .transpose()
+    }
+
+    /// Message `number` of the chat, whoever looks, with its files (none once deleted):
+    /// 1 GetItem. Webhook events carry the files.
+    pub async fn message_with_files(
+        &self,
+        app: &AppToken,
+        chat: ChatNumber,
+        number: MessageNumber,
+    ) -> chat_domain::Result<Option<(Message, Vec<AttachedFile>)>> {
+        let key = items::key(table::chat_pk(app, chat), table::message_number_sk(number));
+        let found = self
+            .get(key)
+            .await
+            .and_then(|item| {
+                item.map(|item| Ok((items::message(&item)?.0, items::message_files(&item)?)))
+                    .transpose()
+            })
+            .map_err(|e| e.into_domain("message_with_files"))?;
+        Ok(found)
     }
 
     /// Why a change found no message: the chat is not visible, or the message is missing.

@@ -1179,6 +1179,7 @@ fn feed_of(record: &aws_lambda_events::event::dynamodb::EventRecord) -> StoreRes
     }
     if items::is_type(&new, table::item_type::MESSAGE) {
         let (message, _) = items::message(&new)?;
+        let files = items::message_files(&new)?;
         let version = items::message_version(&new)?.to_string();
         let chat = message.chat_number.get().to_string();
         let number = message.number.get().to_string();
@@ -1189,7 +1190,7 @@ fn feed_of(record: &aws_lambda_events::event::dynamodb::EventRecord) -> StoreRes
                     &message.app,
                     message.created_at,
                     &[&chat, &number],
-                    message_data(&message),
+                    message_data(&message, &files),
                 ),
                 FeedItem::Unseen(UnseenCheck {
                     app: message.app.clone(),
@@ -1230,7 +1231,7 @@ fn feed_of(record: &aws_lambda_events::event::dynamodb::EventRecord) -> StoreRes
             &message.app,
             at,
             &[&chat, &number, &version],
-            message_data(&message),
+            message_data(&message, &files),
         )]);
     }
     if insert
