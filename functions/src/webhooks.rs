@@ -10,11 +10,10 @@
 //! that condition: a duplicate task sends at most once more and records nothing. SQS delays
 //! a message at most [`MAX_DELAY_SECS`]; a later retry is re-enqueued until it is due.
 //!
-//! The HTTP client is the dev server's: every address a name resolves to is checked at
-//! connect time ([`GuardedResolver`]), IP literals before the request, no redirects, no
-//! proxy, a timeout, and at most [`BODY_CAP`] bytes of a response read.
+//! Each attempt is made as the dev server makes it, by [`chat_webhook_client::WebhookClient`]:
+//! every address a name resolves to is checked at connect time, IP literals before the
+//! request, no redirects, no proxy, a timeout, and a read cap.
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,9 +21,8 @@ use aws_lambda_events::dynamodb::Event as StreamEvent;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use chat_domain::webhooks::{
-    AttemptOutcome, Delivery, DeliveryId, DeliveryStatus, DisablePolicy, DueDelivery, EndpointId,
-    EventId, EventType, TargetPolicy, UnseenCheck, UnseenReceiver, WebhookEvent, next_attempt_at,
-    refused_address, signature_header, unseen_data, unseen_still_due,
+    Delivery, DeliveryId, DeliveryStatus, DisablePolicy, EndpointId, EventId, EventType,
+    TargetPolicy, UnseenCheck, UnseenReceiver, WebhookEvent, unseen_data, unseen_still_due,
 };
 use chat_domain::{
     AppToken, ChatNumber, ChatScope, ChatStore, Clock, DomainError, MessageNumber, ServerKey,
@@ -32,15 +30,11 @@ use chat_domain::{
 };
 use chat_dynamodb::DynamoStore;
 use chat_dynamodb::webhooks::{FeedItem, feed_items};
+use chat_webhook_client::{WebhookClient, retry_at};
 use serde_json::{Value, json};
 
 /// The longest delay SQS gives a message (15 minutes).
 pub const MAX_DELAY_SECS: i64 = 900;
-/// The most of a response body the sender reads.
-pub const BODY_CAP: usize = 4 * 1024;
-pub const SIGNATURE_HEADER: &str = "Chat-Signature";
-pub const EVENT_ID_HEADER: &str = "Chat-Event-Id";
-pub const EVENT_TYPE_HEADER: &str = "Chat-Event-Type";
 
 /// The queue the functions hand tasks to.
 #[derive(Clone)]
@@ -207,47 +201,6 @@ async fn queue_event(
 
 // ---- the sender -----------------------------------------------------------------------------
 
-/// Why the resolver refused a name: shown as the attempt's error.
-#[derive(Debug, thiserror::Error)]
-#[error("refused: {host} resolves only to {why}")]
-pub struct RefusedTarget {
-    host: String,
-    why: &'static str,
-}
-
-/// A resolver that drops the addresses [`refused_address`] refuses, so that a name is
-/// checked on what it resolves to when the connection is made.
-#[derive(Debug, Clone)]
-pub struct GuardedResolver {
-    policy: TargetPolicy,
-}
-
-impl reqwest::dns::Resolve for GuardedResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let policy = self.policy;
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let mut why = "no address";
-            let allowed: Vec<SocketAddr> = found
-                .into_iter()
-                .filter(|addr| match refused_address(addr.ip(), policy) {
-                    Some(reason) => {
-                        why = reason;
-                        false
-                    }
-                    None => true,
-                })
-                .collect();
-            if allowed.is_empty() {
-                return Err(Box::new(RefusedTarget { host, why }) as _);
-            }
-            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
-}
-
 /// What the sender function is configured with.
 #[derive(Debug, Clone)]
 pub struct SenderConfig {
@@ -276,7 +229,7 @@ pub struct WebhookSender {
     pub key: ServerKey,
     pub clock: Arc<dyn Clock>,
     pub config: SenderConfig,
-    client: reqwest::Client,
+    client: WebhookClient,
 }
 
 impl WebhookSender {
@@ -287,17 +240,7 @@ impl WebhookSender {
         clock: Arc<dyn Clock>,
         config: SenderConfig,
     ) -> Result<Self, crate::Error> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .dns_resolver(Arc::new(GuardedResolver {
-                policy: config.targets,
-            }))
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
-            .user_agent("chat-webhooks/1")
-            .build()?;
+        let client = WebhookClient::new(config.targets, config.timeout)?;
         Ok(WebhookSender {
             store,
             queue,
@@ -381,16 +324,9 @@ impl WebhookSender {
             // Stays PENDING; it is not sent while the endpoint is disabled.
             return Ok(());
         }
-        let outcome = self.send(&due, now).await;
+        let outcome = self.client.post(&due, &self.key, now).await;
         let attempts = due.delivery.attempts + 1;
-        let retry_at = match outcome {
-            AttemptOutcome::Delivered { .. } => None,
-            AttemptOutcome::Failed { .. } => {
-                next_attempt_at(attempts, Timestamp(0), rand::random::<f64>()).map(|delay| {
-                    Timestamp(now.0 + (delay.0 as f64 * self.config.retry_scale) as i64)
-                })
-            }
-        };
+        let retry_at = retry_at(&outcome, attempts, now, self.config.retry_scale);
         tracing::info!(
             delivery = %due.delivery.id,
             endpoint = %due.endpoint.id,
@@ -453,58 +389,6 @@ impl WebhookSender {
         queue_event(&self.store, &self.queue, &event).await?;
         Ok(())
     }
-
-    /// One attempt, as the dev server makes it.
-    pub async fn send(&self, due: &DueDelivery, now: Timestamp) -> AttemptOutcome {
-        let url = due.endpoint.url.url();
-        // IP literals never reach the resolver: check them here.
-        let literal = url
-            .host_str()
-            .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
-            .and_then(|h| h.parse::<IpAddr>().ok());
-        if let Some(ip) = literal
-            && let Some(why) = refused_address(ip, self.config.targets)
-        {
-            return AttemptOutcome::Failed {
-                status: None,
-                error: format!("refused: {ip} is {why}"),
-            };
-        }
-        let secrets = due.endpoint.signing_secrets(&self.key, now);
-        let signature = signature_header(&secrets, now.0.div_euclid(1000), due.body.as_bytes());
-        let request = self
-            .client
-            .post(url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(SIGNATURE_HEADER, signature)
-            .header(EVENT_ID_HEADER, due.delivery.event_id.as_str())
-            .header(EVENT_TYPE_HEADER, due.delivery.event_type.as_str())
-            .body(due.body.clone());
-        match request.send().await {
-            Ok(mut response) => {
-                let status = response.status().as_u16();
-                let mut read = 0usize;
-                while read < BODY_CAP {
-                    match response.chunk().await {
-                        Ok(Some(chunk)) => read += chunk.len(),
-                        _ => break,
-                    }
-                }
-                if response.status().is_success() {
-                    AttemptOutcome::Delivered { status }
-                } else {
-                    AttemptOutcome::Failed {
-                        status: Some(status),
-                        error: format!("HTTP {status}"),
-                    }
-                }
-            }
-            Err(error) => AttemptOutcome::Failed {
-                status: None,
-                error: describe(&error),
-            },
-        }
-    }
 }
 
 struct DeliveryTask {
@@ -532,29 +416,4 @@ fn parse_unseen_task(task: &Value) -> Option<UnseenCheck> {
         number: MessageNumber::new(task["number"].as_i64()?).ok()?,
         queued_at: Timestamp(task["queuedAt"].as_i64()?),
     })
-}
-
-/// An attempt's error as the admin sees it, without the request's URL.
-fn describe(error: &reqwest::Error) -> String {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(cause) = source {
-        if let Some(refused) = cause.downcast_ref::<RefusedTarget>() {
-            return refused.to_string();
-        }
-        source = cause.source();
-    }
-    if error.is_timeout() {
-        "timed out".into()
-    } else if error.is_connect() {
-        let mut chain = String::from("cannot connect");
-        let mut source = std::error::Error::source(error);
-        while let Some(cause) = source {
-            chain.push_str(": ");
-            chain.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        chain
-    } else {
-        error.to_string()
-    }
 }
