@@ -4,7 +4,9 @@
 //! and posts, records the attempt, re-enqueues a retry with its backoff).
 //!
 //! A queue message is a task: `{"kind": "delivery", "app", "endpoint", "delivery",
-//! "attempts", "notBefore"?}` or `{"kind": "unseen", "app", "chat", "number", "queuedAt"}`.
+//! "attempts", "notBefore"?}`, `{"kind": "unseen", "app", "chat", "number", "queuedAt"}`, or
+//! `{"kind": "resume", "app", "endpoint", "after"?: {"createdAt", "id"}}` (an endpoint was
+//! enabled again: queue a page of its PENDING deliveries, then the next page's task).
 //! SQS delivers at least once, so the sender acts on a delivery task only while the
 //! delivery is PENDING with the attempts the task names, and records the attempt only on
 //! that condition: a duplicate task sends at most once more and records nothing. SQS delays
@@ -21,8 +23,9 @@ use aws_lambda_events::dynamodb::Event as StreamEvent;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use chat_domain::webhooks::{
-    Delivery, DeliveryId, DeliveryStatus, DisablePolicy, EndpointId, EventId, EventType,
-    TargetPolicy, UnseenCheck, UnseenReceiver, WebhookEvent, unseen_data, unseen_still_due,
+    Delivery, DeliveryCursor, DeliveryId, DeliveryStatus, DisablePolicy, EndpointId, EventId,
+    EventType, TargetPolicy, UnseenCheck, UnseenReceiver, WebhookEndpoints, WebhookEvent,
+    unseen_data, unseen_still_due,
 };
 use chat_domain::{
     AppToken, ChatNumber, ChatScope, ChatStore, Clock, DomainError, MessageNumber, ServerKey,
@@ -80,6 +83,18 @@ fn delivery_task(app: &AppToken, delivery: &Delivery, not_before: Option<Timesta
     });
     if let Some(at) = not_before {
         task["notBefore"] = json!(at.0);
+    }
+    task
+}
+
+fn resume_task(app: &AppToken, endpoint: &EndpointId, after: Option<&DeliveryCursor>) -> Value {
+    let mut task = json!({
+        "kind": "resume",
+        "app": app.as_str(),
+        "endpoint": endpoint.as_str(),
+    });
+    if let Some(after) = after {
+        task["after"] = json!({"createdAt": after.created_at.0, "id": after.id.as_str()});
     }
     task
 }
@@ -180,6 +195,10 @@ async fn feed(
                 queue.send(&task, 0).await?;
                 queued += 1;
             }
+            FeedItem::Reenabled { app, endpoint } => {
+                queue.send(&resume_task(&app, &endpoint, None), 0).await?;
+                queued += 1;
+            }
         }
     }
     Ok(queued)
@@ -209,6 +228,8 @@ pub struct SenderConfig {
     pub disable: DisablePolicy,
     /// Scales the retry schedule (1.0: the documented one); tests shorten it.
     pub retry_scale: f64,
+    /// Deliveries a resume task examines (one Query page, of any status).
+    pub resume_page: u32,
 }
 
 impl Default for SenderConfig {
@@ -218,6 +239,7 @@ impl Default for SenderConfig {
             timeout: Duration::from_secs(10),
             disable: DisablePolicy::default(),
             retry_scale: 1.0,
+            resume_page: 100,
         }
     }
 }
@@ -283,6 +305,13 @@ impl WebhookSender {
                 Some(parsed) => self.deliver(parsed, &task).await,
                 None => {
                     tracing::error!(%task, "malformed delivery task: dropped");
+                    Ok(())
+                }
+            },
+            Some("resume") => match parse_resume_task(&task) {
+                Some(resume) => self.resume(resume).await,
+                None => {
+                    tracing::error!(%task, "malformed resume task: dropped");
                     Ok(())
                 }
             },
@@ -355,6 +384,47 @@ impl WebhookSender {
         Ok(())
     }
 
+    /// One page of a re-enabled endpoint's PENDING deliveries: a delivery task for each
+    /// (due at its next attempt, as the dev server's poller would take it), then the task of
+    /// the next page. Nothing while the endpoint is gone or disabled again.
+    async fn resume(&self, task: ResumeTask) -> Result<(), DomainError> {
+        let enabled = self
+            .store
+            .endpoint(&task.app, &task.endpoint)
+            .await?
+            .is_some_and(|e| e.enabled);
+        if !enabled {
+            return Ok(());
+        }
+        let (pending, next) = self
+            .store
+            .pending_deliveries(
+                &task.app,
+                &task.endpoint,
+                task.after.as_ref(),
+                self.config.resume_page,
+            )
+            .await?;
+        let now = self.clock.now();
+        futures::future::try_join_all(pending.iter().map(|delivery| {
+            let at = delivery.next_attempt_at.unwrap_or(now);
+            let queued = delivery_task(&task.app, delivery, Some(at));
+            async move { self.queue.send(&queued, secs_until(at, now)).await }
+        }))
+        .await?;
+        tracing::info!(
+            endpoint = %task.endpoint,
+            queued = pending.len(),
+            more = next.is_some(),
+            "resumed webhook deliveries"
+        );
+        if let Some(after) = next {
+            let more = resume_task(&task.app, &task.endpoint, Some(&after));
+            self.queue.send(&more, 0).await?;
+        }
+        Ok(())
+    }
+
     /// After the grace: when the receiver still has not seen the message, records
     /// `message.unseen` for the subscribed endpoints and queues its deliveries.
     async fn settle_unseen(&self, check: &UnseenCheck) -> Result<(), DomainError> {
@@ -406,6 +476,27 @@ fn parse_delivery_task(task: &Value) -> Option<DeliveryTask> {
         delivery: DeliveryId::parse(task["delivery"].as_str()?).ok()?,
         attempts: u32::try_from(task["attempts"].as_u64()?).ok()?,
         not_before: task["notBefore"].as_i64().map(Timestamp),
+    })
+}
+
+struct ResumeTask {
+    app: AppToken,
+    endpoint: EndpointId,
+    after: Option<DeliveryCursor>,
+}
+
+fn parse_resume_task(task: &Value) -> Option<ResumeTask> {
+    let after = match &task["after"] {
+        Value::Null => None,
+        after => Some(DeliveryCursor {
+            created_at: Timestamp(after["createdAt"].as_i64()?),
+            id: DeliveryId::parse(after["id"].as_str()?).ok()?,
+        }),
+    };
+    Some(ResumeTask {
+        app: AppToken::parse(task["app"].as_str()?).ok()?,
+        endpoint: EndpointId::parse(task["endpoint"].as_str()?).ok()?,
+        after,
     })
 }
 

@@ -3,11 +3,12 @@
 //! `--webhooks-allow-loopback`): the stream function records PENDING deliveries once and
 //! queues them; the sender posts signed events, retries with the same event id, and the
 //! redeliver mutation's delivery reaches the queue through the stream; `message.unseen`
-//! goes out after the grace only for what its absent receiver has not read.
+//! goes out after the grace only for what its absent receiver has not read; a disabled
+//! endpoint's pending deliveries go out once it is enabled again.
 
 mod common;
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use aws_lambda_events::dynamodb::Event as StreamEvent;
 use aws_lambda_events::sqs::SqsEvent;
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
 use chat_domain::webhooks::{
-    DeliveryStatus, DisablePolicy, Endpoint, EndpointId, EventType, EventTypes,
+    DeliveryStatus, DisablePolicy, Endpoint, EndpointId, EndpointUpdate, EventType, EventTypes,
     SIGNATURE_TOLERANCE_SECS, TargetPolicy, WebhookEndpoints, WebhookSecret, WebhookUrl,
     verify_signature,
 };
@@ -315,6 +316,7 @@ async fn a_message_reaches_the_receiver_signed_after_retries_with_one_event_id()
             disable: DisablePolicy::default(),
             // 30 s, 2 min ... become 3 ms, 12 ms: the retries come due at once.
             retry_scale: 0.0001,
+            ..SenderConfig::default()
         },
     )
     .unwrap();
@@ -494,6 +496,7 @@ async fn message_unseen_goes_out_for_what_an_absent_customer_has_not_read() {
             timeout: Duration::from_secs(5),
             disable: DisablePolicy::default(),
             retry_scale: 0.0001,
+            ..SenderConfig::default()
         },
     )
     .unwrap();
@@ -566,4 +569,154 @@ async fn message_unseen_goes_out_for_what_an_absent_customer_has_not_read() {
     assert_eq!(body["data"]["message"]["number"], 2);
     assert_eq!(body["data"]["receiver"]["role"], "CUSTOMER");
     assert_eq!(body["data"]["receiver"]["userId"], "cust-1");
+}
+
+/// The stream records not handed over yet, as the next batch Lambda would deliver.
+async fn new_stream_event(store: &DynamoStore, seen: &mut HashSet<String>) -> StreamEvent {
+    let mut event = StreamEvent::default();
+    event.records = chat_dynamodb::moto_stream::stream_records(store)
+        .await
+        .into_iter()
+        .filter(|r| seen.insert(r.change.sequence_number.clone().unwrap_or_default()))
+        .collect();
+    event
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_enabled_endpoint_gets_its_pending_deliveries() {
+    let (store, _) = chat_dynamodb::moto::fresh_store().await;
+    let (sqs, url) = fresh_queue().await;
+    let queue = TaskQueue::new(sqs.clone(), url.clone());
+    let hook = receiver(&[]).await;
+    let (app, endpoint) = app_with_endpoint(&store, &hook.url, &[EventType::MessageCreated]).await;
+    let sender = WebhookSender::new(
+        store.clone(),
+        queue.clone(),
+        ServerKey::generate(),
+        Arc::new(SystemClock),
+        SenderConfig {
+            targets: DEV,
+            timeout: Duration::from_secs(5),
+            // Two deliveries examined per resume task: the resumption takes several pages.
+            resume_page: 2,
+            ..SenderConfig::default()
+        },
+    )
+    .unwrap();
+    let mut seen = HashSet::new();
+    let stream = async |seen: &mut HashSet<String>| {
+        let event = new_stream_event(&store, seen).await;
+        let response = handle_webhook_stream(&store, &queue, Duration::from_secs(30), event).await;
+        assert!(response.batch_item_failures.is_empty());
+    };
+    // The sender takes what the queue holds until it is empty; the kinds of tasks it took.
+    let run_sender = async || {
+        let mut kinds = Vec::new();
+        for _ in 0..10 {
+            let batch = drain(&sqs, &url, 1).await;
+            if batch.records.is_empty() {
+                break;
+            }
+            kinds.extend(
+                tasks(&batch)
+                    .iter()
+                    .map(|t| t["kind"].as_str().unwrap().to_owned()),
+            );
+            assert!(sender.handle(batch).await.batch_item_failures.is_empty());
+        }
+        kinds
+    };
+    let chat = store
+        .create_chat(NewChat {
+            app: app.clone(),
+            customer_id: UserId::parse("cust-1").unwrap(),
+            subject: None,
+            now: SystemClock.now(),
+        })
+        .await
+        .unwrap();
+    let send = async |text: &str| {
+        store
+            .send_message(NewMessage {
+                scope: ChatScope {
+                    app: app.clone(),
+                    chat: chat.number,
+                    customer: None,
+                },
+                body: MessageBody::parse(text).unwrap(),
+                sender_id: UserId::parse("cust-1").unwrap(),
+                sender_role: Role::Customer,
+                client_message_id: None,
+                now: SystemClock.now(),
+            })
+            .await
+            .unwrap();
+    };
+    let set_enabled = |enabled| EndpointUpdate {
+        enabled: Some(enabled),
+        ..Default::default()
+    };
+    // Given one message delivered, and three recorded and queued when the endpoint is
+    // disabled before the sender takes them.
+    send("one").await;
+    stream(&mut seen).await;
+    run_sender().await;
+    for text in ["two", "three", "four"] {
+        send(text).await;
+    }
+    stream(&mut seen).await;
+    store
+        .update_endpoint(&app, &endpoint.id, &set_enabled(false), SystemClock.now())
+        .await
+        .unwrap();
+    stream(&mut seen).await;
+    assert_eq!(run_sender().await, ["delivery"; 3]);
+    // A message sent while it is disabled gets no delivery at all.
+    send("five").await;
+    stream(&mut seen).await;
+    let bodies = |got: &[Received]| -> Vec<String> {
+        let mut bodies: Vec<String> = got
+            .iter()
+            .map(|r| {
+                let body: Value = serde_json::from_str(&r.body).unwrap();
+                body["data"]["message"]["body"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        bodies.sort();
+        bodies
+    };
+    assert_eq!(bodies(&hook.got.lock().unwrap()), ["one"]);
+    let pending = store
+        .deliveries(&app, &endpoint.id, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 4);
+    assert_eq!(
+        pending
+            .iter()
+            .filter(|d| d.status == DeliveryStatus::Pending && d.attempts == 0)
+            .count(),
+        3
+    );
+    // When it is enabled again, the stream function queues its resumption, and the sender
+    // pages through the endpoint's deliveries and sends the three pending ones, once each.
+    store
+        .update_endpoint(&app, &endpoint.id, &set_enabled(true), SystemClock.now())
+        .await
+        .unwrap();
+    let event = new_stream_event(&store, &mut seen).await;
+    handle_webhook_stream(&store, &queue, Duration::from_secs(30), event).await;
+    let kinds = run_sender().await;
+    let resumes = kinds.iter().filter(|k| *k == "resume").count();
+    assert!(resumes >= 2, "four deliveries, two per page: {kinds:?}");
+    assert_eq!(
+        bodies(&hook.got.lock().unwrap()),
+        ["four", "one", "three", "two"]
+    );
+    let after = store
+        .deliveries(&app, &endpoint.id, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 4);
+    assert!(after.iter().all(|d| d.status == DeliveryStatus::Succeeded));
 }
