@@ -16,7 +16,7 @@ use aws_lambda_events::dynamodb::Event as StreamEvent;
 use aws_lambda_events::sqs::SqsEvent;
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
 use chat_domain::webhooks::{
-    DeliveryStatus, DisablePolicy, Endpoint, EndpointId, EndpointUpdate, EventType, EventTypes,
+    DeliveryStatus, Endpoint, EndpointId, EndpointUpdate, EventType, EventTypes,
     SIGNATURE_TOLERANCE_SECS, TargetPolicy, WebhookEndpoints, WebhookSecret, WebhookUrl,
     verify_signature,
 };
@@ -150,6 +150,51 @@ async fn app_with_endpoint(
         .await
         .unwrap();
     (app, endpoint)
+}
+
+/// What a test sender is configured with: loopback allowed, a short timeout, and the
+/// retry schedule's 30 s, 2 min ... as 3 ms, 12 ms (the retries come due at once).
+fn dev_config() -> SenderConfig {
+    SenderConfig {
+        targets: DEV,
+        timeout: Duration::from_secs(5),
+        retry_scale: 0.0001,
+        ..SenderConfig::default()
+    }
+}
+
+fn sender(
+    store: &DynamoStore,
+    queue: &TaskQueue,
+    key: ServerKey,
+    config: SenderConfig,
+) -> WebhookSender {
+    WebhookSender::new(
+        store.clone(),
+        queue.clone(),
+        key,
+        Arc::new(SystemClock),
+        config,
+    )
+    .unwrap()
+}
+
+/// A new chat of the customer `cust-1`, and the scope its messages are sent in.
+async fn open_chat(store: &DynamoStore, app: &AppToken) -> ChatScope {
+    let chat = store
+        .create_chat(NewChat {
+            app: app.clone(),
+            customer_id: UserId::parse("cust-1").unwrap(),
+            subject: None,
+            now: SystemClock.now(),
+        })
+        .await
+        .unwrap();
+    ChatScope {
+        app: app.clone(),
+        chat: chat.number,
+        customer: None,
+    }
 }
 
 /// What the receiver got: the headers that matter and the body.
@@ -305,37 +350,10 @@ async fn a_message_reaches_the_receiver_signed_after_retries_with_one_event_id()
     let hook = receiver(&[500, 503]).await;
     let (app, endpoint) = app_with_endpoint(&store, &hook.url, &[EventType::MessageCreated]).await;
     let key = ServerKey::generate();
-    let sender = WebhookSender::new(
-        store.clone(),
-        queue.clone(),
-        key.clone(),
-        Arc::new(SystemClock),
-        SenderConfig {
-            targets: DEV,
-            timeout: Duration::from_secs(5),
-            disable: DisablePolicy::default(),
-            // 30 s, 2 min ... become 3 ms, 12 ms: the retries come due at once.
-            retry_scale: 0.0001,
-            ..SenderConfig::default()
-        },
-    )
-    .unwrap();
+    let sender = sender(&store, &queue, key.clone(), dev_config());
     // A customer sends a message; the stream function turns it into a delivery.
     let now = SystemClock.now();
-    let chat = store
-        .create_chat(NewChat {
-            app: app.clone(),
-            customer_id: UserId::parse("cust-1").unwrap(),
-            subject: None,
-            now,
-        })
-        .await
-        .unwrap();
-    let scope = ChatScope {
-        app: app.clone(),
-        chat: chat.number,
-        customer: None,
-    };
+    let scope = open_chat(&store, &app).await;
     store
         .send_message(NewMessage {
             scope: scope.clone(),
@@ -432,23 +450,13 @@ async fn the_sender_refuses_private_targets_and_drops_malformed_tasks() {
     let hook = receiver(&[]).await;
     // An endpoint on loopback, but a sender in production mode.
     let (app, endpoint) = app_with_endpoint(&store, &hook.url, &[EventType::ChatCreated]).await;
-    let sender = WebhookSender::new(
-        store.clone(),
-        queue,
+    let sender = sender(
+        &store,
+        &queue,
         ServerKey::generate(),
-        Arc::new(SystemClock),
         SenderConfig::default(),
-    )
-    .unwrap();
-    store
-        .create_chat(NewChat {
-            app: app.clone(),
-            customer_id: UserId::parse("cust-1").unwrap(),
-            subject: None,
-            now: SystemClock.now(),
-        })
-        .await
-        .unwrap();
+    );
+    open_chat(&store, &app).await;
     handle_webhook_stream(
         &store,
         &sender.queue,
@@ -486,35 +494,9 @@ async fn message_unseen_goes_out_for_what_an_absent_customer_has_not_read() {
     let queue = TaskQueue::new(sqs.clone(), url.clone());
     let hook = receiver(&[]).await;
     let (app, _) = app_with_endpoint(&store, &hook.url, &[EventType::MessageUnseen]).await;
-    let sender = WebhookSender::new(
-        store.clone(),
-        queue.clone(),
-        ServerKey::generate(),
-        Arc::new(SystemClock),
-        SenderConfig {
-            targets: DEV,
-            timeout: Duration::from_secs(5),
-            disable: DisablePolicy::default(),
-            retry_scale: 0.0001,
-            ..SenderConfig::default()
-        },
-    )
-    .unwrap();
+    let sender = sender(&store, &queue, ServerKey::generate(), dev_config());
     let now = SystemClock.now();
-    let chat = store
-        .create_chat(NewChat {
-            app: app.clone(),
-            customer_id: UserId::parse("cust-1").unwrap(),
-            subject: None,
-            now,
-        })
-        .await
-        .unwrap();
-    let scope = ChatScope {
-        app: app.clone(),
-        chat: chat.number,
-        customer: None,
-    };
+    let scope = open_chat(&store, &app).await;
     // An agent answers twice; the customer, with no presence anywhere, reads the first
     // answer only before the grace is over.
     for body in ["Your parcel left today.", "Tracking: ZX-1."] {
@@ -589,20 +571,12 @@ async fn a_re_enabled_endpoint_gets_its_pending_deliveries() {
     let queue = TaskQueue::new(sqs.clone(), url.clone());
     let hook = receiver(&[]).await;
     let (app, endpoint) = app_with_endpoint(&store, &hook.url, &[EventType::MessageCreated]).await;
-    let sender = WebhookSender::new(
-        store.clone(),
-        queue.clone(),
-        ServerKey::generate(),
-        Arc::new(SystemClock),
-        SenderConfig {
-            targets: DEV,
-            timeout: Duration::from_secs(5),
-            // Two deliveries examined per resume task: the resumption takes several pages.
-            resume_page: 2,
-            ..SenderConfig::default()
-        },
-    )
-    .unwrap();
+    // Two deliveries examined per resume task: the resumption takes several pages.
+    let config = SenderConfig {
+        resume_page: 2,
+        ..dev_config()
+    };
+    let sender = sender(&store, &queue, ServerKey::generate(), config);
     let mut seen = HashSet::new();
     let stream = async |seen: &mut HashSet<String>| {
         let event = new_stream_event(&store, seen).await;
@@ -626,23 +600,11 @@ async fn a_re_enabled_endpoint_gets_its_pending_deliveries() {
         }
         kinds
     };
-    let chat = store
-        .create_chat(NewChat {
-            app: app.clone(),
-            customer_id: UserId::parse("cust-1").unwrap(),
-            subject: None,
-            now: SystemClock.now(),
-        })
-        .await
-        .unwrap();
+    let scope = open_chat(&store, &app).await;
     let send = async |text: &str| {
         store
             .send_message(NewMessage {
-                scope: ChatScope {
-                    app: app.clone(),
-                    chat: chat.number,
-                    customer: None,
-                },
+                scope: scope.clone(),
                 body: MessageBody::parse(text).unwrap(),
                 sender_id: UserId::parse("cust-1").unwrap(),
                 sender_role: Role::Customer,
