@@ -14,7 +14,10 @@
 //!
 //! Each attempt is made as the dev server makes it, by [`chat_webhook_client::WebhookClient`]:
 //! every address a name resolves to is checked at connect time, IP literals before the
-//! request, no redirects, no proxy, a timeout, and a read cap.
+//! request, no redirects, no proxy, a timeout, and a read cap. It holds one of the
+//! endpoint's send slots in the table (`SenderConfig::per_endpoint`, leased a little longer
+//! than the timeout), so that all sender instances together keep the dev server's
+//! per-endpoint cap; a task that finds every slot taken is sent again, delayed a little.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,8 +26,8 @@ use aws_lambda_events::dynamodb::Event as StreamEvent;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use chat_domain::webhooks::{
-    Delivery, DeliveryCursor, DeliveryId, DeliveryStatus, DisablePolicy, EndpointId, EventId,
-    EventType, TargetPolicy, UnseenCheck, UnseenReceiver, WebhookEndpoints, WebhookEvent,
+    Delivery, DeliveryCursor, DeliveryId, DeliveryStatus, DisablePolicy, DueDelivery, EndpointId,
+    EventId, EventType, TargetPolicy, UnseenCheck, UnseenReceiver, WebhookEndpoints, WebhookEvent,
     unseen_data, unseen_still_due,
 };
 use chat_domain::{
@@ -32,12 +35,14 @@ use chat_domain::{
     Timestamp,
 };
 use chat_dynamodb::DynamoStore;
-use chat_dynamodb::webhooks::{FeedItem, feed_items};
+use chat_dynamodb::webhooks::{FeedItem, SlotLease, feed_items};
 use chat_webhook_client::{WebhookClient, retry_at};
 use serde_json::{Value, json};
 
 /// The longest delay SQS gives a message (15 minutes).
 pub const MAX_DELAY_SECS: i64 = 900;
+/// How much longer than an attempt's timeout its endpoint slot is leased.
+const SLOT_LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// The queue the functions hand tasks to.
 #[derive(Clone)]
@@ -230,6 +235,10 @@ pub struct SenderConfig {
     pub retry_scale: f64,
     /// Deliveries a resume task examines (one Query page, of any status).
     pub resume_page: u32,
+    /// Posts to one endpoint in flight at most, across every sender instance.
+    pub per_endpoint: u32,
+    /// How long a delivery that found every slot of its endpoint taken waits, seconds.
+    pub busy_delay_secs: i64,
 }
 
 impl Default for SenderConfig {
@@ -240,6 +249,8 @@ impl Default for SenderConfig {
             disable: DisablePolicy::default(),
             retry_scale: 1.0,
             resume_page: 100,
+            per_endpoint: 4,
+            busy_delay_secs: 2,
         }
     }
 }
@@ -353,7 +364,20 @@ impl WebhookSender {
             // Stays PENDING; it is not sent while the endpoint is disabled.
             return Ok(());
         }
+        let Some(slot) = self.acquire_slot(&task, &due, now).await? else {
+            // Every slot is taken: the task comes back later as a new message (returning
+            // it to the queue would count a receive toward the dead-letter queue).
+            tracing::debug!(delivery = %due.delivery.id, "webhook endpoint busy");
+            return self.queue.send(raw, self.config.busy_delay_secs).await;
+        };
         let outcome = self.client.post(&due, &self.key, now).await;
+        if let Err(error) = self
+            .store
+            .release_endpoint_slot(&task.app, &task.endpoint, &slot)
+            .await
+        {
+            crate::log_error("cannot release a webhook slot (its lease ends)", &error);
+        }
         let attempts = due.delivery.attempts + 1;
         let retry_at = retry_at(&outcome, attempts, now, self.config.retry_scale);
         tracing::info!(
@@ -382,6 +406,30 @@ impl WebhookSender {
                 .await?;
         }
         Ok(())
+    }
+
+    /// One of the endpoint's send slots for this attempt, leased for as long as the attempt
+    /// may take and a little more (a crashed sender's slot frees itself then).
+    async fn acquire_slot(
+        &self,
+        task: &DeliveryTask,
+        due: &DueDelivery,
+        now: Timestamp,
+    ) -> Result<Option<SlotLease>, DomainError> {
+        let lease_ms = i64::try_from((self.config.timeout + SLOT_LEASE_MARGIN).as_millis())
+            .unwrap_or(i64::MAX);
+        let cap = self.config.per_endpoint.max(1);
+        self.store
+            .acquire_endpoint_slot(
+                &task.app,
+                &task.endpoint,
+                cap,
+                rand::random_range(0..cap),
+                &format!("{}#{}", due.delivery.id, due.delivery.attempts),
+                now,
+                Timestamp(now.0.saturating_add(lease_ms)),
+            )
+            .await
     }
 
     /// One page of a re-enabled endpoint's PENDING deliveries: a delivery task for each

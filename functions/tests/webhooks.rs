@@ -4,11 +4,13 @@
 //! queues them; the sender posts signed events, retries with the same event id, and the
 //! redeliver mutation's delivery reaches the queue through the stream; `message.unseen`
 //! goes out after the grace only for what its absent receiver has not read; a disabled
-//! endpoint's pending deliveries go out once it is enabled again.
+//! endpoint's pending deliveries go out once it is enabled again; two sender instances
+//! together keep to the per-endpoint cap.
 
 mod common;
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -59,44 +61,56 @@ async fn fresh_queue() -> (aws_sdk_sqs::Client, String) {
     (client, url)
 }
 
+/// At most `max` messages visible now (or within `wait` seconds), removed from the queue,
+/// as the SQS records Lambda would deliver them.
+async fn receive(client: &aws_sdk_sqs::Client, url: &str, max: i32, wait: i32) -> Vec<Value> {
+    let out = client
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(max)
+        .wait_time_seconds(wait)
+        .send()
+        .await
+        .expect("ReceiveMessage");
+    let mut records = Vec::new();
+    for m in out.messages.unwrap_or_default() {
+        client
+            .delete_message()
+            .queue_url(url)
+            .receipt_handle(m.receipt_handle().unwrap())
+            .send()
+            .await
+            .expect("DeleteMessage");
+        records.push(json!({
+            "messageId": m.message_id().unwrap(),
+            "receiptHandle": m.receipt_handle().unwrap(),
+            "body": m.body().unwrap(),
+            "attributes": {},
+            "messageAttributes": {},
+            "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:webhooks",
+            "awsRegion": "us-east-1"
+        }));
+    }
+    records
+}
+
+fn sqs_event(records: Vec<Value>) -> SqsEvent {
+    serde_json::from_value(json!({ "Records": records })).expect("an SQS event")
+}
+
 /// Every message visible now (and within `wait`), removed from the queue, as the SQS event
 /// Lambda would deliver them.
 async fn drain(client: &aws_sdk_sqs::Client, url: &str, wait: i32) -> SqsEvent {
     let mut records = Vec::new();
     loop {
-        let out = client
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(if records.is_empty() { wait } else { 0 })
-            .send()
-            .await
-            .expect("ReceiveMessage");
-        let messages = out.messages.unwrap_or_default();
-        if messages.is_empty() {
-            break;
+        let wait = if records.is_empty() { wait } else { 0 };
+        let more = receive(client, url, 10, wait).await;
+        if more.is_empty() {
+            return sqs_event(records);
         }
-        for m in messages {
-            client
-                .delete_message()
-                .queue_url(url)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .expect("DeleteMessage");
-            records.push(json!({
-                "messageId": m.message_id().unwrap(),
-                "receiptHandle": m.receipt_handle().unwrap(),
-                "body": m.body().unwrap(),
-                "attributes": {},
-                "messageAttributes": {},
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:webhooks",
-                "awsRegion": "us-east-1"
-            }));
-        }
+        records.extend(more);
     }
-    serde_json::from_value(json!({ "Records": records })).expect("an SQS event")
 }
 
 fn tasks(event: &SqsEvent) -> Vec<Value> {
@@ -197,6 +211,26 @@ async fn open_chat(store: &DynamoStore, app: &AppToken) -> ChatScope {
     }
 }
 
+/// A message from `sender` in the chat of `scope`, sent at `now`.
+async fn send(store: &DynamoStore, scope: &ChatScope, role: Role, text: &str, now: Timestamp) {
+    let sender = if role == Role::Customer {
+        "cust-1"
+    } else {
+        "agent-1"
+    };
+    store
+        .send_message(NewMessage {
+            scope: scope.clone(),
+            body: MessageBody::parse(text).unwrap(),
+            sender_id: UserId::parse(sender).unwrap(),
+            sender_role: role,
+            client_message_id: None,
+            now,
+        })
+        .await
+        .unwrap();
+}
+
 /// What the receiver got: the headers that matter and the body.
 #[derive(Debug, Clone)]
 struct Received {
@@ -206,13 +240,19 @@ struct Received {
 }
 
 /// An HTTP receiver on loopback answering each request with the next scripted status
-/// (then 200).
+/// (then 200), after holding it for a while.
 struct Receiver {
     url: String,
     got: Arc<Mutex<Vec<Received>>>,
+    /// The most requests it held at once.
+    most_at_once: Arc<AtomicUsize>,
 }
 
 async fn receiver(script: &[u16]) -> Receiver {
+    receiver_holding(script, Duration::ZERO).await
+}
+
+async fn receiver_holding(script: &[u16], hold: Duration) -> Receiver {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!(
         "http://127.0.0.1:{}/hook",
@@ -222,13 +262,16 @@ async fn receiver(script: &[u16]) -> Receiver {
     let script = Arc::new(Mutex::new(
         script.iter().copied().collect::<VecDeque<u16>>(),
     ));
-    let (got2, script2) = (got.clone(), script.clone());
+    let most_at_once = Arc::new(AtomicUsize::new(0));
+    let holding = Arc::new(AtomicUsize::new(0));
+    let (got2, script2, most2) = (got.clone(), script.clone(), most_at_once.clone());
     tokio::spawn(async move {
         loop {
             let Ok((mut socket, _)) = listener.accept().await else {
                 return;
             };
             let (got, script) = (got2.clone(), script2.clone());
+            let (most, holding) = (most2.clone(), holding.clone());
             tokio::spawn(async move {
                 let mut raw = Vec::new();
                 let mut buf = [0u8; 4096];
@@ -259,6 +302,9 @@ async fn receiver(script: &[u16]) -> Receiver {
                     raw.extend_from_slice(&buf[..n]);
                 }
                 let body = String::from_utf8_lossy(&raw[body_start..]).to_string();
+                most.fetch_max(holding.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                tokio::time::sleep(hold).await;
+                holding.fetch_sub(1, Ordering::SeqCst);
                 got.lock().unwrap().push(Received {
                     signature: header("chat-signature"),
                     event_id: header("chat-event-id"),
@@ -272,7 +318,11 @@ async fn receiver(script: &[u16]) -> Receiver {
             });
         }
     });
-    Receiver { url, got }
+    Receiver {
+        url,
+        got,
+        most_at_once,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -354,17 +404,7 @@ async fn a_message_reaches_the_receiver_signed_after_retries_with_one_event_id()
     // A customer sends a message; the stream function turns it into a delivery.
     let now = SystemClock.now();
     let scope = open_chat(&store, &app).await;
-    store
-        .send_message(NewMessage {
-            scope: scope.clone(),
-            body: MessageBody::parse("Where is my order?").unwrap(),
-            sender_id: UserId::parse("cust-1").unwrap(),
-            sender_role: Role::Customer,
-            client_message_id: None,
-            now,
-        })
-        .await
-        .unwrap();
+    send(&store, &scope, Role::Customer, "Where is my order?", now).await;
     let response = handle_webhook_stream(
         &store,
         &queue,
@@ -500,17 +540,7 @@ async fn message_unseen_goes_out_for_what_an_absent_customer_has_not_read() {
     // An agent answers twice; the customer, with no presence anywhere, reads the first
     // answer only before the grace is over.
     for body in ["Your parcel left today.", "Tracking: ZX-1."] {
-        store
-            .send_message(NewMessage {
-                scope: scope.clone(),
-                body: MessageBody::parse(body).unwrap(),
-                sender_id: UserId::parse("agent-1").unwrap(),
-                sender_role: Role::Agent,
-                client_message_id: None,
-                now,
-            })
-            .await
-            .unwrap();
+        send(&store, &scope, Role::Agent, body, now).await;
     }
     // The stream function queues one check per message, delayed by the grace (0 here).
     let response =
@@ -602,17 +632,7 @@ async fn a_re_enabled_endpoint_gets_its_pending_deliveries() {
     };
     let scope = open_chat(&store, &app).await;
     let send = async |text: &str| {
-        store
-            .send_message(NewMessage {
-                scope: scope.clone(),
-                body: MessageBody::parse(text).unwrap(),
-                sender_id: UserId::parse("cust-1").unwrap(),
-                sender_role: Role::Customer,
-                client_message_id: None,
-                now: SystemClock.now(),
-            })
-            .await
-            .unwrap();
+        send(&store, &scope, Role::Customer, text, SystemClock.now()).await;
     };
     let set_enabled = |enabled| EndpointUpdate {
         enabled: Some(enabled),
@@ -681,4 +701,72 @@ async fn a_re_enabled_endpoint_gets_its_pending_deliveries() {
         .unwrap();
     assert_eq!(after.len(), 4);
     assert!(after.iter().all(|d| d.status == DeliveryStatus::Succeeded));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sender_instances_together_keep_to_the_per_endpoint_cap() {
+    let (store, _) = chat_dynamodb::moto::fresh_store().await;
+    let (sqs, url) = fresh_queue().await;
+    let queue = TaskQueue::new(sqs.clone(), url.clone());
+    let hook = receiver_holding(&[], Duration::from_millis(300)).await;
+    let (app, endpoint) = app_with_endpoint(&store, &hook.url, &[EventType::MessageCreated]).await;
+    let config = SenderConfig {
+        per_endpoint: 2,
+        // A task that finds both slots taken comes back at once: the test waits for nothing.
+        busy_delay_secs: 0,
+        ..dev_config()
+    };
+    let key = ServerKey::generate();
+    let instances = [
+        sender(&store, &queue, key.clone(), config.clone()),
+        sender(&store, &queue, key, config),
+    ];
+    // Given eight messages, each a delivery task on the queue.
+    let scope = open_chat(&store, &app).await;
+    for i in 0..8 {
+        let text = format!("message {i}");
+        send(&store, &scope, Role::Customer, &text, SystemClock.now()).await;
+    }
+    let event = stream_event(&store).await;
+    handle_webhook_stream(&store, &queue, Duration::from_secs(30), event).await;
+    // When two sender instances take four tasks at a time each, as Lambda scales out,
+    // until the receiver has all eight (it holds each request 300 ms).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let delivered = || hook.got.lock().unwrap().len();
+    let run = async |sender: &WebhookSender| {
+        while delivered() < 8 && std::time::Instant::now() < deadline {
+            // No long polling: moto answers nothing else while one waits.
+            let records = receive(&sqs, &url, 4, 0).await;
+            if records.is_empty() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            } else {
+                let answer = sender.handle(sqs_event(records)).await;
+                assert!(answer.batch_item_failures.is_empty());
+            }
+        }
+    };
+    futures::join!(run(&instances[0]), run(&instances[1]));
+    // Then each arrived once, never more than two at a time, each at its first attempt
+    // (waiting for a slot is not an attempt).
+    let mut ids: Vec<String> = hook
+        .got
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.event_id.clone())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 8);
+    assert_eq!(delivered(), 8);
+    assert_eq!(hook.most_at_once.load(Ordering::SeqCst), 2);
+    let deliveries = store
+        .deliveries(&app, &endpoint.id, None, 10)
+        .await
+        .unwrap();
+    assert!(
+        deliveries
+            .iter()
+            .all(|d| d.status == DeliveryStatus::Succeeded && d.attempts == 1)
+    );
 }

@@ -9,6 +9,7 @@
 //! | webhook endpoint | `WEBHOOKS#<token>` | `EP#<endpointId>` | |
 //! | the application's endpoint count | `WEBHOOKS#<token>` | `COUNT` | |
 //! | webhook delivery | `WHDLV#<deliveryId>` | `DLV` | `WHDLV#<token>#<endpointId>` / `<createdAt:015>#<deliveryId>` |
+//! | an endpoint's send slot (`webhook_slots`) | `WHSLOT#<token>#<endpointId>#<slot>` | `SLOT` | |
 //!
 //! - An application's endpoints (at most ten) are one partition: listing them, and finding
 //!   the ones an event goes to, is one Query. Creating one moves the count in the same
@@ -42,6 +43,7 @@ use chat_domain::webhooks::{
 };
 use chat_domain::{AppToken, DomainError, Result, Timestamp};
 
+pub use super::webhook_slots::{SLOT_TYPE, SlotLease};
 use super::{DynamoStore, app_not_found, build_error, domain};
 use crate::error::{Result as StoreResult, StoreError};
 use crate::expr::Expr;
