@@ -4,17 +4,21 @@
 //! and posts, records the attempt, re-enqueues a retry with its backoff).
 //!
 //! A queue message is a task: `{"kind": "delivery", "app", "endpoint", "delivery",
-//! "attempts", "notBefore"?}` or `{"kind": "unseen", "app", "chat", "number", "queuedAt"}`.
+//! "attempts", "notBefore"?}`, `{"kind": "unseen", "app", "chat", "number", "queuedAt"}`, or
+//! `{"kind": "resume", "app", "endpoint", "after"?: {"createdAt", "id"}}` (an endpoint was
+//! enabled again: queue a page of its PENDING deliveries, then the next page's task).
 //! SQS delivers at least once, so the sender acts on a delivery task only while the
 //! delivery is PENDING with the attempts the task names, and records the attempt only on
 //! that condition: a duplicate task sends at most once more and records nothing. SQS delays
 //! a message at most [`MAX_DELAY_SECS`]; a later retry is re-enqueued until it is due.
 //!
-//! The HTTP client is the dev server's: every address a name resolves to is checked at
-//! connect time ([`GuardedResolver`]), IP literals before the request, no redirects, no
-//! proxy, a timeout, and at most [`BODY_CAP`] bytes of a response read.
+//! Each attempt is made as the dev server makes it, by [`chat_webhook_client::WebhookClient`]:
+//! every address a name resolves to is checked at connect time, IP literals before the
+//! request, no redirects, no proxy, a timeout, and a read cap. It holds one of the
+//! endpoint's send slots in the table (`SenderConfig::per_endpoint`, leased a little longer
+//! than the timeout), so that all sender instances together keep the dev server's
+//! per-endpoint cap; a task that finds every slot taken is sent again, delayed a little.
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,25 +26,23 @@ use aws_lambda_events::dynamodb::Event as StreamEvent;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use chat_domain::webhooks::{
-    AttemptOutcome, Delivery, DeliveryId, DeliveryStatus, DisablePolicy, DueDelivery, EndpointId,
-    EventId, EventType, TargetPolicy, UnseenCheck, UnseenReceiver, WebhookEvent, next_attempt_at,
-    refused_address, signature_header, unseen_data, unseen_still_due,
+    Delivery, DeliveryCursor, DeliveryId, DeliveryStatus, DisablePolicy, DueDelivery, EndpointId,
+    EventId, EventType, TargetPolicy, UnseenCheck, UnseenReceiver, WebhookEndpoints, WebhookEvent,
+    unseen_data, unseen_still_due,
 };
 use chat_domain::{
     AppToken, ChatNumber, ChatScope, ChatStore, Clock, DomainError, MessageNumber, ServerKey,
     Timestamp,
 };
 use chat_dynamodb::DynamoStore;
-use chat_dynamodb::webhooks::{FeedItem, feed_items};
+use chat_dynamodb::webhooks::{FeedItem, SlotLease, feed_items};
+use chat_webhook_client::{WebhookClient, retry_at};
 use serde_json::{Value, json};
 
 /// The longest delay SQS gives a message (15 minutes).
 pub const MAX_DELAY_SECS: i64 = 900;
-/// The most of a response body the sender reads.
-pub const BODY_CAP: usize = 4 * 1024;
-pub const SIGNATURE_HEADER: &str = "Chat-Signature";
-pub const EVENT_ID_HEADER: &str = "Chat-Event-Id";
-pub const EVENT_TYPE_HEADER: &str = "Chat-Event-Type";
+/// How much longer than an attempt's timeout its endpoint slot is leased.
+const SLOT_LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// The queue the functions hand tasks to.
 #[derive(Clone)]
@@ -86,6 +88,18 @@ fn delivery_task(app: &AppToken, delivery: &Delivery, not_before: Option<Timesta
     });
     if let Some(at) = not_before {
         task["notBefore"] = json!(at.0);
+    }
+    task
+}
+
+fn resume_task(app: &AppToken, endpoint: &EndpointId, after: Option<&DeliveryCursor>) -> Value {
+    let mut task = json!({
+        "kind": "resume",
+        "app": app.as_str(),
+        "endpoint": endpoint.as_str(),
+    });
+    if let Some(after) = after {
+        task["after"] = json!({"createdAt": after.created_at.0, "id": after.id.as_str()});
     }
     task
 }
@@ -186,6 +200,10 @@ async fn feed(
                 queue.send(&task, 0).await?;
                 queued += 1;
             }
+            FeedItem::Reenabled { app, endpoint } => {
+                queue.send(&resume_task(&app, &endpoint, None), 0).await?;
+                queued += 1;
+            }
         }
     }
     Ok(queued)
@@ -207,47 +225,6 @@ async fn queue_event(
 
 // ---- the sender -----------------------------------------------------------------------------
 
-/// Why the resolver refused a name: shown as the attempt's error.
-#[derive(Debug, thiserror::Error)]
-#[error("refused: {host} resolves only to {why}")]
-pub struct RefusedTarget {
-    host: String,
-    why: &'static str,
-}
-
-/// A resolver that drops the addresses [`refused_address`] refuses, so that a name is
-/// checked on what it resolves to when the connection is made.
-#[derive(Debug, Clone)]
-pub struct GuardedResolver {
-    policy: TargetPolicy,
-}
-
-impl reqwest::dns::Resolve for GuardedResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let policy = self.policy;
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let mut why = "no address";
-            let allowed: Vec<SocketAddr> = found
-                .into_iter()
-                .filter(|addr| match refused_address(addr.ip(), policy) {
-                    Some(reason) => {
-                        why = reason;
-                        false
-                    }
-                    None => true,
-                })
-                .collect();
-            if allowed.is_empty() {
-                return Err(Box::new(RefusedTarget { host, why }) as _);
-            }
-            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
-}
-
 /// What the sender function is configured with.
 #[derive(Debug, Clone)]
 pub struct SenderConfig {
@@ -256,6 +233,12 @@ pub struct SenderConfig {
     pub disable: DisablePolicy,
     /// Scales the retry schedule (1.0: the documented one); tests shorten it.
     pub retry_scale: f64,
+    /// Deliveries a resume task examines (one Query page, of any status).
+    pub resume_page: u32,
+    /// Posts to one endpoint in flight at most, across every sender instance.
+    pub per_endpoint: u32,
+    /// How long a delivery that found every slot of its endpoint taken waits, seconds.
+    pub busy_delay_secs: i64,
 }
 
 impl Default for SenderConfig {
@@ -265,6 +248,9 @@ impl Default for SenderConfig {
             timeout: Duration::from_secs(10),
             disable: DisablePolicy::default(),
             retry_scale: 1.0,
+            resume_page: 100,
+            per_endpoint: 4,
+            busy_delay_secs: 2,
         }
     }
 }
@@ -276,7 +262,7 @@ pub struct WebhookSender {
     pub key: ServerKey,
     pub clock: Arc<dyn Clock>,
     pub config: SenderConfig,
-    client: reqwest::Client,
+    client: WebhookClient,
 }
 
 impl WebhookSender {
@@ -287,17 +273,7 @@ impl WebhookSender {
         clock: Arc<dyn Clock>,
         config: SenderConfig,
     ) -> Result<Self, crate::Error> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .dns_resolver(Arc::new(GuardedResolver {
-                policy: config.targets,
-            }))
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
-            .user_agent("chat-webhooks/1")
-            .build()?;
+        let client = WebhookClient::new(config.targets, config.timeout)?;
         Ok(WebhookSender {
             store,
             queue,
@@ -343,6 +319,13 @@ impl WebhookSender {
                     Ok(())
                 }
             },
+            Some("resume") => match parse_resume_task(&task) {
+                Some(resume) => self.resume(resume).await,
+                None => {
+                    tracing::error!(%task, "malformed resume task: dropped");
+                    Ok(())
+                }
+            },
             Some("unseen") => match parse_unseen_task(&task) {
                 Some(check) => self.settle_unseen(&check).await,
                 None => {
@@ -381,16 +364,22 @@ impl WebhookSender {
             // Stays PENDING; it is not sent while the endpoint is disabled.
             return Ok(());
         }
-        let outcome = self.send(&due, now).await;
-        let attempts = due.delivery.attempts + 1;
-        let retry_at = match outcome {
-            AttemptOutcome::Delivered { .. } => None,
-            AttemptOutcome::Failed { .. } => {
-                next_attempt_at(attempts, Timestamp(0), rand::random::<f64>()).map(|delay| {
-                    Timestamp(now.0 + (delay.0 as f64 * self.config.retry_scale) as i64)
-                })
-            }
+        let Some(slot) = self.acquire_slot(&task, &due, now).await? else {
+            // Every slot is taken: the task comes back later as a new message (returning
+            // it to the queue would count a receive toward the dead-letter queue).
+            tracing::debug!(delivery = %due.delivery.id, "webhook endpoint busy");
+            return self.queue.send(raw, self.config.busy_delay_secs).await;
         };
+        let outcome = self.client.post(&due, &self.key, now).await;
+        if let Err(error) = self
+            .store
+            .release_endpoint_slot(&task.app, &task.endpoint, &slot)
+            .await
+        {
+            crate::log_error("cannot release a webhook slot (its lease ends)", &error);
+        }
+        let attempts = due.delivery.attempts + 1;
+        let retry_at = retry_at(&outcome, attempts, now, self.config.retry_scale);
         tracing::info!(
             delivery = %due.delivery.id,
             endpoint = %due.endpoint.id,
@@ -415,6 +404,71 @@ impl WebhookSender {
             self.queue
                 .send(&task, secs_until(at, self.clock.now()))
                 .await?;
+        }
+        Ok(())
+    }
+
+    /// One of the endpoint's send slots for this attempt, leased for as long as the attempt
+    /// may take and a little more (a crashed sender's slot frees itself then).
+    async fn acquire_slot(
+        &self,
+        task: &DeliveryTask,
+        due: &DueDelivery,
+        now: Timestamp,
+    ) -> Result<Option<SlotLease>, DomainError> {
+        let lease_ms = i64::try_from((self.config.timeout + SLOT_LEASE_MARGIN).as_millis())
+            .unwrap_or(i64::MAX);
+        let cap = self.config.per_endpoint.max(1);
+        self.store
+            .acquire_endpoint_slot(
+                &task.app,
+                &task.endpoint,
+                cap,
+                rand::random_range(0..cap),
+                &format!("{}#{}", due.delivery.id, due.delivery.attempts),
+                now,
+                Timestamp(now.0.saturating_add(lease_ms)),
+            )
+            .await
+    }
+
+    /// One page of a re-enabled endpoint's PENDING deliveries: a delivery task for each
+    /// (due at its next attempt, as the dev server's poller would take it), then the task of
+    /// the next page. Nothing while the endpoint is gone or disabled again.
+    async fn resume(&self, task: ResumeTask) -> Result<(), DomainError> {
+        let enabled = self
+            .store
+            .endpoint(&task.app, &task.endpoint)
+            .await?
+            .is_some_and(|e| e.enabled);
+        if !enabled {
+            return Ok(());
+        }
+        let (pending, next) = self
+            .store
+            .pending_deliveries(
+                &task.app,
+                &task.endpoint,
+                task.after.as_ref(),
+                self.config.resume_page,
+            )
+            .await?;
+        let now = self.clock.now();
+        futures::future::try_join_all(pending.iter().map(|delivery| {
+            let at = delivery.next_attempt_at.unwrap_or(now);
+            let queued = delivery_task(&task.app, delivery, Some(at));
+            async move { self.queue.send(&queued, secs_until(at, now)).await }
+        }))
+        .await?;
+        tracing::info!(
+            endpoint = %task.endpoint,
+            queued = pending.len(),
+            more = next.is_some(),
+            "resumed webhook deliveries"
+        );
+        if let Some(after) = next {
+            let more = resume_task(&task.app, &task.endpoint, Some(&after));
+            self.queue.send(&more, 0).await?;
         }
         Ok(())
     }
@@ -455,58 +509,6 @@ impl WebhookSender {
         queue_event(&self.store, &self.queue, &event).await?;
         Ok(())
     }
-
-    /// One attempt, as the dev server makes it.
-    pub async fn send(&self, due: &DueDelivery, now: Timestamp) -> AttemptOutcome {
-        let url = due.endpoint.url.url();
-        // IP literals never reach the resolver: check them here.
-        let literal = url
-            .host_str()
-            .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
-            .and_then(|h| h.parse::<IpAddr>().ok());
-        if let Some(ip) = literal
-            && let Some(why) = refused_address(ip, self.config.targets)
-        {
-            return AttemptOutcome::Failed {
-                status: None,
-                error: format!("refused: {ip} is {why}"),
-            };
-        }
-        let secrets = due.endpoint.signing_secrets(&self.key, now);
-        let signature = signature_header(&secrets, now.0.div_euclid(1000), due.body.as_bytes());
-        let request = self
-            .client
-            .post(url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(SIGNATURE_HEADER, signature)
-            .header(EVENT_ID_HEADER, due.delivery.event_id.as_str())
-            .header(EVENT_TYPE_HEADER, due.delivery.event_type.as_str())
-            .body(due.body.clone());
-        match request.send().await {
-            Ok(mut response) => {
-                let status = response.status().as_u16();
-                let mut read = 0usize;
-                while read < BODY_CAP {
-                    match response.chunk().await {
-                        Ok(Some(chunk)) => read += chunk.len(),
-                        _ => break,
-                    }
-                }
-                if response.status().is_success() {
-                    AttemptOutcome::Delivered { status }
-                } else {
-                    AttemptOutcome::Failed {
-                        status: Some(status),
-                        error: format!("HTTP {status}"),
-                    }
-                }
-            }
-            Err(error) => AttemptOutcome::Failed {
-                status: None,
-                error: describe(&error),
-            },
-        }
-    }
 }
 
 struct DeliveryTask {
@@ -527,6 +529,27 @@ fn parse_delivery_task(task: &Value) -> Option<DeliveryTask> {
     })
 }
 
+struct ResumeTask {
+    app: AppToken,
+    endpoint: EndpointId,
+    after: Option<DeliveryCursor>,
+}
+
+fn parse_resume_task(task: &Value) -> Option<ResumeTask> {
+    let after = match &task["after"] {
+        Value::Null => None,
+        after => Some(DeliveryCursor {
+            created_at: Timestamp(after["createdAt"].as_i64()?),
+            id: DeliveryId::parse(after["id"].as_str()?).ok()?,
+        }),
+    };
+    Some(ResumeTask {
+        app: AppToken::parse(task["app"].as_str()?).ok()?,
+        endpoint: EndpointId::parse(task["endpoint"].as_str()?).ok()?,
+        after,
+    })
+}
+
 fn parse_unseen_task(task: &Value) -> Option<UnseenCheck> {
     Some(UnseenCheck {
         app: AppToken::parse(task["app"].as_str()?).ok()?,
@@ -534,29 +557,4 @@ fn parse_unseen_task(task: &Value) -> Option<UnseenCheck> {
         number: MessageNumber::new(task["number"].as_i64()?).ok()?,
         queued_at: Timestamp(task["queuedAt"].as_i64()?),
     })
-}
-
-/// An attempt's error as the admin sees it, without the request's URL.
-fn describe(error: &reqwest::Error) -> String {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(cause) = source {
-        if let Some(refused) = cause.downcast_ref::<RefusedTarget>() {
-            return refused.to_string();
-        }
-        source = cause.source();
-    }
-    if error.is_timeout() {
-        "timed out".into()
-    } else if error.is_connect() {
-        let mut chain = String::from("cannot connect");
-        let mut source = std::error::Error::source(error);
-        while let Some(cause) = source {
-            chain.push_str(": ");
-            chain.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        chain
-    } else {
-        error.to_string()
-    }
 }

@@ -3,11 +3,14 @@
 //! `--webhooks-allow-loopback`): the stream function records PENDING deliveries once and
 //! queues them; the sender posts signed events, retries with the same event id, and the
 //! redeliver mutation's delivery reaches the queue through the stream; `message.unseen`
-//! goes out after the grace only for what its absent receiver has not read.
+//! goes out after the grace only for what its absent receiver has not read; a disabled
+//! endpoint's pending deliveries go out once it is enabled again; two sender instances
+//! together keep to the per-endpoint cap.
 
 mod common;
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,7 +21,7 @@ use chat_domain::attachments::{
     FileName, FileType, ImageSize, Upload, UploadId, UploadState, UploadStore, VerifiedUpload,
 };
 use chat_domain::webhooks::{
-    DeliveryStatus, DisablePolicy, Endpoint, EndpointId, EventType, EventTypes,
+    DeliveryStatus, Endpoint, EndpointId, EndpointUpdate, EventType, EventTypes,
     SIGNATURE_TOLERANCE_SECS, TargetPolicy, WebhookEndpoints, WebhookSecret, WebhookUrl,
     verify_signature,
 };
@@ -62,44 +65,56 @@ async fn fresh_queue() -> (aws_sdk_sqs::Client, String) {
     (client, url)
 }
 
+/// At most `max` messages visible now (or within `wait` seconds), removed from the queue,
+/// as the SQS records Lambda would deliver them.
+async fn receive(client: &aws_sdk_sqs::Client, url: &str, max: i32, wait: i32) -> Vec<Value> {
+    let out = client
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(max)
+        .wait_time_seconds(wait)
+        .send()
+        .await
+        .expect("ReceiveMessage");
+    let mut records = Vec::new();
+    for m in out.messages.unwrap_or_default() {
+        client
+            .delete_message()
+            .queue_url(url)
+            .receipt_handle(m.receipt_handle().unwrap())
+            .send()
+            .await
+            .expect("DeleteMessage");
+        records.push(json!({
+            "messageId": m.message_id().unwrap(),
+            "receiptHandle": m.receipt_handle().unwrap(),
+            "body": m.body().unwrap(),
+            "attributes": {},
+            "messageAttributes": {},
+            "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:webhooks",
+            "awsRegion": "us-east-1"
+        }));
+    }
+    records
+}
+
+fn sqs_event(records: Vec<Value>) -> SqsEvent {
+    serde_json::from_value(json!({ "Records": records })).expect("an SQS event")
+}
+
 /// Every message visible now (and within `wait`), removed from the queue, as the SQS event
 /// Lambda would deliver them.
 async fn drain(client: &aws_sdk_sqs::Client, url: &str, wait: i32) -> SqsEvent {
     let mut records = Vec::new();
     loop {
-        let out = client
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(if records.is_empty() { wait } else { 0 })
-            .send()
-            .await
-            .expect("ReceiveMessage");
-        let messages = out.messages.unwrap_or_default();
-        if messages.is_empty() {
-            break;
+        let wait = if records.is_empty() { wait } else { 0 };
+        let more = receive(client, url, 10, wait).await;
+        if more.is_empty() {
+            return sqs_event(records);
         }
-        for m in messages {
-            client
-                .delete_message()
-                .queue_url(url)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .expect("DeleteMessage");
-            records.push(json!({
-                "messageId": m.message_id().unwrap(),
-                "receiptHandle": m.receipt_handle().unwrap(),
-                "body": m.body().unwrap(),
-                "attributes": {},
-                "messageAttributes": {},
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:webhooks",
-                "awsRegion": "us-east-1"
-            }));
-        }
+        records.extend(more);
     }
-    serde_json::from_value(json!({ "Records": records })).expect("an SQS event")
 }
 
 fn tasks(event: &SqsEvent) -> Vec<Value> {
@@ -183,6 +198,71 @@ async fn pending_upload(
     }
 }
 
+/// What a test sender is configured with: loopback allowed, a short timeout, and the
+/// retry schedule's 30 s, 2 min ... as 3 ms, 12 ms (the retries come due at once).
+fn dev_config() -> SenderConfig {
+    SenderConfig {
+        targets: DEV,
+        timeout: Duration::from_secs(5),
+        retry_scale: 0.0001,
+        ..SenderConfig::default()
+    }
+}
+
+fn sender(
+    store: &DynamoStore,
+    queue: &TaskQueue,
+    key: ServerKey,
+    config: SenderConfig,
+) -> WebhookSender {
+    WebhookSender::new(
+        store.clone(),
+        queue.clone(),
+        key,
+        Arc::new(SystemClock),
+        config,
+    )
+    .unwrap()
+}
+
+/// A new chat of the customer `cust-1`, and the scope its messages are sent in.
+async fn open_chat(store: &DynamoStore, app: &AppToken) -> ChatScope {
+    let chat = store
+        .create_chat(NewChat {
+            app: app.clone(),
+            customer_id: UserId::parse("cust-1").unwrap(),
+            subject: None,
+            now: SystemClock.now(),
+        })
+        .await
+        .unwrap();
+    ChatScope {
+        app: app.clone(),
+        chat: chat.number,
+        customer: None,
+    }
+}
+
+/// A message from `sender` in the chat of `scope`, sent at `now`.
+async fn send(store: &DynamoStore, scope: &ChatScope, role: Role, text: &str, now: Timestamp) {
+    let sender = if role == Role::Customer {
+        "cust-1"
+    } else {
+        "agent-1"
+    };
+    store
+        .send_message(NewMessage {
+            scope: scope.clone(),
+            body: MessageBody::parse(text).unwrap(),
+            sender_id: UserId::parse(sender).unwrap(),
+            sender_role: role,
+            client_message_id: None,
+            now,
+        })
+        .await
+        .unwrap();
+}
+
 /// What the receiver got: the headers that matter and the body.
 #[derive(Debug, Clone)]
 struct Received {
@@ -192,13 +272,19 @@ struct Received {
 }
 
 /// An HTTP receiver on loopback answering each request with the next scripted status
-/// (then 200).
+/// (then 200), after holding it for a while.
 struct Receiver {
     url: String,
     got: Arc<Mutex<Vec<Received>>>,
+    /// The most requests it held at once.
+    most_at_once: Arc<AtomicUsize>,
 }
 
 async fn receiver(script: &[u16]) -> Receiver {
+    receiver_holding(script, Duration::ZERO).await
+}
+
+async fn receiver_holding(script: &[u16], hold: Duration) -> Receiver {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!(
         "http://127.0.0.1:{}/hook",
@@ -208,13 +294,16 @@ async fn receiver(script: &[u16]) -> Receiver {
     let script = Arc::new(Mutex::new(
         script.iter().copied().collect::<VecDeque<u16>>(),
     ));
-    let (got2, script2) = (got.clone(), script.clone());
+    let most_at_once = Arc::new(AtomicUsize::new(0));
+    let holding = Arc::new(AtomicUsize::new(0));
+    let (got2, script2, most2) = (got.clone(), script.clone(), most_at_once.clone());
     tokio::spawn(async move {
         loop {
             let Ok((mut socket, _)) = listener.accept().await else {
                 return;
             };
             let (got, script) = (got2.clone(), script2.clone());
+            let (most, holding) = (most2.clone(), holding.clone());
             tokio::spawn(async move {
                 let mut raw = Vec::new();
                 let mut buf = [0u8; 4096];
@@ -245,6 +334,9 @@ async fn receiver(script: &[u16]) -> Receiver {
                     raw.extend_from_slice(&buf[..n]);
                 }
                 let body = String::from_utf8_lossy(&raw[body_start..]).to_string();
+                most.fetch_max(holding.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                tokio::time::sleep(hold).await;
+                holding.fetch_sub(1, Ordering::SeqCst);
                 got.lock().unwrap().push(Received {
                     signature: header("chat-signature"),
                     event_id: header("chat-event-id"),
@@ -258,7 +350,11 @@ async fn receiver(script: &[u16]) -> Receiver {
             });
         }
     });
-    Receiver { url, got }
+    Receiver {
+        url,
+        got,
+        most_at_once,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -336,47 +432,11 @@ async fn a_message_reaches_the_receiver_signed_after_retries_with_one_event_id()
     let hook = receiver(&[500, 503]).await;
     let (app, endpoint) = app_with_endpoint(&store, &hook.url, &[EventType::MessageCreated]).await;
     let key = ServerKey::generate();
-    let sender = WebhookSender::new(
-        store.clone(),
-        queue.clone(),
-        key.clone(),
-        Arc::new(SystemClock),
-        SenderConfig {
-            targets: DEV,
-            timeout: Duration::from_secs(5),
-            disable: DisablePolicy::default(),
-            // 30 s, 2 min ... become 3 ms, 12 ms: the retries come due at once.
-            retry_scale: 0.0001,
-        },
-    )
-    .unwrap();
+    let sender = sender(&store, &queue, key.clone(), dev_config());
     // A customer sends a message; the stream function turns it into a delivery.
     let now = SystemClock.now();
-    let chat = store
-        .create_chat(NewChat {
-            app: app.clone(),
-            customer_id: UserId::parse("cust-1").unwrap(),
-            subject: None,
-            now,
-        })
-        .await
-        .unwrap();
-    let scope = ChatScope {
-        app: app.clone(),
-        chat: chat.number,
-        customer: None,
-    };
-    store
-        .send_message(NewMessage {
-            scope: scope.clone(),
-            body: MessageBody::parse("Where is my order?").unwrap(),
-            sender_id: UserId::parse("cust-1").unwrap(),
-            sender_role: Role::Customer,
-            client_message_id: None,
-            now,
-        })
-        .await
-        .unwrap();
+    let scope = open_chat(&store, &app).await;
+    send(&store, &scope, Role::Customer, "Where is my order?", now).await;
     let response = handle_webhook_stream(
         &store,
         &queue,
@@ -462,23 +522,13 @@ async fn the_sender_refuses_private_targets_and_drops_malformed_tasks() {
     let hook = receiver(&[]).await;
     // An endpoint on loopback, but a sender in production mode.
     let (app, endpoint) = app_with_endpoint(&store, &hook.url, &[EventType::ChatCreated]).await;
-    let sender = WebhookSender::new(
-        store.clone(),
-        queue,
+    let sender = sender(
+        &store,
+        &queue,
         ServerKey::generate(),
-        Arc::new(SystemClock),
         SenderConfig::default(),
-    )
-    .unwrap();
-    store
-        .create_chat(NewChat {
-            app: app.clone(),
-            customer_id: UserId::parse("cust-1").unwrap(),
-            subject: None,
-            now: SystemClock.now(),
-        })
-        .await
-        .unwrap();
+    );
+    open_chat(&store, &app).await;
     handle_webhook_stream(
         &store,
         &sender.queue,
@@ -516,48 +566,12 @@ async fn message_unseen_goes_out_for_what_an_absent_customer_has_not_read() {
     let queue = TaskQueue::new(sqs.clone(), url.clone());
     let hook = receiver(&[]).await;
     let (app, _) = app_with_endpoint(&store, &hook.url, &[EventType::MessageUnseen]).await;
-    let sender = WebhookSender::new(
-        store.clone(),
-        queue.clone(),
-        ServerKey::generate(),
-        Arc::new(SystemClock),
-        SenderConfig {
-            targets: DEV,
-            timeout: Duration::from_secs(5),
-            disable: DisablePolicy::default(),
-            retry_scale: 0.0001,
-        },
-    )
-    .unwrap();
+    let sender = sender(&store, &queue, ServerKey::generate(), dev_config());
     let now = SystemClock.now();
-    let chat = store
-        .create_chat(NewChat {
-            app: app.clone(),
-            customer_id: UserId::parse("cust-1").unwrap(),
-            subject: None,
-            now,
-        })
-        .await
-        .unwrap();
-    let scope = ChatScope {
-        app: app.clone(),
-        chat: chat.number,
-        customer: None,
-    };
+    let scope = open_chat(&store, &app).await;
     // An agent answers twice, the second time with a photo of the label; the customer,
     // with no presence anywhere, reads the first answer only before the grace is over.
-    let answer = |body: &str| NewMessage {
-        scope: scope.clone(),
-        body: MessageBody::parse(body).unwrap(),
-        sender_id: UserId::parse("agent-1").unwrap(),
-        sender_role: Role::Agent,
-        client_message_id: None,
-        now,
-    };
-    store
-        .send_message(answer("Your parcel left today."))
-        .await
-        .unwrap();
+    send(&store, &scope, Role::Agent, "Your parcel left today.", now).await;
     let label = ImageSize {
         width: 640,
         height: 480,
@@ -571,7 +585,17 @@ async fn message_unseen_goes_out_for_what_an_absent_customer_has_not_read() {
     )
     .await;
     store
-        .send_with_attachments(answer("Tracking: ZX-1."), vec![photo])
+        .send_with_attachments(
+            NewMessage {
+                scope: scope.clone(),
+                body: MessageBody::parse("Tracking: ZX-1.").unwrap(),
+                sender_id: UserId::parse("agent-1").unwrap(),
+                sender_role: Role::Agent,
+                client_message_id: None,
+                now,
+            },
+            vec![photo],
+        )
         .await
         .unwrap();
     // The stream function queues one check per message, delayed by the grace (0 here).
@@ -631,20 +655,7 @@ async fn message_events_from_the_stream_carry_files_and_a_deleted_message_none()
     )
     .await;
     let now = SystemClock.now();
-    let chat = store
-        .create_chat(NewChat {
-            app: app.clone(),
-            customer_id: UserId::parse("cust-1").unwrap(),
-            subject: None,
-            now,
-        })
-        .await
-        .unwrap();
-    let scope = ChatScope {
-        app: app.clone(),
-        chat: chat.number,
-        customer: None,
-    };
+    let scope = open_chat(&store, &app).await;
     // Given a message sent with a PDF and a photo (uploaded in that order), edited, then
     // deleted.
     let pdf = pending_upload(
@@ -734,4 +745,192 @@ async fn message_events_from_the_stream_carry_files_and_a_deleted_message_none()
         .unwrap()
         .unwrap();
     assert!(message.deleted && kept.is_empty());
+}
+
+/// The stream records not handed over yet, as the next batch Lambda would deliver.
+async fn new_stream_event(store: &DynamoStore, seen: &mut HashSet<String>) -> StreamEvent {
+    let mut event = StreamEvent::default();
+    event.records = chat_dynamodb::moto_stream::stream_records(store)
+        .await
+        .into_iter()
+        .filter(|r| seen.insert(r.change.sequence_number.clone().unwrap_or_default()))
+        .collect();
+    event
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_enabled_endpoint_gets_its_pending_deliveries() {
+    let (store, _) = chat_dynamodb::moto::fresh_store().await;
+    let (sqs, url) = fresh_queue().await;
+    let queue = TaskQueue::new(sqs.clone(), url.clone());
+    let hook = receiver(&[]).await;
+    let (app, endpoint) = app_with_endpoint(&store, &hook.url, &[EventType::MessageCreated]).await;
+    // Two deliveries examined per resume task: the resumption takes several pages.
+    let config = SenderConfig {
+        resume_page: 2,
+        ..dev_config()
+    };
+    let sender = sender(&store, &queue, ServerKey::generate(), config);
+    let mut seen = HashSet::new();
+    let stream = async |seen: &mut HashSet<String>| {
+        let event = new_stream_event(&store, seen).await;
+        let response = handle_webhook_stream(&store, &queue, Duration::from_secs(30), event).await;
+        assert!(response.batch_item_failures.is_empty());
+    };
+    // The sender takes what the queue holds until it is empty; the kinds of tasks it took.
+    let run_sender = async || {
+        let mut kinds = Vec::new();
+        for _ in 0..10 {
+            let batch = drain(&sqs, &url, 1).await;
+            if batch.records.is_empty() {
+                break;
+            }
+            kinds.extend(
+                tasks(&batch)
+                    .iter()
+                    .map(|t| t["kind"].as_str().unwrap().to_owned()),
+            );
+            assert!(sender.handle(batch).await.batch_item_failures.is_empty());
+        }
+        kinds
+    };
+    let scope = open_chat(&store, &app).await;
+    let send = async |text: &str| {
+        send(&store, &scope, Role::Customer, text, SystemClock.now()).await;
+    };
+    let set_enabled = |enabled| EndpointUpdate {
+        enabled: Some(enabled),
+        ..Default::default()
+    };
+    // Given one message delivered, and three recorded and queued when the endpoint is
+    // disabled before the sender takes them.
+    send("one").await;
+    stream(&mut seen).await;
+    run_sender().await;
+    for text in ["two", "three", "four"] {
+        send(text).await;
+    }
+    stream(&mut seen).await;
+    store
+        .update_endpoint(&app, &endpoint.id, &set_enabled(false), SystemClock.now())
+        .await
+        .unwrap();
+    stream(&mut seen).await;
+    assert_eq!(run_sender().await, ["delivery"; 3]);
+    // A message sent while it is disabled gets no delivery at all.
+    send("five").await;
+    stream(&mut seen).await;
+    let bodies = |got: &[Received]| -> Vec<String> {
+        let mut bodies: Vec<String> = got
+            .iter()
+            .map(|r| {
+                let body: Value = serde_json::from_str(&r.body).unwrap();
+                body["data"]["message"]["body"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        bodies.sort();
+        bodies
+    };
+    assert_eq!(bodies(&hook.got.lock().unwrap()), ["one"]);
+    let pending = store
+        .deliveries(&app, &endpoint.id, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 4);
+    assert_eq!(
+        pending
+            .iter()
+            .filter(|d| d.status == DeliveryStatus::Pending && d.attempts == 0)
+            .count(),
+        3
+    );
+    // When it is enabled again, the stream function queues its resumption, and the sender
+    // pages through the endpoint's deliveries and sends the three pending ones, once each.
+    store
+        .update_endpoint(&app, &endpoint.id, &set_enabled(true), SystemClock.now())
+        .await
+        .unwrap();
+    let event = new_stream_event(&store, &mut seen).await;
+    handle_webhook_stream(&store, &queue, Duration::from_secs(30), event).await;
+    let kinds = run_sender().await;
+    let resumes = kinds.iter().filter(|k| *k == "resume").count();
+    assert!(resumes >= 2, "four deliveries, two per page: {kinds:?}");
+    assert_eq!(
+        bodies(&hook.got.lock().unwrap()),
+        ["four", "one", "three", "two"]
+    );
+    let after = store
+        .deliveries(&app, &endpoint.id, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 4);
+    assert!(after.iter().all(|d| d.status == DeliveryStatus::Succeeded));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sender_instances_together_keep_to_the_per_endpoint_cap() {
+    let (store, _) = chat_dynamodb::moto::fresh_store().await;
+    let (sqs, url) = fresh_queue().await;
+    let queue = TaskQueue::new(sqs.clone(), url.clone());
+    let hook = receiver_holding(&[], Duration::from_millis(300)).await;
+    let (app, endpoint) = app_with_endpoint(&store, &hook.url, &[EventType::MessageCreated]).await;
+    let config = SenderConfig {
+        per_endpoint: 2,
+        // A task that finds both slots taken comes back at once: the test waits for nothing.
+        busy_delay_secs: 0,
+        ..dev_config()
+    };
+    let key = ServerKey::generate();
+    let instances = [
+        sender(&store, &queue, key.clone(), config.clone()),
+        sender(&store, &queue, key, config),
+    ];
+    // Given eight messages, each a delivery task on the queue.
+    let scope = open_chat(&store, &app).await;
+    for i in 0..8 {
+        let text = format!("message {i}");
+        send(&store, &scope, Role::Customer, &text, SystemClock.now()).await;
+    }
+    let event = stream_event(&store).await;
+    handle_webhook_stream(&store, &queue, Duration::from_secs(30), event).await;
+    // When two sender instances take four tasks at a time each, as Lambda scales out,
+    // until the receiver has all eight (it holds each request 300 ms).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let delivered = || hook.got.lock().unwrap().len();
+    let run = async |sender: &WebhookSender| {
+        while delivered() < 8 && std::time::Instant::now() < deadline {
+            // No long polling: moto answers nothing else while one waits.
+            let records = receive(&sqs, &url, 4, 0).await;
+            if records.is_empty() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            } else {
+                let answer = sender.handle(sqs_event(records)).await;
+                assert!(answer.batch_item_failures.is_empty());
+            }
+        }
+    };
+    futures::join!(run(&instances[0]), run(&instances[1]));
+    // Then each arrived once, never more than two at a time, each at its first attempt
+    // (waiting for a slot is not an attempt).
+    let mut ids: Vec<String> = hook
+        .got
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.event_id.clone())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 8);
+    assert_eq!(delivered(), 8);
+    assert_eq!(hook.most_at_once.load(Ordering::SeqCst), 2);
+    let deliveries = store
+        .deliveries(&app, &endpoint.id, None, 10)
+        .await
+        .unwrap();
+    assert!(
+        deliveries
+            .iter()
+            .all(|d| d.status == DeliveryStatus::Succeeded && d.attempts == 1)
+    );
 }

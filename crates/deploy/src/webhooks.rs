@@ -18,11 +18,14 @@ pub const MAX_RECEIVES: u32 = 5;
 pub const SENDER_TIMEOUT_SECS: u32 = 30;
 
 /// Only records that can be events reach the stream function (Lambda drops the others
-/// before invoking it): chats and messages, and deliveries made by redeliver (the function
-/// queues only their INSERT). A DynamoDB filter looks at the record's `dynamodb` key only.
-pub const STREAM_FILTERS: [&str; 2] = [
+/// before invoking it): chats and messages, deliveries made by redeliver (the function
+/// queues only their INSERT), and endpoints enabled again (their pending deliveries are
+/// queued). A DynamoDB filter looks at the record's `dynamodb` key only, both images
+/// included.
+pub const STREAM_FILTERS: [&str; 3] = [
     r#"{"dynamodb": {"NewImage": {"type": {"S": ["CHAT", "MSG"]}}}}"#,
     r#"{"dynamodb": {"NewImage": {"type": {"S": ["WHDLV"]}, "redelivery": {"BOOL": [true]}}}}"#,
+    r#"{"dynamodb": {"NewImage": {"type": {"S": ["WHEP"]}, "enabled": {"BOOL": [true]}}, "OldImage": {"enabled": {"BOOL": [false]}}}}"#,
 ];
 
 fn table_policy(actions: &[&str]) -> Value {

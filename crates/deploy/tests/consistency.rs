@@ -373,6 +373,45 @@ fn the_stream_indexer_receives_message_records_only() {
 }
 
 #[test]
+fn the_webhook_stream_function_receives_events_redeliveries_and_re_enabled_endpoints() {
+    use chat_dynamodb::table::item_type;
+    use chat_dynamodb::webhooks::{DELIVERY_TYPE, ENDPOINT_TYPE};
+    let template = template();
+    let mapping = &template["Resources"]["StreamWebhooksMapping"]["Properties"];
+    let patterns: Vec<serde_json::Value> = mapping["FilterCriteria"]["Filters"]
+        .as_sequence()
+        .expect("FilterCriteria.Filters")
+        .iter()
+        .map(|f| serde_json::from_str(f["Pattern"].as_str().unwrap()).unwrap())
+        .collect();
+    // The item types the filters let through are the store's.
+    let types: Vec<&str> = patterns
+        .iter()
+        .flat_map(|p| p["dynamodb"]["NewImage"]["type"]["S"].as_array().unwrap())
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            item_type::CHAT,
+            item_type::MESSAGE,
+            DELIVERY_TYPE,
+            ENDPOINT_TYPE
+        ]
+    );
+    // An endpoint's record passes only when it goes from disabled to enabled.
+    let endpoint = &patterns[2]["dynamodb"];
+    assert_eq!(
+        endpoint["NewImage"]["enabled"],
+        serde_json::json!({"BOOL": [true]})
+    );
+    assert_eq!(
+        endpoint["OldImage"]["enabled"],
+        serde_json::json!({"BOOL": [false]})
+    );
+}
+
+#[test]
 fn the_presence_sweeper_runs_every_minute_and_publishes_only_presence_events() {
     let template = template();
     let sweeper = &template["Resources"]["PresenceSweeperFunction"]["Properties"];

@@ -20,6 +20,7 @@
 //! | a webhook endpoint | `WEBHOOKS#<token>` | `EP#<endpointId>` | | | |
 //! | an application's webhook endpoint count | `WEBHOOKS#<token>` | `COUNT` | | | |
 //! | a webhook delivery | `WHDLV#<deliveryId>` | `DLV` | `WHDLV#<token>#<endpointId>` / `<createdAt:015>#<deliveryId>` | | |
+//! | a webhook endpoint's send slot | `WHSLOT#<token>#<endpointId>#<slot>` | `SLOT` | | | |
 //! | an upload (attachments) | `UPLOAD#<uploadId>` | `UPLOAD` | | | `UPLOADS#PENDING` / `<createdAt:015>#<uploadId>` while pending; `UPLOADS#RELEASING` / `<uploadId>` once its message is deleted; `UPLOADS#RELEASED` / `<releasedAt:015>#<uploadId>` once the sweep saw that |
 //! | a message's attachment | `CHAT#<token>#<chat>` | `ATT#<message:010>#<uploadId>` | | | |
 //!

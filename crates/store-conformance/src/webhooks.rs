@@ -6,7 +6,8 @@
 //!   often the feed sees the change), attempts, disabling, paging and redelivery;
 //! - a polled [`WebhookStore`] (the dev server's), through
 //!   [`webhook_conformance_tests!`](crate::webhook_conformance_tests): the endpoint suite
-//!   plus what is due when, retries, the `message.unseen` checks, and pruning.
+//!   plus what only a polled store has: which deliveries are due when (and what comes due
+//!   next), the `message.unseen` checks, and pruning.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -540,108 +541,92 @@ pub async fn deliveries_are_paged_newest_first_and_redelivered_with_the_same_eve
     );
 }
 
-pub async fn changes_queue_one_delivery_per_subscribed_enabled_endpoint(t: WebhooksUnderTest) {
+pub async fn deliveries_are_due_with_their_bodies_from_their_next_attempt(t: WebhooksUnderTest) {
     let (chats, store) = (t.chats, t.webhooks);
     let app = create_app(&chats, "app_w1").await;
-    let other = create_app(&chats, "app_w2").await;
-    // Given one endpoint for everything, one for messages only, and a disabled one.
-    let all = store
-        .create_endpoint(&endpoint(&app, &EventType::ALL, 1))
+    let ep = store
+        .create_endpoint(&endpoint(
+            &app,
+            &[EventType::ChatCreated, EventType::MessageCreated],
+            1,
+        ))
         .await
         .unwrap();
-    let messages = store
-        .create_endpoint(&endpoint(&app, &[EventType::MessageCreated], 2))
-        .await
-        .unwrap();
-    let off = store
-        .create_endpoint(&endpoint(&app, &EventType::ALL, 3))
-        .await
-        .unwrap();
-    let disable = EndpointUpdate {
-        enabled: Some(false),
-        ..Default::default()
-    };
-    store
-        .update_endpoint(&app, &off.id, &disable, at(3))
-        .await
-        .unwrap();
-    // When a chat is created, updated, and a message sent, edited and deleted.
+    // Given a chat created at 10 and a message sent at 11.
     create_chat(&chats, &app, "cust", at(10)).await;
-    let scope = agent_scope(&app, 1);
-    chats
-        .update_chat(
-            &scope,
-            ChatUpdate {
-                subject: None,
-                status: Some(ChatStatus::Resolved),
-                now: at(11),
-            },
-        )
-        .await
-        .unwrap();
-    send(&chats, &scope, "hello", at(12)).await;
-    chats
-        .edit_message(change(&scope, 1, Some("agent-1"), at(13)), body("hello!"))
-        .await
-        .unwrap();
-    chats
-        .delete_message(change(&scope, 1, None, at(14)))
-        .await
-        .unwrap();
-    // And changes that fail, or happen in another application.
-    assert!(
-        chats
-            .send_message(crate::fixtures::new_message(
-                &agent_scope(&app, 9),
-                "x",
-                at(15)
-            ))
-            .await
-            .is_err()
-    );
-    create_chat(&chats, &other, "cust", at(16)).await;
-    // Then the first endpoint has each event once, in order; the second the message only;
-    // the disabled one nothing.
-    let queued = due(store.as_ref(), FAR).await;
-    let of = |id: &EndpointId| -> Vec<String> {
-        let mut ds: Vec<&DueDelivery> = queued.iter().filter(|d| &d.endpoint.id == id).collect();
-        ds.sort_by_key(|d| d.delivery.created_at);
-        ds.into_iter().map(event_type).collect()
-    };
-    assert_eq!(
-        of(&all.id),
-        [
-            "chat.created",
-            "chat.updated",
-            "message.created",
-            "message.edited",
-            "message.deleted"
-        ]
-    );
-    assert_eq!(of(&messages.id), ["message.created"]);
-    assert!(of(&off.id).is_empty());
-    assert_eq!(queued.len(), 6);
-    // Every delivery is pending with no attempt, and the body names the event.
+    send(&chats, &agent_scope(&app, 1), "hello", at(11)).await;
+    // Nothing is due before it was queued; then each is, earliest first, with its endpoint
+    // and the body that names its event.
+    assert!(due(store.as_ref(), at(9)).await.is_empty());
+    assert_eq!(store.next_due(0).await.unwrap(), Some(at(10)));
+    let queued = due(store.as_ref(), at(11)).await;
+    let types: Vec<String> = queued.iter().map(event_type).collect();
+    assert_eq!(types, ["chat.created", "message.created"]);
     for d in &queued {
-        assert_eq!(d.delivery.status, DeliveryStatus::Pending);
-        assert_eq!(d.delivery.attempts, 0);
+        assert_eq!(d.endpoint.id, ep.id);
         let body: serde_json::Value = serde_json::from_str(&d.body).unwrap();
         assert_eq!(body["id"], d.delivery.event_id.as_str());
+        assert_eq!(body["type"], d.delivery.event_type.as_str());
         assert_eq!(body["appToken"], app.as_str());
     }
-    // Both endpoints got the same event for the one send (one id to de-duplicate on).
-    let created: Vec<_> = queued
-        .iter()
-        .filter(|d| event_type(d) == "message.created")
-        .map(|d| d.delivery.event_id.clone())
+    let (first, second) = (queued[0].delivery.id.clone(), queued[1].delivery.id.clone());
+    // The limit takes the earliest; a delivery in flight is skipped.
+    let one = store.due_deliveries(at(11), 1, &[]).await.unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].delivery.id, first);
+    let skipping = store
+        .due_deliveries(at(11), 10, std::slice::from_ref(&first))
+        .await
+        .unwrap();
+    assert_eq!(skipping.len(), 1);
+    assert_eq!(skipping[0].delivery.id, second);
+    // When the first fails with a retry due at 500, it is not due before then; at 500 it
+    // is, with its attempt and the endpoint's failure run.
+    let policy = DisablePolicy::default();
+    store
+        .record_attempt(&first, &failed(500), Some(at(500)), policy, at(20))
+        .await
+        .unwrap();
+    let before: Vec<DeliveryId> = due(store.as_ref(), at(499))
+        .await
+        .into_iter()
+        .map(|d| d.delivery.id)
         .collect();
-    assert_eq!(created.len(), 2);
-    assert_eq!(created[0], created[1]);
-    // Deliveries due later are not due now.
-    assert!(due(store.as_ref(), at(9)).await.is_empty());
+    assert_eq!(before, vec![second.clone()]);
+    let retried = due(store.as_ref(), at(500)).await;
+    let again = retried.iter().find(|d| d.delivery.id == first).unwrap();
+    assert_eq!(again.delivery.attempts, 1);
+    assert_eq!(again.delivery.last_response_code, Some(500));
+    assert_eq!(again.endpoint.consecutive_failures, 1);
+    assert_eq!(again.endpoint.failing_since, Some(at(20)));
+    // Once the second is delivered, the retry is the next thing due.
+    let delivered = AttemptOutcome::Delivered { status: 204 };
+    store
+        .record_attempt(&second, &delivered, None, policy, at(21))
+        .await
+        .unwrap();
+    assert_eq!(store.next_due(0).await.unwrap(), Some(at(500)));
+    // Finished deliveries are never due; a redelivery is, at once.
+    store
+        .record_attempt(&first, &delivered, None, policy, at(501))
+        .await
+        .unwrap();
+    assert!(due(store.as_ref(), FAR).await.is_empty());
+    assert_eq!(store.next_due(0).await.unwrap(), None);
+    let redelivered = store
+        .redeliver(&app, &ep.id, &first, at(600))
+        .await
+        .unwrap();
+    let now_due = due(store.as_ref(), at(600)).await;
+    assert_eq!(now_due.len(), 1);
+    assert_eq!(now_due[0].delivery.id, redelivered.id);
+    assert_eq!(now_due[0].delivery.attempts, 0);
+    assert_eq!(now_due[0].body, queued[0].body);
 }
 
-pub async fn attempts_retry_until_success_or_the_schedule_ends(t: WebhooksUnderTest) {
+pub async fn a_disabled_endpoints_deliveries_are_due_again_once_it_is_enabled(
+    t: WebhooksUnderTest,
+) {
     let (chats, store) = (t.chats, t.webhooks);
     let app = create_app(&chats, "app_w1").await;
     let ep = store
@@ -650,216 +635,25 @@ pub async fn attempts_retry_until_success_or_the_schedule_ends(t: WebhooksUnderT
         .unwrap();
     create_chat(&chats, &app, "c1", at(10)).await;
     create_chat(&chats, &app, "c2", at(11)).await;
-    let queued = due(store.as_ref(), at(11)).await;
-    assert_eq!(queued.len(), 2);
-    let (first, second) = (queued[0].delivery.id.clone(), queued[1].delivery.id.clone());
-    // A delivery in flight is skipped.
-    let skipping = store
-        .due_deliveries(at(11), 10, std::slice::from_ref(&first))
-        .await
-        .unwrap();
-    assert_eq!(skipping.len(), 1);
-    assert_eq!(skipping[0].delivery.id, second);
-    // When the first fails with a retry due at 500, it is not due before.
-    let policy = DisablePolicy::default();
-    store
-        .record_attempt(&first, &failed(500), Some(at(500)), policy, at(20))
-        .await
-        .unwrap();
-    let now_due: Vec<DeliveryId> = due(store.as_ref(), at(499))
-        .await
-        .into_iter()
-        .map(|d| d.delivery.id)
-        .collect();
-    assert_eq!(now_due, vec![second.clone()]);
-    let retried = due(store.as_ref(), at(500)).await;
-    let again = retried.iter().find(|d| d.delivery.id == first).unwrap();
-    assert_eq!(again.delivery.attempts, 1);
-    assert_eq!(again.delivery.last_response_code, Some(500));
-    assert_eq!(again.endpoint.consecutive_failures, 1);
-    assert_eq!(again.endpoint.failing_since, Some(at(20)));
-    // When it then succeeds, it is done and the endpoint's failure run ends.
-    store
-        .record_attempt(
-            &first,
-            &AttemptOutcome::Delivered { status: 204 },
-            None,
-            policy,
-            at(501),
-        )
-        .await
-        .unwrap();
-    // When the second fails with no retry left, it ends FAILED.
-    store
-        .record_attempt(&second, &failed(503), None, policy, at(502))
-        .await
-        .unwrap();
-    assert!(due(store.as_ref(), FAR).await.is_empty());
-    let listed = store.deliveries(&app, &ep.id, None, 10).await.unwrap();
-    let find = |id: &DeliveryId| listed.iter().find(|d| &d.id == id).unwrap().clone();
-    assert_eq!(find(&first).status, DeliveryStatus::Succeeded);
-    assert_eq!(find(&first).attempts, 2);
-    assert_eq!(find(&first).last_response_code, Some(204));
-    assert_eq!(find(&first).next_attempt_at, None);
-    assert_eq!(find(&second).status, DeliveryStatus::Failed);
-    assert_eq!(find(&second).last_response_code, Some(503));
-    assert_eq!(find(&second).last_error.as_deref(), Some("HTTP 503"));
-    let ep = store.endpoint(&app, &ep.id).await.unwrap().unwrap();
-    assert_eq!(ep.consecutive_failures, 1);
-    assert_eq!(ep.failing_since, Some(at(502)));
-    // Recording an attempt of a finished delivery changes nothing.
-    store
-        .record_attempt(&first, &failed(500), Some(at(600)), policy, at(600))
-        .await
-        .unwrap();
-    assert!(due(store.as_ref(), FAR).await.is_empty());
-}
-
-pub async fn a_long_run_of_failures_disables_the_endpoint_with_its_reason(t: WebhooksUnderTest) {
-    let (chats, store) = (t.chats, t.webhooks);
-    let app = create_app(&chats, "app_w1").await;
-    let ep = store
-        .create_endpoint(&endpoint(&app, &[EventType::ChatCreated], 1))
-        .await
-        .unwrap();
-    let policy = DisablePolicy {
-        after_failures: 3,
-        min_failing_ms: 1_000,
-    };
-    for i in 0..4 {
-        create_chat(&chats, &app, &format!("c{i}"), at(10 + i)).await;
-    }
-    let ids: Vec<DeliveryId> = due(store.as_ref(), at(20))
-        .await
-        .into_iter()
-        .map(|d| d.delivery.id)
-        .collect();
-    // Three failures within a second do not disable it.
-    for (i, id) in ids.iter().take(3).enumerate() {
-        store
-            .record_attempt(
-                id,
-                &failed(500),
-                Some(at(10_000)),
-                policy,
-                at(100 + i as i64),
-            )
-            .await
-            .unwrap();
-    }
-    assert!(store.endpoint(&app, &ep.id).await.unwrap().unwrap().enabled);
-    // The fourth, over a second after the first, does.
-    store
-        .record_attempt(&ids[3], &failed(502), Some(at(10_000)), policy, at(1_100))
-        .await
-        .unwrap();
-    let disabled = store.endpoint(&app, &ep.id).await.unwrap().unwrap();
-    assert!(!disabled.enabled);
-    let reason = disabled.disabled_reason.expect("a reason");
-    assert!(reason.contains("4 failed attempts"), "{reason}");
-    assert!(reason.contains("HTTP 502"), "{reason}");
-    // Its pending deliveries wait, and no new event is queued for it.
-    assert!(due(store.as_ref(), FAR).await.is_empty());
-    assert_eq!(store.next_due(0).await.unwrap(), None);
-    create_chat(&chats, &app, "late", at(1_200)).await;
-    assert_eq!(
-        store
-            .deliveries(&app, &ep.id, None, 100)
-            .await
-            .unwrap()
-            .len(),
-        4
-    );
-    // Enabling it again clears the reason and the run; its deliveries resume.
-    let enable = EndpointUpdate {
-        enabled: Some(true),
+    // Given the endpoint disabled with two deliveries pending, none is due and nothing
+    // comes due.
+    let set_enabled = |enabled| EndpointUpdate {
+        enabled: Some(enabled),
         ..Default::default()
     };
-    let enabled = store
-        .update_endpoint(&app, &ep.id, &enable, at(2_000))
-        .await
-        .unwrap();
-    assert!(enabled.enabled);
-    assert_eq!(enabled.disabled_reason, None);
-    assert_eq!(enabled.consecutive_failures, 0);
-    assert_eq!(due(store.as_ref(), at(10_000)).await.len(), 4);
-    assert_eq!(store.next_due(0).await.unwrap(), Some(at(10_000)));
-}
-
-pub async fn deliveries_page_newest_first_and_redelivery_repeats_the_event(t: WebhooksUnderTest) {
-    let (chats, store) = (t.chats, t.webhooks);
-    let app = create_app(&chats, "app_w1").await;
-    let other = create_app(&chats, "app_w2").await;
-    let ep = store
-        .create_endpoint(&endpoint(&app, &[EventType::ChatCreated], 1))
-        .await
-        .unwrap();
-    for i in 0..5 {
-        create_chat(&chats, &app, &format!("c{i}"), at(10 + i)).await;
-    }
-    // Pages of two, newest first, each delivery once.
-    let mut seen = Vec::new();
-    let mut after: Option<DeliveryCursor> = None;
-    loop {
-        let page = store
-            .deliveries(&app, &ep.id, after.as_ref(), 2)
-            .await
-            .unwrap();
-        if page.is_empty() {
-            break;
-        }
-        after = page.last().map(|d| DeliveryCursor {
-            created_at: d.created_at,
-            id: d.id.clone(),
-        });
-        seen.extend(page);
-    }
-    let times: Vec<i64> = seen.iter().map(|d| d.created_at.0).collect();
-    assert_eq!(times, [14, 13, 12, 11, 10].map(|ms| at(ms).0));
-    assert_code(
-        store.deliveries(&other, &ep.id, None, 10).await,
-        ErrorCode::NotFound,
-        "deliveries through another application",
-    );
-    // Redelivering makes a new pending delivery of the same event, due at once.
-    let oldest = seen.last().unwrap().clone();
     store
-        .record_attempt(
-            &oldest.id,
-            &AttemptOutcome::Delivered { status: 200 },
-            None,
-            DisablePolicy::default(),
-            at(20),
-        )
+        .update_endpoint(&app, &ep.id, &set_enabled(false), at(20))
         .await
         .unwrap();
-    let again = store
-        .redeliver(&app, &ep.id, &oldest.id, at(30))
+    assert!(due(store.as_ref(), FAR).await.is_empty());
+    assert_eq!(store.next_due(0).await.unwrap(), None);
+    // When it is enabled again, both are due as they were.
+    store
+        .update_endpoint(&app, &ep.id, &set_enabled(true), at(30))
         .await
         .unwrap();
-    assert_ne!(again.id, oldest.id);
-    assert_eq!(again.event_id, oldest.event_id);
-    assert_eq!(again.status, DeliveryStatus::Pending);
-    assert_eq!(again.attempts, 0);
-    assert_eq!(again.next_attempt_at, Some(at(30)));
-    assert!(
-        due(store.as_ref(), at(30))
-            .await
-            .iter()
-            .any(|d| d.delivery.id == again.id)
-    );
-    assert_code(
-        store.redeliver(&other, &ep.id, &oldest.id, at(30)).await,
-        ErrorCode::NotFound,
-        "redelivery through another application",
-    );
-    assert_code(
-        store
-            .redeliver(&app, &ep.id, &DeliveryId::generate(), at(30))
-            .await,
-        ErrorCode::NotFound,
-        "redelivery of an unknown delivery",
-    );
+    assert_eq!(store.next_due(0).await.unwrap(), Some(at(10)));
+    assert_eq!(due(store.as_ref(), at(30)).await.len(), 2);
 }
 
 pub async fn unseen_checks_are_queued_when_subscribed_and_settled_once(t: WebhooksUnderTest) {
@@ -1014,10 +808,8 @@ macro_rules! webhook_conformance_tests {
     ($make:expr) => {
         $crate::webhook_endpoint_conformance_tests!($make);
         $crate::__webhook_test_fns! {$make;
-            changes_queue_one_delivery_per_subscribed_enabled_endpoint,
-            attempts_retry_until_success_or_the_schedule_ends,
-            a_long_run_of_failures_disables_the_endpoint_with_its_reason,
-            deliveries_page_newest_first_and_redelivery_repeats_the_event,
+            deliveries_are_due_with_their_bodies_from_their_next_attempt,
+            a_disabled_endpoints_deliveries_are_due_again_once_it_is_enabled,
             unseen_checks_are_queued_when_subscribed_and_settled_once,
             finished_deliveries_and_then_their_events_are_pruned,
         }

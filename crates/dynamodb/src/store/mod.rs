@@ -16,6 +16,7 @@ mod messages;
 mod presence;
 mod unread;
 mod uploads;
+mod webhook_slots;
 pub mod webhooks;
 
 use std::sync::Arc;

@@ -1,20 +1,24 @@
 //! Webhook endpoints and deliveries on the one table: the
 //! [`WebhookEndpoints`](chat_domain::webhooks::WebhookEndpoints) port, and what the AWS
 //! functions add to it (recording an event's deliveries from the stream, loading a
-//! delivery to send, recording an attempt of a loaded delivery).
+//! delivery to send, recording an attempt of a loaded delivery, paging through an
+//! endpoint's PENDING deliveries when it is enabled again).
 //!
 //! | item | PK | SK | GSI1 (`inbox`) |
 //! |---|---|---|---|
 //! | webhook endpoint | `WEBHOOKS#<token>` | `EP#<endpointId>` | |
 //! | the application's endpoint count | `WEBHOOKS#<token>` | `COUNT` | |
 //! | webhook delivery | `WHDLV#<deliveryId>` | `DLV` | `WHDLV#<token>#<endpointId>` / `<createdAt:015>#<deliveryId>` |
+//! | an endpoint's send slot (`webhook_slots`) | `WHSLOT#<token>#<endpointId>#<slot>` | `SLOT` | |
 //!
 //! - An application's endpoints (at most ten) are one partition: listing them, and finding
 //!   the ones an event goes to, is one Query. Creating one moves the count in the same
 //!   transaction, conditioned on the count being below the limit and on the application.
 //! - A delivery is a partition of its own, so the sender, redelivery and recording an
 //!   attempt find it by id (one GetItem); the endpoint's deliveries, newest first, are one
-//!   Query of GSI1 (eventually consistent, like the inbox).
+//!   Query of GSI1 (eventually consistent, like the inbox), and so are its PENDING ones,
+//!   filtered from them page by page (needed only when an endpoint is enabled again: no
+//!   index of their own).
 //! - The stream feed names each event and each of its deliveries deterministically
 //!   (`EventId::derive`, `DeliveryId::derive(event, endpoint)`) and puts a delivery only if
 //!   its key is free: a stream batch seen twice records nothing twice.
@@ -39,6 +43,7 @@ use chat_domain::webhooks::{
 };
 use chat_domain::{AppToken, DomainError, Result, Timestamp};
 
+pub use super::webhook_slots::{SLOT_TYPE, SlotLease};
 use super::{DynamoStore, app_not_found, build_error, domain};
 use crate::error::{Result as StoreResult, StoreError};
 use crate::expr::Expr;
@@ -97,6 +102,16 @@ fn deliveries_pk(app: &AppToken, endpoint: &EndpointId) -> String {
 
 fn deliveries_sk(created_at: Timestamp, id: &DeliveryId) -> String {
     format!("{:015}#{id}", created_at.0.max(0))
+}
+
+/// The cursor a GSI1 sort key (`<createdAt:015>#<deliveryId>`) stands for.
+fn delivery_cursor_of(sk: &str) -> StoreResult<DeliveryCursor> {
+    let bad = || StoreError::corrupt(format!("delivery sort key {sk:?}"));
+    let (created_at, id) = sk.split_once('#').ok_or_else(bad)?;
+    Ok(DeliveryCursor {
+        created_at: Timestamp(created_at.parse().map_err(|_| bad())?),
+        id: DeliveryId::parse(id).map_err(|e| corrupt("delivery sort key", e))?,
+    })
 }
 
 fn endpoint_not_found(id: &EndpointId) -> StoreError {
@@ -759,6 +774,76 @@ impl DynamoStore {
             .map_err(|e| e.into_domain("load_webhook_delivery"))
     }
 
+    /// One page of an endpoint's PENDING deliveries, for resuming them when the endpoint is
+    /// enabled again: 1 Query of GSI1, newest first from `after`, examining at most `limit`
+    /// deliveries of any status (the filter keeps the PENDING ones; DynamoDB reads, and
+    /// charges for, what it examines). The cursor of the next page: `None` after the last.
+    pub async fn pending_deliveries(
+        &self,
+        app: &AppToken,
+        endpoint: &EndpointId,
+        after: Option<&DeliveryCursor>,
+        limit: u32,
+    ) -> Result<(Vec<Delivery>, Option<DeliveryCursor>)> {
+        self.pending_page(app, endpoint, after, limit)
+            .await
+            .map_err(|e| e.into_domain("pending_webhook_deliveries"))
+    }
+
+    async fn pending_page(
+        &self,
+        app: &AppToken,
+        endpoint: &EndpointId,
+        after: Option<&DeliveryCursor>,
+        limit: u32,
+    ) -> StoreResult<(Vec<Delivery>, Option<DeliveryCursor>)> {
+        let mut expr = Expr::new();
+        let mut condition = expr.equals(
+            attr::GSI1PK,
+            "pk",
+            string_attr(deliveries_pk(app, endpoint)),
+        );
+        if let Some(after) = after {
+            condition.push_str(&format!(
+                " AND {} < {}",
+                expr.name(attr::GSI1SK),
+                expr.value(
+                    "after",
+                    string_attr(deliveries_sk(after.created_at, &after.id))
+                )
+            ));
+        }
+        let filter = expr.equals(
+            attr::STATUS,
+            "pending",
+            string_attr(DeliveryStatus::Pending.as_str()),
+        );
+        let out = self
+            .client
+            .query()
+            .table_name(&*self.table)
+            .index_name(table::INBOX_INDEX)
+            .key_condition_expression(condition)
+            .filter_expression(filter)
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| StoreError::request("Query", e))?;
+        let pending = out
+            .items()
+            .iter()
+            .map(|item| delivery_of(item).map(|(d, _, _)| d))
+            .collect::<StoreResult<Vec<_>>>()?;
+        let next = out
+            .last_evaluated_key()
+            .map(|key| delivery_cursor_of(items::string(key, attr::GSI1SK)?))
+            .transpose()?;
+        Ok((pending, next))
+    }
+
     async fn load(
         &self,
         app: &AppToken,
@@ -1101,6 +1186,8 @@ pub enum FeedItem {
         endpoint: EndpointId,
         delivery: DeliveryId,
     },
+    /// A disabled endpoint was enabled again: queue its PENDING deliveries.
+    Reenabled { app: AppToken, endpoint: EndpointId },
 }
 
 /// Each record's sequence number and what it asks (nothing for most items). A malformed
@@ -1233,6 +1320,22 @@ fn feed_of(record: &aws_lambda_events::event::dynamodb::EventRecord) -> StoreRes
             &[&chat, &number, &version],
             message_data(&message, &files),
         )]);
+    }
+    if items::is_type(&new, ENDPOINT_TYPE) {
+        let was_disabled = old
+            .as_ref()
+            .filter(|o| items::is_type(o, ENDPOINT_TYPE))
+            .map(|o| bool_of(o, a::ENABLED))
+            .transpose()?
+            == Some(false);
+        if was_disabled && bool_of(&new, a::ENABLED)? {
+            let endpoint = endpoint_of(&new)?;
+            return Ok(vec![FeedItem::Reenabled {
+                app: endpoint.app,
+                endpoint: endpoint.id,
+            }]);
+        }
+        return Ok(Vec::new());
     }
     if insert
         && is_redelivery(&new)
