@@ -740,7 +740,7 @@ async fn message_events_from_the_stream_carry_files_and_a_deleted_message_none()
     assert_eq!(attachments("message.deleted"), json!([]));
     // And the message item keeps no file names once deleted.
     let (message, kept) = store
-        .message_with_files(&app, chat.number, sent.message.number)
+        .message_with_files(&app, scope.chat, sent.message.number)
         .await
         .unwrap()
         .unwrap();

@@ -392,6 +392,15 @@ fn case(rng: &mut StdRng, world: &World, mutation: &str, inside: bool) -> Case {
                 vec![format!("onTyping({label},1)")],
                 vec![("appToken", json!(app)), ("chatNumber", json!(1))],
             ),
+            // Publishes only the chats routing picks up when it opens routing; here routing
+            // stays off, so a rename designates no subscriber.
+            "updateApplication" => (
+                "updateApplication(token: $app, name: $text)".into(),
+                json!({ "app": app, "text": "Renamed" }),
+                Caller::Admin,
+                Vec::new(),
+                Vec::new(),
+            ),
             other => panic!("a publishing mutation this test does not know: {other}"),
         };
     let declared: String = [("$app", "ID!"), ("$text", "String")]

@@ -21,10 +21,6 @@ fn service(store: &Store) -> ChatService {
     )
 }
 
-fn caller(app: &AppToken, id: &str, role: Role) -> Caller {
-    Caller::User(reader(app, id, role))
-}
-
 fn team(raw: &str) -> Team {
     Team::parse(raw).unwrap().unwrap()
 }

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use chat_domain::{
-    AppName, AppToken, Chat, ChatCursor, ChatNumber, ChatQuery, ChatScope, ChatStore,
+    AppName, AppToken, Caller, Chat, ChatCursor, ChatNumber, ChatQuery, ChatScope, ChatStore,
     ClientMessageId, ErrorCode, Message, MessageBody, MessageChange, MessageNumber, MessageRange,
-    NewApplication, NewChat, NewMessage, Result, Role, Subject, Timestamp, UserId,
+    NewApplication, NewChat, NewMessage, Result, Role, Subject, Timestamp, UserId, UserIdentity,
 };
 
 pub type Store = Arc<dyn ChatStore>;
@@ -44,6 +44,15 @@ pub fn chat_no(n: u32) -> ChatNumber {
 
 pub fn msg_no(n: u32) -> MessageNumber {
     MessageNumber::new(i64::from(n)).expect("valid message number")
+}
+
+/// A user of the application signed in with `role`, as the service sees one.
+pub fn caller(app: &AppToken, id: &str, role: Role) -> Caller {
+    Caller::User(UserIdentity {
+        app: app.clone(),
+        user_id: user(id),
+        role,
+    })
 }
 
 /// The scope of an agent (sees every chat of the application).

@@ -222,11 +222,7 @@ impl World {
     }
 
     fn caller(&self, id: &str, role: Role) -> Caller {
-        Caller::User(UserIdentity {
-            app: self.app.clone(),
-            user_id: user(id),
-            role,
-        })
+        crate::fixtures::caller(&self.app, id, role)
     }
 
     async fn try_beat(

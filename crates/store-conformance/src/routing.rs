@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chat_domain::{
     AppToken, Caller, Chat, ChatFilter, ChatQuery, ChatService, ChatStatus, ErrorCode, Heartbeat,
-    ManualClock, PresenceStatus, Role, RoutingArgs, ServerKey, UserId, UserIdentity,
+    ManualClock, PresenceStatus, Role, RoutingArgs, ServerKey, UserId,
 };
 use tokio::task::JoinSet;
 
@@ -54,11 +54,7 @@ impl Desk {
     }
 
     fn caller(&self, id: &str, role: Role) -> Caller {
-        Caller::User(UserIdentity {
-            app: self.app.clone(),
-            user_id: user(id),
-            role,
-        })
+        crate::fixtures::caller(&self.app, id, role)
     }
 
     async fn beat(&self, agent: &str, status: PresenceStatus) -> bool {
