@@ -1,6 +1,5 @@
 //! Applications: one item each, keyed by the token.
 
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chat_domain::{
     AppToken, Application, ApplicationUpdate, DomainError, NewApplication, RoutingSettings,
@@ -8,7 +7,7 @@ use chat_domain::{
 };
 
 use super::{DynamoStore, app_not_found, domain};
-use crate::error::{Result as StoreResult, StoreError};
+use crate::error::Result as StoreResult;
 use crate::expr::Expr;
 use crate::items::{self, number_attr, string_attr};
 use crate::table::{self, attr};
@@ -30,8 +29,8 @@ impl DynamoStore {
             .set_expression_attribute_names(expr.names())
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(Application {
+        match super::conditional(result, "PutItem")? {
+            Some(_) => Ok(Application {
                 token: new.token.clone(),
                 name: new.name.clone(),
                 secret_generation: 1,
@@ -41,18 +40,10 @@ impl DynamoStore {
                 created_at: new.now,
                 updated_at: new.now,
             }),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(PutItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Err(domain(DomainError::Conflict(format!(
-                    "application {} already exists",
-                    new.token
-                ))))
-            }
-            Err(e) => Err(StoreError::request("PutItem", e)),
+            None => Err(domain(DomainError::Conflict(format!(
+                "application {} already exists",
+                new.token
+            )))),
         }
     }
 

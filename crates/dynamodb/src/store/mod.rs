@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
@@ -103,6 +104,23 @@ fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
 }
 
 /// `SET a, b [REMOVE c, d]`.
+/// A conditional single-item write's answer: `Some` when it wrote, `None` when its
+/// condition failed (not an error: the caller says what that means).
+fn conditional<T, E, R>(
+    result: std::result::Result<T, SdkError<E, R>>,
+    request: &'static str,
+) -> StoreResult<Option<T>>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(out) => Ok(Some(out)),
+        Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(None),
+        Err(e) => Err(StoreError::request(request, e)),
+    }
+}
+
 fn update_expression(set: &[String], remove: &[String]) -> String {
     let mut update = format!("SET {}", set.join(", "));
     if !remove.is_empty() {

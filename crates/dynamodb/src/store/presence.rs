@@ -5,8 +5,6 @@
 //! consistent (half the read units); a stale read costs a Conflict, never a wrong write.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{Delete, TransactWriteItem};
 use chat_domain::{
     AppToken, DomainError, Presence, PresenceCursor, PresenceStore, Result, Role, Timestamp, UserId,
@@ -109,17 +107,9 @@ impl DynamoStore {
             .set_expression_attribute_values(expr.values())
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(PutItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Err(lease_changed())
-            }
-            Err(e) => Err(StoreError::request("PutItem", e)),
+        match super::conditional(result, "PutItem")? {
+            Some(_) => Ok(()),
+            None => Err(lease_changed()),
         }
     }
 
@@ -170,18 +160,7 @@ impl DynamoStore {
             .set_expression_attribute_values(expr.values())
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(DeleteItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(StoreError::request("DeleteItem", e)),
-        }
+        Ok(super::conditional(result, "DeleteItem")?.is_some())
     }
 
     /// Agents: 1 Query of the application's agent shard (more only when over a page is

@@ -14,12 +14,11 @@
 //! - A slot carries a `ttl` a day after its lease, so DynamoDB removes the slots of
 //!   endpoints that stopped sending or were deleted.
 
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use chat_domain::webhooks::EndpointId;
 use chat_domain::{AppToken, Result, Timestamp};
 
 use super::DynamoStore;
-use crate::error::{Result as StoreResult, StoreError};
+use crate::error::Result as StoreResult;
 use crate::expr::Expr;
 use crate::items::{self, Item, number_attr, string_attr};
 use crate::table::attr;
@@ -146,17 +145,6 @@ impl DynamoStore {
             .set_expression_attribute_values(expr.values())
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(StoreError::request("UpdateItem", e)),
-        }
+        Ok(super::conditional(result, "UpdateItem")?.is_some())
     }
 }
