@@ -759,4 +759,56 @@ async fn assignment_and_filtered_pages_stay_within_their_request_budget() {
             .unwrap(),
         &[("BatchGetItem", 1), ("Query", 2)]
     );
+    // Routing: the agents' loads, the waiting chats, one routing write, and a status change
+    // of an assigned chat (its assignee's load moves in the same transaction).
+    let loads = assert_requests!(
+        counter,
+        "agent loads (2 agents)",
+        store
+            .agent_loads(&app, &[user("bob"), user("carol")])
+            .await
+            .unwrap(),
+        &[("BatchGetItem", 1)]
+    );
+    let bob_load = loads.iter().find(|l| l.agent == user("bob"));
+    assert_eq!(bob_load.map(|l| l.open_chats), Some(4));
+    let waiting = assert_requests!(
+        counter,
+        "waiting chats",
+        store.waiting_chats(&app, 25).await.unwrap(),
+        &[("BatchGetItem", 1), ("Query", 1)]
+    );
+    assert_eq!(numbers_of_chats(&waiting), vec![5, 6]);
+    let routed = assert_requests!(
+        counter,
+        "route a chat",
+        store
+            .route_chat(&Route {
+                scope: agent_scope(&app, 5),
+                agent: user("carol"),
+                cap: 5,
+                seen_routed_at: None,
+                now: at(200),
+            })
+            .await
+            .unwrap(),
+        &[("Query", 1), ("TransactWriteItems", 1)]
+    );
+    assert!(matches!(routed, Routed::Assigned(_)));
+    assert_requests!(
+        counter,
+        "updateChat status of an assigned chat",
+        store
+            .update_chat(
+                &agent_scope(&app, 5),
+                ChatUpdate {
+                    subject: None,
+                    status: Some(ChatStatus::Resolved),
+                    now: at(201),
+                },
+            )
+            .await
+            .unwrap(),
+        &[("Query", 1), ("TransactWriteItems", 1)]
+    );
 }

@@ -1,6 +1,7 @@
-//! Routing (see `chat_domain::routing`). An agent's load is counted from the chats
-//! (`chats_inbox_assignee_status`), exact on the writer, where a routing write checks it and
-//! assigns in one savepoint; when routing last gave an agent a chat is in `agent_routing`.
+//! Routing (see `chat_domain::routing`). An agent's load and its last routing time are in
+//! `agent_routing`; the load is moved by a trigger in the write that changes a chat's status
+//! or assignee (schema migration 9). A routing write checks both and assigns in one
+//! savepoint on the writer.
 
 use chat_domain::{
     AgentLoad, AppToken, Assignment, Chat, ChatStatus, DomainError, Route, Routed, Timestamp,
@@ -13,16 +14,13 @@ use crate::rows;
 
 /// The agent's open assigned chats and its last routing time.
 fn load(conn: &Connection, app_id: i64, agent: &str) -> Result<(u32, Option<Timestamp>)> {
-    let open: i64 = conn
+    let found: Option<(i64, Option<i64>)> = conn
         .prepare_cached(
-            "SELECT COUNT(*) FROM chats INDEXED BY chats_inbox_assignee_status \
-             WHERE app_id = ?1 AND assignee_id = ?2 AND status = 'OPEN'",
+            "SELECT open_chats, routed_at FROM agent_routing WHERE app_id = ?1 AND agent_id = ?2",
         )?
-        .query_row(params![app_id, agent], |row| row.get(0))?;
-    let routed_at: Option<i64> = conn
-        .prepare_cached("SELECT routed_at FROM agent_routing WHERE app_id = ?1 AND agent_id = ?2")?
-        .query_row(params![app_id, agent], |row| row.get(0))
+        .query_row(params![app_id, agent], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
+    let (open, routed_at) = found.unwrap_or((0, None));
     Ok((rows::count(open, "open chats")?, routed_at.map(Timestamp)))
 }
 

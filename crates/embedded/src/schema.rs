@@ -237,18 +237,38 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (app_id, agent_id)
     ) STRICT, WITHOUT ROWID;
     "#,
-    // 9: routing. The application's settings, and when routing last gave each agent a chat
-    // (its round-robin turn); an agent's load is counted from the chats.
+    // 9: routing. The application's settings; each agent's load (its open assigned chats,
+    // moved by a trigger in the write that changes a chat's status or assignee, counted once
+    // here for the chats assigned before) and when routing last gave it a chat (its
+    // round-robin turn).
     r#"
     ALTER TABLE applications ADD COLUMN routing_enabled INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE applications ADD COLUMN routing_cap INTEGER NOT NULL DEFAULT 5;
 
     CREATE TABLE agent_routing (
-        app_id    INTEGER NOT NULL REFERENCES applications (id),
-        agent_id  TEXT    NOT NULL,
-        routed_at INTEGER NOT NULL,
+        app_id     INTEGER NOT NULL REFERENCES applications (id),
+        agent_id   TEXT    NOT NULL,
+        open_chats INTEGER NOT NULL DEFAULT 0 CHECK (open_chats >= 0),
+        routed_at  INTEGER,
         PRIMARY KEY (app_id, agent_id)
     ) STRICT, WITHOUT ROWID;
+
+    INSERT INTO agent_routing (app_id, agent_id, open_chats)
+        SELECT app_id, assignee_id, COUNT(*) FROM chats
+        WHERE assignee_id IS NOT NULL AND status = 'OPEN'
+        GROUP BY app_id, assignee_id;
+
+    CREATE TRIGGER chats_agent_load AFTER UPDATE OF status, assignee_id ON chats
+    WHEN OLD.status IS NOT NEW.status OR OLD.assignee_id IS NOT NEW.assignee_id
+    BEGIN
+        UPDATE agent_routing SET open_chats = open_chats - 1
+        WHERE OLD.status = 'OPEN' AND OLD.assignee_id IS NOT NULL
+          AND app_id = OLD.app_id AND agent_id = OLD.assignee_id;
+        INSERT INTO agent_routing (app_id, agent_id, open_chats)
+            SELECT NEW.app_id, NEW.assignee_id, 1
+            WHERE NEW.status = 'OPEN' AND NEW.assignee_id IS NOT NULL
+        ON CONFLICT (app_id, agent_id) DO UPDATE SET open_chats = open_chats + 1;
+    END;
     "#,
 ];
 
