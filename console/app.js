@@ -189,8 +189,10 @@ function begin({ me, api, transport, signal }) {
     if (await assign(agent)) $('transfer-input').value = '';
   }
 
-  // Search across all chats: each result names its chat and opens it at the message.
-  const wide = { query: null, next: null };
+  // Search across chats (all, mine or the unassigned ones): each result names its chat and
+  // opens it at the message.
+  const wide = { query: null, next: null, scope: 'ANY' };
+  const SCOPE_NAMES = { ANY: 'any chat', ME: 'your chats', UNASSIGNED: 'the unassigned chats' };
 
   async function searchAll(text, next = null) {
     const query = text.trim();
@@ -200,18 +202,20 @@ function begin({ me, api, transport, signal }) {
     }
     $('search-all-results').hidden = false;
     if (!next) {
+      wide.scope = $('search-all-scope').value;
       $('search-all-list').replaceChildren();
-      $('search-all-heading').textContent = `Searching all chats for “${query}”…`;
+      $('search-all-heading').textContent = `Searching ${wide.scope === 'ANY' ? 'all chats' : SCOPE_NAMES[wide.scope]} for “${query}”…`;
     }
+    const filter = wide.scope === 'ANY' ? null : { assignee: wide.scope };
     try {
-      const { searchMessages } = await api.request(q.SEARCH_ALL, { a: me.app, q: query, limit: 20, next });
+      const { searchMessages } = await api.request(q.SEARCH_ALL, { a: me.app, q: query, limit: 20, next, filter });
       wide.query = query;
       wide.next = searchMessages.nextToken;
       for (const message of searchMessages.items) $('search-all-list').append(renderWideResult(message, query));
       const count = $('search-all-list').children.length;
       $('search-all-heading').textContent = count === 0
-        ? `No message in any chat matches “${query}”`
-        : `${count}${wide.next ? '+' : ''} message${count === 1 && !wide.next ? ' matches' : 's match'} “${query}”`;
+        ? `No message in ${SCOPE_NAMES[wide.scope]} matches “${query}”`
+        : `${count}${wide.next ? '+' : ''} message${count === 1 && !wide.next ? ' matches' : 's match'} “${query}”${wide.scope === 'ANY' ? '' : ` in ${SCOPE_NAMES[wide.scope]}`}`;
       $('search-all-more').hidden = !wide.next;
     } catch (error) {
       $('search-all-heading').textContent = `Search failed: ${error.message}`;

@@ -36,8 +36,8 @@ export const SEARCH = `query Search($a: ID!, $c: Int!, $q: String!, $limit: Int,
   searchMessages(appToken: $a, chatNumber: $c, query: $q, limit: $limit, nextToken: $next) { items { ${MESSAGE} } nextToken } }`;
 
 // Across chats: every chat of an agent's application, a customer's own chats.
-export const SEARCH_ALL = `query SearchAll($a: ID!, $q: String!, $limit: Int, $next: String) {
-  searchMessages(appToken: $a, query: $q, limit: $limit, nextToken: $next) { items { ${MESSAGE} } nextToken } }`;
+export const SEARCH_ALL = `query SearchAll($a: ID!, $q: String!, $limit: Int, $next: String, $filter: ChatFilter) {
+  searchMessages(appToken: $a, query: $q, limit: $limit, nextToken: $next, filter: $filter) { items { ${MESSAGE} } nextToken } }`;
 
 export const UNREAD_SUMMARY = `query Summary($a: ID!) {
   unreadSummary(appToken: $a) { appToken totalUnread unreadChats assignedUnread assignedUnreadChats } }`;

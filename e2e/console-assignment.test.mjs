@@ -196,6 +196,15 @@ test('inbox tabs follow take, transfer and unassign; search across chats opens t
   await box.press('Enter');
   await a2.locator('#search-all-list .result').first().waitFor();
   assert.deepEqual(await a2.locator('#search-all-list .result-meta').evaluateAll((m) => m.map((e) => e.textContent.split(' · ')[0])), ['Chat #2']);
+  // Narrowed to the agent's own chats (none now), then to the unassigned ones.
+  await a2.getByLabel('Search in').selectOption('ME');
+  await box.press('Enter');
+  await waitForText(a2, '#search-all-heading', 'No message in your chats matches “order”');
+  assert.equal(await a2.locator('#search-all-list .result').count(), 0);
+  await a2.getByLabel('Search in').selectOption('UNASSIGNED');
+  await box.press('Enter');
+  await waitForText(a2, '#search-all-heading', '1 message matches “order” in the unassigned chats');
+  assert.deepEqual(await a2.locator('#search-all-list .result-meta').evaluateAll((m) => m.map((e) => e.textContent.split(' · ')[0])), ['Chat #2']);
 
   // Markup stays text: the subject in the inbox and the chat's title.
   assert.equal(await a2.locator('#chat-list b, #chat-title b, #search-all-list b').count(), 0);
