@@ -203,15 +203,21 @@ struct World {
     app: AppToken,
 }
 
+/// A service on `t`'s chat and presence stores, with a clock the test moves.
+pub(crate) fn service_on(t: &PresenceUnderTest) -> (ChatService, ManualClock) {
+    let clock = ManualClock::starting_now();
+    let service = ChatService::new(
+        Arc::clone(&t.chats),
+        ServerKey::generate(),
+        Arc::new(clock.clone()),
+    )
+    .with_presence(Arc::clone(&t.presence));
+    (service, clock)
+}
+
 impl World {
     async fn new(t: &PresenceUnderTest, app: &str) -> World {
-        let clock = ManualClock::starting_now();
-        let service = ChatService::new(
-            Arc::clone(&t.chats),
-            ServerKey::generate(),
-            Arc::new(clock.clone()),
-        )
-        .with_presence(Arc::clone(&t.presence));
+        let (service, clock) = service_on(t);
         let app = create_app(&t.chats, app).await;
         create_chat(&t.chats, &app, "c1", service.now()).await;
         World {

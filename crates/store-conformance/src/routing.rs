@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chat_domain::{
     AppToken, Caller, Chat, ChatFilter, ChatQuery, ChatService, ChatStatus, ErrorCode, Heartbeat,
-    ManualClock, PresenceStatus, Role, RoutingArgs, ServerKey, UserId,
+    ManualClock, PresenceStatus, Role, RoutingArgs, UserId,
 };
 use tokio::task::JoinSet;
 
@@ -26,13 +26,7 @@ struct Desk {
 
 impl Desk {
     async fn new(t: &PresenceUnderTest, app: &str, cap: i64) -> Desk {
-        let clock = ManualClock::starting_now();
-        let service = ChatService::new(
-            Arc::clone(&t.chats),
-            ServerKey::generate(),
-            Arc::new(clock.clone()),
-        )
-        .with_presence(Arc::clone(&t.presence));
+        let (service, clock) = crate::presence::service_on(t);
         let app = create_app(&t.chats, app).await;
         service
             .update_application(
