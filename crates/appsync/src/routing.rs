@@ -15,12 +15,10 @@ use crate::wire;
 
 /// The chat just created, routed when the application routes.
 pub(crate) async fn route_new(svc: &ChatService, chat: Chat) -> Chat {
-    let number = chat.number;
-    let app = chat.app.clone();
-    match svc.route_new_chat(chat.clone()).await {
-        Ok(routed) => routed,
+    match svc.route_new_chat(&chat).await {
+        Ok(routed) => routed.unwrap_or(chat),
         Err(error) => {
-            tracing::warn!(app = %app, chat = %number, error = %error, "routing a new chat failed; it waits");
+            tracing::warn!(app = %chat.app, chat = %chat.number, error = %error, "routing a new chat failed; it waits");
             chat
         }
     }

@@ -113,6 +113,18 @@ pub struct Route {
     pub now: Timestamp,
 }
 
+impl Route {
+    /// The routing time the write gives the agent: `now`, and strictly later than the time
+    /// read, so that a routing that read the same time fails its check.
+    pub fn routed_at(&self) -> Timestamp {
+        Timestamp(
+            self.now
+                .0
+                .max(self.seen_routed_at.map_or(i64::MIN, |t| t.0 + 1)),
+        )
+    }
+}
+
 /// What a routing write did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Routed {
@@ -163,11 +175,12 @@ impl ChatService {
     }
 
     /// Routes a chat just created (`createChat`'s answer), when the application routes: the
-    /// chat as it is after (assigned, or as it was when no agent is available). Runs as the
-    /// system after the chat is created; a chat it fails to route waits for a pick-up.
-    pub async fn route_new_chat(&self, chat: Chat) -> Result<Chat> {
+    /// chat as assigned, or `None` when it stays as it is (routing off, no agent available).
+    /// Runs as the system after the chat is created; a chat it fails to route waits for a
+    /// pick-up.
+    pub async fn route_new_chat(&self, chat: &Chat) -> Result<Option<Chat>> {
         let Some(settings) = self.routing_on(&chat.app).await? else {
-            return Ok(chat);
+            return Ok(None);
         };
         let agents = self.available_agents(&chat.app).await?;
         Ok(
@@ -175,8 +188,8 @@ impl ChatService {
                 .route_one(&chat.app, chat.number, &agents, settings)
                 .await?
             {
-                Outcome::Assigned(assigned) => *assigned,
-                Outcome::NotWaiting | Outcome::NoRoom => chat,
+                Outcome::Assigned(assigned) => Some(*assigned),
+                Outcome::NotWaiting | Outcome::NoRoom => None,
             },
         )
     }

@@ -76,16 +76,11 @@ pub(crate) fn route_chat(conn: &Connection, route: &Route) -> Result<Routed> {
             now: route.now,
         },
     )?;
-    // Strictly later than the time read, so a routing that read it fails its check.
-    let at = route
-        .now
-        .0
-        .max(route.seen_routed_at.map_or(i64::MIN, |t| t.0 + 1));
     conn.prepare_cached(
         "INSERT INTO agent_routing (app_id, agent_id, routed_at) VALUES (?1, ?2, ?3) \
          ON CONFLICT (app_id, agent_id) DO UPDATE SET routed_at = excluded.routed_at",
     )?
-    .execute(params![app_id, route.agent.as_str(), at])?;
+    .execute(params![app_id, route.agent.as_str(), route.routed_at().0])?;
     Ok(Routed::Assigned(Box::new(assigned)))
 }
 

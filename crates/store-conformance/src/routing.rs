@@ -76,10 +76,12 @@ impl Desk {
             )
             .await
             .expect("create_chat");
-        self.service
-            .route_new_chat(chat)
+        let routed = self
+            .service
+            .route_new_chat(&chat)
             .await
-            .expect("route_new_chat")
+            .expect("route_new_chat");
+        routed.unwrap_or(chat)
     }
 
     async fn set_status(&self, chat: &Chat, status: ChatStatus) {

@@ -17,28 +17,26 @@ use crate::expr::Expr;
 use crate::items::{self, number_attr, string_attr};
 use crate::table::{self, attr, item_type};
 
-/// What a routing write requires of the agent's load, and the routing time it writes.
-pub(super) struct LoadGuard {
-    cap: u32,
-    seen_routed_at: Option<Timestamp>,
-    routed_at: Timestamp,
-}
-
 impl DynamoStore {
-    /// `ADD delta` to the agent's open chats; with a guard, only while they are below the
-    /// cap and the agent was last routed to at the time read, and the routing time moves.
+    /// `ADD delta` to the agent's open chats; for a routing write, only while they are
+    /// below its cap and the agent was last routed to at the time it read, and the routing
+    /// time moves.
     pub(super) fn load_write(
         &self,
         app: &AppToken,
         agent: &UserId,
         delta: i64,
-        guard: Option<&LoadGuard>,
+        guard: Option<&Route>,
     ) -> StoreResult<TransactWriteItem> {
         let mut expr = Expr::new();
         let mut set = vec![expr.equals(attr::TYPE, "loadType", string_attr(item_type::AGENT_LOAD))];
         let mut condition = None;
         if let Some(guard) = guard {
-            set.push(expr.equals(attr::ROUTED_AT, "routedAt", number_attr(guard.routed_at.0)));
+            set.push(expr.equals(
+                attr::ROUTED_AT,
+                "routedAt",
+                number_attr(guard.routed_at().0),
+            ));
             let open = expr.name(attr::OPEN_CHATS);
             let routed = expr.name(attr::ROUTED_AT);
             let below_cap = format!(
@@ -74,7 +72,7 @@ impl DynamoStore {
         assignee: Option<&UserId>,
         team: Option<Team>,
         now: Timestamp,
-        guard: Option<&LoadGuard>,
+        guard: Option<&Route>,
     ) -> StoreResult<(Vec<TransactWriteItem>, Chat)> {
         let app = &chat.app;
         let updated_at = now.0.max(chat.updated_at.0 + 1);
@@ -212,18 +210,6 @@ impl DynamoStore {
     /// since read; its unread counter }: 2 requests.
     pub(super) async fn route(&self, route: &Route) -> StoreResult<Routed> {
         let scope = &route.scope;
-        let guard = LoadGuard {
-            cap: route.cap,
-            seen_routed_at: route.seen_routed_at,
-            // Strictly later than the time read, so a routing that read it fails.
-            routed_at: Timestamp(
-                route
-                    .now
-                    .0
-                    .max(route.seen_routed_at.map_or(i64::MIN, |t| t.0 + 1)),
-            ),
-        };
-        let guard = &guard;
         self.conditional_write("routing the chat")
             .taking_turns_on(table::chat_pk(&scope.app, scope.chat))
             .run(
@@ -240,7 +226,7 @@ impl DynamoStore {
                         Some(&route.agent),
                         team,
                         route.now,
-                        Some(guard),
+                        Some(route),
                     )?;
                     Ok(Step::Transact(
                         writes,
