@@ -6,7 +6,6 @@ mod common;
 
 use std::sync::Arc;
 
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use chat_appsync::Registry;
 use chat_domain::attachments::Attachments;
 use chat_domain::{ChatService, ServerKey, SystemClock};
@@ -17,20 +16,11 @@ use serde_json::{Value, json};
 async fn registry() -> Registry {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let (store, _) = chat_dynamodb::moto::fresh_store().await;
+    // The functions' own S3 configuration, on moto (which wants path-style addresses).
     let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("test", "test", None, None, "moto"))
-            .endpoint_url(chat_dynamodb::moto::endpoint())
+        chat_s3::config(&chat_dynamodb::moto::sdk_config())
+            .to_builder()
             .force_path_style(true)
-            .http_client(chat_dynamodb::http_client())
-            .request_checksum_calculation(
-                aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
-            )
-            .response_checksum_validation(
-                aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
-            )
             .build(),
     );
     let bucket = chat_dynamodb::moto::unique_table_name("fn-att").to_ascii_lowercase();

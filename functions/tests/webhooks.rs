@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use aws_lambda_events::dynamodb::Event as StreamEvent;
 use aws_lambda_events::sqs::SqsEvent;
-use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
 use chat_domain::attachments::{
     FileName, FileType, ImageSize, Upload, UploadId, UploadState, UploadStore, VerifiedUpload,
 };
@@ -38,16 +37,7 @@ const DEV: TargetPolicy = TargetPolicy {
 };
 
 fn sqs_client() -> aws_sdk_sqs::Client {
-    let config = aws_sdk_sqs::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .http_client(chat_dynamodb::http_client())
-        .endpoint_url(chat_dynamodb::moto::endpoint())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "emulator", "emulator", None, None, "emulator",
-        ))
-        .build();
-    aws_sdk_sqs::Client::from_conf(config)
+    aws_sdk_sqs::Client::new(&chat_dynamodb::moto::sdk_config())
 }
 
 /// A queue of its own on moto.

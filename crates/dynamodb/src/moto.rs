@@ -157,6 +157,23 @@ pub fn client(counter: Option<RequestCounter>) -> Client {
     emulator_client(&endpoint(), counter)
 }
 
+/// The shared configuration of other services' clients on the emulator (S3, SQS ...):
+/// dummy credentials and region, nothing from the environment.
+pub fn sdk_config() -> aws_config::SdkConfig {
+    use aws_sdk_dynamodb::config::{
+        BehaviorVersion, Credentials, Region, SharedCredentialsProvider,
+    };
+    aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .http_client(crate::http_client())
+        .endpoint_url(endpoint())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "emulator", "emulator", None, None, "emulator",
+        )))
+        .build()
+}
+
 /// A table name no other test (of this or another process) uses.
 pub fn unique_table_name(prefix: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use chat_domain::attachments::{
     Attachments, DOWNLOAD_URL_TTL_MS, FileName, FileType, UPLOAD_URL_TTL_MS, UploadTarget,
     parse_size,
@@ -24,18 +23,15 @@ struct World {
     http: reqwest::Client,
 }
 
+/// The store's own S3 configuration (`chat_s3::config`), on moto (which wants path-style
+/// addresses).
 fn s3_client() -> aws_sdk_s3::Client {
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "moto"))
-        .endpoint_url(chat_dynamodb::moto::endpoint())
-        .force_path_style(true)
-        .http_client(chat_dynamodb::http_client())
-        .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
-        .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
+    aws_sdk_s3::Client::from_conf(
+        chat_s3::config(&chat_dynamodb::moto::sdk_config())
+            .to_builder()
+            .force_path_style(true)
+            .build(),
+    )
 }
 
 async fn world() -> World {
