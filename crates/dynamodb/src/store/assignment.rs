@@ -257,19 +257,19 @@ impl DynamoStore {
     ) -> StoreResult<Vec<AgentLoad>> {
         let mut loads = Vec::with_capacity(agents.len());
         for chunk in agents.chunks(super::BATCH_GET_MAX_KEYS) {
-            let keys = chunk
+            // Answers come in any order: each is matched to its agent by its key.
+            let by_pk: std::collections::HashMap<String, &UserId> = chunk
                 .iter()
-                .map(|agent| items::key(table::agent_load_pk(app, agent), table::AGENT_LOAD_SK))
+                .map(|agent| (table::agent_load_pk(app, agent), agent))
+                .collect();
+            let keys = by_pk
+                .keys()
+                .map(|pk| items::key(pk.clone(), table::AGENT_LOAD_SK))
                 .collect();
             for item in self.batch_get(keys).await? {
-                let pk = items::string(&item, attr::PK)?;
-                let Some(agent) = chunk
-                    .iter()
-                    .find(|agent| table::agent_load_pk(app, agent) == pk)
-                else {
-                    continue;
-                };
-                loads.push(items::agent_load(agent, &item)?);
+                if let Some(agent) = by_pk.get(items::string(&item, attr::PK)?) {
+                    loads.push(items::agent_load(agent, &item)?);
+                }
             }
         }
         Ok(loads)
