@@ -704,16 +704,11 @@ impl ChatService {
                 }
                 SearchScope::Chat(chat)
             }
-            None => match filter {
-                None if user.role == Role::Agent => SearchScope::App,
-                None => SearchScope::Chats(
-                    self.inbox_chat_numbers(caller, app, &Default::default())
-                        .await?,
-                ),
-                Some(filter) => {
-                    SearchScope::Chats(self.inbox_chat_numbers(caller, app, filter).await?)
-                }
-            },
+            None if filter.is_none() && user.role == Role::Agent => SearchScope::App,
+            None => SearchScope::Chats(
+                self.inbox_chat_numbers(caller, app, filter.unwrap_or(&Default::default()))
+                    .await?,
+            ),
         };
         let across = scope.across_chats();
         let request = SearchRequest {
