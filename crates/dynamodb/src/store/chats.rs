@@ -147,16 +147,13 @@ impl DynamoStore {
                     let update_expression = update_expression(&set, &remove);
                     let request =
                         self.update_request(key(), &update_expression, Some(&condition), &expr)?;
-                    if let Ok(mut last_read) = read.lock() {
-                        *last_read = Some(current.clone());
-                    }
-                    match load_move {
-                        None => Ok(Step::Update(Box::new(request), items::chat, ())),
+                    let step = match load_move {
+                        None => Step::Update(Box::new(request), items::chat, ()),
                         Some(load) => {
                             let chat = aws_sdk_dynamodb::types::TransactWriteItem::builder()
                                 .update(request)
                                 .build();
-                            let mut changed = current;
+                            let mut changed = current.clone();
                             if let Some(subject) = &update.subject {
                                 changed.subject = subject.clone();
                             }
@@ -164,9 +161,13 @@ impl DynamoStore {
                                 changed.status = status;
                             }
                             changed.updated_at = update.now;
-                            Ok(Step::Transact(vec![chat, load], changed, ()))
+                            Step::Transact(vec![chat, load], changed, ())
                         }
+                    };
+                    if let Ok(mut last_read) = read.lock() {
+                        *last_read = Some(current);
                     }
+                    Ok(step)
                 },
                 move |cancelled, _| async move {
                     if !cancelled.failed(0) {
