@@ -441,6 +441,7 @@ fn main() {
     // The same mix across the whole application (an agent's search without a chat).
     let mut latency = Histogram::<u64>::new(3).unwrap();
     let mut hits_total = 0usize;
+    let mut slowest: Vec<(u64, &str)> = Vec::new();
     for _ in 0..args.queries {
         let q = &queries[rng.below(queries.len() as u64) as usize];
         let request = SearchRequest {
@@ -452,13 +453,25 @@ fn main() {
         };
         let t = Instant::now();
         hits_total += index.search_now(&request).unwrap().len();
-        latency.record(t.elapsed().as_micros() as u64).unwrap();
+        let micros = t.elapsed().as_micros() as u64;
+        latency.record(micros).unwrap();
+        slowest.push((micros, q.as_str()));
     }
     println!(
         "{} (mean hits per page {:.1})",
         percentiles("search, whole application", &latency, " ms", 1000.0),
         hits_total as f64 / args.queries as f64
     );
+    // The tail's queries: what the p99 is made of.
+    slowest.sort_unstable_by(|a, b| b.cmp(a));
+    let mut seen = std::collections::HashSet::new();
+    let tail: Vec<String> = slowest
+        .iter()
+        .filter(|(_, q)| seen.insert(*q))
+        .take(8)
+        .map(|(micros, q)| format!("{q:?} {:.1} ms", *micros as f64 / 1000.0))
+        .collect();
+    println!("search, whole application, slowest: {}", tail.join(", "));
 
     // Concurrent clients through `SearchIndex::search` (the server's path) on a runtime
     // of one worker per core, one chat's and then the application's.

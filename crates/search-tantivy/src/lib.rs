@@ -536,7 +536,12 @@ struct Page {
 impl Page {
     /// The best `limit` keys after the cursor among the documents `matching` yields, each
     /// scoring `bonus` plus the points of the `weights` it matches: one pass per segment,
-    /// document at a time, a heap of the page.
+    /// document at a time, a heap of the page. No document scores more than every
+    /// clause's points together: across chats, where creation time ranks next, a full
+    /// page whose lowest key has that score and is newer than a document cannot be beaten
+    /// by it. Such documents are not scored, and a segment whose newest document is older
+    /// is passed over; segments go newest first, so that for a common word the page fills
+    /// with recent best-scoring hits and older segments are not read.
     fn collect(
         &self,
         searcher: &tantivy::Searcher,
@@ -545,8 +550,32 @@ impl Page {
         bonus: u32,
     ) -> Result<BinaryHeap<Reverse<RankKey>>> {
         let (across, after, limit) = (self.across, self.after, self.limit);
+        let beaten = |best: &BinaryHeap<Reverse<RankKey>>, top: u32, created_at: i64| {
+            best.len() >= limit
+                && best
+                    .peek()
+                    .is_some_and(|min| (min.0.0, min.0.1) > (top, created_at))
+        };
         let mut best: BinaryHeap<Reverse<RankKey>> = BinaryHeap::with_capacity(limit + 1);
-        for segment in searcher.segment_readers() {
+        for (segment, newest) in self.segments_newest_first(searcher)? {
+            let mut top = bonus + weights.iter().map(|(_, points)| points).sum::<u32>();
+            if across && beaten(&best, top, newest) {
+                continue;
+            }
+            if across {
+                // The segment's own top score: the points of the clauses that match any of
+                // its documents (an infix that is seldom a whole word is often never one).
+                top = bonus;
+                for (weight, points) in weights {
+                    let scorer = weight.scorer(segment, 1.0).map_err(internal("search"))?;
+                    if scorer.doc() != TERMINATED {
+                        top += points;
+                    }
+                }
+                if beaten(&best, top, newest) {
+                    continue;
+                }
+            }
             let mut docs = matching.scorer(segment, 1.0).map_err(internal("search"))?;
             if docs.doc() == TERMINATED {
                 continue;
@@ -579,7 +608,11 @@ impl Page {
             let alive = segment.alive_bitset();
             let mut doc = docs.doc();
             while doc != TERMINATED {
-                if alive.is_none_or(|bits| bits.is_alive(doc)) {
+                let passed = match &columns {
+                    Some((_, created)) => beaten(&best, top, created.first(doc).unwrap_or(0)),
+                    None => false,
+                };
+                if !passed && alive.is_none_or(|bits| bits.is_alive(doc)) {
                     let mut score = bonus;
                     for probe in scorers.iter_mut() {
                         if probe.matches(doc) {
@@ -610,6 +643,31 @@ impl Page {
             }
         }
         Ok(best)
+    }
+
+    /// The segments with their newest creation time, newest first across chats (where
+    /// creation time ranks right after the score); in their own order in one chat.
+    fn segments_newest_first<'s>(
+        &self,
+        searcher: &'s tantivy::Searcher,
+    ) -> Result<Vec<(&'s tantivy::SegmentReader, i64)>> {
+        let mut segments = Vec::with_capacity(searcher.segment_readers().len());
+        for segment in searcher.segment_readers() {
+            let newest = if self.across {
+                segment
+                    .fast_fields()
+                    .i64("created_at")
+                    .map_err(internal("read the creation times"))?
+                    .max_value()
+            } else {
+                0
+            };
+            segments.push((segment, newest));
+        }
+        if self.across {
+            segments.sort_by_key(|(_, newest)| Reverse(*newest));
+        }
+        Ok(segments)
     }
 }
 

@@ -381,3 +381,123 @@ async fn bodies_and_queries_are_normalized_nfkc() {
     // Hiragana and katakana do not match each other.
     assert!(find(&index, "app_a", 1, "かーど").await.is_empty());
 }
+
+/// Every hit in `scope`, one page at a time of `limit`.
+async fn pages(
+    index: &TantivyIndex,
+    scope: &SearchScope,
+    query: &str,
+    limit: u32,
+) -> Vec<(u32, i64, u32, u32)> {
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = index
+            .search(&SearchRequest {
+                app: app("app_a"),
+                scope: scope.clone(),
+                query: SearchQuery::parse(query).unwrap(),
+                after,
+                limit,
+            })
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.cursor(scope.across_chats()));
+        seen.extend(page.iter().map(|h| h.across_key()));
+    }
+    seen
+}
+
+#[tokio::test]
+async fn pages_over_segments_of_any_age_match_one_page_of_all() {
+    // Given hits of three scores over 9 chats, committed in 12 batches whose creation times
+    // are out of order (an old batch committed last, as a late re-index would), some with no
+    // hit of the best score, with ties in creation time across chats, and edits of old
+    // messages landing in new segments.
+    let index = TantivyIndex::in_memory().unwrap();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let bodies = ["order", "orders shipped", "reorder please", "nothing here"];
+    let mut batches: Vec<Vec<IndexOp>> = Vec::new();
+    let mut numbers = [0i64; 9];
+    for batch in 0..12i64 {
+        let mut ops = Vec::new();
+        for _ in 0..40 {
+            let chat = next(9) as usize;
+            numbers[chat] += 1;
+            // Every third batch without whole words: its segment's best score is lower.
+            let body = if batch % 3 == 0 {
+                bodies[1 + next(3) as usize]
+            } else {
+                bodies[next(4) as usize]
+            };
+            let mut op = upsert("app_a", chat as i64 + 1, numbers[chat], body, 1);
+            if let IndexOp::Upsert(doc) = &mut op {
+                doc.created_at = Timestamp(batch * 10 + next(10) as i64);
+            }
+            ops.push(op);
+        }
+        batches.push(ops);
+    }
+    batches.swap(0, 11);
+    for ops in &batches {
+        apply(&index, ops).await;
+    }
+    let edits: Vec<IndexOp> = batches[5]
+        .iter()
+        .take(10)
+        .map(|op| match op {
+            IndexOp::Upsert(doc) => IndexOp::Upsert(SearchDocument {
+                body: "order again".to_owned(),
+                version: 2,
+                ..doc.clone()
+            }),
+            IndexOp::Delete { .. } => unreachable!(),
+        })
+        .collect();
+    apply(&index, &edits).await;
+    assert!(index.segments() > 1, "several segments");
+    for query in ["order", "orders", "reorder", "der"] {
+        // When the hits across the application are paged 7 at a time, or 1 at a time.
+        let app = SearchScope::App;
+        let whole = pages(&index, &app, query, 10_000).await;
+        assert!(whole.len() > 50, "{query}: {} hits", whole.len());
+        let mut sorted = whole.clone();
+        sorted.sort_by(|a, b| {
+            let key = |k: &(u32, i64, u32, u32)| (k.0, k.1, k.2.to_string(), k.3);
+            key(b).cmp(&key(a))
+        });
+        // Then they come in the order of one page of everything, each once.
+        assert_eq!(whole, sorted, "{query}: one page is in ranking order");
+        assert_eq!(
+            pages(&index, &app, query, 7).await,
+            whole,
+            "{query}, 7 a page"
+        );
+        assert_eq!(
+            pages(&index, &app, query, 1).await,
+            whole,
+            "{query}, 1 a page"
+        );
+        // And so do one chat's, by (score, number).
+        for chat in 1..=3 {
+            let scope = SearchScope::Chat(ChatNumber::new(chat).unwrap());
+            let whole = pages(&index, &scope, query, 10_000).await;
+            assert!(whole.len() > 5, "{query} in {chat}: {} hits", whole.len());
+            let mut sorted = whole.clone();
+            sorted.sort_by_key(|k| std::cmp::Reverse((k.0, k.3)));
+            assert_eq!(whole, sorted, "{query} in {chat}: ranking order");
+            assert_eq!(
+                pages(&index, &scope, query, 3).await,
+                whole,
+                "{query} in {chat}"
+            );
+        }
+    }
+}
