@@ -641,7 +641,7 @@ def report(results, out):
             m.group(0)
             for m in re.finditer(r"(kill -9 rounds|round \d+:|test result)[^\n]*", text)
         ]
-        lines += ["## Faults (`cargo test -p chat-server --test faults --test shutdown`)", "", "```"] + summary + ["```", ""]
+        lines += ["## Faults (`cargo test -p chat-server --test server -- faults:: shutdown::`)", "", "```"] + summary + ["```", ""]
 
     with open(os.path.join(out, "report.md"), "w") as f:
         f.write("\n".join(lines))

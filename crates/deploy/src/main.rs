@@ -25,7 +25,9 @@ fn main() -> ExitCode {
         },
         Some("check") => match chat_deploy::check(&root) {
             Ok(stale) if stale.is_empty() => {
-                println!("template.yaml and the resolver binaries are up to date");
+                println!(
+                    "template.yaml, the resolver binaries and functions/Cargo.toml are up to date"
+                );
                 ExitCode::SUCCESS
             }
             Ok(stale) => {
