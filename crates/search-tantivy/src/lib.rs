@@ -38,7 +38,9 @@
 //! that match every required phrase, moves each scoring phrase forward to each of them to
 //! add its points, and keeps the best page in a heap. The ranking key is exact and stable
 //! for cursor paging: `(score, number)` in one chat, `(score, created_at, chat, number)`
-//! across chats (`chat_number` and `created_at` are fast fields).
+//! across chats (`chat_number` and `created_at` are fast fields). Across chats the segments
+//! go newest first, and what cannot reach a full page (older than its lowest hit, which has
+//! the segment's top score) is passed over: see `Page::collect`.
 //!
 //! # Writes
 //! [`SearchIndex::apply`] takes the one writer (a mutex), keeps for each document the

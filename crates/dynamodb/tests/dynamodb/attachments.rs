@@ -1,7 +1,6 @@
 //! The request budget of the upload store (the figures in docs/attachments.md), counted by
 //! the SDK interceptor against the emulator, and its atomicity under racing sends.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chat_domain::attachments::{
@@ -9,21 +8,6 @@ use chat_domain::attachments::{
 };
 use chat_domain::*;
 use chat_store_conformance::fixtures::*;
-
-fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
-    pairs.iter().map(|(op, n)| ((*op).to_owned(), *n)).collect()
-}
-
-macro_rules! assert_requests {
-    ($counter:expr, $name:literal, $what:expr, $expected:expr) => {{
-        $counter.take();
-        let result = $what;
-        let sent = $counter.take();
-        println!("requests | {:<40} | {:?}", $name, sent);
-        assert_eq!(sent, counts($expected), "{}", $name);
-        result
-    }};
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_stay_within_their_request_budget() {

@@ -1,27 +1,9 @@
 //! The request budget of every store operation, counted by the SDK interceptor against the
 //! emulator: the figures in docs/dynamodb.md.
 
-use std::collections::BTreeMap;
-
 use chat_domain::*;
 use chat_dynamodb::RequestCounter;
 use chat_store_conformance::fixtures::*;
-
-fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
-    pairs.iter().map(|(op, n)| ((*op).to_owned(), *n)).collect()
-}
-
-/// Runs `what`, then asserts the requests it sent, printing the figure.
-macro_rules! assert_requests {
-    ($counter:expr, $name:literal, $what:expr, $expected:expr) => {{
-        $counter.take();
-        let result = $what;
-        let sent = $counter.take();
-        println!("requests | {:<40} | {:?}", $name, sent);
-        assert_eq!(sent, counts($expected), "{}", $name);
-        result
-    }};
-}
 
 async fn setup() -> (Store, RequestCounter) {
     let (store, counter) = chat_dynamodb::moto::fresh_store().await;
@@ -456,7 +438,7 @@ async fn contended_sends_cost_one_transaction_per_lost_race() {
     );
     assert_eq!(
         one_store,
-        counts(&[("GetItem", 32), ("TransactWriteItems", 32)])
+        crate::counts(&[("GetItem", 32), ("TransactWriteItems", 32)])
     );
 
     // 4 stores ("processes") x 8 concurrent sends each.
