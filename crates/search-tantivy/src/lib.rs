@@ -538,12 +538,13 @@ struct Page {
 impl Page {
     /// The best `limit` keys after the cursor among the documents `matching` yields, each
     /// scoring `bonus` plus the points of the `weights` it matches: one pass per segment,
-    /// document at a time, a heap of the page. No document scores more than every
-    /// clause's points together: across chats, where creation time ranks next, a full
-    /// page whose lowest key has that score and is newer than a document cannot be beaten
-    /// by it. Such documents are not scored, and a segment whose newest document is older
-    /// is passed over; segments go newest first, so that for a common word the page fills
-    /// with recent best-scoring hits and older segments are not read.
+    /// document at a time, a heap of the page. No document of a segment scores more than
+    /// the points of the clauses that match anything in it (the segment's top score):
+    /// across chats, where creation time ranks next, a full page whose lowest key has that
+    /// score and is newer than a document cannot be beaten by it. Such documents are not
+    /// scored, and a segment whose newest document is older is passed over; segments go
+    /// newest first, so that for a common word the page fills with recent best-scoring
+    /// hits and older segments are not read.
     fn collect(
         &self,
         searcher: &tantivy::Searcher,
@@ -558,13 +559,16 @@ impl Page {
                     .peek()
                     .is_some_and(|min| (min.0.0, min.0.1) > (top, created_at))
         };
+        let all_points = bonus + weights.iter().map(|(_, points)| points).sum::<u32>();
         let mut best: BinaryHeap<Reverse<RankKey>> = BinaryHeap::with_capacity(limit + 1);
         for (segment, newest) in self.segments_newest_first(searcher)? {
-            let mut top = bonus + weights.iter().map(|(_, points)| points).sum::<u32>();
-            if across && beaten(&best, top, newest) {
-                continue;
-            }
+            let mut top = all_points;
             if across {
+                // Passed over before its clauses are asked, when even every clause's points
+                // would not do.
+                if beaten(&best, top, newest) {
+                    continue;
+                }
                 // The segment's own top score: the points of the clauses that match any of
                 // its documents (an infix that is seldom a whole word is often never one).
                 top = bonus;
@@ -610,10 +614,10 @@ impl Page {
             let alive = segment.alive_bitset();
             let mut doc = docs.doc();
             while doc != TERMINATED {
-                let passed = match &columns {
-                    Some((_, created)) => beaten(&best, top, created.first(doc).unwrap_or(0)),
-                    None => false,
-                };
+                let created_at = columns
+                    .as_ref()
+                    .map(|(_, created)| created.first(doc).unwrap_or(0));
+                let passed = created_at.is_some_and(|at| beaten(&best, top, at));
                 if !passed && alive.is_none_or(|bits| bits.is_alive(doc)) {
                     let mut score = bonus;
                     for probe in scorers.iter_mut() {
@@ -622,14 +626,14 @@ impl Page {
                         }
                     }
                     let number = numbers.first(doc).unwrap_or(0) as u32;
-                    let key = match &columns {
-                        Some((chats, created)) => (
+                    let key = match (&columns, created_at) {
+                        (Some((chats, _)), Some(created_at)) => (
                             score,
-                            created.first(doc).unwrap_or(0),
+                            created_at,
                             ChatKeyOrder(chats.first(doc).unwrap_or(0) as u32),
                             number,
                         ),
-                        None => (score, 0, ChatKeyOrder(0), number),
+                        _ => (score, 0, ChatKeyOrder(0), number),
                     };
                     let wanted = number > 0
                         && after.is_none_or(|after| key < after)
