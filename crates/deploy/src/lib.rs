@@ -759,15 +759,12 @@ fn bin_entries(root: &Path, binaries: &BTreeMap<PathBuf, String>) -> String {
         .filter_map(|path| path.file_stem())
         .map(|stem| stem.to_string_lossy().into_owned())
         .collect();
-    if let Ok(entries) = std::fs::read_dir(root.join(BINARIES_DIR)) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let by_hand = path.extension().is_some_and(|e| e == "rs")
-                && std::fs::read_to_string(&path)
-                    .is_ok_and(|text| !text.starts_with(BINARY_HEADER));
-            if by_hand && let Some(stem) = path.file_stem() {
-                names.push(stem.to_string_lossy().into_owned());
-            }
+    for (relative, generated) in binaries_on_disk(root) {
+        if !generated
+            && relative.extension().is_some_and(|e| e == "rs")
+            && let Some(stem) = relative.file_stem()
+        {
+            names.push(stem.to_string_lossy().into_owned());
         }
     }
     names.sort();
@@ -840,19 +837,31 @@ pub fn generate(root: &Path) -> Result<Generated, String> {
     })
 }
 
-/// Generated binaries on disk that no resolver has any more.
-fn stale_binaries(root: &Path, generated: &Generated) -> Vec<PathBuf> {
+/// The files of `functions/src/bin` (relative to the root), each with whether the
+/// generator wrote it (its first line is [`BINARY_HEADER`]) or a person did.
+fn binaries_on_disk(root: &Path) -> Vec<(PathBuf, bool)> {
     let Ok(entries) = std::fs::read_dir(root.join(BINARIES_DIR)) else {
         return Vec::new();
     };
-    let mut stale: Vec<PathBuf> = entries
+    entries
         .flatten()
-        .map(|e| Path::new(BINARIES_DIR).join(e.file_name()))
-        .filter(|relative| !generated.binaries.contains_key(relative))
-        .filter(|relative| {
-            std::fs::read_to_string(root.join(relative))
-                .is_ok_and(|text| text.starts_with(BINARY_HEADER))
+        .filter_map(|e| {
+            let relative = Path::new(BINARIES_DIR).join(e.file_name());
+            let text = std::fs::read_to_string(root.join(&relative)).ok()?;
+            let generated = text.starts_with(BINARY_HEADER);
+            Some((relative, generated))
         })
+        .collect()
+}
+
+/// Generated binaries on disk that no resolver has any more.
+fn stale_binaries(root: &Path, generated: &Generated) -> Vec<PathBuf> {
+    let mut stale: Vec<PathBuf> = binaries_on_disk(root)
+        .into_iter()
+        .filter(|(relative, by_generator)| {
+            *by_generator && !generated.binaries.contains_key(relative)
+        })
+        .map(|(relative, _)| relative)
         .collect();
     stale.sort();
     stale
