@@ -14,28 +14,13 @@ const ON_CHAT: &str =
     "subscription($a: ID!) { onChat(appToken: $a) { number assigneeId team hasAgent } }";
 
 async fn filtered(server: &TestServer, token: &str, app: &TestApp, filter: Value) -> Vec<i64> {
-    let mut numbers = Vec::new();
-    let mut next: Option<String> = None;
-    loop {
-        let data = server
-            .ok(
-                token,
-                FILTERED,
-                json!({ "a": app.token, "f": filter, "l": 2, "t": next }),
-            )
-            .await;
-        numbers.extend(
-            data["chats"]["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| c["number"].as_i64().unwrap()),
-        );
-        match data["chats"]["nextToken"].as_str() {
-            Some(t) => next = Some(t.to_owned()),
-            None => return numbers,
-        }
-    }
+    server
+        .chat_numbers(
+            token,
+            FILTERED,
+            json!({ "a": app.token, "f": filter, "l": 2 }),
+        )
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

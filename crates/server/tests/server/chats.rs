@@ -14,28 +14,13 @@ async fn all_pages(
     status: Value,
     limit: i64,
 ) -> Vec<i64> {
-    let mut numbers = Vec::new();
-    let mut next: Option<String> = None;
-    loop {
-        let data = server
-            .ok(
-                token,
-                CHATS,
-                json!({ "a": app.token, "s": status, "l": limit, "t": next }),
-            )
-            .await;
-        numbers.extend(
-            data["chats"]["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| c["number"].as_i64().unwrap()),
-        );
-        match data["chats"]["nextToken"].as_str() {
-            Some(t) => next = Some(t.to_owned()),
-            None => return numbers,
-        }
-    }
+    server
+        .chat_numbers(
+            token,
+            CHATS,
+            json!({ "a": app.token, "s": status, "l": limit }),
+        )
+        .await
 }
 
 #[tokio::test]

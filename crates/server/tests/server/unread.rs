@@ -47,20 +47,12 @@ async fn mark(
 
 /// Every chat of the application as `token` sees it, by number.
 async fn all_chats(server: &TestServer, app: &TestApp, token: &str) -> HashMap<i64, Value> {
-    let mut chats = HashMap::new();
-    let mut next: Option<String> = None;
-    loop {
-        let data = server
-            .ok(token, CHATS, json!({ "a": app.token, "t": next }))
-            .await;
-        for chat in data["chats"]["items"].as_array().unwrap() {
-            chats.insert(chat["number"].as_i64().unwrap(), chat.clone());
-        }
-        match data["chats"]["nextToken"].as_str() {
-            Some(t) => next = Some(t.to_owned()),
-            None => return chats,
-        }
-    }
+    server
+        .all_chats(token, CHATS, json!({ "a": app.token }))
+        .await
+        .into_iter()
+        .map(|chat| (chat["number"].as_i64().unwrap(), chat))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -207,6 +207,29 @@ impl TestServer {
         graphql_ok(&self.client, &self.url, token, query, variables).await
     }
 
+    /// The items of a `chats` query, page after page: `variables` without the page token,
+    /// which the query takes as `$t`.
+    pub async fn all_chats(&self, token: &str, query: &str, mut variables: Value) -> Vec<Value> {
+        let mut items = Vec::new();
+        loop {
+            let data = self.ok(token, query, variables.clone()).await;
+            items.extend(data["chats"]["items"].as_array().unwrap().iter().cloned());
+            match data["chats"]["nextToken"].as_str() {
+                Some(t) => variables["t"] = Value::from(t),
+                None => return items,
+            }
+        }
+    }
+
+    /// The chat numbers of [`TestServer::all_chats`], in their order.
+    pub async fn chat_numbers(&self, token: &str, query: &str, variables: Value) -> Vec<i64> {
+        self.all_chats(token, query, variables)
+            .await
+            .iter()
+            .map(|c| c["number"].as_i64().unwrap())
+            .collect()
+    }
+
     /// A request that must fail: returns the first error's code.
     pub async fn error_code(&self, token: Option<&str>, query: &str, variables: Value) -> String {
         let (_, body) = self.post(token, query, variables).await;
